@@ -1,0 +1,66 @@
+"""When to say a name: the decision policy shared by devices and the accuracy bench.
+
+Nearest neighbour at face_recognition's default tolerance (0.6) names many strangers as
+someone enrolled. A name is said only when
+  - the distance to the best citizen is under a calibrated threshold,
+  - the nearest *other* citizen is clearly further away (margin), and
+  - on a device, the same citizen wins several frames of one face track in a row.
+Anything else is "unknown": the visitor is sent to a clerk, never greeted with a guess.
+"""
+from dataclasses import dataclass, field
+
+NO_RUNNER_UP = 1.0  # margin reported when only one citizen is enrolled
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The shipped operating point; see bench/accuracy.py and the README for how it was chosen."""
+    threshold: float = 0.45
+    margin: float = 0.06
+    min_frames: int = 3          # frames in a row that must agree before greeting
+    unknown_after: int = 6       # frames of a track with no acceptable match -> unknown visitor
+
+
+@dataclass(frozen=True)
+class FrameDecision:
+    citizen_id: object           # int, or None for "no acceptable match"
+    distance: float
+    margin: float
+
+
+def decide(gallery, encoding, policy):
+    """One probe against the gallery: the citizen if the match is acceptable, else None."""
+    best, runner_up = gallery.nearest_two(encoding)
+    if best is None:
+        return FrameDecision(None, float("inf"), 0.0)
+    margin = (runner_up.distance - best.distance) if runner_up else NO_RUNNER_UP
+    accepted = best.distance <= policy.threshold and margin >= policy.margin
+    return FrameDecision(best.citizen_id if accepted else None, best.distance, margin)
+
+
+def naive_decide(gallery, encoding, tolerance=0.6):
+    """The naive policy, for comparison only: nearest neighbour under face_recognition's tolerance."""
+    best, _ = gallery.nearest_two(encoding)
+    if best is None or best.distance > tolerance:
+        return FrameDecision(None, float("inf") if best is None else best.distance, 0.0)
+    return FrameDecision(best.citizen_id, best.distance, 0.0)
+
+
+@dataclass
+class TrackVotes:
+    """Frame decisions of one face track, oldest first."""
+    decisions: list = field(default_factory=list)
+
+    def add(self, decision):
+        self.decisions.append(decision)
+
+    def verdict(self, policy):
+        """("named", decision) once min_frames in a row agree on one citizen,
+        ("unknown", None) once unknown_after frames passed without that, else (None, None)."""
+        recent = self.decisions[-policy.min_frames:]
+        if len(recent) == policy.min_frames and recent[0].citizen_id is not None \
+                and all(d.citizen_id == recent[0].citizen_id for d in recent):
+            return "named", min(recent, key=lambda d: d.distance)
+        if len(self.decisions) >= policy.unknown_after:
+            return "unknown", None
+        return None, None

@@ -1,0 +1,105 @@
+"""Load any photo or frame into one form: an RGB uint8 numpy array, upright.
+
+Enrolment photos come from spreadsheets exported by many offices: EXIF-rotated phone
+pictures, 16-bit or transparent PNGs, CMYK scans, the odd decompression bomb. Everything
+that is not a readable, reasonably sized image is refused with a reason a person understands.
+"""
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import PhotoRejected
+
+MAX_BYTES = 30 * 1024 * 1024
+MAX_PIXELS = 40_000_000  # a 40 MP photo is already far more than a face needs
+
+
+def load_image(source, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
+    """Return an upright RGB uint8 array from a path, bytes or binary file object.
+
+    Raises PhotoRejected for non-images, truncated files, and images over the size limits
+    (checked from the header, before the pixels are decoded, so a bomb costs nothing).
+    """
+    data = _read_bytes(source, max_bytes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+            _check_pixels(img, max_pixels)
+            img.load()
+        except PhotoRejected:
+            raise
+        except (UnidentifiedImageError, SyntaxError):
+            raise PhotoRejected("not an image file (JPEG, PNG or another common format is expected)")
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise PhotoRejected("image is too large to process safely")
+        except (OSError, ValueError, EOFError):
+            raise PhotoRejected("image file is truncated or corrupt")
+    img = ImageOps.exif_transpose(img)
+    return _to_rgb_array(img)
+
+
+def _read_bytes(source, max_bytes):
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        try:
+            if os.path.getsize(source) > max_bytes:
+                raise PhotoRejected(f"file is larger than {max_bytes // (1024 * 1024)} MB")
+            with open(source, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise PhotoRejected("photo file not found")
+    else:
+        data = source.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PhotoRejected(f"file is larger than {max_bytes // (1024 * 1024)} MB")
+    if not data:
+        raise PhotoRejected("file is empty")
+    return data
+
+
+def _check_pixels(img, max_pixels):
+    width, height = img.size
+    if width * height > max_pixels:
+        raise PhotoRejected(
+            f"image is too large ({width}x{height} pixels; at most {max_pixels // 1_000_000} megapixels)")
+
+
+def _to_rgb_array(img):
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: scale to 8 bits by the actual range, not by clipping.
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        grey = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.stack([grey] * 3, axis=-1))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def scaled_to_fit(rgb, max_side):
+    """Return (image, scale): the image shrunk so its longer side is at most max_side.
+
+    scale is new/old (1.0 when it already fits). Detection runs on the small copy: HOG
+    finds faces as well on a 640 px image as on a 4000 px one, at a fraction of the cost.
+    """
+    height, width = rgb.shape[:2]
+    longest = max(height, width)
+    if longest <= max_side:
+        return rgb, 1.0
+    scale = max_side / longest
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = Image.fromarray(rgb).resize(size, Image.BILINEAR)
+    return np.asarray(small), scale
+
+
+def bgr_to_rgb(frame):
+    """OpenCV frames are BGR; dlib wants contiguous RGB (a [..., ::-1] view is rejected)."""
+    import cv2
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)

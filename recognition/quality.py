@@ -1,0 +1,69 @@
+"""The enrolment quality gate: one photo in, one face template out, or a reason why not.
+
+A template enrolled from a bad photo makes every later match worse, and a photo with two
+people could enrol the wrong face: refuse rather than guess.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import engine
+from .errors import PhotoRejected
+
+MIN_FACE_PX = 60        # dlib's encoder aligns to 150 px; much smaller faces lose detail
+MIN_SHARPNESS = 15.0    # variance of the Laplacian on the face scaled to 150 px
+DETECT_MAX_SIDE = 800
+
+
+@dataclass
+class Enrolment:
+    encoding: np.ndarray
+    location: tuple
+    sharpness: float
+
+
+def enrolment_template(rgb, num_jitters=1, model="small", min_face_px=MIN_FACE_PX,
+                       min_sharpness=MIN_SHARPNESS):
+    """Check a photo and encode its one face.
+
+    Raises PhotoRejected for no face, more than one face, a face too small or too blurry.
+    num_jitters > 1 gives a steadier template at num_jitters times the encoding cost.
+    """
+    faces = engine.detect_faces(rgb, DETECT_MAX_SIDE, upsample=1, clip=False)
+    if not faces:
+        # Small photos (ID-card scans) can hold faces below the 1x detector's reach.
+        faces = engine.detect_faces(rgb, DETECT_MAX_SIDE, upsample=2, clip=False)
+    if not faces:
+        raise PhotoRejected("no face found in the photo")
+    if len(faces) > 1:
+        raise PhotoRejected(f"{len(faces)} faces found; the photo must show exactly one person")
+    if _cut_off(faces[0], rgb.shape):
+        raise PhotoRejected("face is cut off by the edge of the photo")
+    location = engine.clip_location(faces[0], rgb.shape)
+    size = min(engine.face_height(location), engine.face_width(location))
+    if size < min_face_px:
+        raise PhotoRejected(f"face is too small ({size} px across; at least {min_face_px} px)")
+    score = sharpness(rgb, location)
+    if score < min_sharpness:
+        raise PhotoRejected(f"photo is too blurry (sharpness {score:.0f}; at least {min_sharpness:.0f})")
+    encoding = engine.face_encoding(rgb, location, model=model, num_jitters=num_jitters)
+    return Enrolment(encoding, location, score)
+
+
+def _cut_off(location, shape, slack=0.1):
+    """True when the face box reaches more than `slack` of its size past the image edge."""
+    top, right, bottom, left = location
+    pad_y = slack * (bottom - top)
+    pad_x = slack * (right - left)
+    return (top < -pad_y or left < -pad_x
+            or bottom > shape[0] + pad_y or right > shape[1] + pad_x)
+
+
+def sharpness(rgb, location):
+    """Variance of the Laplacian over the face, scaled to 150 px so big and small faces compare."""
+    import cv2
+    top, right, bottom, left = location
+    crop = rgb[top:bottom, left:right]
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    grey = cv2.resize(grey, (150, 150), interpolation=cv2.INTER_AREA)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())

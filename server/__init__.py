@@ -1,0 +1,1 @@
+"""The server's features: one blueprint per feature, registered by web.init_app."""

@@ -1,0 +1,46 @@
+"""One error shape: {"error": {"status": 404, "message": "..."}} for the API and JSON clients,
+an error page for people. Every handler goes through error_body()."""
+from flask import jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    """An error with an HTTP status and a message for the caller."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_body(status, message):
+    return {"error": {"status": status, "message": message}}
+
+
+def wants_json():
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json" and \
+        request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def error_response(status, message):
+    if wants_json():
+        return jsonify(error_body(status, message)), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def init_app(app):
+    @app.errorhandler(ApiError)
+    def _api_error(e):
+        return error_response(e.status, e.message)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e):
+        return error_response(e.code, e.description)
+
+    @app.errorhandler(Exception)
+    def _unexpected(e):
+        app.logger.exception("unexpected error")
+        return error_response(500, "Internal error; the request was not applied.")

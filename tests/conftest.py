@@ -1,0 +1,93 @@
+"""Fixtures: the app on a temp instance folder, client, runner, auth helper, a live server."""
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from app import create_app
+from db import open_db
+from server.auth import create_user
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+if not SHARED.exists():
+    SHARED = Path(os.environ.get("CIVIC_SHARED", "../shared")).resolve()
+FACES = SHARED / "faces"
+PEOPLE = FACES / "people"
+VIDEO = SHARED / "video" / "blinking_on_purpose.mp4"
+PASSWORD = "test-password-123"
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIVIC_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = create_app({"TESTING": True, "IMPORT_WORKERS": 1})
+    db = open_db(app.config["DATABASE"])
+    create_user(db, "admin", PASSWORD, "admin")
+    create_user(db, "clerk", PASSWORD, "clerk")
+    db.conn.close()
+    yield app
+
+
+@pytest.fixture
+def db(app):
+    handle = open_db(app.config["DATABASE"])
+    yield handle
+    handle.conn.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+class AuthActions:
+    def __init__(self, client):
+        self._client = client
+
+    def login(self, username="admin", password=PASSWORD):
+        """Log in through the real form (the CSRF token is read off the page)."""
+        token = csrf_from(self._client.get("/login").get_data(as_text=True))
+        return self._client.post("/login", data={"username": username, "password": password,
+                                                 "csrf_token": token})
+
+    def logout(self):
+        return self._client.post("/logout", data={"csrf_token": self.csrf_token()})
+
+    def csrf_token(self, path="/login"):
+        return csrf_from(self._client.get(path).get_data(as_text=True))
+
+
+def csrf_from(page):
+    """The CSRF token in a rendered page (any form on it)."""
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+@pytest.fixture
+def live_server(app):
+    """The app served for real on 127.0.0.1 (a free port) in a background thread."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.url = f"http://127.0.0.1:{server.server_port}"
+    yield server
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def person_photo(name, index=1):
+    return PEOPLE / name / f"{index}.jpg"
