@@ -7,7 +7,7 @@ DEV=${1:-}
 
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
-[ "$DEV" = "--dev" ] && { [ -x /usr/bin/chromium ] || need_apt+=(chromium); }
+[ "$DEV" = "--dev" ] && { [ -x /usr/bin/chromium ] || need_apt+=(chromium); dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk); }
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "setup: installing Debian packages: ${need_apt[*]}"
