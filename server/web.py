@@ -31,13 +31,14 @@ def init_app(app):
     for bp in _blueprints():
         app.register_blueprint(bp)
     # The device API authenticates with bearer tokens, not cookies: CSRF does not apply.
-    from . import api
+    from . import api, casefile
     csrf.exempt(api.bp)
+    csrf.exempt(casefile.bp)
 
 
 def _blueprints():
-    from . import auth, citizens, imports, api, console, admin
-    return [auth.bp, citizens.bp, imports.bp, api.bp, console.bp, admin.bp]
+    from . import auth, citizens, imports, api, casefile, console, admin
+    return [auth.bp, citizens.bp, imports.bp, api.bp, casefile.bp, console.bp, admin.bp]
 
 
 def client_ip():
