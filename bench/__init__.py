@@ -1,0 +1,1 @@
+"""Benchmarks: each prints JSON and compares against the naive way in the same run."""
