@@ -159,3 +159,24 @@ _INITIAL = [
         site TEXT NOT NULL, day TEXT NOT NULL, last_number INTEGER NOT NULL,
         PRIMARY KEY (site, day))""",
 ]
+
+
+@migration
+def m002_console_indexes(db):
+    """Keyset pages of the clerk console's queue and audit log stay index-only walks.
+
+    The session indexes end in id so (received_at, id) cursors need no sort; the two
+    m001 indexes they extend are dropped rather than kept as duplicates on every write.
+    """
+    for sql in [
+        "DROP INDEX IF EXISTS idx_sessions_device",
+        "DROP INDEX IF EXISTS idx_sessions_status",
+        "CREATE INDEX idx_sessions_device_keyset ON sessions(device_id, received_at, id)",
+        "CREATE INDEX idx_sessions_status_keyset ON sessions(review_status, received_at, id)",
+        "CREATE INDEX idx_sessions_outcome_keyset ON sessions(outcome, received_at, id)",
+        # purge walks only the rows that still hold a snapshot file
+        "CREATE INDEX idx_sessions_snapshot ON sessions(received_at) WHERE snapshot_path IS NOT NULL",
+        "CREATE INDEX idx_audit_actor ON audit_log(actor_name)",
+        "CREATE INDEX idx_audit_action ON audit_log(action)",
+    ]:
+        db.conn.execute(sql)
