@@ -1,0 +1,247 @@
+"""Open-set identification accuracy of the shipped decision policy against the naive one.
+
+    python -m bench.accuracy DATASET_DIR [--model small|large] [--jitters N] [--workers N]
+
+DATASET_DIR holds <person>/<images>. People are sorted by name; every 5th person (the 5th,
+10th, ...) is not enrolled and all their photos are impostor probes. Every other person's
+first image (natural sort) is enrolled through the real enrolment path (quality gate), the
+rest are genuine probes. DATASET_DIR/../identities_unknown_probes/ (images, or folders of
+images) adds impostor probes. Probes go through the device path (largest face, same
+encoder) and recognition.decision.decide(), the code the devices run, one image per probe.
+
+Prints JSON: the shipped policy and the naive one (nearest neighbour at tolerance 0.6), the
+false-match rate per comparison, the FPIR that implies at 1k/10k/100k enrolled, and a sweep
+of thresholds and margins to recalibrate on a bureau's own photos.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from recognition import PhotoRejected, engine, images, quality
+from recognition.decision import Policy, decide, naive_decide
+from recognition.gallery import Gallery
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+GALLERY_SIZES = (1_000, 10_000, 100_000)
+PROBE_MAX_SIDE = 640  # devices detect on a downscaled frame too
+
+
+def natural_key(text):
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+def image_files(folder):
+    return sorted((os.path.join(folder, f) for f in os.listdir(folder)
+                   if f.lower().endswith(IMAGE_SUFFIXES)), key=lambda p: natural_key(os.path.basename(p)))
+
+
+def dataset_plan(root):
+    """(enrol, genuine, impostor): enrol is [(person, path)], probes are [(person or None, path)]."""
+    people = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    enrol, genuine, impostor = [], [], []
+    for index, person in enumerate(people, start=1):
+        files = image_files(os.path.join(root, person))
+        if not files:
+            continue
+        if index % 5 == 0:
+            impostor += [(person, f) for f in files]
+        else:
+            enrol.append((person, files[0]))
+            genuine += [(person, f) for f in files[1:]]
+    extra = os.path.join(os.path.dirname(os.path.abspath(root)), "identities_unknown_probes")
+    if os.path.isdir(extra):
+        for dirpath, _, _ in sorted(os.walk(extra)):
+            impostor += [(None, f) for f in image_files(dirpath)]
+    return enrol, genuine, impostor
+
+
+def _enrol_one(args):
+    path, model, jitters = args
+    try:
+        return quality.enrolment_template(images.load_image(path), num_jitters=jitters, model=model).encoding
+    except PhotoRejected as e:
+        return e.reason
+
+
+def _probe_one(args):
+    """The device path on one image: largest face on a downscaled copy, then encode."""
+    path, model = args
+    try:
+        rgb = images.load_image(path)
+    except PhotoRejected as e:
+        return e.reason
+    faces = engine.detect_faces(rgb, PROBE_MAX_SIDE)
+    if not faces:
+        # Dataset crops can be small; the device would see such a visitor from closer.
+        faces = engine.detect_faces(rgb, PROBE_MAX_SIDE, upsample=2)
+    if not faces:
+        return "no face found"
+    return engine.face_encoding(rgb, faces[0], model=model)
+
+
+def encode_all(enrol, probes, model, jitters, workers):
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        enrolled = list(pool.map(_enrol_one, [(p, model, jitters) for _, p in enrol], chunksize=4))
+        probed = list(pool.map(_probe_one, [(p, model) for _, p in probes], chunksize=4))
+    return enrolled, probed
+
+
+def build_gallery(enrol, encodings):
+    """Gallery of accepted enrolments, and the set of people actually enrolled."""
+    gallery, people, ids = Gallery(), set(), {}
+    for (person, _), encoding in zip(enrol, encodings):
+        if isinstance(encoding, str):
+            continue
+        ids[person] = len(ids) + 1
+        gallery.add(ids[person], encoding)
+        people.add(person)
+    return gallery, ids
+
+
+def score(gallery, ids, probes, encodings, decide_fn):
+    """Counts for one policy. A probe of someone not enrolled counts as an impostor probe."""
+    counts = dict(correct=0, wrong_person=0, miss=0, impostor_named=0, genuine_probes=0,
+                  impostor_probes=0)
+    for (person, _), encoding in zip(probes, encodings):
+        expected = ids.get(person)
+        named = None if isinstance(encoding, str) else decide_fn(gallery, encoding).citizen_id
+        if expected is None:
+            counts["impostor_probes"] += 1
+            counts["impostor_named"] += named is not None
+        else:
+            counts["genuine_probes"] += 1
+            key = "miss" if named is None else "correct" if named == expected else "wrong_person"
+            counts[key] += 1
+    counts["fpir"] = round(counts["impostor_named"] / counts["impostor_probes"], 5) \
+        if counts["impostor_probes"] else None
+    counts["tpir"] = round(counts["correct"] / counts["genuine_probes"], 5) \
+        if counts["genuine_probes"] else None
+    counts["enrolled"] = len(ids)
+    return counts
+
+
+def non_mated_distances(gallery_items, probes, encodings, ids):
+    """Distances of every probe to every enrolled template of another person."""
+    out = []
+    for (person, _), encoding in zip(probes, encodings):
+        if isinstance(encoding, str):
+            continue
+        for other, template in gallery_items:
+            if other != ids.get(person):
+                out.append(float(np.linalg.norm(template - encoding)))
+    return np.array(out)
+
+
+def mated_distances(gallery_items, probes, encodings, ids):
+    """Distance of every genuine probe to its own enrolled template."""
+    own = dict(gallery_items)
+    return np.array([float(np.linalg.norm(own[ids[person]] - encoding))
+                     for (person, _), encoding in zip(probes, encodings)
+                     if person in ids and not isinstance(encoding, str)])
+
+
+def spread(values):
+    """Summary of a distance distribution: how far apart genuine and impostor pairs sit."""
+    if not values.size:
+        return None
+    q = np.percentile(values, [1, 5, 50, 95, 99])
+    return {"n": int(values.size), "min": round(float(values.min()), 4),
+            "p1": round(float(q[0]), 4), "p5": round(float(q[1]), 4), "median": round(float(q[2]), 4),
+            "p95": round(float(q[3]), 4), "p99": round(float(q[4]), 4),
+            "max": round(float(values.max()), 4)}
+
+
+def fmr_upper_95(matches, comparisons):
+    """One-sided 95 % upper bound on the false-match rate (rule of three when none seen):
+    with few comparisons a measured 0 is not a 0."""
+    if not comparisons:
+        return None
+    if matches == 0:
+        return 3.0 / comparisons
+    rate = matches / comparisons
+    return rate + 1.645 * (rate * (1 - rate) / comparisons) ** 0.5
+
+
+def expected_fpir(fmr):
+    """FPIR at larger galleries if false matches were independent: 1 - (1 - FMR)^N.
+    An upper-bound style estimate for the threshold alone; the margin rule lowers it."""
+    return {str(n): round(1 - (1 - fmr) ** n, 5) for n in GALLERY_SIZES}
+
+
+def sweep(gallery, ids, probes, encodings):
+    rows = []
+    for threshold in np.arange(0.35, 0.625, 0.025):
+        for margin in (0.0, 0.03, 0.06, 0.1):
+            policy = Policy(threshold=round(float(threshold), 3), margin=margin)
+            c = score(gallery, ids, probes, encodings, lambda g, e: decide(g, e, policy))
+            rows.append({"threshold": policy.threshold, "margin": margin, "correct": c["correct"],
+                         "wrong_person": c["wrong_person"], "fpir": c["fpir"]})
+    return rows
+
+
+def best_point(rows, max_fpir=0.01):
+    """The operating point the rules ask for: no wrong names, FPIR <= 1 %, most correct."""
+    ok = [r for r in rows if r["wrong_person"] == 0 and (r["fpir"] or 0) <= max_fpir]
+    return max(ok, key=lambda r: (r["correct"], -r["threshold"] + r["margin"]), default=None)
+
+
+def run(root, model="small", jitters=1, workers=None, policy=None):
+    policy = policy or Policy()
+    enrol, genuine, impostor = dataset_plan(root)
+    probes = genuine + impostor
+    enrolled, probed = encode_all(enrol, probes, model, jitters, workers or os.cpu_count())
+    gallery, ids = build_gallery(enrol, enrolled)
+    shipped = score(gallery, ids, probes, probed, lambda g, e: decide(g, e, policy))
+    naive = score(gallery, ids, probes, probed, naive_decide)
+    items = [(ids[p], e) for (p, _), e in zip(enrol, enrolled) if not isinstance(e, str)]
+    distances = non_mated_distances(items, probes, probed, ids)
+    genuine_d = mated_distances(items, probes, probed, ids)
+    false_matches = int((distances <= policy.threshold).sum())
+    fmr = false_matches / distances.size if distances.size else 0.0
+    fmr_upper = fmr_upper_95(false_matches, int(distances.size))
+    naive_fmr = float((distances <= 0.6).mean()) if distances.size else 0.0
+    rows = sweep(gallery, ids, probes, probed)
+    return {
+        "dataset": os.path.abspath(root), "model": model, "num_jitters": jitters,
+        "policy": {"threshold": policy.threshold, "margin": policy.margin},
+        **shipped,
+        "enrol_rejected": sum(isinstance(e, str) for e in enrolled),
+        "probes_without_face": sum(isinstance(e, str) for e in probed),
+        "false_match_rate": round(fmr, 7), "non_mated_comparisons": int(distances.size),
+        "false_match_rate_upper_95": fmr_upper and round(fmr_upper, 7),
+        "expected_fpir_at_gallery_size": expected_fpir(fmr),
+        "expected_fpir_at_gallery_size_upper_95": fmr_upper and expected_fpir(fmr_upper),
+        "genuine_distances": spread(genuine_d), "non_mated_distances": spread(distances),
+        "naive": {"tolerance": 0.6, **naive, "false_match_rate": round(naive_fmr, 7),
+                  "expected_fpir_at_gallery_size": expected_fpir(naive_fmr)},
+        "best_point_on_this_data": best_point(rows),
+        "sweep": rows,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dataset")
+    parser.add_argument("--model", choices=["small", "large"], default="small",
+                        help="landmark model used to align faces before encoding")
+    parser.add_argument("--jitters", type=int, default=1, help="num_jitters at enrolment")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--threshold", type=float, default=None)
+    parser.add_argument("--margin", type=float, default=None)
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.dataset):
+        parser.error(f"not a folder: {args.dataset}")
+    base = Policy()
+    policy = Policy(threshold=args.threshold if args.threshold is not None else base.threshold,
+                    margin=args.margin if args.margin is not None else base.margin)
+    json.dump(run(args.dataset, args.model, args.jitters, args.workers, policy), sys.stdout, indent=1)
+    print()
+
+
+if __name__ == "__main__":
+    main()
