@@ -1,0 +1,42 @@
+"""bench.accuracy: the dataset protocol and the JSON fields other tools read."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import PEOPLE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_protocol_every_fifth_person_is_an_impostor(tmp_path):
+    from bench.accuracy import dataset_plan
+    root = tmp_path / "set"
+    for i in range(1, 11):
+        (root / f"p{i:02d}").mkdir(parents=True)
+        for name in ("10.jpg", "2.jpg", "1.jpg"):
+            (root / f"p{i:02d}" / name).write_bytes(b"x")
+    (tmp_path / "identities_unknown_probes").mkdir()
+    (tmp_path / "identities_unknown_probes" / "a.jpg").write_bytes(b"x")
+    enrol, genuine, impostor = dataset_plan(str(root))
+    assert [p for p, _ in enrol] == ["p01", "p02", "p03", "p04", "p06", "p07", "p08", "p09"]
+    assert all(path.endswith("/1.jpg") for _, path in enrol)  # natural sort: 1 < 2 < 10
+    assert {p for p, _ in impostor} == {"p05", "p10", None}
+    assert len(genuine) == 16 and len(impostor) == 7
+
+
+def test_bench_prints_policy_and_naive_figures(tmp_path):
+    dataset = tmp_path / "people"
+    shutil.copytree(PEOPLE, dataset)
+    out = subprocess.run([sys.executable, "-m", "bench.accuracy", str(dataset), "--workers", "1"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    result = json.loads(out)
+    for key in ("correct", "wrong_person", "miss", "fpir", "enrolled", "genuine_probes",
+                "impostor_probes"):
+        assert key in result and key in result["naive"]
+    assert result["enrolled"] == 4                       # rose_leslie (5th) is the impostor
+    assert result["impostor_probes"] == 2
+    assert result["wrong_person"] == 0 and result["impostor_named"] == 0
+    assert result["correct"] + result["miss"] == result["genuine_probes"] == 9
+    assert set(result["expected_fpir_at_gallery_size"]) == {"1000", "10000", "100000"}

@@ -1,0 +1,183 @@
+"""The face engine on real photos: loading odd files, the quality gate, the decision policy."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import FACES, PEOPLE, person_photo
+from recognition import PhotoRejected, engine, images, quality, templates
+from recognition.decision import FrameDecision, Policy, TrackVotes, decide
+from recognition.gallery import Gallery
+
+
+@pytest.fixture(scope="module")
+def encodings():
+    """One enrolment template per shared person, plus every other photo as a probe."""
+    out = {}
+    for person_dir in sorted(PEOPLE.iterdir()):
+        for path in sorted(person_dir.glob("*.jpg")):
+            rgb = images.load_image(path)
+            out[(person_dir.name, path.name)] = quality.enrolment_template(rgb).encoding
+    return out
+
+
+def jpeg_bytes(rgb, **save_args):
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", **save_args)
+    return buffer.getvalue()
+
+
+def test_truncated_jpeg_is_refused():
+    data = person_photo("joe_biden").read_bytes()
+    with pytest.raises(PhotoRejected, match="truncated or corrupt"):
+        images.load_image(data[: len(data) // 2])
+
+
+def test_text_file_is_not_an_image():
+    with pytest.raises(PhotoRejected, match="not an image"):
+        images.load_image(b"id_number,name\n1,2\n")
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    # A 20000x20000 PNG compresses to a few hundred KB but would take 1.2 GB decoded.
+    buffer = io.BytesIO()
+    Image.new("L", (20000, 20000)).save(buffer, "PNG")
+    with pytest.raises(PhotoRejected, match="too large"):
+        images.load_image(buffer.getvalue())
+
+
+def test_oversized_file_is_refused(tmp_path):
+    with pytest.raises(PhotoRejected, match="larger than"):
+        images.load_image(b"\xff" * 2048, max_bytes=1024)
+
+
+def test_rgba_png_enrols():
+    rgb = images.load_image(FACES / "edge" / "32bit_rgba.png")
+    assert rgb.dtype == np.uint8 and rgb.shape[2] == 3
+    assert quality.enrolment_template(rgb).encoding.shape == (128,)
+
+
+def test_16_bit_greyscale_png_enrols():
+    grey = np.asarray(Image.open(person_photo("joe_biden", 2)).convert("L"), dtype=np.uint16) * 257
+    buffer = io.BytesIO()
+    Image.fromarray(grey).save(buffer, "PNG")
+    rgb = images.load_image(buffer.getvalue())
+    assert rgb.max() > 200  # scaled down from 16 bits, not clipped to white or black
+    quality.enrolment_template(rgb)
+
+
+def test_exif_orientation_is_applied():
+    upright = images.load_image(person_photo("kit_harington", 3))
+    # The camera stored the pixels turned; EXIF orientation 6 says "turn 90 degrees clockwise".
+    stored = np.ascontiguousarray(np.rot90(upright, 1))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    loaded = images.load_image(jpeg_bytes(stored, exif=exif.tobytes()))
+    assert loaded.shape == upright.shape
+    a = quality.enrolment_template(upright).encoding
+    b = quality.enrolment_template(loaded).encoding
+    assert np.linalg.norm(a - b) < 0.15
+
+
+@pytest.mark.parametrize("name", ["kit_with_rose.jpg", "obama_and_biden.jpg", "two_people.jpg"])
+def test_group_photos_are_rejected_not_guessed(name):
+    with pytest.raises(PhotoRejected, match="faces found; the photo must show exactly one person"):
+        quality.enrolment_template(images.load_image(FACES / "group" / name))
+
+
+@pytest.mark.parametrize("name", ["obama_partial_face.jpg", "obama_partial_face2.jpg"])
+def test_cut_off_faces_are_rejected(name):
+    with pytest.raises(PhotoRejected, match="cut off"):
+        quality.enrolment_template(images.load_image(FACES / "edge" / name))
+
+
+def test_photo_without_a_face_is_rejected():
+    with pytest.raises(PhotoRejected, match="no face"):
+        quality.enrolment_template(np.full((400, 300, 3), 180, np.uint8))
+
+
+def test_tiny_face_is_rejected():
+    rgb = images.load_image(person_photo("joe_biden", 2))
+    small, _ = images.scaled_to_fit(rgb, 110)
+    with pytest.raises(PhotoRejected, match="too small|no face"):
+        quality.enrolment_template(small)
+
+
+def test_blurred_photo_is_rejected():
+    import cv2
+    rgb = images.load_image(person_photo("joe_biden", 2))
+    with pytest.raises(PhotoRejected, match="blurry|no face"):
+        quality.enrolment_template(cv2.GaussianBlur(rgb, (0, 0), 9))
+
+
+def test_template_blob_round_trip():
+    vector = np.random.default_rng(1).normal(size=128).astype(np.float32)
+    assert np.array_equal(templates.from_blob(templates.to_blob(vector)), vector)
+    with pytest.raises(ValueError):
+        templates.from_blob(b"\x00" * 100)
+
+
+def gallery_of(encodings, people):
+    gallery = Gallery()
+    for citizen_id, person in enumerate(people, start=1):
+        gallery.add(citizen_id, encodings[(person, "1.jpg")])
+    return gallery
+
+
+def test_genuine_probe_is_named(encodings):
+    people = ["alex_lacamoire", "barack_obama", "joe_biden", "kit_harington"]
+    gallery = gallery_of(encodings, people)
+    decision = decide(gallery, encodings[("barack_obama", "3.jpg")], Policy())
+    assert decision.citizen_id == 2
+    assert decision.distance < Policy().threshold and decision.margin > Policy().margin
+
+
+def test_stranger_is_unknown_under_the_policy(encodings):
+    gallery = gallery_of(encodings, ["alex_lacamoire", "barack_obama", "joe_biden", "kit_harington"])
+    for index in (1, 2):
+        assert decide(gallery, encodings[("rose_leslie", f"{index}.jpg")], Policy()).citizen_id is None
+
+
+def test_lookalike_within_the_margin_is_unknown(encodings):
+    # Two citizens enrolled with nearly the same template: the probe is close to both, so no name.
+    gallery = Gallery()
+    obama = encodings[("barack_obama", "1.jpg")]
+    gallery.add(1, obama)
+    gallery.add(2, obama + 0.002)
+    decision = decide(gallery, encodings[("barack_obama", "2.jpg")], Policy())
+    assert decision.citizen_id is None and decision.margin < Policy().margin
+
+
+def test_runner_up_is_another_citizen_not_a_second_template(encodings):
+    gallery = Gallery()
+    gallery.add(1, encodings[("barack_obama", "1.jpg")])
+    gallery.add(1, encodings[("barack_obama", "2.jpg")])
+    gallery.add(2, encodings[("joe_biden", "1.jpg")])
+    best, runner_up = gallery.nearest_two(encodings[("barack_obama", "3.jpg")])
+    assert best.citizen_id == 1 and runner_up.citizen_id == 2
+
+
+def test_removed_citizen_is_never_named(encodings):
+    gallery = gallery_of(encodings, ["barack_obama", "joe_biden"])
+    gallery.remove(1)
+    assert decide(gallery, encodings[("barack_obama", "3.jpg")], Policy()).citizen_id is None
+
+
+def test_track_names_only_after_agreeing_frames():
+    policy = Policy(min_frames=3, unknown_after=6)
+    votes = TrackVotes()
+    for citizen in (7, 7):
+        votes.add(FrameDecision(citizen, 0.3, 0.2))
+        assert votes.verdict(policy) == (None, None)
+    votes.add(FrameDecision(7, 0.25, 0.2))
+    verdict, best = votes.verdict(policy)
+    assert verdict == "named" and best.citizen_id == 7 and best.distance == 0.25
+
+
+def test_track_with_disagreeing_frames_ends_unknown():
+    policy = Policy(min_frames=3, unknown_after=6)
+    votes = TrackVotes()
+    for citizen in (7, 8, 7, None, 8, 7):
+        votes.add(FrameDecision(citizen, 0.4, 0.1))
+    assert votes.verdict(policy) == ("unknown", None)
