@@ -1,0 +1,273 @@
+"""The device API: token auth, gallery deltas, idempotent session uploads, device config."""
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import FACES, person_photo
+from db.queries import set_setting
+from device_helpers import (enrol, new_device, person_encoding, remove_citizen, session_count,
+                            session_payload)
+from recognition.decision import Policy
+from server.api import gallery_delta, hash_token
+
+ENDPOINTS = [("get", "/api/v1/gallery?since=0"), ("get", "/api/v1/config"),
+             ("post", "/api/v1/sessions")]
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def token(db):
+    return new_device(db)
+
+
+def jpeg_bytes(path=None, size=(320, 240)):
+    img = Image.open(path) if path else Image.new("RGB", size, (120, 90, 60))
+    out = io.BytesIO()
+    img.convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+# --- devices and tokens ----------------------------------------------------------------------
+
+def test_register_device_prints_token_once_and_stores_only_its_hash(runner, db):
+    result = runner.invoke(args=["register-device", "hall-a-1", "--kind", "kiosk", "--site", "Hall A"])
+    assert result.exit_code == 0, result.output
+    token = result.output.strip().splitlines()[-1]
+    assert len(token) >= 40
+    row = db.conn.execute("SELECT * FROM devices WHERE name = 'hall-a-1'").fetchone()
+    assert row["kind"] == "kiosk" and row["site"] == "Hall A"
+    assert row["token_hash"] == hash_token(token) and token not in row["token_hash"]
+    assert db.conn.execute("SELECT count(*) FROM audit_log WHERE action = 'device.register'"
+                           " AND target_id = 'hall-a-1'").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["register-device", "x", "--kind", "toaster"], "Invalid value"),
+    (["register-device", "kiosk-1", "--kind", "kiosk"], "already exists"),
+    (["revoke-device", "nobody"], "no device named"),
+])
+def test_device_commands_refuse_bad_input_with_one_line(runner, token, args, message):
+    result = runner.invoke(args=args)
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_revoked_device_gets_401_at_once(runner, client, db, token):
+    assert client.get("/api/v1/config", headers=bearer(token)).status_code == 200
+    result = runner.invoke(args=["revoke-device", "kiosk-1"])
+    assert result.exit_code == 0, result.output
+    response = client.get("/api/v1/config", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.get_json() == {"error": {"status": 401, "message": "device token revoked"}}
+    assert db.conn.execute("SELECT count(*) FROM audit_log WHERE action = 'device.revoke'").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("method, url", ENDPOINTS)
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
+                                     {"Authorization": "Basic YWRtaW46eA=="}])
+def test_api_needs_a_device_token(client, token, method, url, headers):
+    response = getattr(client, method)(url, headers=headers, json={})
+    assert response.status_code == 401
+    assert response.get_json()["error"]["status"] == 401
+
+
+def test_requests_update_last_seen(client, db, token):
+    assert db.conn.execute("SELECT last_seen_at FROM devices").fetchone()[0] is None
+    client.get("/api/v1/config", headers=bearer(token))
+    assert db.conn.execute("SELECT last_seen_at FROM devices").fetchone()[0] is not None
+
+
+# --- gallery -------------------------------------------------------------------------------
+
+def decode_templates(upsert):
+    return [np.frombuffer(base64.b64decode(t), dtype="<f4") for t in upsert["templates"]]
+
+
+def test_gallery_full_sync_holds_templates_and_names_but_no_id_numbers_or_phones(client, db, token):
+    obama = enrol(db, "barack_obama")
+    enrol(db, "joe_biden", language="zh", name="拜登")
+    response = client.get("/api/v1/gallery?since=0", headers=bearer(token))
+    body = response.get_json()
+    assert body["full"] is True and body["removals"] == []
+    by_id = {u["citizen_id"]: u for u in body["upserts"]}
+    assert by_id[obama]["display_name"] == "Barack Obama" and by_id[obama]["language"] == "en"
+    assert np.allclose(decode_templates(by_id[obama])[0], person_encoding("barack_obama"))
+    assert {u["display_name"] for u in body["upserts"]} == {"Barack Obama", "拜登"}
+    text = response.get_data(as_text=True)
+    assert "13800000000" not in text and "id_number" not in text and "phone" not in text
+
+
+def test_gallery_delta_has_only_changes_since_and_removals(client, db, token):
+    obama = enrol(db, "barack_obama")
+    first = client.get("/api/v1/gallery?since=0", headers=bearer(token)).get_json()
+    biden = enrol(db, "joe_biden")
+    remove_citizen(db, obama)
+    delta = client.get(f"/api/v1/gallery?since={first['seq']}", headers=bearer(token)).get_json()
+    assert delta["full"] is False
+    assert [u["citizen_id"] for u in delta["upserts"]] == [biden]
+    assert delta["removals"] == [obama]
+    again = client.get(f"/api/v1/gallery?since={delta['seq']}", headers=bearer(token)).get_json()
+    assert again["upserts"] == [] and again["removals"] == [] and again["seq"] == delta["seq"]
+
+
+def test_citizen_without_consent_or_templates_is_a_removal(client, db, token):
+    no_consent = enrol(db, "barack_obama")
+    db.conn.execute("UPDATE citizens SET consent = 0 WHERE id = ?", [no_consent])
+    no_face = enrol(db, "joe_biden", encodings=[])
+    body = client.get("/api/v1/gallery?since=0", headers=bearer(token)).get_json()
+    assert body["upserts"] == []
+    assert sorted(body["removals"]) == sorted([no_consent, no_face])
+
+
+def test_gallery_pages_end_on_whole_sequence_numbers(db):
+    encoding = person_encoding("barack_obama")
+    ids = [enrol(db, "barack_obama", encodings=[encoding]) for _ in range(5)]
+    db.conn.execute("UPDATE citizens SET sync_seq = 2 WHERE id IN (?, ?)", ids[1:3])
+    seen, since, more = [], 0, True
+    while more:
+        page = gallery_delta(db, since, limit=2)
+        seen += [u["citizen_id"] for u in page["upserts"]]
+        since, more = page["seq"], page["more"]
+    assert sorted(seen) == ids
+
+
+def test_gallery_since_must_be_a_number(client, token):
+    response = client.get("/api/v1/gallery?since=abc", headers=bearer(token))
+    assert response.status_code == 400 and "since" in response.get_json()["error"]["message"]
+
+
+def test_gallery_starts_over_when_device_is_ahead_of_server(client, db, token):
+    obama = enrol(db, "barack_obama")
+    body = client.get("/api/v1/gallery?since=999", headers=bearer(token)).get_json()
+    assert body["full"] is True and [u["citizen_id"] for u in body["upserts"]] == [obama]
+
+
+# --- sessions ------------------------------------------------------------------------------
+
+def test_session_upload_is_idempotent(client, db, token):
+    obama = enrol(db, "barack_obama")
+    payload = session_payload(citizen_id=obama, outcome="greeted", distance=0.31, margin=0.3,
+                              time_to_greet=0.4)
+    first = client.post("/api/v1/sessions", json=payload, headers=bearer(token))
+    assert first.status_code == 201, first.get_json()
+    replay = client.post("/api/v1/sessions", json=payload, headers=bearer(token))
+    assert replay.status_code == 200
+    assert replay.get_json() == first.get_json()
+    assert session_count(db, id=payload["id"]) == 1
+    assert first.get_json()["citizen_id"] == obama and first.get_json()["distance"] == 0.31
+    audits = db.conn.execute("SELECT actor_type, actor_name FROM audit_log WHERE action = 'session.upload'"
+                             ).fetchall()
+    assert [tuple(a) for a in audits] == [("device", "kiosk-1")]
+
+
+def test_session_with_jpeg_snapshot_is_saved(app, client, db, token):
+    payload = session_payload()
+    data = {"session": json.dumps(payload),
+            "snapshot": (io.BytesIO(jpeg_bytes(person_photo("kit_harington", 2))), "face.jpg")}
+    response = client.post("/api/v1/sessions", data=data, headers=bearer(token),
+                           content_type="multipart/form-data")
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["snapshot"] is True
+    path = db.conn.execute("SELECT snapshot_path FROM sessions").fetchone()[0]
+    saved = Image.open(f"{app.config['SNAPSHOTS_DIR']}/{path}")
+    assert saved.format == "JPEG" and saved.size == (630, 374)
+
+
+def test_session_id_of_another_device_is_a_conflict(client, db, token):
+    other = new_device(db, "kiosk-2")
+    payload = session_payload()
+    assert client.post("/api/v1/sessions", json=payload, headers=bearer(token)).status_code == 201
+    response = client.post("/api/v1/sessions", json=payload, headers=bearer(other))
+    assert response.status_code == 409
+    assert session_count(db) == 1
+
+
+def test_device_reads_back_only_its_own_sessions(client, db, token):
+    other = new_device(db, "kiosk-2")
+    payload = session_payload()
+    client.post("/api/v1/sessions", json=payload, headers=bearer(token))
+    assert client.get(f"/api/v1/sessions/{payload['id']}", headers=bearer(token)).status_code == 200
+    assert client.get(f"/api/v1/sessions/{payload['id']}", headers=bearer(other)).status_code == 404
+
+
+BAD_FIELDS = [
+    ({"id": "not-a-uuid"}, "id"),
+    ({"id": 12}, "id"),
+    ({"id": None}, "id"),
+    ({"outcome": "maybe"}, "outcome"),
+    ({"outcome": "greeted"}, "citizen_id"),
+    ({"outcome": "greeted", "citizen_id": 99999}, "citizen_id"),
+    ({"outcome": "greeted", "citizen_id": "1"}, "citizen_id"),
+    ({"outcome": "unknown", "citizen_id": 1}, "citizen_id"),
+    ({"distance": "close"}, "distance"),
+    ({"distance": -1}, "distance"),
+    ({"margin": True}, "margin"),
+    ({"time_to_greet": [1]}, "time_to_greet"),
+    ({"liveness": "yes"}, "liveness"),
+    ({"started_at": "yesterday"}, "started_at"),
+    ({"started_at": "2026-01-01T10:00:00"}, "started_at"),
+    ({"started_at": 1700000000}, "started_at"),
+]
+
+
+@pytest.mark.parametrize("fields, word", BAD_FIELDS)
+def test_bad_session_fields_get_400_json(client, db, token, fields, word):
+    response = client.post("/api/v1/sessions", json=session_payload(**fields), headers=bearer(token))
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["status"] == 400 and word in error["message"]
+    assert session_count(db) == 0
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"data": "{not json", "content_type": "application/json"},
+    {"data": "[1, 2]", "content_type": "application/json"},
+    {"data": "id=1", "content_type": "application/x-www-form-urlencoded"},
+    {"data": b"\x00\xff" * 10, "content_type": "application/octet-stream"},
+    {"data": {"nothing": "here"}, "content_type": "multipart/form-data"},
+    {"data": {"session": "{broken"}, "content_type": "multipart/form-data"},
+])
+def test_malformed_session_bodies_get_400_json(client, db, token, kwargs):
+    response = client.post("/api/v1/sessions", headers=bearer(token), **kwargs)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["status"] == 400
+    assert session_count(db) == 0
+
+
+@pytest.mark.parametrize("snapshot, status", [
+    (b"GIF89a not a jpeg", 400),
+    ((FACES / "edge" / "32bit_rgba.png").read_bytes(), 400),  # a real image, but not a JPEG
+    (b"\xff\xd8\xff\xe0" + b"\x00" * 64, 400),                 # JPEG header, no image
+    (jpeg_bytes(person_photo("barack_obama"))[:5000], 400),    # truncated JPEG
+    (b"\xff\xd8\xff" + b"\x00" * (3 * 1024 * 1024), 413),      # over the size cap
+])
+def test_bad_snapshots_are_refused(client, db, token, snapshot, status):
+    data = {"session": json.dumps(session_payload()), "snapshot": (io.BytesIO(snapshot), "s.jpg")}
+    response = client.post("/api/v1/sessions", data=data, headers=bearer(token),
+                           content_type="multipart/form-data")
+    assert response.status_code == status
+    assert response.get_json()["error"]["status"] == status
+    assert session_count(db) == 0
+
+
+# --- config --------------------------------------------------------------------------------
+
+def test_config_gives_policy_defaults_and_greeting_settings(client, db, token):
+    body = client.get("/api/v1/config", headers=bearer(token)).get_json()
+    policy = Policy()
+    assert (body["threshold"], body["margin"], body["min_frames"]) == \
+        (policy.threshold, policy.margin, policy.min_frames)
+    assert body["greeting_templates"]["en"] == "Hello, {name}!"
+    set_setting(db, "greeting.templates", {"zh": "{surname}{honorific}，您好"})
+    set_setting(db, "policy.threshold", 0.4)
+    body = client.get("/api/v1/config", headers=bearer(token)).get_json()
+    assert body["threshold"] == 0.4
+    assert body["greeting_templates"]["zh"] == "{surname}{honorific}，您好"
+    assert body["greeting_templates"]["en"] == "Hello, {name}!"
