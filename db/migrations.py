@@ -180,3 +180,15 @@ def m002_console_indexes(db):
         "CREATE INDEX idx_audit_action ON audit_log(action)",
     ]:
         db.conn.execute(sql)
+
+
+@migration
+def m003_second_factor_attempts(db):
+    """Per-session state of the case-file second factor (last four phone digits): wrong
+    tries so far and when the last one was (for the lock and the wait), and when it passed."""
+    for sql in [
+        "ALTER TABLE sessions ADD COLUMN factor_failures INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE sessions ADD COLUMN factor_failed_at TEXT",
+        "ALTER TABLE sessions ADD COLUMN factor_passed_at TEXT",
+    ]:
+        db.conn.execute(sql)
