@@ -29,6 +29,14 @@ from .web import get_db
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 
+
+@bp.before_request
+@role_required("clerk")
+def _staff_only():
+    """Every console URL needs a clerk or admin login, even one whose view forgets to say so."""
+    return None
+
+
 STATUSES = ("pending", "confirmed", "rejected", "closed")
 DECISIONS = {"confirm": "confirmed", "reject": "rejected", "close": "closed"}
 CASE_STATUSES = ("open", "in_progress", "waiting_documents", "ready", "closed")

@@ -30,6 +30,8 @@ def init_app(app):
     i18n.init_app(app)
     for bp in _blueprints():
         app.register_blueprint(bp)
+    from . import admin
+    admin.init_app(app)  # scheduled snapshot purge while the server runs (not under TESTING)
     # The device API authenticates with bearer tokens, not cookies: CSRF does not apply.
     from . import api, casefile
     csrf.exempt(api.bp)
