@@ -1,4 +1,313 @@
-"""Opening a citizen's case file from a device, after liveness: the citizen-safe summary."""
-from flask import Blueprint
+"""Opening a citizen's case file from a device, after liveness: the citizen-safe summary.
+
+A kiosk or robot that greeted a citizen may open that citizen's case file, and only then:
+
+    POST /api/v1/sessions/<id>/liveness   {"result": "passed"|"failed", "t": seconds}
+    POST /api/v1/sessions/<id>/casefile   {"citizen_id": N}  -> open cases, citizen-safe
+    POST /api/v1/sessions/<id>/casefile/details  {"phone_last4": "1234"}  -> case details
+    POST /api/v1/sessions/<id>/ticket     -> a queue ticket number for this visit
+
+The server is the one to check: the session must be this device's, recent, for this
+citizen, with liveness passed. The summary holds no ID number, no phone and no notes: it is
+shown on a screen in a public hall. Details (case summaries) need a second factor when the
+deployment's "second_factor" setting is on: the last four digits of the phone on file, with
+a wait after each wrong try and a lock for the session after a few. Every opening, every
+refusal and every second-factor try writes an audit entry.
+"""
+from datetime import datetime, timedelta, timezone
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from db import now_iso, transaction
+from db.queries import citizen, get_setting
+
+from .api import audit_device, device_required, device_session
+from .console import local_today
+from .errors import ApiError, error_body
+from .web import get_db
 
 bp = Blueprint("casefile", __name__, url_prefix="/api/v1")
+
+SESSION_MAX_AGE_S = 300     # a case file opens only this soon after the visit started
+CLOCK_SKEW_S = 60           # a device clock this far ahead is still believed
+FACTOR_TRIES = 3            # wrong digits before the details lock for the session
+FACTOR_WAIT_S = 2           # wait after the first wrong try; doubles after each further one
+SUMMARY_FIELDS = ("case_number", "type", "status", "counter", "appointment_at")
+DETAIL_FIELDS = SUMMARY_FIELDS + ("summary", "updated_at")
+
+
+class CaseFileRefused(Exception):
+    """The case file may not open for this session; `reason` is a short code for the audit."""
+
+    def __init__(self, status, reason, message):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class FactorWrong(Exception):
+    """Wrong digits; `tries_left` before the lock."""
+
+    def __init__(self, tries_left):
+        super().__init__(f"wrong digits; {tries_left} tries left")
+        self.tries_left = tries_left
+
+
+def _setting(key, default):
+    return current_app.config.get(key, default)
+
+
+def _parse_stamp(stamp):
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+# --- the checks -------------------------------------------------------------------------------
+
+def own_session(db, session_id):
+    """This device's session, or 404 (another device's session is not found, not forbidden)."""
+    row = device_session(db, session_id, g.device["id"])
+    if row is None:
+        raise ApiError(404, "no such session from this device")
+    return row
+
+
+def check_recent(row, now=None):
+    """Refuse a visit that started too long ago: an old session must not open a file."""
+    now = now or datetime.now(timezone.utc)
+    started = _parse_stamp(row["started_at"])
+    max_age = _setting("CASEFILE_SESSION_MAX_AGE_S", SESSION_MAX_AGE_S)
+    if now - started > timedelta(seconds=max_age):
+        raise CaseFileRefused(403, "session_too_old",
+                              f"the session started more than {max_age} seconds ago; greet again")
+    if started - now > timedelta(seconds=CLOCK_SKEW_S):
+        raise CaseFileRefused(403, "session_in_future", "the session starts in the future;"
+                              " check the device clock")
+
+
+def check_opening(db, row, citizen_id):
+    """All that must hold before a case file opens; returns the citizen row."""
+    if row["outcome"] != "greeted" or row["citizen_id"] is None:
+        raise CaseFileRefused(403, "not_greeted", "the session did not greet a citizen")
+    if citizen_id != row["citizen_id"]:
+        raise CaseFileRefused(403, "other_citizen", "the session is for another citizen")
+    check_recent(row)
+    if row["liveness"] != "passed":
+        raise CaseFileRefused(403, "liveness_not_passed",
+                              "liveness has not passed for this session")
+    person = citizen(db, citizen_id)
+    if person is None or not person["consent"]:
+        raise CaseFileRefused(404, "citizen_gone", "no such citizen")
+    return person
+
+
+def _refuse(db, row, refused):
+    """Audit the refusal and answer it."""
+    with transaction(db):
+        audit_device("casefile.refused", "session", row["id"],
+                     {"reason": refused.reason, "citizen_id": row["citizen_id"]})
+    raise ApiError(refused.status, refused.message)
+
+
+# --- what the device may show -----------------------------------------------------------------
+
+def open_cases(db, citizen_id, fields=SUMMARY_FIELDS):
+    """The citizen's cases that are not closed, with only `fields`."""
+    rows = db.conn.execute("SELECT * FROM cases WHERE citizen_id = ? AND status != 'closed'"
+                           " ORDER BY appointment_at = '', appointment_at, case_number",
+                           [citizen_id]).fetchall()
+    return [{key: row[key] for key in fields} for row in rows]
+
+
+def second_factor_on(db):
+    return bool(get_setting(db, "second_factor", True))
+
+
+def citizen_summary(db, person, session_id):
+    """The citizen-safe case file: display name, language and open cases. No ID number,
+    no phone, no notes, no case summaries."""
+    return {"session_id": session_id, "citizen_id": person["id"], "name": person["name"],
+            "language": person["language"], "cases": open_cases(db, person["id"]),
+            "second_factor": second_factor_on(db)}
+
+
+# --- liveness ---------------------------------------------------------------------------------
+
+def record_liveness(db, row, result, t):
+    """Set the session's liveness once. The same report again changes nothing; a different
+    one is refused, so a failed challenge cannot be turned into a pass by asking again."""
+    if row["liveness"] == result:
+        return False
+    if row["liveness"] != "not_run":
+        raise ApiError(409, f"liveness was already reported as {row['liveness']}")
+    with transaction(db):
+        db.conn.execute("UPDATE sessions SET liveness = ? WHERE id = ? AND liveness = 'not_run'",
+                        [result, row["id"]])
+        audit_device("session.liveness", "session", row["id"], {"result": result, "t": t})
+    return True
+
+
+def _liveness_body():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or body.get("result") not in ("passed", "failed"):
+        raise ApiError(400, 'send {"result": "passed" or "failed", "t": seconds}')
+    t = body.get("t")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float))):
+        raise ApiError(400, "t must be a number of seconds")
+    return body["result"], t
+
+
+@bp.route("/sessions/<session_id>/liveness", methods=["POST"])
+@device_required
+def report_liveness(session_id):
+    result, t = _liveness_body()
+    db = get_db()
+    row = own_session(db, session_id)
+    changed = record_liveness(db, row, result, t)
+    return jsonify({"session_id": row["id"], "liveness": result}), 201 if changed else 200
+
+
+# --- opening ----------------------------------------------------------------------------------
+
+def _citizen_id_body():
+    body = request.get_json(silent=True)
+    value = body.get("citizen_id") if isinstance(body, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, 'send {"citizen_id": N}, the citizen the device greeted')
+    return value
+
+
+@bp.route("/sessions/<session_id>/casefile", methods=["POST"])
+@device_required
+def open_case_file(session_id):
+    citizen_id = _citizen_id_body()
+    db = get_db()
+    row = own_session(db, session_id)
+    try:
+        person = check_opening(db, row, citizen_id)
+    except CaseFileRefused as refused:
+        _refuse(db, row, refused)
+    summary = citizen_summary(db, person, row["id"])
+    with transaction(db):
+        db.conn.execute("UPDATE sessions SET case_opened_at = coalesce(case_opened_at, ?)"
+                        " WHERE id = ?", [now_iso(), row["id"]])
+        audit_device("casefile.open", "citizen", person["id"],
+                     {"session_id": row["id"],
+                      "case_numbers": [c["case_number"] for c in summary["cases"]]})
+    return jsonify(summary)
+
+
+# --- details, behind the second factor --------------------------------------------------------
+
+def phone_last4(phone):
+    """The last four digits of a phone number as stored (spaces, dashes, +86 ignored)."""
+    digits = "".join(ch for ch in phone or "" if ch.isdigit())
+    return digits[-4:] if len(digits) >= 4 else None
+
+
+def factor_wait_left(row, now):
+    """Seconds until another try is allowed after a wrong one (0 when allowed now)."""
+    if not row["factor_failures"] or not row["factor_failed_at"]:
+        return 0
+    wait = _setting("SECOND_FACTOR_WAIT_S", FACTOR_WAIT_S) * 2 ** (row["factor_failures"] - 1)
+    ready = _parse_stamp(row["factor_failed_at"]) + timedelta(seconds=wait)
+    return max(0, int((ready - now).total_seconds() + 0.999))
+
+
+def check_second_factor(db, row, person, digits):
+    """None when the digits (or an earlier pass) unlock the details; else raise ApiError,
+    counting a wrong try. Locks after SECOND_FACTOR_TRIES wrong tries; waits between tries."""
+    if row["factor_passed_at"]:
+        return
+    tries = _setting("SECOND_FACTOR_TRIES", FACTOR_TRIES)
+    if row["factor_failures"] >= tries:
+        raise ApiError(423, "too many wrong tries: case details are locked; please see a clerk")
+    wait = factor_wait_left(row, datetime.now(timezone.utc))
+    if wait:
+        raise ApiError(429, f"wait {wait} seconds before trying again")
+    if not isinstance(digits, str) or len(digits) != 4 or not digits.isdigit():
+        raise ApiError(400, "type the last four digits of your phone number")
+    expected = phone_last4(person["phone"])
+    if expected is None:
+        raise ApiError(403, "no phone number on file; please see a clerk")
+    if digits == expected:
+        with transaction(db):
+            db.conn.execute("UPDATE sessions SET factor_passed_at = ? WHERE id = ?",
+                            [now_iso(), row["id"]])
+        return
+    _wrong_try(db, row, tries)
+
+
+def _wrong_try(db, row, tries):
+    failures = row["factor_failures"] + 1
+    with transaction(db):
+        db.conn.execute("UPDATE sessions SET factor_failures = ?, factor_failed_at = ? WHERE id = ?",
+                        [failures, now_iso(), row["id"]])
+        audit_device("casefile.second_factor_failed", "citizen", row["citizen_id"],
+                     {"session_id": row["id"], "failures": failures})
+    left = tries - failures
+    if left <= 0:
+        raise ApiError(423, "too many wrong tries: case details are locked; please see a clerk")
+    raise FactorWrong(left)
+
+
+@bp.route("/sessions/<session_id>/casefile/details", methods=["POST"])
+@device_required
+def case_details(session_id):
+    body = request.get_json(silent=True)
+    digits = body.get("phone_last4") if isinstance(body, dict) else None
+    db = get_db()
+    row = own_session(db, session_id)
+    if not row["case_opened_at"]:
+        raise ApiError(409, "open the case file first")
+    try:
+        person = check_opening(db, row, row["citizen_id"])
+    except CaseFileRefused as refused:
+        _refuse(db, row, refused)
+    if second_factor_on(db):
+        try:
+            check_second_factor(db, row, person, digits)
+        except FactorWrong as wrong:
+            body = error_body(403, str(wrong))
+            body["error"]["tries_left"] = wrong.tries_left
+            return jsonify(body), 403
+    with transaction(db):
+        audit_device("casefile.details", "citizen", person["id"], {"session_id": row["id"]})
+    return jsonify({"session_id": row["id"], "cases": open_cases(db, person["id"], DETAIL_FIELDS)})
+
+
+# --- queue tickets ----------------------------------------------------------------------------
+
+def issue_ticket(db, session_id, site, day):
+    """The session's ticket number, issued now if it has none: sequential per site per day,
+    written with the session in one transaction so a retried request gets the same number."""
+    with transaction(db):
+        row = db.conn.execute("SELECT ticket_number FROM sessions WHERE id = ?",
+                              [session_id]).fetchone()
+        if row["ticket_number"]:
+            return row["ticket_number"], False
+        db.conn.execute("INSERT INTO tickets (site, day, last_number) VALUES (?, ?, 1)"
+                        " ON CONFLICT(site, day) DO UPDATE SET last_number = last_number + 1",
+                        [site, day])
+        number = db.conn.execute("SELECT last_number FROM tickets WHERE site = ? AND day = ?",
+                                 [site, day]).fetchone()[0]
+        ticket = f"{number:03d}"
+        db.conn.execute("UPDATE sessions SET ticket_number = ? WHERE id = ?", [ticket, session_id])
+        audit_device("ticket.issue", "session", session_id, {"ticket_number": ticket, "site": site})
+    return ticket, True
+
+
+@bp.route("/sessions/<session_id>/ticket", methods=["POST"])
+@device_required
+def ticket(session_id):
+    db = get_db()
+    row = own_session(db, session_id)
+    if not row["ticket_number"]:
+        try:
+            check_recent(row)
+        except CaseFileRefused as refused:
+            raise ApiError(refused.status, refused.message)
+    day = local_today().isoformat()
+    number, created = issue_ticket(db, row["id"], g.device["site"], day)
+    return jsonify({"session_id": row["id"], "ticket_number": number,
+                    "site": g.device["site"], "day": day}), 201 if created else 200
