@@ -1,0 +1,781 @@
+"""Bulk import of citizen records, their photos and their case files.
+
+A plain library module (no Flask): the `import-records` command and the admin upload page
+are thin layers over run_import(). The flow, per file:
+
+  read CSV (UTF-8 with or without BOM, else GBK) -> validate rows -> read each photo (folder
+  or zip) -> skip what is unchanged (content hashes, before any decoding) -> quality gate and
+  encoding in worker processes -> duplicate-identity check -> write in batch transactions.
+
+Every row ends with one outcome (imported, updated, unchanged, rejected, flagged) and, when
+it was not imported as is, a reason a person understands. Only a file that cannot be read at
+all (missing, not a CSV we can decode, required columns missing) stops the whole import:
+ImportFailed. A process that dies mid-way leaves whole batches, never half a citizen.
+"""
+import csv
+import hashlib
+import io
+import multiprocessing
+import os
+import posixpath
+import re
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from db import now_iso, transaction
+from db.queries import audit, next_sync_seq
+from recognition import PhotoRejected
+from recognition.decision import Policy
+from recognition.gallery import Gallery
+from recognition.images import MAX_BYTES
+from recognition.templates import from_blob, to_blob
+
+RECORD_COLUMNS = ("id_number", "name", "phone", "photo")
+RECORD_OPTIONAL = ("language", "district", "consent")
+CASE_COLUMNS = ("case_number", "id_number", "type", "status", "summary")
+CASE_OPTIONAL = ("counter", "appointment_at")
+LANGUAGES = ("zh", "yue", "en")
+OUTCOMES = ("imported", "updated", "unchanged", "rejected", "flagged")
+REPORT_COLUMNS = ("file", "line", "id_number", "name", "outcome", "reason")
+BATCH_SIZE = 50
+MAX_CSV_BYTES = 100 * 1024 * 1024
+MAX_FIELD = 500  # longer cells are a wrong column or pasted junk, not a name or a summary
+# The duplicate-identity check uses the devices' greeting threshold: a face close enough to
+# be greeted as someone else's name is close enough to need a person's look before enrolment.
+DUPLICATE_DISTANCE = Policy().threshold
+_PRC_WEIGHTS = [2 ** (17 - i) % 11 for i in range(17)]
+_PRC_CHECK = "10X98765432"
+_YES = {"yes", "y", "true", "1", "是"}
+_NO = {"no", "n", "false", "0", "否"}
+
+
+class ImportFailed(Exception):
+    """The import could not run at all (missing file, unreadable CSV, missing columns)."""
+
+
+class RowInvalid(ValueError):
+    """One CSV row that cannot be imported; `reason` is shown to the admin."""
+
+    def __init__(self, line, reason):
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
+@dataclass
+class RowResult:
+    file: str
+    line: int
+    id_number: str
+    name: str
+    outcome: str
+    reason: str = ""
+
+
+@dataclass
+class ImportResult:
+    rows: list = field(default_factory=list)
+    encoded: int = 0  # photos that went through the quality gate and encoder in this run
+
+    def count(self, outcome):
+        return sum(1 for r in self.rows if r.outcome == outcome)
+
+    def counts(self, file=None):
+        """Outcome -> number of rows; a flagged row also counts as rejected (it was not accepted)."""
+        rows = [r for r in self.rows if file is None or r.file == file]
+        counts = {o: sum(1 for r in rows if r.outcome == o) for o in OUTCOMES}
+        counts["rejected"] += counts["flagged"]
+        return counts
+
+    def summary_line(self):
+        c = self.counts("records")
+        return (f"imported {c['imported']}, updated {c['updated']}, "
+                f"unchanged {c['unchanged']}, rejected {c['rejected']}")
+
+    def problems(self):
+        return [r for r in self.rows if r.outcome in ("rejected", "flagged")]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the import needs from the app's configuration."""
+    photos_dir: str
+    id_number_rule: str = "prc18"
+    workers: int = 1
+    batch_size: int = BATCH_SIZE
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(photos_dir=config["PHOTOS_DIR"],
+                   id_number_rule=config.get("ID_NUMBER_RULE", "prc18"),
+                   workers=max(1, int(config.get("IMPORT_WORKERS") or 1)))
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who runs the import, for the audit log."""
+    type: str = "system"
+    id: int = None
+    name: str = "cli"
+    ip: str = ""
+
+
+@dataclass
+class Record:
+    line: int
+    id_number: str
+    name: str
+    phone: str
+    language: str
+    district: str
+    consent: bool
+    photo: str
+
+    def row_sha256(self, photo_sha256):
+        """Hash of everything stored from this row: equal hash, nothing to write."""
+        parts = [self.id_number, self.name, self.phone, self.language, self.district,
+                 "1" if self.consent else "0", photo_sha256 or ""]
+        return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Case:
+    line: int
+    case_number: str
+    id_number: str
+    type: str
+    status: str
+    summary: str
+    counter: str
+    appointment_at: str
+
+
+# --- reading CSV files ----------------------------------------------------------------------
+
+def decode_csv(data, label):
+    """Text of a CSV file: UTF-8 (with or without BOM), else GBK/GB18030, decided for the whole file."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        try:
+            return data[3:].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ImportFailed(f"{label}: starts as UTF-8 but is not valid UTF-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        # GB18030 is the superset of GBK that Chinese spreadsheet programs actually write.
+        return data.decode("gb18030")
+    except UnicodeDecodeError:
+        raise ImportFailed(f"{label}: text encoding not recognised (save it as UTF-8 or GBK)")
+
+
+def read_csv(path, required, optional, label):
+    """[(line, {column: value})] of a CSV file; header names matched case-insensitively.
+
+    Raises ImportFailed when the file is missing, unreadable or lacks a required column.
+    Line numbers are file lines (the header is line 1), so an admin can find the row.
+    """
+    data = _read_file(path, label)
+    reader = csv.reader(io.StringIO(decode_csv(data, label), newline=""))
+    try:
+        header = next(reader, None)
+        if not header:
+            raise ImportFailed(f"{label}: the file is empty")
+        columns = [h.strip().lower() for h in header]
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise ImportFailed(f"{label}: missing column(s) {', '.join(missing)}"
+                               f" (expected {','.join(required)})")
+        wanted = set(required) | set(optional)
+        index = {c: i for i, c in reversed(list(enumerate(columns))) if c in wanted}
+        return list(_rows(reader, index))
+    except csv.Error as e:
+        raise ImportFailed(f"{label}: not a readable CSV file ({e})")
+
+
+def _read_file(path, label):
+    try:
+        if os.path.getsize(path) > MAX_CSV_BYTES:
+            raise ImportFailed(f"{label}: file is larger than {MAX_CSV_BYTES // 2**20} MB")
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ImportFailed(f"{label}: file not found: {path}")
+    except IsADirectoryError:
+        raise ImportFailed(f"{label}: is a folder, not a CSV file: {path}")
+    except OSError as e:
+        raise ImportFailed(f"{label}: cannot read {path} ({e.strerror})")
+
+
+def _rows(reader, index):
+    line = reader.line_num + 1
+    for cells in reader:
+        if any(c.strip() for c in cells):
+            yield line, {c: (cells[i].strip() if i < len(cells) else "") for c, i in index.items()}
+        line = reader.line_num + 1  # a quoted cell may span lines
+
+
+# --- validating rows ------------------------------------------------------------------------
+
+def prc_check_digit(first17):
+    """The ISO 7064 MOD 11-2 check character of a PRC resident ID's first 17 digits."""
+    return _PRC_CHECK[sum(int(d) * w for d, w in zip(first17, _PRC_WEIGHTS)) % 11]
+
+
+def normalise_id_number(value, rule="prc18"):
+    """The ID number in stored form (upper case), or ValueError with the reason.
+
+    rule "prc18": 18-character PRC resident ID with a valid check character.
+    rule "any": 1 to 32 letters and digits (other countries' documents, test sites).
+    """
+    value = value.strip().replace(" ", "").upper()
+    if not value:
+        raise ValueError("ID number is empty")
+    if rule == "any":
+        if not re.fullmatch(r"[0-9A-Z]{1,32}", value):
+            raise ValueError("ID number must be 1 to 32 letters and digits")
+        return value
+    if not re.fullmatch(r"\d{17}[\dX]", value):
+        raise ValueError(f"ID number {value} is not an 18-character resident ID number")
+    expected = prc_check_digit(value[:17])
+    if value[17] != expected:
+        raise ValueError(f"ID number {value} has a wrong check digit"
+                         f" (last character should be {expected}); check for a typing error")
+    return value
+
+
+def normalise_phone(value):
+    """Digits with a leading + kept; spaces, dashes, dots and parentheses dropped. '' stays ''.
+
+    Loose on purpose: landlines, mobiles, +86 and Hong Kong/Macau numbers all occur.
+    """
+    compact = re.sub(r"[\s\-().]", "", value)
+    if not compact:
+        return ""
+    if not re.fullmatch(r"\+?\d+", compact):
+        raise ValueError(f"phone {value!r} may contain only digits, spaces, dashes,"
+                         " parentheses and a leading +")
+    digits = compact.lstrip("+")
+    if not 6 <= len(digits) <= 15:
+        raise ValueError(f"phone {value!r} must have 6 to 15 digits")
+    return compact
+
+
+def parse_consent(value):
+    value = value.strip().lower()
+    if not value or value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise ValueError(f"consent must be yes or no, not {value!r}")
+
+
+def parse_record(line, cells, rule):
+    """A validated Record from one RECORDS.csv row, or RowInvalid."""
+    try:
+        id_number = normalise_id_number(cells["id_number"], rule)
+        name = " ".join(cells["name"].split())
+        if not name:
+            raise ValueError("name is empty")
+        language = (cells.get("language") or "zh").lower()
+        if language not in LANGUAGES:
+            raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}")
+        consent = parse_consent(cells.get("consent", ""))
+        if consent and not cells["photo"]:
+            raise ValueError("photo is empty (needed unless consent is no)")
+        _check_lengths(cells)
+        return Record(line, id_number, name, normalise_phone(cells["phone"]), language,
+                      cells.get("district", ""), consent, cells["photo"])
+    except ValueError as e:
+        raise RowInvalid(line, str(e))
+
+
+def parse_case(line, cells, rule):
+    """A validated Case from one CASES.csv row, or RowInvalid."""
+    try:
+        case_number = cells["case_number"]
+        if not case_number:
+            raise ValueError("case number is empty")
+        id_number = normalise_id_number(cells["id_number"], rule)
+        for column in ("type", "status"):
+            if not cells[column]:
+                raise ValueError(f"{column} is empty")
+        _check_lengths(cells)
+        status = re.sub(r"\s+", "_", cells["status"].lower())
+        return Case(line, case_number, id_number, cells["type"], status, cells["summary"],
+                    cells.get("counter", ""), _appointment(cells.get("appointment_at", "")))
+    except ValueError as e:
+        raise RowInvalid(line, str(e))
+
+
+def _appointment(value):
+    if not value:
+        return ""
+    try:
+        return datetime.fromisoformat(value.replace("/", "-")).isoformat(timespec="minutes")
+    except ValueError:
+        raise ValueError(f"appointment_at {value!r} is not a date and time like 2025-03-01 09:30")
+
+
+def _check_lengths(cells):
+    for column, value in cells.items():
+        if len(value) > MAX_FIELD:
+            raise ValueError(f"{column} is longer than {MAX_FIELD} characters")
+
+
+# --- photos: a folder or a zip --------------------------------------------------------------
+
+class PhotoMissing(LookupError):
+    pass
+
+
+def unsafe_name(name):
+    """True for a path that could point outside the photo folder: absolute, drive or '..'."""
+    name = name.replace("\\", "/")
+    return (name.startswith("/") or re.match(r"^[A-Za-z]:", name) is not None
+            or ".." in name.split("/"))
+
+
+class FolderPhotos:
+    """Photos in a folder; names from the CSV never reach outside it."""
+
+    def __init__(self, folder):
+        self.folder = os.path.realpath(folder)
+
+    def read(self, name):
+        if unsafe_name(name):
+            raise PhotoRejected(f"photo name {name!r} refused: absolute paths and '..' are not allowed")
+        path = os.path.realpath(os.path.join(self.folder, name))
+        if not path.startswith(self.folder + os.sep) or not os.path.isfile(path):
+            raise PhotoMissing(f"photo file {name} not found")
+        if os.path.getsize(path) > MAX_BYTES:
+            raise PhotoRejected(f"file is larger than {MAX_BYTES // 2**20} MB")
+        with open(path, "rb") as f:
+            return f.read()
+
+    def close(self):
+        pass
+
+
+class ZipPhotos:
+    """Photos in a zip, read into memory one at a time, never extracted to disk.
+
+    Entries with absolute paths or '..' are refused (a row naming one gets that reason).
+    A row may name an entry by its full path or, when unambiguous, by its file name alone
+    (zips made by compressing a folder put everything under that folder's name).
+    """
+
+    def __init__(self, path):
+        try:
+            self.zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as e:
+            raise ImportFailed(f"photos: not a readable zip file: {path} ({e})")
+        self.safe, self.unsafe, by_base = {}, {}, {}
+        for info in self.zip.infolist():
+            if info.is_dir():
+                continue
+            name = info.filename.replace("\\", "/")
+            target = self.unsafe if unsafe_name(name) else self.safe
+            target[name] = info
+            by_base.setdefault(posixpath.basename(name), []).append(name)
+        self.by_base = by_base
+
+    def read(self, name):
+        name = name.replace("\\", "/")
+        if unsafe_name(name):
+            raise PhotoRejected(f"photo name {name!r} refused: absolute paths and '..' are not allowed")
+        entry = self._entry(name)
+        if entry in self.unsafe:
+            raise PhotoRejected(f"zip entry {entry!r} refused: absolute paths and '..' are not allowed")
+        info = self.safe[entry]
+        if info.file_size > MAX_BYTES:
+            raise PhotoRejected(f"file is larger than {MAX_BYTES // 2**20} MB")
+        try:
+            with self.zip.open(info) as f:
+                data = f.read(MAX_BYTES + 1)  # the header's size may lie: cap what is inflated
+        except (zipfile.BadZipFile, RuntimeError, OSError, EOFError) as e:
+            raise PhotoRejected(f"zip entry {entry} cannot be read ({e})")
+        if len(data) > MAX_BYTES:
+            raise PhotoRejected(f"file is larger than {MAX_BYTES // 2**20} MB")
+        return data
+
+    def _entry(self, name):
+        if name in self.safe:
+            return name
+        candidates = self.by_base.get(posixpath.basename(name), [])
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(candidates) > 1:
+            raise PhotoRejected(f"photo {name} is ambiguous in the zip: {', '.join(sorted(candidates))}")
+        raise PhotoMissing(f"photo file {name} not found")
+
+    def close(self):
+        self.zip.close()
+
+
+def open_photos(path):
+    """FolderPhotos or ZipPhotos for a folder or zip path, or ImportFailed."""
+    if not path or not os.path.exists(path):
+        raise ImportFailed(f"photos: folder or zip not found: {path}")
+    if os.path.isdir(path):
+        return FolderPhotos(path)
+    return ZipPhotos(path)
+
+
+# --- the quality gate and encoder, run in worker processes -----------------------------------
+
+def encode_photo(data):
+    """(template bytes, image format, None) for an acceptable photo, or (None, None, reason).
+
+    Runs in a worker process: takes and returns plain bytes so nothing big is pickled twice.
+    """
+    from recognition import images, quality
+    try:
+        rgb = images.load_image(data)
+        enrolment = quality.enrolment_template(rgb)
+    except PhotoRejected as e:
+        return None, None, e.reason
+    return to_blob(enrolment.encoding), image_format(data), None
+
+
+def image_format(data):
+    """File extension for stored photo bytes, from their magic number."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpg"
+    if data[:4] in (b"RIFF",) and data[8:12] == b"WEBP":
+        return "webp"
+    return "img"
+
+
+def _warm_worker():
+    from recognition import engine
+    engine.warm_up()
+
+
+class Encoder:
+    """Runs encode_photo on `workers` processes (in this process when workers is 1).
+
+    Worker processes are spawned, not forked: the web server imports the import from a
+    thread, and forking a threaded process can copy a held lock into the child.
+    """
+
+    def __init__(self, workers):
+        self.workers = workers
+        self.pool = None
+        if workers > 1:
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_warm_worker)
+
+    def map(self, photos):
+        if self.pool is None:
+            return map(encode_photo, photos)
+        return self.pool.map(encode_photo, photos)
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# --- the import -----------------------------------------------------------------------------
+
+@dataclass
+class _Pending:
+    """A valid record on its way to the database, with what its photo turned out to be."""
+    record: Record
+    existing: object = None          # the citizens row, or None for a new citizen
+    photo: bytes = None
+    photo_sha256: str = None
+    row_sha256: str = None
+    template: bytes = None           # a new template to store (None: keep or none)
+    image_format: str = None
+    reason: str = None               # set when the photo was refused
+
+
+def run_import(db, records_path, photos_path, cases_path=None, settings=None, actor=Actor(),
+               progress=None):
+    """Import RECORDS.csv (+ photos folder or zip, + optional CASES.csv) into db.
+
+    Returns an ImportResult with one RowResult per data row. Raises ImportFailed, before
+    anything is written, when a file cannot be read at all. progress(processed, total) is
+    called as rows are done, outside any transaction.
+    """
+    settings = settings or Settings(photos_dir=".")
+    record_rows = read_csv(records_path, RECORD_COLUMNS, RECORD_OPTIONAL, "records")
+    case_rows = read_csv(cases_path, CASE_COLUMNS, CASE_OPTIONAL, "cases") if cases_path else []
+    photos = open_photos(photos_path)
+    run = _Run(db, settings, actor, progress, len(record_rows) + len(case_rows))
+    try:
+        run.records(record_rows, photos)
+        run.cases(case_rows)
+    finally:
+        photos.close()
+    run.result.rows.sort(key=lambda r: (r.file != "records", r.line))
+    with transaction(db):
+        audit(db, actor.type, actor.id, actor.name, "import.run", "import", "",
+              {"records": os.path.basename(records_path),
+               "cases": os.path.basename(cases_path) if cases_path else "",
+               **run.result.counts("records"), "cases_counts": run.result.counts("cases")},
+              actor.ip)
+    return run.result
+
+
+class _Run:
+    """The state of one import: the result so far, the gallery for duplicate checks, progress."""
+
+    def __init__(self, db, settings, actor, progress, total):
+        self.db, self.settings, self.actor = db, settings, actor
+        self.progress = progress or (lambda processed, total: None)
+        self.total, self.processed = total, 0
+        self.result = ImportResult()
+        self.gallery, self.id_numbers = load_gallery(db)
+
+    def records(self, rows, photos):
+        valid = self._valid_records(rows)
+        with Encoder(self.settings.workers) as encoder:
+            for start in range(0, len(valid), self.settings.batch_size):
+                batch = valid[start:start + self.settings.batch_size]
+                pending = [self._prepare(record, photos) for record in batch]
+                self._encode(pending, encoder)
+                with transaction(self.db):
+                    for item in pending:
+                        self._write_record(item)
+
+    def _valid_records(self, rows):
+        valid, seen = [], {}
+        for line, cells in rows:
+            try:
+                record = parse_record(line, cells, self.settings.id_number_rule)
+                if record.id_number in seen:
+                    raise RowInvalid(line, f"ID number {record.id_number} is also on line"
+                                           f" {seen[record.id_number]}")
+                seen[record.id_number] = line
+                valid.append(record)
+            except RowInvalid as e:
+                self._add("records", line, cells.get("id_number", ""), cells.get("name", ""),
+                          "rejected", e.reason)
+        self._tick(len(rows) - len(valid))
+        return valid
+
+    def _prepare(self, record, photos):
+        """Read the photo and decide from hashes alone whether it needs encoding."""
+        item = _Pending(record, existing=citizen_row(self.db, record.id_number))
+        if record.consent:
+            try:
+                item.photo = photos.read(record.photo)
+                item.photo_sha256 = hashlib.sha256(item.photo).hexdigest()
+            except (PhotoRejected, PhotoMissing) as e:
+                item.reason = getattr(e, "reason", None) or str(e)
+        item.row_sha256 = record.row_sha256(item.photo_sha256)
+        return item
+
+    def _encode(self, pending, encoder):
+        todo = [item for item in pending if self._needs_encoding(item)]
+        done_early = len(pending) - len(todo)
+        self._tick(done_early)
+        for item, (template, fmt, reason) in zip(todo, encoder.map([i.photo for i in todo])):
+            self.result.encoded += 1
+            item.template, item.image_format, item.reason = template, fmt, reason
+            self._tick(1)
+
+    def _needs_encoding(self, item):
+        """Only a new photo with consent is decoded: same bytes as stored means same template."""
+        if item.reason or item.photo is None:
+            return False
+        existing = item.existing
+        return not (existing and existing["photo_sha256"] == item.photo_sha256
+                    and existing["removed_at"] is None and existing["consent"]
+                    and has_templates(self.db, existing["id"]))
+
+    def _tick(self, n):
+        if n:
+            self.processed += n
+            self.progress(self.processed, self.total)
+
+    def _write_record(self, item):
+        record, existing = item.record, item.existing
+        if item.reason:
+            return self._record_result(record, "rejected", item.reason)
+        if existing and existing["row_sha256"] == item.row_sha256 and existing["removed_at"] is None:
+            return self._record_result(record, "unchanged")
+        if item.template is not None:
+            other = self._duplicate_of(item)
+            if other:
+                return self._flag(record, other)
+        citizen_id = self._store_citizen(item)
+        self._record_result(record, "updated" if existing else "imported",
+                            "" if record.consent else "stored without a face template (consent is no)")
+        return citizen_id
+
+    def _duplicate_of(self, item):
+        """ID number of another citizen whose enrolled face is within DUPLICATE_DISTANCE."""
+        own = item.existing["id"] if item.existing else None
+        best, runner_up = self.gallery.nearest_two(from_blob(item.template))
+        other = runner_up if best and best.citizen_id == own else best
+        if other and other.distance <= DUPLICATE_DISTANCE:
+            return self.id_numbers.get(other.citizen_id, "?"), other.distance
+        return None
+
+    def _flag(self, record, other):
+        id_number, distance = other
+        reason = (f"possible duplicate identity: face matches ID number {id_number}"
+                  f" (distance {distance:.2f}); not imported, check both records")
+        audit(self.db, self.actor.type, self.actor.id, self.actor.name, "import.flagged",
+              "citizen", record.id_number, {"matches": id_number, "distance": round(distance, 3)},
+              self.actor.ip)
+        self._record_result(record, "flagged", reason)
+
+    def _store_citizen(self, item):
+        record, existing = item.record, item.existing
+        photo_path = existing["photo_path"] if existing else None
+        photo_sha = existing["photo_sha256"] if existing else None
+        if not record.consent:
+            photo_path = photo_sha = None
+        elif item.template is not None:
+            photo_path = save_photo(self.settings.photos_dir, item.photo, item.photo_sha256,
+                                    item.image_format)
+            photo_sha = item.photo_sha256
+        citizen_id = upsert_citizen(self.db, record, existing, photo_path, photo_sha, item.row_sha256)
+        if not record.consent or item.template is not None:
+            # a new photo replaces every template: old ones may be of whoever was on the old photo
+            self.db.conn.execute("DELETE FROM face_templates WHERE citizen_id = ?", [citizen_id])
+            self.gallery.remove(citizen_id)
+        if item.template is not None:
+            add_template(self.db, citizen_id, item.template)
+            self.gallery.add(citizen_id, from_blob(item.template))
+        self.id_numbers[citizen_id] = record.id_number
+        return citizen_id
+
+    def _record_result(self, record, outcome, reason=""):
+        self._add("records", record.line, record.id_number, record.name, outcome, reason)
+
+    def _add(self, file, line, id_number, name, outcome, reason=""):
+        self.result.rows.append(RowResult(file, line, id_number, name, outcome, reason))
+
+    def cases(self, rows):
+        for start in range(0, len(rows), self.settings.batch_size):
+            batch = rows[start:start + self.settings.batch_size]
+            with transaction(self.db):
+                for line, cells in batch:
+                    self._write_case(line, cells)
+            self._tick(len(batch))
+
+    def _write_case(self, line, cells):
+        try:
+            case = parse_case(line, cells, self.settings.id_number_rule)
+        except RowInvalid as e:
+            return self._add("cases", line, cells.get("id_number", ""), cells.get("case_number", ""),
+                             "rejected", e.reason)
+        owner = citizen_row(self.db, case.id_number)
+        if owner is None or owner["removed_at"] is not None:
+            return self._add("cases", line, case.id_number, case.case_number, "rejected",
+                             f"ID number {case.id_number} is not among the citizen records")
+        outcome = upsert_case(self.db, case, owner["id"])
+        self._add("cases", line, case.id_number, case.case_number, outcome)
+
+
+# --- rows in the database -------------------------------------------------------------------
+
+def load_gallery(db):
+    """(Gallery of every enrolled template, {citizen id: ID number}) for the duplicate check."""
+    gallery, id_numbers = Gallery(), {}
+    rows = db.conn.execute(
+        "SELECT c.id, c.id_number, t.encoding FROM face_templates t"
+        " JOIN citizens c ON c.id = t.citizen_id WHERE c.removed_at IS NULL")
+    for row in rows:
+        gallery.add(row["id"], from_blob(row["encoding"]))
+        id_numbers[row["id"]] = row["id_number"]
+    return gallery, id_numbers
+
+
+def citizen_row(db, id_number):
+    return db.conn.execute("SELECT * FROM citizens WHERE id_number = ?", [id_number]).fetchone()
+
+
+def has_templates(db, citizen_id):
+    return db.conn.execute("SELECT 1 FROM face_templates WHERE citizen_id = ? LIMIT 1",
+                           [citizen_id]).fetchone() is not None
+
+
+def upsert_citizen(db, record, existing, photo_path, photo_sha256, row_sha256):
+    """Insert or update one citizen (inside a transaction); returns its id. Bumps sync_seq:
+    devices fetch every citizen whose seq is above the last one they hold."""
+    values = {"name": record.name, "phone": record.phone, "language": record.language,
+              "district": record.district, "consent": int(record.consent),
+              "photo_path": photo_path, "photo_sha256": photo_sha256, "row_sha256": row_sha256,
+              "sync_seq": next_sync_seq(db), "updated_at": now_iso()}
+    if existing:
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        db.conn.execute(f"UPDATE citizens SET {assignments}, removed_at = NULL WHERE id = ?",
+                        [*values.values(), existing["id"]])
+        return existing["id"]
+    values.update(id_number=record.id_number, created_at=values["updated_at"])
+    cursor = db.conn.execute(
+        f"INSERT INTO citizens ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+        list(values.values()))
+    return cursor.lastrowid
+
+
+def add_template(db, citizen_id, blob):
+    db.conn.execute("INSERT INTO face_templates (citizen_id, encoding, source, model, num_jitters,"
+                    " created_at) VALUES (?, ?, 'enrolment', 'small', 1, ?)",
+                    [citizen_id, blob, now_iso()])
+
+
+def save_photo(photos_dir, data, sha256, fmt):
+    """Store photo bytes as <sha256>.<ext> (written whole, then renamed); returns the file name."""
+    name = f"{sha256}.{fmt or 'img'}"
+    path = os.path.join(photos_dir, name)
+    if not os.path.exists(path):
+        os.makedirs(photos_dir, exist_ok=True)
+        temporary = f"{path}.{os.getpid()}.part"
+        with open(temporary, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    return name
+
+
+def upsert_case(db, case, citizen_id):
+    """Insert or update a case by case_number; returns imported, updated or unchanged."""
+    values = {"citizen_id": citizen_id, "type": case.type, "status": case.status,
+              "summary": case.summary, "counter": case.counter,
+              "appointment_at": case.appointment_at}
+    row = db.conn.execute("SELECT * FROM cases WHERE case_number = ?", [case.case_number]).fetchone()
+    if row and all(row[k] == v for k, v in values.items()):
+        return "unchanged"
+    values["updated_at"] = now_iso()
+    if row:
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        db.conn.execute(f"UPDATE cases SET {assignments} WHERE id = ?", [*values.values(), row["id"]])
+        return "updated"
+    values.update(case_number=case.case_number, created_at=values["updated_at"])
+    db.conn.execute(f"INSERT INTO cases ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                    list(values.values()))
+    return "imported"
+
+
+# --- the report -----------------------------------------------------------------------------
+
+def write_report(path, result):
+    """The row-by-row report as CSV (UTF-8 with BOM, so spreadsheet programs show Chinese names)."""
+    with open(path, "w", newline="", encoding="utf-8-sig") as f:
+        writer = csv.writer(f)
+        writer.writerow(REPORT_COLUMNS)
+        for r in result.rows:
+            writer.writerow([r.file, r.line, r.id_number, r.name, r.outcome, r.reason])
+
+
+def read_report(path):
+    """The rows of a report written by write_report, as dicts."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return list(csv.DictReader(f))
