@@ -167,9 +167,11 @@ class BlinkDetector:
         return None if self.started_at is None else self.started_at + self.policy.window_s
 
     def passing_blink(self):
-        """The first blink that ended inside the challenge window, or None."""
+        """The first blink that ended inside the challenge window, or None. Samples from
+        before the window (fed to learn the baseline early) cannot pass it."""
         end = self.window_end
-        return next((b for b in self.blinks if end is not None and b.end <= end), None)
+        return next((b for b in self.blinks
+                     if end is not None and self.started_at <= b.end <= end), None)
 
     def verdict(self, now):
         """"passed", "failed" once the window has closed without a blink, or None (still open)."""

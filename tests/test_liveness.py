@@ -148,3 +148,12 @@ def test_verdict_over_the_window():
     for t, v in _series([0.30] * 20 + [0.1] * 5 + [0.3] * 5, start=10.0):
         late.add_openness(t, v)
     assert late.verdict(11.0) == "passed"
+
+
+def test_blink_before_the_challenge_does_not_count():
+    """Frames from before the prompt teach the baseline, but a blink in them is not an answer."""
+    detector = BlinkDetector(BlinkPolicy(window_s=3.0), started_at=2.0)
+    for t, v in _series([0.30] * 20 + [0.1] * 5 + [0.3] * 40):   # blink ends at 0.83 s
+        detector.add_openness(t, v)
+    assert len(detector.blinks) == 1
+    assert detector.verdict(5.1) == "failed"
