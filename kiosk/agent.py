@@ -1,0 +1,235 @@
+"""The edge agent: camera frames in, greetings out, sessions stored and forwarded.
+
+The agent owns the loop and the bookkeeping (sessions, outbox, events); what the citizen
+sees and hears is a front end's job. A front end is any object with these hooks:
+
+    on_greeted(visit)     a citizen was recognised (the session is already committed)
+    on_unknown(visit)     an unknown visitor: send them to a clerk, never guess a name
+    on_frame(frame, rgb, tracks)   every processed frame, with the live face tracks (each
+                          keeps its recent frames): a liveness challenge hooks in here
+    on_left(track)        a face track ended
+    close()
+
+KioskFrontEnd (screen + voice) is the kiosk's; the robot brings its own voice-first one.
+"""
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from recognition import engine
+from recognition.decision import Policy
+
+from .greeter import Greeter, GreeterSettings
+from .speech import greeting_text
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_PROMPT = {"text": "请到柜台咨询工作人员", "language": "zh"}
+SNAPSHOT_MARGIN = 0.6      # face crop grows by this share of the face size on each side
+SNAPSHOT_QUALITY = 85
+
+
+@dataclass
+class Visit:
+    """One greeting or unknown visitor, as handed to the front end."""
+    session: dict
+    track: object
+    frame: object
+    t: float
+    citizen_id: object = None
+    name: str = ""
+    language: str = ""
+    greeting: str = ""
+
+
+@dataclass
+class Stats:
+    frames: int = 0                  # frames processed
+    busy_s: float = 0.0              # time spent processing them
+    first_frame_wall: float = None   # monotonic time the first frame was read
+    events: dict = field(default_factory=dict)
+
+
+class Agent:
+    """Runs the recognition loop over a camera; stores sessions; drives a front end."""
+
+    def __init__(self, camera, store, syncer, events, front_end, settings=None,
+                 regreet_after_s=None):
+        self.camera = camera
+        self.store = store
+        self.syncer = syncer
+        self.events = events
+        self.front_end = front_end
+        self.settings = settings or GreeterSettings()
+        self.regreet_after_s = regreet_after_s
+        self.greeter = None
+        self.config = {}
+        self.citizens = {}
+        self.stats = Stats()
+        self._stop = threading.Event()
+        syncer.on_gallery = self.reload_gallery
+
+    # --- start-up ------------------------------------------------------------------------------
+
+    def prepare(self):
+        """Load the models and the freshest gallery before the first frame, so the first
+        visitor waits for neither. Offline, the cached gallery and config are used."""
+        engine.warm_up()
+        self.config = self.syncer.fetch_config() or {}
+        self.syncer.sync_gallery()
+        self.greeter = Greeter(None, self._policy(), self._greeter_settings())
+        self.reload_gallery()
+        self.events.emit("ready", citizens=len(self.citizens), outbox=self.store.outbox_count(),
+                         online=self.syncer.online is not False and not self.syncer.revoked)
+
+    def _policy(self):
+        defaults = Policy()
+        return Policy(threshold=self.config.get("threshold", defaults.threshold),
+                      margin=self.config.get("margin", defaults.margin),
+                      min_frames=self.config.get("min_frames", defaults.min_frames),
+                      unknown_after=self.config.get("unknown_after", defaults.unknown_after))
+
+    def _greeter_settings(self):
+        regreet = self.regreet_after_s
+        if regreet is None:
+            regreet = self.config.get("regreet_after_s", self.settings.regreet_after_s)
+        return GreeterSettings(**{**self.settings.__dict__, "regreet_after_s": float(regreet)})
+
+    def reload_gallery(self):
+        """Swap in the cached gallery (called after each sync that changed it)."""
+        self.citizens = self.store.citizens()
+        if self.greeter is not None:
+            self.greeter.gallery = self.store.gallery()
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self, exit_at_end=False):
+        """Process frames until the source ends or stop(); then deliver (exit_at_end) or idle."""
+        self.prepare()
+        self.syncer.start()
+        try:
+            self._loop()
+        finally:
+            self.camera.close()
+        self.events.emit("end", frames=self.stats.frames, dropped=getattr(self.camera, "dropped", 0))
+        if not exit_at_end:
+            self._stop.wait()
+        self.syncer.stop()
+        waiting = self.syncer.flush_outbox()
+        self.events.emit("exit", outbox=waiting, dead_letters=len(self.store.dead_letters()))
+        self.front_end.close()
+        return waiting
+
+    def stop(self):
+        self._stop.set()
+
+    def _loop(self):
+        while not self._stop.is_set():
+            frame = self.camera.read()
+            if frame is None:
+                return
+            if self.stats.first_frame_wall is None:
+                self.stats.first_frame_wall = time.monotonic()
+            started = time.monotonic()
+            self.handle_frame(frame)
+            self.stats.frames += 1
+            self.stats.busy_s += time.monotonic() - started
+
+    def handle_frame(self, frame):
+        """Recognise one frame and act on what it shows."""
+        import cv2
+        rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+        for outcome in self.greeter.process(rgb, frame.t):
+            if outcome.kind == "greeted":
+                self._greeted(outcome, frame)
+            elif outcome.kind == "unknown":
+                self._unknown(outcome, frame)
+            else:
+                self.front_end.on_left(outcome.track)
+        self.front_end.on_frame(frame, rgb, self.greeter.tracks)
+
+    def _greeted(self, outcome, frame):
+        track, decision = outcome.track, outcome.track.decision
+        citizen = self.citizens.get(track.citizen_id, {"display_name": "", "language": "zh"})
+        session = self._session(track, outcome.t, "greeted", decision)
+        self.record_session(session, frame, track.location)
+        visit = Visit(session, track, frame, outcome.t, track.citizen_id, citizen["display_name"],
+                      citizen["language"],
+                      greeting_text(citizen["display_name"], citizen["language"],
+                                    self.config.get("greeting_templates"), self.config.get("honorifics")))
+        self.events.emit("greeted", citizen_id=track.citizen_id, name=visit.name, t=round(outcome.t, 3),
+                         distance=round(decision.distance, 4), margin=round(decision.margin, 4),
+                         session_id=session["id"])
+        self.front_end.on_greeted(visit)
+
+    def _unknown(self, outcome, frame):
+        track = outcome.track
+        best = min(track.votes.decisions, key=lambda d: d.distance, default=None)
+        session = self._session(track, outcome.t, "unknown", best)
+        self.record_session(session, frame, track.location)
+        self.events.emit("unknown_visitor", t=round(outcome.t, 3), session_id=session["id"])
+        self.front_end.on_unknown(Visit(session, track, frame, outcome.t))
+
+    def _session(self, track, t, outcome, decision):
+        started = datetime.now(timezone.utc) - timedelta(seconds=max(0.0, t - track.first_t))
+        finite = decision is not None and decision.distance != float("inf")
+        return {"id": str(uuid.uuid4()),
+                "citizen_id": track.citizen_id if outcome == "greeted" else None,
+                "outcome": outcome,
+                "distance": round(decision.distance, 4) if finite else None,
+                "margin": round(min(decision.margin, 1e6), 4) if finite else None,
+                "time_to_greet": round(t - track.first_t, 3) if outcome == "greeted" else None,
+                "liveness": "not_run",
+                "started_at": started.isoformat(timespec="milliseconds")}
+
+    def record_session(self, session, frame=None, location=None):
+        """Commit a session (and its snapshot) to the outbox, then wake the uploader.
+        Called before anything is announced: a crash after a greeting never loses its session."""
+        snapshot = snapshot_jpeg(frame.image, location) if frame is not None else None
+        self.store.add_session(session, snapshot)
+        self.syncer.nudge()
+
+
+def snapshot_jpeg(bgr, location=None):
+    """JPEG bytes of the face (with some margin) or of the whole frame."""
+    import cv2
+    if location is not None:
+        top, right, bottom, left = location
+        pad_y, pad_x = int((bottom - top) * SNAPSHOT_MARGIN), int((right - left) * SNAPSHOT_MARGIN)
+        height, width = bgr.shape[:2]
+        bgr = bgr[max(0, top - pad_y):min(height, bottom + pad_y), max(0, left - pad_x):min(width, right + pad_x)]
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
+    return data.tobytes() if ok else None
+
+
+class KioskFrontEnd:
+    """The kiosk's screen and voice."""
+
+    def __init__(self, screen_state=None, speaker=None):
+        self.screen = screen_state
+        self.speaker = speaker
+
+    def on_greeted(self, visit):
+        if self.screen is not None:
+            self.screen.show("greeting", visit.greeting, visit.name, visit.language)
+        if self.speaker is not None:
+            self.speaker.say(visit.greeting, visit.language)
+
+    def on_unknown(self, visit):
+        if self.screen is not None:
+            self.screen.show("unknown")
+        if self.speaker is not None:
+            self.speaker.say(UNKNOWN_PROMPT["text"], UNKNOWN_PROMPT["language"])
+
+    def on_frame(self, frame, rgb, tracks):
+        pass
+
+    def on_left(self, track):
+        pass
+
+    def close(self):
+        if self.speaker is not None:
+            self.speaker.close()

@@ -1,0 +1,158 @@
+"""Frame sources: a camera, a video file or a folder of images, all read with OpenCV.
+
+Every frame carries t, seconds since the source started, on the source's own clock: the
+camera's wall clock, or a file's frame times. Events report that t, so a test on a video
+file reads "greeted 0.3 s into the clip" however slow the machine is.
+
+realtime=True makes a file behave like a live camera: frames come at the file's frame rate
+by the wall clock, and the frames the engine was too slow to take are skipped, always
+handing out the newest one. Without it every frame is read as fast as it is asked for.
+"""
+import os
+import re
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class SourceError(RuntimeError):
+    """The camera or file cannot be opened or read."""
+
+
+@dataclass
+class Frame:
+    image: np.ndarray   # BGR, as OpenCV reads it
+    t: float            # seconds since the source started
+    index: int          # position in the source (frames skipped in realtime mode count too)
+
+
+def open_source(spec, realtime=False, folder_fps=5.0):
+    """A frame source for a camera index ("0"), a video file, or a folder of images."""
+    spec = str(spec)
+    if spec.isdigit():
+        return CameraSource(int(spec))
+    if os.path.isdir(spec):
+        return FolderSource(spec, fps=folder_fps, realtime=realtime)
+    if os.path.isfile(spec):
+        return VideoFileSource(spec, realtime=realtime)
+    raise SourceError(f"camera source {spec!r} is not a camera index, a video file or a folder")
+
+
+class CameraSource:
+    """A live camera: always the newest frame, t by the wall clock."""
+
+    def __init__(self, index):
+        import cv2
+        self._capture = cv2.VideoCapture(index)
+        if not self._capture.isOpened():
+            raise SourceError(f"camera {index} cannot be opened")
+        self._start = None
+        self._count = 0
+        self.dropped = 0
+
+    def read(self):
+        """The next Frame, or None when the camera stops."""
+        ok, image = self._capture.read()
+        if not ok:
+            return None
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        self._count += 1
+        return Frame(image, now - self._start, self._count - 1)
+
+    def close(self):
+        self._capture.release()
+
+
+class _PacedSource:
+    """Shared pacing: frame i is due at start + i / fps on the wall clock."""
+
+    def __init__(self, fps, realtime):
+        self.fps = fps
+        self.realtime = realtime
+        self.dropped = 0
+        self._start = None
+        self._next = 0
+
+    def _due_index(self):
+        """The index to hand out now: the newest frame whose time has come."""
+        if not self.realtime:
+            return self._next
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        due = int((now - self._start) * self.fps)
+        if due < self._next:  # ahead of the clock: wait for the frame's time, like a camera
+            time.sleep((self._next / self.fps) - (now - self._start))
+            due = self._next
+        return due
+
+
+class VideoFileSource(_PacedSource):
+    """A video file; t is the frame's time in the file (index / fps)."""
+
+    def __init__(self, path, realtime=False):
+        import cv2
+        self._capture = cv2.VideoCapture(path)
+        if not self._capture.isOpened():
+            raise SourceError(f"video {path!r} cannot be opened")
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        super().__init__(fps if fps and fps > 0 else 25.0, realtime)
+
+    def read(self):
+        """The next Frame (the newest due one in realtime mode), or None at the end."""
+        due = self._due_index()
+        while self._next < due:  # frames the engine had no time for: decode, never look
+            if not self._capture.grab():
+                return None
+            self._next += 1
+            self.dropped += 1
+        ok, image = self._capture.read()
+        if not ok:
+            return None
+        frame = Frame(image, self._next / self.fps, self._next)
+        self._next += 1
+        return frame
+
+    def close(self):
+        self._capture.release()
+
+
+class FolderSource(_PacedSource):
+    """A folder of images in natural name order, played at `fps`."""
+
+    def __init__(self, folder, fps=5.0, realtime=False):
+        super().__init__(fps, realtime)
+        self._paths = sorted((os.path.join(folder, name) for name in os.listdir(folder)
+                              if name.lower().endswith(IMAGE_SUFFIXES)), key=_natural_key)
+        if not self._paths:
+            raise SourceError(f"folder {folder!r} holds no images")
+
+    def read(self):
+        due = self._due_index()
+        self.dropped += max(0, due - self._next)
+        self._next = due
+        while self._next < len(self._paths):
+            image = _read_image(self._paths[self._next])
+            frame = Frame(image, self._next / self.fps, self._next)
+            self._next += 1
+            if image is not None:
+                return frame
+        return None
+
+    def close(self):
+        pass
+
+
+def _read_image(path):
+    import cv2
+    return cv2.imread(path, cv2.IMREAD_COLOR)
+
+
+def _natural_key(path):
+    name = os.path.basename(path)
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]

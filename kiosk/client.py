@@ -1,0 +1,108 @@
+"""The device API client (urllib, short timeouts): gallery deltas, config, session uploads.
+
+Every failure is one of three exceptions, because the caller does three different things:
+  Offline       no answer, a timeout, a 5xx, 408 or 429: keep the data, try again later
+  Revoked       401: this device's token is no longer valid; stop syncing, keep the data
+  Rejected      any other 4xx: this request can never succeed as sent (dead-letter it)
+"""
+import json
+import socket
+import urllib.error
+import urllib.request
+import uuid
+
+
+class ApiFailure(Exception):
+    pass
+
+
+class Offline(ApiFailure):
+    """The server could not be reached or did not answer usefully; retry later."""
+
+
+class Revoked(ApiFailure):
+    """The server refused the device token (401)."""
+
+
+class Rejected(ApiFailure):
+    """The server refused the request for good (4xx other than 401, 408, 429)."""
+
+    def __init__(self, status, message):
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+TRANSIENT_4XX = (408, 425, 429)
+
+
+class ApiClient:
+    """Talks to /api/v1 of the server at base_url with a device bearer token."""
+
+    def __init__(self, base_url, token, timeout=3.0):
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def gallery(self, since):
+        """The gallery delta after sync seq `since` (see server.api.gallery_delta)."""
+        return self._request("GET", f"/api/v1/gallery?since={int(since)}")
+
+    def config(self):
+        return self._request("GET", "/api/v1/config")
+
+    def post_session(self, session, snapshot=None):
+        """Upload one session (dict) with an optional JPEG; returns the stored session.
+        Safe to repeat: the server keys sessions by their id."""
+        if snapshot is None:
+            return self._request("POST", "/api/v1/sessions", json.dumps(session).encode("utf-8"),
+                                 "application/json")
+        body, content_type = _multipart({"session": json.dumps(session)},
+                                        {"snapshot": ("snapshot.jpg", snapshot, "image/jpeg")})
+        return self._request("POST", "/api/v1/sessions", body, content_type)
+
+    def _request(self, method, path, body=None, content_type=None):
+        request = urllib.request.Request(self.base_url + path, data=body, method=method)
+        request.add_header("Authorization", f"Bearer {self.token}")
+        request.add_header("Accept", "application/json")
+        if content_type:
+            request.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read().decode("utf-8"))
+        except urllib.error.HTTPError as e:
+            raise _failure(e.code, _error_message(e)) from None
+        except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
+            raise Offline(f"server unreachable: {getattr(e, 'reason', e)}") from None
+        except ValueError:
+            raise Offline("server answered with something that is not JSON") from None
+
+
+def _failure(status, message):
+    if status == 401:
+        return Revoked(message)
+    if status >= 500 or status in TRANSIENT_4XX:
+        return Offline(f"server error {status}: {message}")
+    return Rejected(status, message)
+
+
+def _error_message(http_error):
+    """The message of the server's one error shape, or the HTTP reason."""
+    try:
+        return json.loads(http_error.read().decode("utf-8"))["error"]["message"]
+    except (ValueError, KeyError, TypeError, OSError):
+        return str(http_error.reason)
+
+
+def _multipart(fields, files):
+    """(body, content type) of a multipart/form-data request."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                     .encode() + value.encode("utf-8") + b"\r\n")
+    for name, (filename, data, mime) in files.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                     f'filename="{filename}"\r\nContent-Type: {mime}\r\n\r\n'.encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"

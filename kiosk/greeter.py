@@ -1,0 +1,161 @@
+"""From frames to visits: detect, track faces across frames, vote, and decide once per visit.
+
+Per frame: faces are found on a downscaled copy (the costly step; detect_max_side trades
+reach for speed), matched to the face tracks of earlier frames by overlap, and only the
+faces of undecided tracks are encoded and matched against the gallery. A track is named
+when recognition.decision.TrackVotes says several frames in a row agree; it is an unknown
+visitor when they do not. A decided track is not encoded again, which is where most of the
+speed over "encode every face in every frame" comes from.
+
+One greeting per visit: a citizen whose track is lost and found again, or who steps out
+and back in, is not greeted again until they have been out of sight for regreet_after_s.
+Times are the frames' own t (seconds since the source started).
+"""
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+from recognition import engine
+from recognition.decision import Policy, TrackVotes, decide
+
+
+@dataclass(frozen=True)
+class GreeterSettings:
+    detect_max_side: int = 480     # longer side of the copy faces are found on
+    upsample: int = 1              # 1 finds faces down to ~40 px in that copy; 0 is 4x faster
+    max_faces: int = 3             # largest faces looked at per frame (a queue, not a crowd)
+    min_face_px: int = 40          # smaller faces are too far away to name reliably
+    track_lost_s: float = 1.0      # a face unseen this long has left (detection misses frames)
+    regreet_after_s: float = 60.0  # out of sight this long, the next sighting is a new visit
+    keep_frames: int = 30          # recent frames kept per track (for liveness after greeting)
+    min_iou: float = 0.25
+
+
+@dataclass
+class Track:
+    """One face followed across frames."""
+    id: int
+    location: tuple                # (top, right, bottom, left) in the last frame it was seen
+    first_t: float
+    last_t: float
+    votes: TrackVotes = field(default_factory=TrackVotes)
+    state: str = "pending"         # pending -> named | unknown; "revisit" = named, not greeted again
+    citizen_id: object = None
+    decision: object = None        # the FrameDecision that named it
+    frames: deque = field(default_factory=deque)   # (t, rgb, location), newest last
+
+    @property
+    def decided(self):
+        return self.state != "pending"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened in a frame that a front end should act on."""
+    kind: str                      # "greeted" | "unknown" | "left"
+    track: Track
+    t: float
+
+
+class Greeter:
+    """Holds the face tracks of one camera; process() one frame at a time."""
+
+    def __init__(self, gallery, policy=None, settings=None):
+        self.gallery = gallery     # replaced whole by the sync worker; read once per frame
+        self.policy = policy or Policy()
+        self.settings = settings or GreeterSettings()
+        self.tracks = []
+        self._ids = itertools.count(1)
+        self._last_seen = {}       # citizen_id -> last t a track named them was seen
+
+    def process(self, rgb, t):
+        """Outcomes of one RGB frame at time t: greetings, unknown visitors, tracks that left."""
+        faces = self._faces(rgb)
+        matched, new = self._match(faces)
+        outcomes = self._expire(t, seen={id(tr) for tr, _ in matched})
+        for track, location in matched:
+            track.location, track.last_t = location, t
+        for location in new:
+            track = Track(next(self._ids), location, t, t)
+            track.frames = deque(maxlen=self.settings.keep_frames)
+            self.tracks.append(track)
+            matched.append((track, location))
+        gallery = self.gallery
+        for track, location in matched:
+            track.frames.append((t, rgb, location))
+            outcome = self._update(track, rgb, location, t, gallery)
+            if outcome:
+                outcomes.append(outcome)
+        return outcomes
+
+    def _faces(self, rgb):
+        s = self.settings
+        faces = engine.detect_faces(rgb, s.detect_max_side, s.upsample)
+        faces = [f for f in faces if min(engine.face_height(f), engine.face_width(f)) >= s.min_face_px]
+        return faces[:s.max_faces]
+
+    def _match(self, faces):
+        """([(track, location)], [unmatched locations]): greedy, best overlap first."""
+        pairs = sorted(((_similarity(tr.location, f), i, j) for i, tr in enumerate(self.tracks)
+                        for j, f in enumerate(faces)), reverse=True)
+        used_tracks, used_faces, matched = set(), set(), []
+        for score, i, j in pairs:
+            if score < self.settings.min_iou or i in used_tracks or j in used_faces:
+                continue
+            used_tracks.add(i)
+            used_faces.add(j)
+            matched.append((self.tracks[i], faces[j]))
+        return matched, [f for j, f in enumerate(faces) if j not in used_faces]
+
+    def _expire(self, t, seen):
+        """End the tracks not seen for track_lost_s; "left" outcomes for them."""
+        gone = [tr for tr in self.tracks
+                if id(tr) not in seen and t - tr.last_t > self.settings.track_lost_s]
+        self.tracks = [tr for tr in self.tracks if tr not in gone]
+        return [Outcome("left", tr, t) for tr in gone]
+
+    def _update(self, track, rgb, location, t, gallery):
+        if track.decided:
+            if track.citizen_id is not None:
+                self._last_seen[track.citizen_id] = t
+            return None
+        encoding = engine.face_encoding(rgb, location)
+        track.votes.add(decide(gallery, encoding, self.policy))
+        verdict, decision = track.votes.verdict(self.policy)
+        if verdict == "named":
+            return self._named(track, decision, t)
+        if verdict == "unknown":
+            track.state = "unknown"
+            return Outcome("unknown", track, t)
+        return None
+
+    def _named(self, track, decision, t):
+        track.citizen_id, track.decision = decision.citizen_id, decision
+        last = self._last_seen.get(decision.citizen_id)
+        self._last_seen[decision.citizen_id] = t
+        if last is not None and t - last < self.settings.regreet_after_s:
+            track.state = "revisit"   # the same visit: found again after a missed frame or a step away
+            return None
+        track.state = "named"
+        return Outcome("greeted", track, t)
+
+
+def _similarity(a, b):
+    """Overlap of two boxes (IoU), or for a face that moved fast, a closeness in [0, 0.5]
+    by centre distance relative to face size, so a quick step sideways keeps its track."""
+    iou = _iou(a, b)
+    if iou > 0:
+        return iou
+    size = max(engine.face_height(a), engine.face_width(a), 1)
+    dy = (a[0] + a[2] - b[0] - b[2]) / 2
+    dx = (a[1] + a[3] - b[1] - b[3]) / 2
+    distance = (dx * dx + dy * dy) ** 0.5 / size
+    return max(0.0, 0.5 * (1 - distance))
+
+
+def _iou(a, b):
+    top, bottom = max(a[0], b[0]), min(a[2], b[2])
+    left, right = max(a[3], b[3]), min(a[1], b[1])
+    inter = max(0, bottom - top) * max(0, right - left)
+    union = engine.face_height(a) * engine.face_width(a) + engine.face_height(b) * engine.face_width(b) - inter
+    return inter / union if union > 0 else 0.0

@@ -1,0 +1,84 @@
+"""The kiosk screen: a local web page served on 127.0.0.1, fed by the agent's state.
+
+The page (templates/kiosk/screen.html + static/js/kiosk.js) polls /state, a small JSON
+document: {"mode": "idle" | "greeting" | "unknown", "text": ..., "name": ..., "language": ...,
+"seq": n}. A greeting or the "please see a clerk" notice shows for hold_s seconds, then the
+screen goes back to idle. Only 127.0.0.1 is served: the screen is the kiosk's own display.
+"""
+import os
+import threading
+import time
+
+from flask import Flask, jsonify, render_template
+from werkzeug.serving import make_server
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ScreenState:
+    """What the screen shows now; set by the agent's thread, read by the web server's."""
+
+    def __init__(self, hold_s=8.0, clock=time.monotonic):
+        self.hold_s = hold_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = {"mode": "idle", "text": "", "name": "", "language": ""}
+        self._since = clock()
+        self._seq = 0
+
+    def show(self, mode, text="", name="", language=""):
+        with self._lock:
+            self._state = {"mode": mode, "text": text, "name": name, "language": language}
+            self._since = self._clock()
+            self._seq += 1
+
+    def snapshot(self):
+        """The state to draw; a greeting older than hold_s has become idle."""
+        with self._lock:
+            state = dict(self._state, seq=self._seq)
+            if state["mode"] != "idle" and self._clock() - self._since > self.hold_s:
+                state.update(mode="idle", text="", name="", language="")
+        return state
+
+
+def create_screen_app(state):
+    """The Flask app of the kiosk screen (no database, no login: it only shows state)."""
+    app = Flask("kiosk.screen", root_path=ROOT, template_folder=os.path.join(ROOT, "templates"),
+                static_folder=os.path.join(ROOT, "static"))
+
+    @app.route("/")
+    def index():
+        return render_template("kiosk/screen.html")
+
+    @app.route("/state")
+    def current_state():
+        response = jsonify(state.snapshot())
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.after_request
+    def _no_framing(response):
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = "default-src 'self'"
+        return response
+
+    return app
+
+
+class ScreenServer:
+    """Serves the screen on 127.0.0.1:port in a background thread (port 0 picks a free one)."""
+
+    def __init__(self, state, port=8765):
+        self._server = make_server("127.0.0.1", port, create_screen_app(state), threaded=True)
+        self.port = self._server.server_port
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="kiosk-screen",
+                                        daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._server.shutdown()
+        self._thread.join(5)

@@ -1,0 +1,169 @@
+"""The device's local SQLite file: the gallery cache and the outbox of sessions.
+
+synchronous=FULL with WAL: a session is on disk when add_session() returns, so a power cut
+or kill -9 right after the greeting loses nothing. The agent commits a session here
+*before* it announces the greeting; the uploader deletes it only after the server's 2xx.
+A session the server refuses for good (a 4xx that no retry can fix) moves to dead_letter
+with the reason, so one bad record never blocks the others.
+"""
+import json
+import sqlite3
+import threading
+from datetime import datetime, timezone
+
+import numpy as np
+
+from recognition.gallery import Gallery
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS gallery (
+        citizen_id INTEGER PRIMARY KEY,
+        display_name TEXT NOT NULL,
+        language TEXT NOT NULL,
+        templates BLOB NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        snapshot BLOB,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '')""",
+    """CREATE TABLE IF NOT EXISTS dead_letter (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        snapshot BLOB,
+        reason TEXT NOT NULL,
+        failed_at TEXT NOT NULL)""",
+]
+
+
+def _now():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Store:
+    """One SQLite file, shared by the recognition loop and the sync worker (one lock)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        for sql in _SCHEMA:
+            self._conn.execute(sql)
+
+    def close(self):
+        with self._lock:
+            self._conn.close()
+
+    def _write(self, statements):
+        """Run [(sql, params)] in one transaction."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    self._conn.execute(sql, params)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _read(self, sql, params=()):
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # --- gallery cache ---------------------------------------------------------------------
+
+    @property
+    def sync_seq(self):
+        rows = self._read("SELECT value FROM meta WHERE key = 'sync_seq'")
+        return int(rows[0][0]) if rows else 0
+
+    def apply_delta(self, delta):
+        """Apply a gallery delta from the server (upserts, removals, new seq) atomically."""
+        statements = [("DELETE FROM gallery", ())] if delta.get("full") else []
+        for citizen_id in delta.get("removals", []):
+            statements.append(("DELETE FROM gallery WHERE citizen_id = ?", (citizen_id,)))
+        for entry in delta.get("upserts", []):
+            statements.append((
+                "INSERT OR REPLACE INTO gallery (citizen_id, display_name, language, templates)"
+                " VALUES (?, ?, ?, ?)",
+                (entry["citizen_id"], entry["display_name"], entry["language"],
+                 _templates_blob(entry["templates"]))))
+        statements.append(("INSERT OR REPLACE INTO meta (key, value) VALUES ('sync_seq', ?)",
+                           (str(int(delta["seq"])),)))
+        self._write(statements)
+
+    def clear_gallery(self):
+        """Forget every cached citizen and template (a revoked device keeps no biometrics)."""
+        self._write([("DELETE FROM gallery", ()), ("DELETE FROM meta WHERE key = 'sync_seq'", ())])
+
+    def citizens(self):
+        """{citizen_id: {"display_name", "language"}} for everyone in the cache."""
+        rows = self._read("SELECT citizen_id, display_name, language FROM gallery")
+        return {r["citizen_id"]: {"display_name": r["display_name"], "language": r["language"]}
+                for r in rows}
+
+    def gallery(self):
+        """The cached templates as a recognition Gallery."""
+        ids, blocks = [], []
+        for row in self._read("SELECT citizen_id, templates FROM gallery ORDER BY citizen_id"):
+            block = np.frombuffer(row["templates"], dtype="<f4").reshape(-1, 128)
+            ids += [row["citizen_id"]] * len(block)
+            blocks.append(block)
+        matrix = np.vstack(blocks) if blocks else np.empty((0, 128), np.float32)
+        return Gallery.from_arrays(ids, matrix)
+
+    # --- outbox ----------------------------------------------------------------------------
+
+    def add_session(self, session, snapshot=None):
+        """Commit one session (a JSON-able dict with an "id") and its JPEG to the outbox."""
+        self._write([("INSERT INTO outbox (id, body, snapshot, created_at) VALUES (?, ?, ?, ?)",
+                      (session["id"], json.dumps(session), snapshot, _now()))])
+
+    def pending(self, limit=20):
+        """Up to `limit` outbox sessions, oldest first: [(session dict, snapshot bytes or None)]."""
+        rows = self._read("SELECT body, snapshot FROM outbox ORDER BY created_at, id LIMIT ?", (limit,))
+        return [(json.loads(r["body"]), r["snapshot"]) for r in rows]
+
+    def delivered(self, session_id):
+        self._write([("DELETE FROM outbox WHERE id = ?", (session_id,))])
+
+    def failed_attempt(self, session_id, error):
+        self._write([("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                      (str(error), session_id))])
+
+    def dead_letter(self, session_id, reason):
+        """Move a session the server refused for good out of the outbox, keeping the reason."""
+        self._write([
+            ("INSERT OR REPLACE INTO dead_letter (id, body, snapshot, reason, failed_at)"
+             " SELECT id, body, snapshot, ?, ? FROM outbox WHERE id = ?", (str(reason), _now(), session_id)),
+            ("DELETE FROM outbox WHERE id = ?", (session_id,))])
+
+    def outbox_count(self):
+        return self._read("SELECT count(*) FROM outbox")[0][0]
+
+    def dead_letters(self):
+        return [dict(r) for r in self._read("SELECT id, reason, failed_at FROM dead_letter ORDER BY failed_at")]
+
+    # --- small settings (last config from the server, revoked flag) ---------------------------
+
+    def get_meta(self, key, default=None):
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    def set_meta(self, key, value):
+        self._write([("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))])
+
+
+def _templates_blob(templates):
+    """base64 float32 templates from the API -> one BLOB of n x 128 little-endian float32."""
+    import base64
+    vectors = [np.frombuffer(base64.b64decode(t), dtype="<f4") for t in templates]
+    if any(v.shape != (128,) for v in vectors):
+        raise ValueError("a gallery template does not have 128 values")
+    return b"".join(v.tobytes() for v in vectors)

@@ -1,0 +1,145 @@
+"""Store and forward: keep the gallery cache current and deliver the outbox, in the background.
+
+The recognition loop never waits for the network. A worker thread delivers the outbox as
+soon as the loop nudges it (a new session) and every `retry_s` while sessions wait, and
+pulls gallery deltas every `sync_interval_s`. Each session is deleted from the outbox only
+after the server's 2xx, and the server keys sessions by their id, so a retry after a lost
+answer delivers it once. A revoked token stops all syncing and deletes the cached face templates; the sessions stay
+on the device.
+"""
+import threading
+import time
+
+from .client import Offline, Rejected, Revoked
+
+
+class Syncer:
+    """Moves data between the Store and the server through an ApiClient; reports events."""
+
+    def __init__(self, store, client, events, on_gallery=None, sync_interval_s=30.0, retry_s=2.0):
+        self.store = store
+        self.client = client
+        self.events = events
+        self.on_gallery = on_gallery or (lambda: None)
+        self.sync_interval_s = sync_interval_s
+        self.retry_s = retry_s
+        self.revoked = False
+        self.online = None          # unknown until the first request
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None
+        self._last_gallery = float("-inf")
+
+    # --- one-shot operations (any thread) -----------------------------------------------------
+
+    def sync_gallery(self):
+        """Pull every gallery delta since the cached seq; True if the cache changed."""
+        changed = False
+        with self._lock:
+            while not self.revoked:
+                delta = self._call(self.client.gallery, self.store.sync_seq)
+                if delta is None:
+                    break
+                self.store.apply_delta(delta)
+                self._last_gallery = time.monotonic()
+                if delta["upserts"] or delta["removals"] or delta["full"]:
+                    changed = True
+                    self.events.emit("sync", seq=delta["seq"], upserts=len(delta["upserts"]),
+                                     removals=len(delta["removals"]), full=delta["full"])
+                if not delta.get("more"):
+                    break
+        if changed:
+            self.on_gallery()
+        return changed
+
+    def fetch_config(self):
+        """The server's device config, cached in the store; the cached one when offline."""
+        with self._lock:
+            config = None if self.revoked else self._call(self.client.config)
+        if config is not None:
+            self.store.set_meta("config", config)
+        return self.store.get_meta("config")
+
+    def flush_outbox(self):
+        """Deliver waiting sessions, oldest first; stops at the first network failure.
+        Returns how many are still waiting."""
+        with self._lock:
+            while not self.revoked:
+                batch = self.store.pending()
+                if not batch or not all(self._deliver(s, snap) for s, snap in batch):
+                    break
+        return self.store.outbox_count()
+
+    def _deliver(self, session, snapshot):
+        """True when the session left the outbox (delivered or dead-lettered)."""
+        try:
+            self.client.post_session(session, snapshot)
+        except Rejected as e:
+            self.store.dead_letter(session["id"], str(e))
+            self.events.emit("dead_letter", session_id=session["id"], reason=str(e))
+            return True
+        except (Offline, Revoked) as e:
+            self.store.failed_attempt(session["id"], e)
+            self._note_failure(e)
+            return False
+        self._note_online()
+        self.store.delivered(session["id"])
+        self.events.emit("session_uploaded", session_id=session["id"])
+        return True
+
+    def _call(self, method, *args):
+        """method(*args), or None after a network failure or revocation (reported once)."""
+        try:
+            result = method(*args)
+        except (Offline, Revoked) as e:
+            self._note_failure(e)
+            return None
+        self._note_online()
+        return result
+
+    def _note_failure(self, error):
+        if isinstance(error, Revoked):
+            if self.revoked:
+                return
+            self.revoked = True
+            # A revoked device may be lost or stolen: it keeps its sessions (they are the
+            # bureau's record) but drops the citizens' face templates.
+            self.store.clear_gallery()
+            self.events.emit("revoked", message=f"server refused this device's token ({error});"
+                             " syncing stopped, face templates deleted, sessions kept on the device",
+                             pending=self.store.outbox_count())
+            self.on_gallery()
+        elif self.online is not False:
+            self.online = False
+            self.events.emit("offline", message=str(error))
+
+    def _note_online(self):
+        if self.online is False:
+            self.events.emit("online")
+        self.online = True
+
+    # --- the background worker ---------------------------------------------------------------
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="kiosk-sync", daemon=True)
+        self._thread.start()
+
+    def nudge(self):
+        """Deliver soon: a new session is in the outbox."""
+        self._wake.set()
+
+    def stop(self, timeout=10.0):
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self):
+        while not self._stop.is_set() and not self.revoked:
+            waiting = self.flush_outbox()
+            if time.monotonic() - self._last_gallery >= self.sync_interval_s:
+                self.sync_gallery()
+                self._last_gallery = time.monotonic()  # offline too: do not hammer the server
+            self._wake.wait(self.retry_s if waiting else self.sync_interval_s)
+            self._wake.clear()
