@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
-                   request, send_file, url_for)
+from flask import (Blueprint, abort, current_app, flash, has_app_context, jsonify, redirect,
+                   render_template, request, send_file, url_for)
 from flask_login import current_user
 from werkzeug.utils import safe_join
 
@@ -58,7 +58,7 @@ _SESSION_FROM = """sessions s JOIN devices d ON d.id = s.device_id
 
 def local_zone():
     """The bureau's time zone: config TIMEZONE (e.g. "Asia/Shanghai"), else the server's."""
-    name = current_app.config.get("TIMEZONE")
+    name = current_app.config.get("TIMEZONE") if has_app_context() else None
     return ZoneInfo(name) if name else datetime.now().astimezone().tzinfo
 
 

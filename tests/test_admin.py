@@ -1,0 +1,295 @@
+"""Admin pages: users, devices, settings, the audit log; the snapshot purge (CLI and schedule)."""
+import os
+import re
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from console_helpers import add_citizen, add_device, add_session
+from conftest import PASSWORD, csrf_from
+from db import open_db
+from db.queries import get_setting, set_setting
+from server.admin import SETTINGS, init_app as start_purge_schedule, purge_snapshots
+
+
+def post_form(client, page_url, url, data):
+    token = csrf_from(client.get(page_url).get_data(as_text=True))
+    return client.post(url, data={**data, "csrf_token": token})
+
+
+def in_english(client, auth):
+    client.post("/lang/en", data={"csrf_token": auth.csrf_token()})
+
+
+def user(db, username):
+    return db.conn.execute("SELECT * FROM users WHERE username = ?", [username]).fetchone()
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+def settings_form(**overrides):
+    form = {"policy.threshold": "0.42", "policy.margin": "0.08", "policy.min_frames": "4",
+            "greeting.templates.zh": "{surname}{honorific}，您好！", "greeting.templates.yue": "{name}，你好！",
+            "greeting.templates.en": "Good morning, {name}.", "retention_days": "14",
+            "add_confirmed_templates": "1"}
+    form.update(overrides)
+    return {key: value for key, value in form.items() if value is not None}
+
+
+def test_settings_are_saved_audited_and_reach_the_device_config(app, db, client, auth):
+    auth.login("admin")
+    response = post_form(client, "/admin/settings", "/admin/settings", settings_form())
+    assert response.status_code == 302
+    assert get_setting(db, "policy.threshold") == 0.42
+    assert get_setting(db, "retention_days") == 14
+    assert get_setting(db, "add_confirmed_templates") is True
+    assert get_setting(db, "second_factor") is False  # unchecked box
+    from server.api import device_config
+    config = device_config(db)
+    assert (config["threshold"], config["margin"], config["min_frames"]) == (0.42, 0.08, 4)
+    assert config["greeting_templates"]["en"] == "Good morning, {name}."
+    entry = db.conn.execute("SELECT actor_name, detail FROM audit_log WHERE action = 'settings.update'")
+    actor, detail = entry.fetchone()
+    assert actor == "admin" and "policy.threshold" in detail and "0.45" in detail
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("policy.threshold", "0.9", "between 0.2 and 0.6"),
+    ("policy.threshold", "abc", "Enter a number"),
+    ("policy.margin", "-0.1", "between 0.0 and 0.3"),
+    ("policy.min_frames", "0", "between 1 and 30"),
+    ("policy.min_frames", "2.5", "Enter a number"),
+    ("retention_days", "0", "between 1 and 3650"),
+    ("greeting.templates.en", "Hello {id_number}", "Unknown placeholder: id_number"),
+    ("greeting.templates.zh", "{name", "Unbalanced braces"),
+    ("greeting.templates.yue", "", "1 to 120 characters"),
+])
+def test_invalid_settings_are_refused_and_nothing_is_saved(app, db, client, auth, key, value,
+                                                           message):
+    auth.login("admin")
+    in_english(client, auth)
+    response = post_form(client, "/admin/settings", "/admin/settings", settings_form(**{key: value}))
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert get_setting(db, "policy.margin") is None  # the valid fields were not saved either
+
+
+def test_every_setting_has_a_form_field(client, auth):
+    auth.login("admin")
+    page = client.get("/admin/settings").get_data(as_text=True)
+    for spec in SETTINGS:
+        assert f'name="{spec.key}' in page
+
+
+# --- users ------------------------------------------------------------------------------------
+
+def test_admin_creates_a_clerk_who_can_then_log_in(app, db, client, auth):
+    auth.login("admin")
+    post_form(client, "/admin/users", "/admin/users",
+              {"username": "lin", "password": "a-long-password", "role": "clerk"})
+    assert user(db, "lin")["role"] == "clerk"
+    auth.logout()
+    assert auth.login("lin", "a-long-password").status_code == 302
+
+
+def test_disabling_a_user_ends_their_access_at_once(app, db, client, auth):
+    clerk_client = app.test_client()
+    from conftest import AuthActions
+    AuthActions(clerk_client).login("clerk")
+    assert clerk_client.get("/console/").status_code == 200
+    auth.login("admin")
+    post_form(client, "/admin/users", f"/admin/users/{user(db, 'clerk')['id']}",
+              {"action": "disable"})
+    assert user(db, "clerk")["disabled"] == 1
+    assert clerk_client.get("/console/").status_code == 302  # back to the login page
+
+
+def test_reset_password_unlocks_and_replaces_the_old_one(app, db, client, auth):
+    db.conn.execute("UPDATE users SET failed_logins = 6, locked_until = '2999-01-01T00:00:00Z'"
+                    " WHERE username = 'clerk'")
+    auth.login("admin")
+    post_form(client, "/admin/users", f"/admin/users/{user(db, 'clerk')['id']}",
+              {"action": "password", "password": "brand-new-password"})
+    assert user(db, "clerk")["locked_until"] is None
+    auth.logout()
+    assert auth.login("clerk", PASSWORD).status_code == 401
+    assert auth.login("clerk", "brand-new-password").status_code == 302
+
+
+def test_role_change_and_audit(app, db, client, auth):
+    auth.login("admin")
+    post_form(client, "/admin/users", f"/admin/users/{user(db, 'clerk')['id']}",
+              {"action": "role", "role": "admin"})
+    assert user(db, "clerk")["role"] == "admin"
+    assert db.conn.execute("SELECT count(*) FROM audit_log WHERE action = 'user.update'"
+                           " AND target_id = 'clerk'").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("data", [{"action": "disable"}, {"action": "role", "role": "clerk"}])
+def test_admin_cannot_lock_themselves_out(app, db, client, auth, data):
+    auth.login("admin")
+    post_form(client, "/admin/users", f"/admin/users/{user(db, 'admin')['id']}", data)
+    assert (user(db, "admin")["role"], user(db, "admin")["disabled"]) == ("admin", 0)
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"username": "x", "password": "short", "role": "clerk"}, "at least 10"),
+    ({"username": "clerk", "password": "long-enough-pw", "role": "clerk"}, "already exists"),
+    ({"username": "y", "password": "long-enough-pw", "role": "root"}, "role must be"),
+])
+def test_bad_new_users_are_refused_with_a_reason(client, auth, data, message):
+    auth.login("admin")
+    response = post_form(client, "/admin/users", "/admin/users", data)
+    assert response.status_code == 400 and message in response.get_data(as_text=True)
+
+
+# --- devices ----------------------------------------------------------------------------------
+
+def test_registered_token_is_shown_once_works_and_revocation_stops_it(app, db, client, auth):
+    auth.login("admin")
+    response = post_form(client, "/admin/devices", "/admin/devices",
+                         {"name": "robot-7", "kind": "robot", "site": "hall-c"})
+    assert response.status_code == 201 and response.headers["Cache-Control"] == "no-store"
+    token = re.search(r'id="token-value">([^<]+)<', response.get_data(as_text=True)).group(1)
+    assert token not in client.get("/admin/devices").get_data(as_text=True)
+    device = app.test_client()
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert device.get("/api/v1/config", headers=bearer).status_code == 200
+    assert db.conn.execute("SELECT last_seen_at FROM devices WHERE name = 'robot-7'").fetchone()[0]
+    device_id = db.conn.execute("SELECT id FROM devices WHERE name = 'robot-7'").fetchone()[0]
+    post_form(client, "/admin/devices", f"/admin/devices/{device_id}/revoke", {})
+    assert device.get("/api/v1/config", headers=bearer).status_code == 401
+    assert db.conn.execute("SELECT count(*) FROM audit_log WHERE actor_name = 'admin' AND action IN"
+                           " ('device.register', 'device.revoke')").fetchone()[0] == 2
+
+
+def test_duplicate_device_name_is_refused(app, db, client, auth):
+    add_device(db, "kiosk-1")
+    auth.login("admin")
+    response = post_form(client, "/admin/devices", "/admin/devices",
+                         {"name": "kiosk-1", "kind": "kiosk", "site": ""})
+    assert response.status_code == 400 and "already exists" in response.get_data(as_text=True)
+    assert 'id="token-value"' not in response.get_data(as_text=True)
+
+
+def test_device_list_shows_last_seen_and_revoked(app, db, client, auth):
+    add_device(db, "kiosk-1")
+    add_device(db, "kiosk-2")
+    db.conn.execute("UPDATE devices SET last_seen_at = '2026-03-01T08:00:00Z' WHERE name = 'kiosk-1'")
+    db.conn.execute("UPDATE devices SET revoked_at = '2026-03-02T08:00:00Z' WHERE name = 'kiosk-2'")
+    auth.login("admin")
+    in_english(client, auth)
+    page = client.get("/admin/devices").get_data(as_text=True)
+    row1 = page[page.index('data-device="kiosk-1"'):page.index('data-device="kiosk-2"')]
+    assert "2026-03-01" in row1
+    assert "Revoked" in page[page.index('data-device="kiosk-2"'):]
+
+
+# --- audit log --------------------------------------------------------------------------------
+
+def test_audit_log_filters_and_pages(app, db, client, auth):
+    from db.queries import audit
+    for i in range(130):
+        audit(db, "user", 2, "clerk", "session.view", "session", f"s-{i:03d}")
+    audit(db, "user", 1, "admin", "case.note", "case", "7")
+    auth.login("admin")
+    page = client.get("/admin/audit?actor=admin&action=case.note").get_data(as_text=True)
+    assert "case.note" in page and "s-129" not in page
+    assert "s-042" in client.get("/admin/audit?target_type=session&target_id=s-042").get_data(as_text=True)
+    seen, before = [], ""
+    while True:
+        page = client.get(f"/admin/audit?actor=clerk&action=session.view&per_page=50{before}")
+        text = page.get_data(as_text=True)
+        seen += re.findall(r"s-\d{3}", text)
+        older = re.search(r'href="[^"]*before=(\d+)[^"]*"', text)
+        if not older:
+            break
+        before = f"&before={older.group(1)}"
+    assert sorted(seen) == [f"s-{i:03d}" for i in range(130)]
+
+
+def test_audit_log_day_filter(app, db, client, auth):
+    db.conn.execute("INSERT INTO audit_log (at, actor_type, actor_name, action) VALUES"
+                    " ('2020-05-05T12:00:00Z', 'user', 'old-clerk', 'session.view')")
+    auth.login("admin")
+    page = client.get("/admin/audit?day=2020-05-05").get_data(as_text=True)
+    assert "old-clerk" in page
+    assert "old-clerk" not in client.get("/admin/audit").get_data(as_text=True).split("</thead>")[0]
+
+
+# --- purge ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def aged_sessions(app, db):
+    """Sessions with snapshots received 40 days ago and 2 days ago."""
+    device, _ = add_device(db)
+    citizen = add_citizen(app, db)
+    now = datetime.now(timezone.utc)
+    old = add_session(app, db, device, citizen, snapshot=("barack_obama", 2),
+                      received_at=now - timedelta(days=40))
+    new = add_session(app, db, device, citizen, snapshot=("barack_obama", 3),
+                      received_at=now - timedelta(days=2))
+    return old, new
+
+
+def snapshot_file(app, db, session):
+    path = db.conn.execute("SELECT snapshot_path FROM sessions WHERE id = ?", [session]).fetchone()[0]
+    return path and os.path.join(app.config["SNAPSHOTS_DIR"], path)
+
+
+def test_purge_command_deletes_old_snapshots_and_keeps_the_session(app, db, runner, aged_sessions):
+    old, new = aged_sessions
+    old_file = snapshot_file(app, db, old)
+    result = runner.invoke(args=["purge"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "purged 1 snapshots older than 30 days"
+    assert not os.path.exists(old_file)
+    row = db.conn.execute("SELECT * FROM sessions WHERE id = ?", [old]).fetchone()
+    assert row["snapshot_path"] is None
+    assert (row["outcome"], row["distance"], row["citizen_id"]) == ("greeted", 0.31, 1)
+    assert os.path.exists(snapshot_file(app, db, new))
+    assert db.conn.execute("SELECT count(*) FROM audit_log WHERE action = 'snapshots.purge'"
+                           ).fetchone()[0] == 1
+
+
+def test_purge_follows_the_retention_setting(app, db, runner, aged_sessions):
+    set_setting(db, "retention_days", 60)
+    assert runner.invoke(args=["purge"]).output.startswith("purged 0 snapshots older than 60")
+    set_setting(db, "retention_days", 1)
+    assert runner.invoke(args=["purge"]).output.startswith("purged 2 snapshots")
+
+
+def test_purge_clears_rows_whose_file_is_already_gone(app, db, aged_sessions):
+    old, _ = aged_sessions
+    os.remove(snapshot_file(app, db, old))
+    assert purge_snapshots(db, app.config["SNAPSHOTS_DIR"], 30) == (1, 0)
+    assert snapshot_file(app, db, old) is None
+
+
+def test_purged_session_page_still_shows_its_metadata(app, db, client, auth, runner, aged_sessions):
+    old, _ = aged_sessions
+    runner.invoke(args=["purge"])
+    auth.login("clerk")
+    page = client.get(f"/console/sessions/{old}").get_data(as_text=True)
+    assert "王小明" in page and "0.310" in page
+    assert client.get(f"/console/sessions/{old}/snapshot").status_code == 404
+
+
+def test_purge_runs_on_a_schedule_when_the_server_runs(app, db, aged_sessions):
+    old, _ = aged_sessions
+    old_file = snapshot_file(app, db, old)
+    app.config.update(TESTING=False, PURGE_FIRST_DELAY_SECONDS=0, PURGE_INTERVAL_SECONDS=3600)
+    thread = start_purge_schedule(app)
+    assert thread is not None and thread.daemon
+    check = open_db(app.config["DATABASE"])
+    for _ in range(100):  # wait for the thread's first run (not a speed assertion)
+        if check.conn.execute("SELECT snapshot_path FROM sessions WHERE id = ?",
+                              [old]).fetchone()[0] is None:
+            break
+        time.sleep(0.1)
+    assert not os.path.exists(old_file)
+
+
+def test_no_schedule_under_testing(app):
+    assert start_purge_schedule(app) is None
