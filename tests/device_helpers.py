@@ -80,3 +80,31 @@ def session_count(db, **where):
     if where:
         sql += " WHERE " + " AND ".join(f"{key} = ?" for key in where)
     return db.conn.execute(sql, list(where.values())).fetchone()[0]
+
+
+def run_agent(server_url, token, camera, store_path, speaker=None, screen=None, regreet_after_s=None,
+              settings=None, timeout=2.0):
+    """Run the real kiosk agent in this process over a video until its end (--exit-at-end);
+    returns (events, agent). The models stay loaded between runs, unlike a subprocess."""
+    from kiosk.agent import Agent, KioskFrontEnd
+    from kiosk.camera import open_source
+    from kiosk.client import ApiClient
+    from kiosk.events import EventLog
+    from kiosk.store import Store
+    from kiosk.sync import Syncer
+    events = []
+    log = EventLog()
+    log.add_listener(events.append)
+    store = Store(store_path)
+    syncer = Syncer(store, ApiClient(server_url, token, timeout=timeout), log, retry_s=0.5)
+    agent = Agent(open_source(camera), store, syncer, log, KioskFrontEnd(screen, speaker),
+                  settings, regreet_after_s)
+    try:
+        agent.run(exit_at_end=True)
+    finally:
+        store.close()
+    return events, agent
+
+
+def of_kind(events, kind):
+    return [e for e in events if e["event"] == kind]
