@@ -1,0 +1,451 @@
+"""Bulk import: real photos through the real quality gate and encoder, into a real SQLite file."""
+import io
+import time
+
+import numpy as np
+import pytest
+
+from import_helpers import (CASE_HEADER, RECORD_HEADER, bad_check_digit, edge_photo, group_photo,
+                            huge_png_header, id_number, make_zip, people_photo, photo_folder,
+                            record, text_as_jpg, truncated_jpeg, write_csv)
+from recognition.templates import from_blob
+from server import importer
+from server.importer import ImportFailed, Settings, run_import
+
+
+@pytest.fixture
+def settings(app):
+    return Settings.from_config(app.config)
+
+
+def run(db, tmp_path, settings, rows, photos, cases=None, encoding="utf-8", **kwargs):
+    """Write RECORDS.csv (+ CASES.csv) and a photo folder (dict) or zip (path), then import."""
+    records = write_csv(tmp_path / "RECORDS.csv", RECORD_HEADER, rows, encoding)
+    if isinstance(photos, dict):
+        photos = photo_folder(tmp_path / "photos", photos)
+    cases_path = write_csv(tmp_path / "CASES.csv", CASE_HEADER, cases) if cases is not None else None
+    return run_import(db, str(records), str(photos), cases_path and str(cases_path), settings, **kwargs)
+
+
+def outcome(result, line):
+    row = next(r for r in result.rows if r.file == "records" and r.line == line)
+    return row.outcome, row.reason
+
+
+def citizen(db, n):
+    return db.conn.execute("SELECT * FROM citizens WHERE id_number = ?", [id_number(n)]).fetchone()
+
+
+def templates_of(db, n):
+    return db.conn.execute("SELECT t.* FROM face_templates t JOIN citizens c ON c.id = t.citizen_id"
+                           " WHERE c.id_number = ? ORDER BY t.id", [id_number(n)]).fetchall()
+
+
+def sync_counter(db):
+    return db.conn.execute("SELECT seq FROM sync_counter").fetchone()[0]
+
+
+# --- photos ---------------------------------------------------------------------------------
+
+def test_people_photos_enrol_with_template_photo_and_sync_seq(db, tmp_path, settings):
+    photos = {"obama.jpg": people_photo("barack_obama"), "biden.jpg": people_photo("joe_biden")}
+    rows = [record(1, "Barack Obama", "obama.jpg"), record(2, "Joe Biden", "biden.jpg")]
+    result = run(db, tmp_path, settings, rows, photos)
+    assert result.summary_line() == "imported 2, updated 0, unchanged 0, rejected 0"
+    obama, biden = citizen(db, 1), citizen(db, 2)
+    assert obama["phone"] == "13800130001"
+    assert obama["photo_path"] == obama["photo_sha256"] + ".jpg"
+    assert (tmp_path / "instance" / "photos" / obama["photo_path"]).read_bytes() == photos["obama.jpg"]
+    assert obama["sync_seq"] > 0 and biden["sync_seq"] > obama["sync_seq"]
+    a, b = from_blob(templates_of(db, 1)[0]["encoding"]), from_blob(templates_of(db, 2)[0]["encoding"])
+    assert np.linalg.norm(a - b) > 0.6  # two different people, two different templates
+
+
+@pytest.mark.parametrize("name, faces", [("two_people.jpg", 2), ("kit_with_rose.jpg", 2),
+                                         ("obama_and_biden.jpg", 3)])
+def test_group_photo_is_rejected_for_more_than_one_face(db, tmp_path, settings, name, faces):
+    result = run(db, tmp_path, settings, [record(1, "Group", name)], {name: group_photo(name)})
+    assert outcome(result, 2) == ("rejected", f"{faces} faces found; the photo must show exactly one person")
+    assert citizen(db, 1) is None
+
+
+def test_32bit_rgba_png_enrols(db, tmp_path, settings):
+    result = run(db, tmp_path, settings, [record(1, "RGBA", "face.png")],
+                 {"face.png": edge_photo("32bit_rgba.png")})
+    assert outcome(result, 2) == ("imported", "")
+    assert len(templates_of(db, 1)) == 1 and citizen(db, 1)["photo_path"].endswith(".png")
+
+
+@pytest.mark.parametrize("data, reason", [
+    (truncated_jpeg(), "image file is truncated or corrupt"),
+    (text_as_jpg(), "not an image file (JPEG, PNG or another common format is expected)"),
+    (huge_png_header(12000, 12000), "image is too large to process safely"),
+    (huge_png_header(8000, 6000), "image is too large (8000x6000 pixels; at most 40 megapixels)"),
+    (b"", "file is empty"),
+], ids=["truncated-jpeg", "text-named-jpg", "decompression-bomb", "oversized", "empty"])
+def test_bad_photo_gets_its_own_reason_and_good_rows_still_import(db, tmp_path, settings, data, reason):
+    photos = {"bad.jpg": data, "kit.jpg": people_photo("kit_harington")}
+    result = run(db, tmp_path, settings, [record(1, "Bad", "bad.jpg"), record(2, "Kit", "kit.jpg")],
+                 photos)
+    assert outcome(result, 2) == ("rejected", reason)
+    assert outcome(result, 3) == ("imported", "")
+    assert citizen(db, 1) is None
+
+
+def test_missing_photo_file_is_named(db, tmp_path, settings):
+    result = run(db, tmp_path, settings, [record(1, "Nobody", "nobody.jpg")], {})
+    assert outcome(result, 2) == ("rejected", "photo file nobody.jpg not found")
+
+
+def test_zip_entries_with_dotdot_or_absolute_paths_are_refused_and_never_extracted(
+        db, tmp_path, settings):
+    zip_path = make_zip(tmp_path / "photos.zip", {
+        "../evil.jpg": people_photo("rose_leslie"), "/abs/rose.jpg": people_photo("rose_leslie", 2),
+        "folder/kit.jpg": people_photo("kit_harington")})
+    rows = [record(1, "Evil", "evil.jpg"), record(2, "Evil2", "../evil.jpg"),
+            record(3, "Abs", "rose.jpg"), record(4, "Kit", "kit.jpg")]
+    result = run(db, tmp_path, settings, rows, zip_path)
+    assert outcome(result, 2) == ("rejected", "zip entry '../evil.jpg' refused: absolute paths and"
+                                              " '..' are not allowed")
+    assert outcome(result, 3) == ("rejected", "photo name '../evil.jpg' refused: absolute paths and"
+                                              " '..' are not allowed")
+    assert outcome(result, 4)[1].startswith("zip entry '/abs/rose.jpg' refused")
+    assert outcome(result, 5) == ("imported", "")  # found inside the zip's folder by file name
+    assert not (tmp_path / "evil.jpg").exists() and not (tmp_path.parent / "evil.jpg").exists()
+
+
+def test_photo_name_cannot_escape_the_photo_folder(db, tmp_path, settings):
+    (tmp_path / "secret.jpg").write_bytes(people_photo("rose_leslie"))
+    result = run(db, tmp_path, settings, [record(1, "Escape", "../secret.jpg")], {})
+    assert outcome(result, 2) == ("rejected", "photo name '../secret.jpg' refused: absolute paths"
+                                              " and '..' are not allowed")
+
+
+# --- duplicate identities -------------------------------------------------------------------
+
+def test_same_person_under_two_id_numbers_in_one_file_is_flagged(db, tmp_path, settings):
+    photos = {"o1.jpg": people_photo("barack_obama", 1), "o2.jpg": people_photo("barack_obama", 2)}
+    result = run(db, tmp_path, settings, [record(1, "Obama", "o1.jpg"), record(2, "Not Obama", "o2.jpg")],
+                 photos)
+    status, reason = outcome(result, 3)
+    assert status == "flagged"
+    assert reason.startswith(f"possible duplicate identity: face matches ID number {id_number(1)}")
+    assert citizen(db, 2) is None
+    assert result.summary_line() == "imported 1, updated 0, unchanged 0, rejected 1"
+    entry = db.conn.execute("SELECT * FROM audit_log WHERE action = 'import.flagged'").fetchone()
+    assert entry["target_id"] == id_number(2) and id_number(1) in entry["detail"]
+
+
+def test_face_already_enrolled_under_another_id_number_is_flagged_on_a_later_import(
+        db, tmp_path, settings):
+    run(db, tmp_path, settings, [record(1, "Biden", "b.jpg")], {"b.jpg": people_photo("joe_biden", 1)})
+    later = tmp_path / "later"
+    later.mkdir()
+    result = run(db, later, settings, [record(1, "Biden", "b.jpg"), record(7, "Someone", "b2.jpg")],
+                 {"b.jpg": people_photo("joe_biden", 1), "b2.jpg": people_photo("joe_biden", 2)})
+    assert outcome(result, 2) == ("unchanged", "")
+    status, reason = outcome(result, 3)
+    assert status == "flagged" and id_number(1) in reason
+
+
+# --- CSV files ------------------------------------------------------------------------------
+
+def test_gbk_csv_with_chinese_names_is_read(db, tmp_path, settings):
+    rows = [record(1, "张三", "", consent="no", district="天河区"),
+            record(2, "欧阳娜娜", "", consent="否", language="yue")]
+    result = run(db, tmp_path, settings, rows, {}, encoding="gbk")
+    assert [r.outcome for r in result.rows] == ["imported", "imported"]
+    assert citizen(db, 1)["name"] == "张三" and citizen(db, 1)["district"] == "天河区"
+    assert citizen(db, 2)["name"] == "欧阳娜娜" and citizen(db, 2)["language"] == "yue"
+
+
+def test_bom_csv_with_odd_header_case_is_read(db, tmp_path, settings):
+    path = tmp_path / "RECORDS.csv"
+    path.write_bytes(f" ID_Number ,Name,PHONE,Photo,Consent\r\n{id_number(1)},李四,,,no\r\n"
+                     .encode("utf-8-sig"))
+    result = run_import(db, str(path), str(photo_folder(tmp_path / "p", {})), None, settings)
+    assert [(r.outcome, r.id_number) for r in result.rows] == [("imported", id_number(1))]
+    assert citizen(db, 1)["name"] == "李四"
+
+
+def test_bad_check_digit_and_other_bad_fields_are_rejected_with_their_line(db, tmp_path, settings):
+    rows = [record(1, "Good", "", consent="no"),
+            {"id_number": bad_check_digit(id_number(2)), "name": "Typo", "consent": "no"},
+            record(3, "", "", consent="no"),
+            record(4, "Lang", "", consent="no", language="fr"),
+            record(5, "Phone", "", consent="no", phone="call me"),
+            record(6, "Consent", "", consent="maybe"),
+            record(1, "Again", "", consent="no")]
+    result = run(db, tmp_path, settings, rows, {})
+    assert outcome(result, 2) == ("imported", "stored without a face template (consent is no)")
+    assert "has a wrong check digit" in outcome(result, 3)[1]
+    assert outcome(result, 4) == ("rejected", "name is empty")
+    assert outcome(result, 5)[1].startswith("language must be one of zh, yue, en")
+    assert outcome(result, 6)[1].startswith("phone 'call me' may contain only digits")
+    assert outcome(result, 7) == ("rejected", "consent must be yes or no, not 'maybe'")
+    assert outcome(result, 8) == ("rejected", f"ID number {id_number(1)} is also on line 2")
+
+
+@pytest.mark.parametrize("missing", ["id_number", "photo"])
+def test_missing_required_column_fails_the_whole_file_before_writing(db, tmp_path, settings, missing):
+    header = [h for h in RECORD_HEADER if h != missing]
+    path = write_csv(tmp_path / "RECORDS.csv", header, [record(1, "A", "a.jpg", consent="no")])
+    with pytest.raises(ImportFailed, match=f"records: missing column\\(s\\) {missing}"):
+        run_import(db, str(path), str(photo_folder(tmp_path / "p", {})), None, settings)
+    assert db.conn.execute("SELECT count(*) FROM citizens").fetchone()[0] == 0
+
+
+def test_undecodable_csv_fails_the_whole_file(db, tmp_path, settings):
+    path = tmp_path / "RECORDS.csv"
+    path.write_bytes(b"id_number,name,phone,photo\r\n\xff\xfe\xff\xfe,\x81,,\r\n")
+    with pytest.raises(ImportFailed, match="text encoding not recognised"):
+        run_import(db, str(path), str(photo_folder(tmp_path / "p", {})), None, settings)
+
+
+def test_id_number_rule_any_accepts_other_documents(app, db, tmp_path):
+    app.config["ID_NUMBER_RULE"] = "any"
+    rows = [{"id_number": "h1234567", "name": "Visitor", "consent": "no"},
+            {"id_number": "bad-number!", "name": "Bad", "consent": "no"}]
+    result = run(db, tmp_path, Settings.from_config(app.config), rows, {})
+    assert [(r.outcome, r.id_number) for r in result.rows][0] == ("imported", "H1234567")
+    assert result.rows[1].reason == "ID number must be 1 to 32 letters and digits"
+
+
+@pytest.mark.parametrize("raw, stored", [("+86 138-0013-8000", "+8613800138000"),
+                                         ("(020) 8888 1234", "02088881234"),
+                                         ("852.9123.4567", "85291234567"), ("", "")])
+def test_phones_are_stored_normalised(raw, stored):
+    assert importer.normalise_phone(raw) == stored
+
+
+@pytest.mark.parametrize("raw", ["12345", "1234567890123456", "138-0013-800a", "++8613800138000"])
+def test_implausible_phones_are_refused(raw):
+    with pytest.raises(ValueError):
+        importer.normalise_phone(raw)
+
+
+def test_prc_check_digit_accepts_x_in_any_case():
+    assert importer.normalise_id_number("11010519491231002x") == "11010519491231002X"
+    with pytest.raises(ValueError, match="not an 18-character"):
+        importer.normalise_id_number("1101051949123100")
+
+
+# --- re-import ------------------------------------------------------------------------------
+
+def test_reimport_of_the_same_files_changes_nothing_and_encodes_nothing(db, tmp_path, settings):
+    photos = {"kit.jpg": people_photo("kit_harington"), "rose.jpg": people_photo("rose_leslie")}
+    rows = [record(1, "Kit", "kit.jpg"), record(2, "Rose", "rose.jpg")]
+    first = run(db, tmp_path, settings, rows, photos)
+    assert first.encoded == 2
+    before = (db.conn.execute("SELECT * FROM citizens ORDER BY id").fetchall(),
+              db.conn.execute("SELECT * FROM face_templates ORDER BY id").fetchall(), sync_counter(db))
+    again = run(db, tmp_path, settings, rows, photos)
+    assert again.summary_line() == "imported 0, updated 0, unchanged 2, rejected 0"
+    assert again.encoded == 0
+    after = (db.conn.execute("SELECT * FROM citizens ORDER BY id").fetchall(),
+             db.conn.execute("SELECT * FROM face_templates ORDER BY id").fetchall(), sync_counter(db))
+    assert [list(map(tuple, part)) for part in before[:2]] == [list(map(tuple, p)) for p in after[:2]]
+    assert before[2] == after[2]
+
+
+def test_changed_row_updates_and_a_new_photo_replaces_the_template(db, tmp_path, settings):
+    photos = {"o1.jpg": people_photo("barack_obama", 1), "o2.jpg": people_photo("barack_obama", 2)}
+    run(db, tmp_path, settings, [record(1, "Obama", "o1.jpg")], photos)
+    first_template, seq = templates_of(db, 1)[0], citizen(db, 1)["sync_seq"]
+    first_photo = citizen(db, 1)["photo_path"]
+
+    renamed = run(db, tmp_path, settings, [record(1, "Barack Obama", "o1.jpg", phone="+86 139 0000 0000")],
+                  photos)
+    assert outcome(renamed, 2) == ("updated", "") and renamed.encoded == 0
+    assert citizen(db, 1)["name"] == "Barack Obama" and citizen(db, 1)["phone"] == "+8613900000000"
+    assert tuple(templates_of(db, 1)[0]) == tuple(first_template)
+    assert citizen(db, 1)["sync_seq"] > seq
+
+    new_photo = run(db, tmp_path, settings, [record(1, "Barack Obama", "o2.jpg", phone="+86 139 0000 0000")],
+                    photos)
+    assert outcome(new_photo, 2) == ("updated", "") and new_photo.encoded == 1  # not flagged: same citizen
+    [template] = templates_of(db, 1)
+    assert template["encoding"] != first_template["encoding"]
+    assert citizen(db, 1)["photo_path"] != first_photo
+    assert citizen(db, 1)["photo_path"] == citizen(db, 1)["photo_sha256"] + ".jpg"
+
+
+def test_consent_no_stores_no_template_and_withdrawing_it_removes_the_face(db, tmp_path, settings):
+    photos = {"rose.jpg": people_photo("rose_leslie")}
+    result = run(db, tmp_path, settings, [record(1, "Rose", "rose.jpg", consent="no")], photos)
+    assert outcome(result, 2) == ("imported", "stored without a face template (consent is no)")
+    assert result.encoded == 0 and templates_of(db, 1) == [] and citizen(db, 1)["photo_path"] is None
+
+    run(db, tmp_path, settings, [record(1, "Rose", "rose.jpg", consent="yes")], photos)
+    assert len(templates_of(db, 1)) == 1
+    seq = citizen(db, 1)["sync_seq"]
+    withdrawn = run(db, tmp_path, settings, [record(1, "Rose", "rose.jpg", consent="no")], photos)
+    assert outcome(withdrawn, 2)[0] == "updated"
+    assert templates_of(db, 1) == [] and citizen(db, 1)["consent"] == 0
+    assert citizen(db, 1)["sync_seq"] > seq  # devices learn to forget the face
+
+
+# --- cases ----------------------------------------------------------------------------------
+
+def test_cases_are_upserted_by_case_number_and_need_a_known_citizen(db, tmp_path, settings):
+    rows = [record(1, "张三", "", consent="no")]
+    cases = [["GS-001", id_number(1), "个税汇算", "Open", "2024 年度汇算", "3", "2025-03-01 09:30"],
+             ["GS-002", id_number(9), "发票", "open", "", "", ""],
+             ["GS-003", id_number(1), "发票", "open", "", "", "next tuesday"]]
+    first = run(db, tmp_path, settings, rows, {}, cases=cases)
+    by_number = {r.name: (r.outcome, r.reason) for r in first.rows if r.file == "cases"}
+    assert by_number["GS-001"] == ("imported", "")
+    assert by_number["GS-002"] == ("rejected", f"ID number {id_number(9)} is not among the citizen records")
+    assert by_number["GS-003"][1].startswith("appointment_at 'next tuesday' is not a date")
+    case = db.conn.execute("SELECT * FROM cases WHERE case_number = 'GS-001'").fetchone()
+    assert (case["status"], case["counter"], case["appointment_at"]) == ("open", "3", "2025-03-01T09:30")
+
+    cases[0][3] = "in progress"
+    again = run(db, tmp_path, settings, rows, {}, cases=cases[:1])
+    assert [(r.file, r.outcome) for r in again.rows] == [("records", "unchanged"), ("cases", "updated")]
+    assert db.conn.execute("SELECT status FROM cases").fetchone()[0] == "in_progress"
+
+
+# --- transactions, progress, report ---------------------------------------------------------
+
+def test_a_failure_mid_batch_leaves_only_whole_batches(db, tmp_path, app, monkeypatch):
+    settings = Settings(app.config["PHOTOS_DIR"], batch_size=2)
+    real_upsert, calls = importer.upsert_citizen, []
+
+    def dies_on_the_third_row(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("power cut")
+        return real_upsert(*args)
+    monkeypatch.setattr(importer, "upsert_citizen", dies_on_the_third_row)
+    rows = [record(n, f"Person {n}", "", consent="no") for n in range(1, 5)]
+    with pytest.raises(RuntimeError):
+        run(db, tmp_path, settings, rows, {})
+    assert [r["id_number"] for r in db.conn.execute("SELECT id_number FROM citizens ORDER BY id")] == \
+        [id_number(1), id_number(2)]
+
+
+def test_progress_reaches_the_total(db, tmp_path, settings):
+    seen = []
+    rows = [record(n, f"P{n}", "", consent="no") for n in range(1, 4)] + [{"id_number": "x", "name": "y"}]
+    run(db, tmp_path, settings, rows, {}, cases=[["C1", id_number(1), "t", "open", "", "", ""]],
+        progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (5, 5) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_report_has_a_row_per_line_with_reason(db, tmp_path, settings):
+    rows = [record(1, "张三", "", consent="no"), record(2, "Missing", "gone.jpg")]
+    result = run(db, tmp_path, settings, rows, {})
+    importer.write_report(tmp_path / "report.csv", result)
+    report = importer.read_report(tmp_path / "report.csv")
+    assert list(report[0]) == ["file", "line", "id_number", "name", "outcome", "reason"]
+    assert [(r["line"], r["name"], r["outcome"]) for r in report] == [("2", "张三", "imported"),
+                                                                      ("3", "Missing", "rejected")]
+    assert report[1]["reason"] == "photo file gone.jpg not found"
+    entry = db.conn.execute("SELECT * FROM audit_log WHERE action = 'import.run'").fetchone()
+    assert '"imported": 1' in entry["detail"] and entry["actor_name"] == "cli"
+
+
+# --- the command ----------------------------------------------------------------------------
+
+def test_cli_prints_the_summary_line_and_writes_the_report(runner, tmp_path, db):
+    records = write_csv(tmp_path / "RECORDS.csv", RECORD_HEADER,
+                        [record(1, "Kit", "kit.jpg"), record(2, "Gone", "gone.jpg")])
+    photos = make_zip(tmp_path / "photos.zip", {"kit.jpg": people_photo("kit_harington", 2)})
+    cases = write_csv(tmp_path / "CASES.csv", CASE_HEADER, [["C1", id_number(1), "tax", "open", "", "", ""]])
+    report = tmp_path / "REPORT.csv"
+    result = runner.invoke(args=["import-records", str(records), "--photos", str(photos),
+                                 "--cases", str(cases), "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == "imported 1, updated 0, unchanged 0, rejected 1"
+    assert "photo file gone.jpg not found" in result.stderr
+    assert [r["outcome"] for r in importer.read_report(report)] == ["imported", "rejected", "imported"]
+    again = runner.invoke(args=["import-records", str(records), "--photos", str(photos)])
+    assert again.stdout.strip().splitlines()[-1] == "imported 0, updated 0, unchanged 1, rejected 1"
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing-records", "records: file not found"),
+    ("missing-photos", "photos: folder or zip not found"),
+    ("missing-column", "records: missing column(s) photo"),
+    ("photos-not-zip", "photos: not a readable zip file"),
+    ("missing-cases", "cases: file not found"),
+])
+def test_cli_exits_non_zero_with_one_line_when_it_cannot_run(runner, tmp_path, problem, message):
+    records = write_csv(tmp_path / "RECORDS.csv", RECORD_HEADER, [record(1, "A", "", consent="no")])
+    photos = photo_folder(tmp_path / "photos", {})
+    args = ["import-records", str(records), "--photos", str(photos)]
+    if problem == "missing-records":
+        args[1] = str(tmp_path / "nope.csv")
+    elif problem == "missing-photos":
+        args[3] = str(tmp_path / "nope")
+    elif problem == "missing-column":
+        write_csv(records, ["id_number", "name", "phone"], [])
+    elif problem == "photos-not-zip":
+        args[3] = str(records)
+    elif problem == "missing-cases":
+        args += ["--cases", str(tmp_path / "nope.csv")]
+    result = runner.invoke(args=args)
+    assert result.exit_code != 0
+    error_lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(error_lines) == 1 and error_lines[0].startswith("Error: ") and message in error_lines[0]
+
+
+# --- the web page ---------------------------------------------------------------------------
+
+def wait_for_job(client, job_id, timeout=120):
+    """Poll the job's progress endpoint as the page does, until it ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = client.get(f"/imports/{job_id}/progress").get_json()
+        if state["status"] in ("done", "failed"):
+            return state
+        time.sleep(0.2)
+    raise AssertionError(f"import job {job_id} did not finish")
+
+
+def upload(client, auth, records, photos, cases=None):
+    token = auth.csrf_token("/imports/")
+    data = {"csrf_token": token, "records": (io.BytesIO(records), "RECORDS.csv"),
+            "photos": (io.BytesIO(photos), "photos.zip")}
+    if cases is not None:
+        data["cases"] = (io.BytesIO(cases), "CASES.csv")
+    return client.post("/imports/", data=data, content_type="multipart/form-data")
+
+
+def test_web_import_runs_in_the_background_and_shows_rejected_rows(client, auth, db, tmp_path):
+    auth.login("admin")
+    records = write_csv(tmp_path / "r.csv", RECORD_HEADER,
+                        [record(1, "王小明", "rose.jpg"), record(2, "Two", "two.jpg")], "gbk").read_bytes()
+    photos = make_zip(tmp_path / "p.zip", {"rose.jpg": people_photo("rose_leslie", 2),
+                                           "two.jpg": group_photo()}).read_bytes()
+    response = upload(client, auth, records, photos)
+    assert response.status_code == 302
+    job_id = int(response.headers["Location"].rstrip("/").split("/")[-1])
+    state = wait_for_job(client, job_id)
+    assert (state["status"], state["imported"], state["rejected"]) == ("done", 1, 1)
+    assert state["processed"] == state["total"] == 2
+    page = client.get(f"/imports/{job_id}").get_data(as_text=True)
+    assert "2 faces found; the photo must show exactly one person" in page
+    report = client.get(f"/imports/{job_id}/report")
+    assert report.status_code == 200 and report.headers["Cache-Control"] == "no-store, private"
+    assert "王小明" in report.get_data().decode("utf-8-sig")
+    actions = {r["action"] for r in db.conn.execute("SELECT action FROM audit_log")}
+    assert {"import.start", "import.run", "import.view", "import.report.download"} <= actions
+    assert list((tmp_path / "instance" / "uploads").iterdir()) == []  # uploads deleted after the job
+
+
+def test_web_import_with_a_bad_header_fails_with_the_reason(client, auth, tmp_path):
+    auth.login("admin")
+    response = upload(client, auth, b"id,name\r\n1,x\r\n", make_zip(tmp_path / "p.zip", {}).read_bytes())
+    job_id = int(response.headers["Location"].rstrip("/").split("/")[-1])
+    state = wait_for_job(client, job_id)
+    assert state["status"] == "failed" and "missing column(s) id_number" in state["error"]
+    assert "missing column(s) id_number" in client.get(f"/imports/{job_id}").get_data(as_text=True)
+
+
+def test_web_import_refuses_photos_that_are_not_a_zip(client, auth):
+    auth.login("admin")
+    response = upload(client, auth, b"id_number,name,phone,photo\r\n", b"not a zip")
+    assert response.status_code == 200
+    assert "不是 zip" in response.get_data(as_text=True) or "not a zip" in response.get_data(as_text=True)
