@@ -1,0 +1,220 @@
+"""Store and forward: the kiosk greets with the server down, keeps every session, delivers
+each exactly once when the server is back, survives kill -9, and obeys revocation and removals."""
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from werkzeug.serving import make_server
+
+from device_helpers import (enrol, new_device, of_kind, remove_citizen, run_agent, session_count,
+                            session_payload)
+from kiosk.agent import Agent, KioskFrontEnd
+from kiosk.camera import open_source
+from kiosk.client import ApiClient
+from kiosk.events import EventLog
+from kiosk.store import Store
+from kiosk.sync import Syncer
+from server.api import revoke_device
+from videos import visitor_video
+
+
+@pytest.fixture
+def token(db):
+    return new_device(db)
+
+
+@pytest.fixture
+def obama(db):
+    return enrol(db, "barack_obama")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(app, port):
+    """The app on 127.0.0.1:port until the block ends (a server that goes down and comes back)."""
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def prime_store(url, token, path):
+    """A device store holding the server's gallery, as after an earlier day online."""
+    store = Store(path)
+    Syncer(store, ApiClient(url, token), EventLog()).sync_gallery()
+    count = len(store.citizens())
+    store.close()
+    return count
+
+
+def wait_for(predicate, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_server_down_then_up_sessions_delivered_exactly_once(app, db, token, obama, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serving(app, port):
+        assert prime_store(url, token, tmp_path / "kiosk.db") == 1
+    # The server is down for the whole video: the kiosk still greets and keeps the session.
+    events, log = [], EventLog()
+    log.add_listener(events.append)
+    store = Store(tmp_path / "kiosk.db")
+    syncer = Syncer(store, ApiClient(url, token, timeout=1.0), log, retry_s=0.3)
+    video = visitor_video(tmp_path / "obama.avi", [("barack_obama", 2)], seconds=1.5)
+    agent = Agent(open_source(video), store, syncer, log, KioskFrontEnd())
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    wait_for(lambda: of_kind(events, "end"), what="the end of the video")
+    greeted = of_kind(events, "greeted")
+    assert [g["citizen_id"] for g in greeted] == [obama]
+    assert of_kind(events, "offline") and store.outbox_count() == 1
+    assert session_count(db) == 0
+    with serving(app, port):   # the server comes back; the kiosk delivers without being asked
+        wait_for(lambda: of_kind(events, "session_uploaded"), what="the upload")
+        time.sleep(1.0)        # further retries would show up now as duplicates
+        agent.stop()
+        runner.join(30)
+    assert [e["session_id"] for e in of_kind(events, "session_uploaded")] == [greeted[0]["session_id"]]
+    assert session_count(db) == 1 and session_count(db, id=greeted[0]["session_id"]) == 1
+    assert store.outbox_count() == 0
+    store.close()
+
+
+def test_answer_lost_after_upload_is_not_duplicated(live_server, db, token, tmp_path):
+    """The server stored the session but its answer never reached the kiosk: the retry is a no-op."""
+    store = Store(tmp_path / "kiosk.db")
+    session = session_payload()
+    store.add_session(session)
+    client = ApiClient(live_server.url, token)
+    client.post_session(session)           # delivered, but the kiosk never heard back
+    assert Syncer(store, client, EventLog()).flush_outbox() == 0
+    assert session_count(db) == 1
+    store.close()
+
+
+def test_permanently_refused_session_goes_to_dead_letter_and_others_still_flow(
+        live_server, db, token, tmp_path):
+    store = Store(tmp_path / "kiosk.db")
+    bad = session_payload(outcome="greeted", citizen_id=424242)   # no such citizen on the server
+    good = session_payload()
+    store.add_session(bad)
+    store.add_session(good)
+    events, log = [], EventLog()
+    log.add_listener(events.append)
+    assert Syncer(store, ApiClient(live_server.url, token), log).flush_outbox() == 0
+    assert [d["id"] for d in store.dead_letters()] == [bad["id"]]
+    assert "citizen_id" in store.dead_letters()[0]["reason"]
+    assert session_count(db) == 1 and session_count(db, id=good["id"]) == 1
+    assert of_kind(events, "dead_letter")[0]["session_id"] == bad["id"]
+    store.close()
+
+
+def agent_process(url, token, camera, store, events_path, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "kiosk", "--server", url, "--token", token, "--camera", str(camera),
+         "--headless", "--speech", "off", "--events", str(events_path), "--store", str(store),
+         "--timeout", "1", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def read_events(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.endswith("\n")]
+
+
+def test_kill_9_after_greeting_then_restart_delivers_the_outbox(live_server, db, token, obama, tmp_path):
+    store_path = tmp_path / "kiosk.db"
+    prime_store(live_server.url, token, store_path)
+    dead_url = f"http://127.0.0.1:{free_port()}"
+    video = visitor_video(tmp_path / "obama.avi", [("barack_obama", 2)], seconds=2)
+    first = agent_process(dead_url, token, video, store_path, tmp_path / "run1.jsonl")
+    try:
+        greeted = wait_for(lambda: of_kind(read_events(tmp_path / "run1.jsonl"), "greeted"),
+                           what="a greeting")[0]
+    finally:
+        first.send_signal(signal.SIGKILL)   # no chance to flush or close anything
+        first.wait(10)
+    assert first.returncode == -signal.SIGKILL
+    empty = visitor_video(tmp_path / "empty.avi", [], seconds=0.5, present=[(9, 9)])
+    second = agent_process(live_server.url, token, empty, store_path, tmp_path / "run2.jsonl",
+                           "--exit-at-end")
+    _, stderr = second.communicate(timeout=120)
+    assert second.returncode == 0, stderr.decode()
+    uploaded = of_kind(read_events(tmp_path / "run2.jsonl"), "session_uploaded")
+    assert [u["session_id"] for u in uploaded] == [greeted["session_id"]]
+    assert session_count(db) == 1
+    row = db.conn.execute("SELECT * FROM sessions").fetchone()
+    assert (row["id"], row["citizen_id"], row["outcome"]) == (greeted["session_id"], obama, "greeted")
+
+
+def test_revoked_device_stops_syncing_and_keeps_its_sessions(app, live_server, db, token, obama, tmp_path):
+    video = visitor_video(tmp_path / "obama.avi", [("barack_obama", 2)], seconds=1.5)
+    events, _ = run_agent(live_server.url, token, video, tmp_path / "kiosk.db")
+    assert len(of_kind(events, "session_uploaded")) == 1
+    revoke_device(db, "kiosk-1")
+    response = app.test_client().get("/api/v1/gallery", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    events, _ = run_agent(live_server.url, token, video, tmp_path / "kiosk.db")
+    assert len(of_kind(events, "revoked")) == 1
+    assert of_kind(events, "session_uploaded") == []
+    # The lost or retired device forgets the faces, so it names nobody; the visit is kept.
+    assert of_kind(events, "greeted") == [] and len(of_kind(events, "unknown_visitor")) == 1
+    store = Store(tmp_path / "kiosk.db")
+    assert store.outbox_count() == 1 and store.citizens() == {}
+    store.close()
+    assert session_count(db) == 1
+
+
+def test_removed_citizen_is_forgotten_at_next_sync(live_server, db, token, obama, tmp_path):
+    video = visitor_video(tmp_path / "obama.avi", [("barack_obama", 2)], seconds=1.5)
+    events, _ = run_agent(live_server.url, token, video, tmp_path / "kiosk.db")
+    assert [g["citizen_id"] for g in of_kind(events, "greeted")] == [obama]
+    remove_citizen(db, obama)
+    events, _ = run_agent(live_server.url, token, video, tmp_path / "kiosk.db")
+    assert of_kind(events, "sync")[0]["removals"] == 1
+    assert of_kind(events, "greeted") == []
+    assert len(of_kind(events, "unknown_visitor")) == 1
+    store = Store(tmp_path / "kiosk.db")
+    assert obama not in store.citizens() and len(store.gallery()) == 0
+    store.close()
+
+
+def test_store_keeps_sessions_across_reopen_and_applies_deltas_atomically(tmp_path):
+    store = Store(tmp_path / "kiosk.db")
+    session = session_payload()
+    store.add_session(session, b"\xff\xd8\xffjpeg")
+    store.close()
+    store = Store(tmp_path / "kiosk.db")
+    assert store.pending() == [(session, b"\xff\xd8\xffjpeg")]
+    with pytest.raises(ValueError):   # a broken template: nothing of the delta applies
+        store.apply_delta({"seq": 5, "full": False, "removals": [],
+                           "upserts": [{"citizen_id": 1, "display_name": "A", "language": "en",
+                                        "templates": ["AAAA"]}]})
+    assert store.sync_seq == 0 and store.citizens() == {}
+    store.close()
