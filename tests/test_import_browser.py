@@ -1,0 +1,62 @@
+"""An admin imports records through the web page in real Chromium and reads the report."""
+from browser import chromium_page, screenshot  # noqa: F401 (fixture)
+from conftest import PASSWORD
+from import_helpers import (CASE_HEADER, RECORD_HEADER, bad_check_digit, group_photo, id_number,
+                            make_zip, people_photo, record, write_csv)
+
+
+def login(page, url, username="admin"):
+    page.goto(url + "/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_load_state()
+
+
+def test_admin_imports_through_the_page_and_sees_the_report(live_server, chromium_page, tmp_path):
+    page = chromium_page
+    records = write_csv(tmp_path / "RECORDS.csv", RECORD_HEADER, [
+        record(1, "王小明", "obama.jpg", district="越秀区"),
+        record(2, "李华", "biden.jpg", language="yue"),
+        record(3, "Two People", "group.jpg"),
+        {**record(4, "Typo", "kit.jpg"), "id_number": bad_check_digit(id_number(4))},
+        record(5, "Nobody", "missing.jpg"),
+    ], "gbk")
+    photos = make_zip(tmp_path / "photos.zip", {
+        "photos/obama.jpg": people_photo("barack_obama", 1), "photos/biden.jpg": people_photo("joe_biden", 2),
+        "photos/group.jpg": group_photo("two_people.jpg"), "photos/kit.jpg": people_photo("kit_harington")})
+    cases = write_csv(tmp_path / "CASES.csv", CASE_HEADER,
+                      [["GS-2025-0001", id_number(1), "个人所得税汇算", "open", "2024 年度汇算清缴，待补充材料",
+                        "A3", "2025-03-01 09:30"]])
+
+    login(page, live_server.url)
+    page.goto(live_server.url + "/imports/")
+    page.set_input_files("#records", str(records))
+    page.set_input_files("#photos", str(photos))
+    page.set_input_files("#cases", str(cases))
+    screenshot(page, "import_upload")
+    page.click("#import-form button[type=submit]")
+    page.wait_for_url("**/imports/*")
+    page.wait_for_selector("#summary", timeout=120_000)  # the page polls, then shows the result
+
+    assert page.inner_text("#n-imported") == "2"
+    assert page.inner_text("#n-rejected") == "3"
+    problems = page.inner_text("#problems")
+    assert "2 faces found; the photo must show exactly one person" in problems
+    assert "wrong check digit" in problems
+    assert "photo file missing.jpg not found" in problems
+    screenshot(page, "import_job")
+
+    with page.expect_download() as download:
+        page.click("#report-link")
+    report = download.value.path().read_bytes().decode("utf-8-sig")
+    assert report.splitlines()[0] == "file,line,id_number,name,outcome,reason"
+    assert "王小明" in report and "GS-2025-0001" in report
+
+    page.goto(live_server.url + "/citizens/?q=王小明")
+    page.click("#citizens a")
+    page.wait_for_selector("#citizen-photo")
+    assert page.inner_text("#id-number") == id_number(1)
+    assert "GS-2025-0001" in page.inner_text("#cases")
+    assert page.evaluate("document.getElementById('citizen-photo').naturalWidth") > 0
+    screenshot(page, "citizen_detail")
