@@ -11,9 +11,12 @@ import os
 import signal
 import sys
 
-from .agent import Agent, KioskFrontEnd
+from recognition.liveness import BlinkPolicy
+
+from .agent import Agent
 from .camera import SourceError, open_source
-from .client import ApiClient
+from .casefile import CaseFileClient, CaseFileFlow
+from .casefile_screen import CaseFileDesk, KioskCaseFilePresenter, desk_blueprint
 from .events import open_events
 from .greeter import GreeterSettings
 from .screen import ScreenServer, ScreenState
@@ -28,8 +31,9 @@ def default_store_path():
     return os.path.join(base, "civic-kiosk", "kiosk.db")
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m kiosk", description="The kiosk agent: greet citizens by face.")
+def build_parser(prog="python -m kiosk", description="The kiosk agent: greet citizens by face."):
+    """The agent's options (shared with `python -m robot`)."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--server", required=True, help="the server's base URL, e.g. http://10.0.0.5:5000")
     p.add_argument("--token", default=os.environ.get("CIVIC_DEVICE_TOKEN"),
                    help="device token from `flask --app app register-device` (or CIVIC_DEVICE_TOKEN)")
@@ -51,6 +55,13 @@ def parse_args(argv=None):
     p.add_argument("--detect-max-side", type=int, default=GreeterSettings.detect_max_side,
                    help="longer side of the frame copy faces are found on (smaller is faster)")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the server")
+    p.add_argument("--blink-window", type=float, default=BlinkPolicy.window_s, metavar="SECONDS",
+                   help="time the citizen has to blink before the case file opens (default %(default)s)")
+    return p
+
+
+def parse_args(argv=None, parser=None):
+    p = parser or build_parser()
     args = p.parse_args(argv)
     if not args.token:
         p.error("--token is required (or set CIVIC_DEVICE_TOKEN)")
@@ -68,14 +79,16 @@ def main(argv=None):
         sys.exit(f"kiosk: {e}")
     os.makedirs(os.path.dirname(os.path.abspath(args.store)), exist_ok=True)
     store = Store(args.store)
-    client = ApiClient(args.server, args.token, timeout=args.timeout)
+    client = CaseFileClient(args.server, args.token, timeout=args.timeout)
     syncer = Syncer(store, client, events)
-    screen_state, screen = ScreenState(), None
+    screen_state, screen, desk = ScreenState(), None, CaseFileDesk(client)
     if not args.headless:
-        screen = ScreenServer(screen_state, args.screen_port).start()
+        screen = ScreenServer(screen_state, args.screen_port, [desk_blueprint(desk)]).start()
         events.emit("screen", url=screen.url)
     speaker = Speaker(args.speech)
-    agent = Agent(camera, store, syncer, events, KioskFrontEnd(screen_state, speaker),
+    front_end = CaseFileFlow(KioskCaseFilePresenter(screen_state, speaker, desk), client, events,
+                             BlinkPolicy(window_s=args.blink_window))
+    agent = Agent(camera, store, syncer, events, front_end,
                   GreeterSettings(detect_max_side=args.detect_max_side), args.regreet_after)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     try:

@@ -119,8 +119,8 @@ class Agent:
             self._stop.wait()
         self.syncer.stop()
         waiting = self.syncer.flush_outbox()
+        self.front_end.close()  # before "exit": its last steps (case file, speech) end first
         self.events.emit("exit", outbox=waiting, dead_letters=len(self.store.dead_letters()))
-        self.front_end.close()
         return waiting
 
     def stop(self):

@@ -41,10 +41,13 @@ class ScreenState:
         return state
 
 
-def create_screen_app(state):
-    """The Flask app of the kiosk screen (no database, no login: it only shows state)."""
+def create_screen_app(state, blueprints=()):
+    """The Flask app of the kiosk screen (no database, no login: it only shows state).
+    blueprints add features to the page (the case file: kiosk/casefile_screen.py)."""
     app = Flask("kiosk.screen", root_path=ROOT, template_folder=os.path.join(ROOT, "templates"),
                 static_folder=os.path.join(ROOT, "static"))
+    for bp in blueprints:
+        app.register_blueprint(bp)
 
     @app.route("/")
     def index():
@@ -68,8 +71,9 @@ def create_screen_app(state):
 class ScreenServer:
     """Serves the screen on 127.0.0.1:port in a background thread (port 0 picks a free one)."""
 
-    def __init__(self, state, port=8765):
-        self._server = make_server("127.0.0.1", port, create_screen_app(state), threaded=True)
+    def __init__(self, state, port=8765, blueprints=()):
+        self._server = make_server("127.0.0.1", port, create_screen_app(state, blueprints),
+                                   threaded=True)
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}/"
         self._thread = threading.Thread(target=self._server.serve_forever, name="kiosk-screen",

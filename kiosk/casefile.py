@@ -1,0 +1,205 @@
+"""After the greeting: the blink challenge, then the case file (and a queue ticket).
+
+CaseFileFlow is an agent front end (see kiosk/agent.py) that wraps a presenter, the part
+that shows and says things (the kiosk's screen and voice, or the robot's voice):
+
+    greeted -> presenter.on_greeted, presenter.on_blink_request, a BlinkChallenge on that track
+    blink seen in time -> {"event": "liveness_passed", "t": ...}; the server is told, then asked
+        to open the case file -> {"event": "case_file_opened", "case_numbers": [...], "t": ...}
+        -> presenter.on_case_file(visit, summary)
+    no blink in time, or the face left -> {"event": "liveness_failed", "t": ...};
+        the server is told; the file stays closed -> presenter.on_liveness_failed(visit)
+
+The recognition loop never waits for the network: server calls run in one worker thread, in
+order. The session reaches the server through the outbox; until it has arrived the server
+answers 404, so the worker retries for up to upload_wait_s. Presenter hooks beyond the agent's
+four are optional: a presenter without on_ticket simply does not show tickets.
+"""
+import json
+import logging
+import queue
+import threading
+import time
+
+from recognition.liveness import BlinkPolicy
+
+from .client import ApiClient, Offline, Rejected, Revoked
+from .liveness_step import BlinkChallenge
+
+log = logging.getLogger(__name__)
+
+
+class CaseFileClient(ApiClient):
+    """ApiClient plus the case-file calls of server/casefile.py."""
+
+    def report_liveness(self, session_id, result, t):
+        return self._post(f"/api/v1/sessions/{session_id}/liveness", {"result": result, "t": t})
+
+    def open_case_file(self, session_id, citizen_id):
+        return self._post(f"/api/v1/sessions/{session_id}/casefile", {"citizen_id": citizen_id})
+
+    def case_details(self, session_id, phone_last4=None):
+        body = {} if phone_last4 is None else {"phone_last4": phone_last4}
+        return self._post(f"/api/v1/sessions/{session_id}/casefile/details", body)
+
+    def ticket(self, session_id):
+        return self._post(f"/api/v1/sessions/{session_id}/ticket", {})
+
+    def _post(self, path, body):
+        return self._request("POST", path, json.dumps(body).encode("utf-8"), "application/json")
+
+
+def once_uploaded(call, wait_s, poll_s=0.25, give_up=None, clock=time.monotonic):
+    """call() retried while the server does not have the session yet (404) or cannot be
+    reached, for up to wait_s or until the give_up event is set; then the failure is raised."""
+    deadline = clock() + wait_s
+    while True:
+        try:
+            return call()
+        except Rejected as e:
+            if e.status != 404 or clock() >= deadline or (give_up and give_up.is_set()):
+                raise
+        except Offline:
+            if clock() >= deadline or (give_up and give_up.is_set()):
+                raise
+        time.sleep(poll_s)
+
+
+class ServerSteps:
+    """One worker thread that runs jobs (callables) in order, off the recognition loop."""
+
+    def __init__(self):
+        self._jobs = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="casefile-steps", daemon=True)
+        self._thread.start()
+
+    def submit(self, job):
+        self._jobs.put(job)
+
+    def close(self, timeout=60.0):
+        """Finish the queued jobs (up to timeout), then stop."""
+        self._jobs.put(None)
+        self._thread.join(timeout)
+
+    def _run(self):
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job()
+            except Exception:  # one visit's failure must not stop the next visit's steps
+                log.exception("case-file step failed")
+
+
+class CaseFileFlow:
+    """Agent front end: blink challenge after each greeting, then the case file."""
+
+    def __init__(self, presenter, client, events, policy=None, tickets=False, upload_wait_s=15.0,
+                 clock=time.monotonic):
+        self.presenter = presenter
+        self.client = client
+        self.events = events
+        self.policy = policy or BlinkPolicy()
+        self.tickets = tickets
+        self.upload_wait_s = upload_wait_s
+        self._clock = clock
+        self._challenges = {}       # track id -> BlinkChallenge
+        self._last_t = 0.0
+        self._steps = ServerSteps()
+        self._closing = threading.Event()   # at exit, one try per step: no waiting for a server
+
+    # --- agent hooks ----------------------------------------------------------------------------
+
+    def on_greeted(self, visit):
+        self.presenter.on_greeted(visit)
+        _call(self.presenter, "on_blink_request", visit)
+        self._challenges[visit.track.id] = BlinkChallenge(visit, visit.t, self.policy)
+
+    def on_unknown(self, visit):
+        self.presenter.on_unknown(visit)
+        if self.tickets:
+            self._later(visit, visit.t, self._ticket)
+
+    def on_frame(self, frame, rgb, tracks):
+        self._last_t = frame.t
+        for track_id, challenge in list(self._challenges.items()):
+            challenge.feed()
+            verdict = challenge.verdict(frame.t)
+            if verdict:
+                self._decided(track_id, verdict, frame.t, "blink" if verdict == "passed" else "no_blink")
+        self.presenter.on_frame(frame, rgb, tracks)
+
+    def on_left(self, track):
+        if track.id in self._challenges:
+            self._decided(track.id, "failed", self._last_t, "left")
+        self.presenter.on_left(track)
+
+    def close(self):
+        """Finish the server steps already due, then close the presenter. A challenge still
+        waiting for its blink when the source ended has no verdict and reports none."""
+        self._challenges.clear()
+        self._closing.set()
+        self._steps.close(self.upload_wait_s + 30)
+        self.presenter.close()
+
+    # --- after the verdict ----------------------------------------------------------------------
+
+    def _decided(self, track_id, verdict, t, reason):
+        visit = self._challenges.pop(track_id).visit
+        fields = {"t": round(t, 3), "session_id": visit.session["id"], "citizen_id": visit.citizen_id}
+        if verdict == "passed":
+            self.events.emit("liveness_passed", **fields)
+            self._later(visit, t, self._open_case_file)
+        else:
+            self.events.emit("liveness_failed", reason=reason, **fields)
+            _call(self.presenter, "on_liveness_failed", visit)
+            self._later(visit, t, self._report_failure)
+
+    def _later(self, visit, t, step):
+        """Run step(visit, t_of) in the worker; t_of() is the source time when it is called."""
+        wall = self._clock()
+        self._steps.submit(lambda: step(visit, lambda: round(t + self._clock() - wall, 3)))
+
+    def _server(self, call):
+        return once_uploaded(call, self.upload_wait_s, give_up=self._closing)
+
+    def _open_case_file(self, visit, t_of):
+        session_id = visit.session["id"]
+        try:
+            self._server(lambda: self.client.report_liveness(session_id, "passed", t_of()))
+            summary = self._server(lambda: self.client.open_case_file(session_id, visit.citizen_id))
+        except (Offline, Rejected, Revoked) as e:
+            self.events.emit("case_file_unavailable", session_id=session_id, reason=str(e), t=t_of())
+            _call(self.presenter, "on_case_file_unavailable", visit)
+        else:
+            self.events.emit("case_file_opened", session_id=session_id,
+                             case_numbers=[c["case_number"] for c in summary["cases"]], t=t_of())
+            _call(self.presenter, "on_case_file", visit, summary)
+        if self.tickets:
+            self._ticket(visit, t_of)
+
+    def _report_failure(self, visit, t_of):
+        try:
+            self._server(lambda: self.client.report_liveness(visit.session["id"], "failed", t_of()))
+        except (Offline, Rejected, Revoked) as e:
+            log.warning("could not report failed liveness: %s", e)
+        if self.tickets:
+            self._ticket(visit, t_of)
+
+    def _ticket(self, visit, t_of):
+        session_id = visit.session["id"]
+        try:
+            number = self._server(lambda: self.client.ticket(session_id))["ticket_number"]
+        except (Offline, Rejected, Revoked) as e:
+            self.events.emit("ticket_unavailable", session_id=session_id, reason=str(e), t=t_of())
+            return
+        self.events.emit("ticket_issued", session_id=session_id, ticket_number=number, t=t_of())
+        _call(self.presenter, "on_ticket", visit, number)
+
+
+def _call(presenter, hook, *args):
+    """presenter.hook(*args) when the presenter has that hook."""
+    method = getattr(presenter, hook, None)
+    if method is not None:
+        method(*args)

@@ -1,0 +1,210 @@
+"""The case file on the kiosk screen: the blink request, the open cases in large type, and
+the four-digit phone check before case details.
+
+KioskCaseFilePresenter is the kiosk's screen and voice (KioskFrontEnd) plus the case-file
+hooks CaseFileFlow calls. CaseFileDesk holds the one case file on screen and answers the
+page's requests on 127.0.0.1 (blueprint below): GET /casefile/state, POST /casefile/details.
+The file leaves the screen when the citizen's face track ends, or after hold_s at most.
+"""
+import threading
+import time
+
+from flask import Blueprint, jsonify, request
+
+from .agent import KioskFrontEnd
+from .client import Offline, Rejected, Revoked
+from .phrases import LIVENESS_FAILED, blink_request, language_of, next_step, phrase
+
+CASE_FILE_HOLD_S = 90.0     # the longest a case file stays on screen
+REFRESH_S = 2.0             # how often the screen's mode is renewed while a file is shown
+SEE_A_CLERK = {
+    "zh": "暂时无法打开您的业务档案，请到服务台。",
+    "yue": "暫時打唔開你嘅業務檔案，請去服務台。",
+    "en": "Your case file cannot be opened now. Please go to the service desk.",
+}
+
+
+class CaseFileDesk:
+    """The case file shown on the screen and its second factor; thread-safe."""
+
+    def __init__(self, client, hold_s=CASE_FILE_HOLD_S, clock=time.monotonic):
+        self.client = client
+        self.hold_s = hold_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._state = self._empty()
+        self._visit = None
+        self._shown_at = None
+
+    @staticmethod
+    def _empty():
+        return {"mode": None, "greeting": "", "prompt": "", "name": "", "language": "",
+                "cases": [], "second_factor": False, "details": None, "factor": None}
+
+    def _set(self, **fields):
+        with self._lock:
+            self._state.update(fields)
+            self._seq += 1
+
+    def prompt(self, mode, visit, text):
+        """Show a prompt (mode "blink" or "notice") for this visit."""
+        with self._lock:
+            self._visit, self._shown_at = visit, self._clock()
+        self._set(**{**self._empty(), "mode": mode, "greeting": visit.greeting, "prompt": text,
+                     "name": visit.name, "language": language_of(visit.language)})
+
+    def show(self, visit, summary, step_text):
+        with self._lock:
+            self._visit, self._shown_at = visit, self._clock()
+        self._set(mode="casefile", prompt=step_text, cases=summary["cases"],
+                  second_factor=summary["second_factor"], details=None,
+                  factor={"status": "ask"} if summary["second_factor"] else None)
+
+    def clear(self, track=None):
+        """Take the file off the screen (only if it is this track's, when track is given)."""
+        with self._lock:
+            if self._visit is None or (track is not None and self._visit.track is not track):
+                return False
+            self._visit, self._shown_at = None, None
+        self._set(**self._empty())
+        return True
+
+    def active_mode(self):
+        """The mode to keep on screen, or None once the file is gone or held too long."""
+        with self._lock:
+            expired = self._shown_at is not None and self._clock() - self._shown_at > self.hold_s
+            mode = self._state["mode"]
+        if expired:
+            self.clear()
+            return None
+        return mode
+
+    def state(self):
+        with self._lock:
+            return dict(self._state, seq=self._seq)
+
+    def submit_digits(self, digits):
+        """Ask the server for the details with the typed digits; the new screen state."""
+        with self._lock:
+            visit = self._visit if self._state["mode"] == "casefile" else None
+        if visit is None:
+            return None
+        try:
+            details = self.client.case_details(visit.session["id"], digits)
+        except Rejected as e:
+            self._set(factor=_factor_refusal(e))
+        except (Offline, Revoked):
+            self._set(factor={"status": "offline"})
+        else:
+            self._set(details=details["cases"], factor={"status": "ok"})
+        return self.state()
+
+
+def _factor_refusal(error):
+    status = {403: "wrong", 423: "locked", 429: "wait"}.get(error.status, "invalid")
+    factor = {"status": status, "message": error.message}
+    if status == "wrong":
+        factor["tries_left"] = _tries_left(error.message)
+    return factor
+
+
+def _tries_left(message):
+    """The count in "wrong digits; 2 tries left" (the server's message), else None."""
+    words = message.split()
+    for before, after in zip(words, words[1:]):
+        if after == "tries" and before.isdigit():
+            return int(before)
+    return None
+
+
+def desk_blueprint(desk):
+    """Routes of the kiosk screen app for the case file (127.0.0.1 only, like the screen)."""
+    bp = Blueprint("casefile", __name__)
+
+    @bp.route("/casefile/state")
+    def casefile_state():
+        response = jsonify(desk.state())
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @bp.route("/casefile/details", methods=["POST"])
+    def casefile_details():
+        # JSON only: a form post from another page cannot send it without a CORS preflight.
+        body = request.get_json(silent=True)
+        digits = body.get("phone_last4") if isinstance(body, dict) else None
+        if not isinstance(digits, str) or len(digits) != 4 or not digits.isdigit():
+            return jsonify({"error": {"status": 400, "message": "four digits expected"}}), 400
+        state = desk.submit_digits(digits)
+        if state is None:
+            return jsonify({"error": {"status": 409, "message": "no case file on screen"}}), 409
+        return jsonify(state)
+
+    return bp
+
+
+class KioskCaseFilePresenter(KioskFrontEnd):
+    """The kiosk's screen and voice, with the blink request and the case file."""
+
+    def __init__(self, screen_state=None, speaker=None, desk=None):
+        super().__init__(screen_state, speaker)
+        self.desk = desk
+        self._refresher = None
+        if screen_state is not None and desk is not None:
+            self._refresher = threading.Thread(target=self._keep_on_screen, daemon=True,
+                                               name="casefile-screen")
+            self._stop = threading.Event()
+            self._refresher.start()
+
+    def _show(self, mode, visit, text):
+        if self.screen is not None:
+            self.screen.show(mode, text, visit.name, visit.language)
+
+    def _say(self, text, language):
+        if self.speaker is not None:
+            self.speaker.say(text, language_of(language))
+
+    def on_blink_request(self, visit):
+        text = blink_request(visit.language)
+        if self.desk is not None:
+            self.desk.prompt("blink", visit, text)
+        self._show("blink", visit, text)
+        self._say(text, visit.language)
+
+    def on_liveness_failed(self, visit):
+        self._notice(visit, phrase(LIVENESS_FAILED, visit.language))
+
+    def on_case_file_unavailable(self, visit):
+        self._notice(visit, phrase(SEE_A_CLERK, visit.language))
+
+    def _notice(self, visit, text):
+        if self.desk is not None:
+            self.desk.prompt("notice", visit, text)
+        self._show("notice", visit, text)
+        self._say(text, visit.language)
+
+    def on_case_file(self, visit, summary):
+        text = next_step(summary["cases"], visit.language)
+        if self.desk is not None:
+            self.desk.show(visit, summary, text)
+        self._show("casefile", visit, text)
+        self._say(text, visit.language)
+
+    def on_left(self, track):
+        """The citizen walked away: their case file leaves the screen at once."""
+        if self.desk is not None and self.desk.clear(track) and self.screen is not None:
+            self.screen.show("idle")
+
+    def _keep_on_screen(self):
+        """Renew the screen's mode while a case file is up (the screen falls back to idle
+        after its own hold time otherwise)."""
+        while not self._stop.wait(REFRESH_S):
+            mode = self.desk.active_mode()
+            if mode is not None:
+                state = self.desk.state()
+                self.screen.show(mode, state["prompt"], state["name"], state["language"])
+
+    def close(self):
+        if self._refresher is not None:
+            self._stop.set()
+        super().close()

@@ -1,0 +1,36 @@
+"""The blink challenge after a greeting, on the face track that was recognised.
+
+The greeter keeps each track's recent frames (t, rgb, location). A challenge reads the eye
+landmarks of every frame of *that* track it has not seen yet, so a second face in view (a
+photo held up beside the citizen) cannot answer for them. Frames from just before the
+greeting teach the detector this person's open eyes; only a blink after the request counts.
+"""
+from recognition.liveness import BlinkDetector, BlinkPolicy, face_eyes
+
+BASELINE_LOOKBACK_S = 2.0   # frames this long before the request are read for the baseline
+
+
+class BlinkChallenge:
+    """One citizen's challenge: started at t (the request), decided by verdict(now)."""
+
+    def __init__(self, visit, started_at, policy=None):
+        self.visit = visit
+        self.track = visit.track
+        self.detector = BlinkDetector(policy or BlinkPolicy(), started_at=started_at)
+        self._read_until = started_at - BASELINE_LOOKBACK_S
+
+    def feed(self):
+        """Read the track's frames not read yet (about 2 ms of landmarks each)."""
+        for t, rgb, location in list(self.track.frames):
+            if t <= self._read_until:
+                continue
+            self.detector.update(t, face_eyes(rgb, location))
+            self._read_until = t
+
+    def verdict(self, now):
+        """"passed", "failed" (window over without a blink) or None (still waiting)."""
+        return self.detector.verdict(now)
+
+    @property
+    def blink(self):
+        return self.detector.passing_blink()

@@ -1,0 +1,106 @@
+"""What the devices say and show after the greeting, in the citizen's language (zh, yue, en).
+
+The blink request, the case file's next step, the queue ticket and the way to the desk for
+visitors the device does not know. Plain functions of the case-file summary the server
+returns (server/casefile.py), so the kiosk screen and the robot's voice say the same thing.
+"""
+LANGUAGES = ("zh", "yue", "en")
+FALLBACK = "zh"   # the hall's own language, for a visitor whose language is unknown
+
+BLINK_REQUEST = {
+    "zh": "请眨一下眼睛。",
+    "yue": "請眨一下眼。",
+    "en": "Please blink your eyes.",
+}
+LIVENESS_FAILED = {
+    "zh": "没有看到眨眼。请到服务台，工作人员会为您办理。",
+    "yue": "睇唔到你眨眼。請去服務台，職員會幫你辦理。",
+    "en": "I could not see a blink. Please go to the service desk; a clerk will help you.",
+}
+UNKNOWN_VISITOR = {
+    "zh": "您好，欢迎光临。请到服务台取号，工作人员会为您服务。",
+    "yue": "你好，歡迎光臨。請去服務台攞籌，職員會幫你。",
+    "en": "Welcome. Please go to the service desk; a clerk will help you.",
+}
+NO_OPEN_CASES = {
+    "zh": "您目前没有在办的业务，请取号等候。",
+    "yue": "你而家冇辦緊嘅業務，請攞籌等候。",
+    "en": "You have no open cases. Please take a ticket.",
+}
+CASE_READY = {
+    "zh": "您的{type}业务 {number} 已可以办理，请到{counter}号窗口。",
+    "yue": "你嘅{type}業務 {number} 已經可以辦理，請去{counter}號窗口。",
+    "en": "Your {type} case {number} is ready at counter {counter}.",
+}
+CASE_APPOINTMENT = {
+    "zh": "您的{type}业务 {number} 预约在{time}，请到{counter}号窗口。",
+    "yue": "你嘅{type}業務 {number} 預約喺{time}，請去{counter}號窗口。",
+    "en": "Your {type} case {number} has an appointment at {time}, counter {counter}.",
+}
+CASE_OTHER = {
+    "zh": "您的{type}业务 {number} {status}，请取号等候。",
+    "yue": "你嘅{type}業務 {number} {status}，請攞籌等候。",
+    "en": "Your {type} case {number} is {status}. Please take a ticket.",
+}
+TICKET = {
+    "zh": "您的排队号码是{number}号。",
+    "yue": "你嘅籌號係{number}號。",
+    "en": "Your ticket number is {number}.",
+}
+STATUS = {
+    "open": {"zh": "已受理", "yue": "已經受理", "en": "received"},
+    "in_progress": {"zh": "正在办理", "yue": "辦緊", "en": "in progress"},
+    "waiting_documents": {"zh": "还需要补充材料", "yue": "仲要補交文件", "en": "waiting for documents"},
+    "ready": {"zh": "已可以办理", "yue": "已經可以辦理", "en": "ready"},
+}
+
+
+def language_of(language):
+    return language if language in LANGUAGES else FALLBACK
+
+
+def phrase(table, language, **fields):
+    """The table's sentence in language (the hall's language when there is none)."""
+    return table[language_of(language)].format(**fields)
+
+
+def blink_request(language):
+    return phrase(BLINK_REQUEST, language)
+
+
+def ticket_text(number, language):
+    """The ticket as said aloud: "007" is said "7", as a person would."""
+    spoken = str(int(number)) if str(number).isdigit() else str(number)
+    return phrase(TICKET, language, number=spoken)
+
+
+def main_case(cases):
+    """The case to tell the citizen about first: one ready at a counter, then the earliest
+    appointment, then the first listed; None when nothing is open."""
+    if not cases:
+        return None
+    ready = [c for c in cases if c["status"] == "ready" and c["counter"]]
+    if ready:
+        return ready[0]
+    booked = sorted((c for c in cases if c["appointment_at"]), key=lambda c: c["appointment_at"])
+    return booked[0] if booked else cases[0]
+
+
+def next_step(cases, language):
+    """The next step from a citizen-safe case-file summary, one sentence."""
+    case = main_case(cases)
+    if case is None:
+        return phrase(NO_OPEN_CASES, language)
+    fields = {"type": case["type"], "number": case["case_number"], "counter": case["counter"],
+              "time": _clock(case["appointment_at"])}
+    if case["status"] == "ready" and case["counter"]:
+        return phrase(CASE_READY, language, **fields)
+    if case["appointment_at"] and case["counter"]:
+        return phrase(CASE_APPOINTMENT, language, **fields)
+    status = STATUS.get(case["status"], {}).get(language_of(language), case["status"])
+    return phrase(CASE_OTHER, language, status=status, **fields)
+
+
+def _clock(stamp):
+    """"2026-03-02T09:30:00" -> "2026-03-02 09:30", as said and shown."""
+    return (stamp or "").replace("T", " ")[:16]

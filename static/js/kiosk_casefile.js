@@ -1,0 +1,115 @@
+// The case file on the kiosk screen: polls /casefile/state and fills the blink, notice and
+// case-file panels; an on-screen keypad sends the last four phone digits for the details.
+(function () {
+  "use strict";
+  var POLL_MS = 400;
+  var lastSeq = -1;
+  var digits = "";
+  var $ = function (id) { return document.getElementById(id); };
+  var STATUS = {open: "已受理 · Received", in_progress: "办理中 · In progress",
+                waiting_documents: "待补材料 · Waiting for documents", ready: "可办理 · Ready"};
+  var FACTOR = {
+    wrong: function (f) { return "号码不对 · Wrong digits" + (f.tries_left != null ? " (" + f.tries_left + ")" : ""); },
+    locked: function () { return "已锁定，请到服务台 · Locked: please see a clerk"; },
+    wait: function () { return "请稍候再试 · Please wait a moment and try again"; },
+    offline: function () { return "网络中断，请到服务台 · Offline: please see a clerk"; },
+    invalid: function (f) { return f.message || ""; }
+  };
+
+  // textContent only, never innerHTML: names and case fields are data, not markup.
+  function cell(row, text) { var td = document.createElement("td"); td.textContent = text || ""; row.appendChild(td); }
+
+  function renderCases(cases) {
+    var body = $("cf-cases").tBodies[0];
+    body.textContent = "";
+    cases.forEach(function (c) {
+      var row = document.createElement("tr");
+      [c.case_number, c.type, STATUS[c.status] || c.status, c.counter,
+       (c.appointment_at || "").replace("T", " ").slice(0, 16)].forEach(function (t) { cell(row, t); });
+      body.appendChild(row);
+    });
+    $("cf-cases").hidden = cases.length === 0;
+    $("cf-none").hidden = cases.length !== 0;
+  }
+
+  function renderDetails(details) {
+    var box = $("cf-details");
+    box.textContent = "";
+    box.hidden = !details;
+    (details || []).forEach(function (c) {
+      var dl = document.createElement("dl");
+      var dt = document.createElement("dt");
+      dt.textContent = c.case_number + " · " + c.type;
+      var dd = document.createElement("dd");
+      dd.textContent = c.summary;
+      dl.appendChild(dt); dl.appendChild(dd);
+      box.appendChild(dl);
+    });
+  }
+
+  function renderFactor(state) {
+    var factor = state.factor;
+    var box = $("cf-factor");
+    box.hidden = !state.second_factor || !factor || factor.status === "ok";
+    if (box.hidden) return;
+    var message = FACTOR[factor.status];
+    $("cf-message").textContent = message ? message(factor) : "";
+    var locked = factor.status === "locked" || factor.status === "offline";
+    Array.prototype.forEach.call($("cf-keypad").querySelectorAll("button"), function (b) { b.disabled = locked; });
+    if (factor.status !== "ask") setDigits("");
+  }
+
+  function render(state) {
+    if (state.seq === lastSeq) return;
+    lastSeq = state.seq;
+    $("cf-greeting").textContent = state.greeting;
+    $("cf-blink").textContent = state.mode === "blink" ? state.prompt : "";
+    $("cf-notice").textContent = state.mode === "notice" ? state.prompt : "";
+    $("cf-title").textContent = state.name;
+    $("cf-step").textContent = state.mode === "casefile" ? state.prompt : "";
+    [$("cf-title"), $("cf-step")].forEach(function (el) { el.lang = state.language === "en" ? "en" : "zh-CN"; });
+    renderCases(state.cases || []);
+    renderDetails(state.details);
+    renderFactor(state);
+  }
+
+  function setDigits(value) {
+    digits = value;
+    $("cf-digits").textContent = digits.replace(/./g, "●") + "____".slice(digits.length);
+  }
+
+  function send() {
+    if (digits.length !== 4) return;
+    var typed = digits;
+    setDigits("");
+    fetch("/casefile/details", {method: "POST", headers: {"Content-Type": "application/json"},
+                                body: JSON.stringify({phone_last4: typed})})
+      .then(function (r) { return r.json(); })
+      .then(function (state) { if (state.seq !== undefined) render(state); });
+  }
+
+  function key(label, onPress, cls) {
+    var b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    if (cls) b.className = cls;
+    b.addEventListener("click", onPress);
+    $("cf-keypad").appendChild(b);
+  }
+
+  "1234567890".split("").forEach(function (d) {
+    key(d, function () { if (digits.length < 4) setDigits(digits + d); });
+  });
+  key("⌫", function () { setDigits(digits.slice(0, -1)); });
+  key("确定 OK", send, "cf-ok");
+  setDigits("");
+
+  function poll() {
+    fetch("/casefile/state", {cache: "no-store"})
+      .then(function (r) { return r.json(); })
+      .then(render)
+      .catch(function () {})
+      .then(function () { setTimeout(poll, POLL_MS); });
+  }
+  poll();
+})();
