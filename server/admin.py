@@ -533,8 +533,6 @@ add_translations({
     "No such device.": "没有此设备。",
     "Device {name} revoked: its token no longer works.": "设备 {name} 已吊销，其令牌立即失效。",
     "Role": "角色",
-    "admin": "管理员",
-    "clerk": "工作人员",
     "Active": "在用",
     "Disabled": "已停用",
     "Locked until": "锁定至",

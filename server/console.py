@@ -98,9 +98,25 @@ def parse_day(text):
         raise ApiError(400, t("Dates are written YYYY-MM-DD."))
 
 
+# Stored codes and how people read them (English; zh through t()).
+LABELS = {
+    "pending": "Pending review", "confirmed": "Confirmed", "rejected": "Rejected",
+    "closed": "Closed", "greeted": "Greeted", "unknown": "Unknown", "passed": "Passed",
+    "failed": "Failed", "not_run": "Not run", "open": "Opened", "in_progress": "In progress",
+    "waiting_documents": "Waiting for documents", "ready": "Ready", "admin": "Administrator",
+    "clerk": "Clerk", "kiosk": "Kiosk", "robot": "Robot",
+}
+
+
+def label(code):
+    """A stored code (status, liveness, role) in the page's language."""
+    return t(LABELS.get(code, code))
+
+
 @bp.record_once
 def _register_filters(state):
     state.app.jinja_env.filters["localtime"] = localtime
+    state.app.jinja_env.filters["label"] = label
 
 
 # --- the queue: filters and keyset pages ----------------------------------------------------
@@ -250,10 +266,10 @@ def session_json(row):
         "received_at": row["received_at"], "received_local": localtime(row["received_at"]),
         "device": row["device_name"], "site": row["site"], "kind": row["device_kind"],
         "outcome": row["outcome"], "name": row["citizen_name"],
-        "liveness_label": t(row["liveness"]),
+        "liveness_label": label(row["liveness"]),
         "distance": row["distance"], "margin": row["margin"],
         "time_to_greet": row["time_to_greet"], "liveness": row["liveness"],
-        "status": row["review_status"], "status_label": t(row["review_status"]),
+        "status": row["review_status"], "status_label": label(row["review_status"]),
     }
 
 
@@ -618,15 +634,24 @@ add_translations({
     "No sessions match.": "没有符合条件的接待记录。",
     "Updates every few seconds.": "每隔几秒自动更新。",
     "new": "新",
-    "pending": "待审核",
-    "confirmed": "已确认",
-    "rejected": "已驳回",
-    "closed": "已关闭",
-    "greeted": "已问候",
-    "unknown": "未识别",
-    "passed": "通过",
-    "failed": "未通过",
-    "not_run": "未进行",
+    "Pending review": "待审核",
+    "Confirmed": "已确认",
+    "Rejected": "已驳回",
+    "Closed": "已关闭",
+    "Greeted": "已问候",
+    "Unknown": "未识别",
+    "Passed": "通过",
+    "Failed": "未通过",
+    "Not run": "未进行",
+    "Opened": "已受理",
+    "In progress": "处理中",
+    "Waiting for documents": "待补材料",
+    "Ready": "可办理",
+    "Administrator": "管理员",
+    "Clerk": "工作人员",
+    "Kiosk": "自助机",
+    "Robot": "机器人",
+    "Total sessions": "接待总数",
     "Unknown visitor": "未识别访客",
     "Session": "接待记录",
     "Device snapshot": "设备抓拍",
@@ -681,10 +706,6 @@ add_translations({
     "Phone": "电话",
     "Language": "语言",
     "Citizen record": "市民档案",
-    "open": "办理中",
-    "in_progress": "处理中",
-    "waiting_documents": "待补材料",
-    "ready": "可办理",
     "Note added.": "备注已添加。",
     "Case updated.": "案件已更新。",
     "A note needs 1 to 4000 characters.": "备注需为 1 至 4000 个字符。",
@@ -693,7 +714,6 @@ add_translations({
     "Sessions per hour per device": "各设备每小时接待量",
     "Hour": "小时",
     "Total": "合计",
-    "Sessions today": "接待总数",
     "Unknown visitors": "未识别访客",
     "Median time to greet": "问候用时中位数",
     "Matches rejected by clerks": "被工作人员驳回的匹配",
