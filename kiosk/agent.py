@@ -77,7 +77,7 @@ class Agent:
     def prepare(self):
         """Load the models and the freshest gallery before the first frame, so the first
         visitor waits for neither. Offline, the cached gallery and config are used."""
-        engine.warm_up()
+        warm_up_engine()
         self.config = self.syncer.fetch_config() or {}
         self.syncer.sync_gallery()
         self.greeter = Greeter(None, self._policy(), self._greeter_settings())
@@ -191,6 +191,16 @@ class Agent:
         snapshot = snapshot_jpeg(frame.image, location) if frame is not None else None
         self.store.add_session(session, snapshot)
         self.syncer.nudge()
+
+
+def warm_up_engine():
+    """Load dlib's models and run them once on a blank frame: the first detection and
+    encoding also allocate their buffers, which the first visitor should not wait for."""
+    import numpy as np
+    engine.warm_up()
+    blank = np.zeros((360, 640, 3), dtype=np.uint8)
+    engine.detect_faces(blank, 480, 1)
+    engine.face_encoding(blank, (100, 380, 260, 220))
 
 
 def snapshot_jpeg(bgr, location=None):
