@@ -121,3 +121,75 @@ def test_cli_runs_the_agent_and_writes_json_lines(kiosk, db, obama_biden, tmp_pa
     assert set(greeted) >= {"event", "citizen_id", "name", "t", "distance", "margin"}
     assert of_kind(events, "session_uploaded")[0]["session_id"] == greeted["session_id"]
     assert events[-1] == {"event": "exit", "outbox": 0, "dead_letters": 0}
+
+
+# --- camera sources --------------------------------------------------------------------------
+
+def test_video_file_without_realtime_yields_every_frame_with_its_time(tmp_path):
+    from kiosk.camera import open_source
+    camera = open_source(visitor_video(tmp_path / "v.avi", [], seconds=1.0, present=[(9, 9)]))
+    frames = list(iter(camera.read, None))
+    assert [f.index for f in frames] == list(range(15))
+    assert frames[-1].t == pytest.approx(14 / 15) and frames[0].image.shape == (360, 640, 3)
+
+
+def test_realtime_file_drops_frames_a_slow_engine_missed(tmp_path):
+    """Like a live camera: after a slow frame, the next one is the newest, not the next in line."""
+    import time
+    from kiosk.camera import open_source
+    camera = open_source(visitor_video(tmp_path / "v.avi", [], seconds=2.0, present=[(9, 9)]),
+                         realtime=True)
+    first = camera.read()
+    time.sleep(0.6)   # the engine is busy with the first frame
+    second = camera.read()
+    assert first.t == 0 and second.t >= 0.6 - 1 / 15
+    assert camera.dropped == second.index - 1 > 0
+
+
+def test_folder_of_images_is_a_source_in_natural_order(tmp_path):
+    import cv2
+    from kiosk.camera import open_source
+    from videos import background
+    for n in (10, 2, 1):
+        cv2.imwrite(str(tmp_path / f"frame{n}.jpg"), background(n))
+    (tmp_path / "notes.txt").write_text("not an image")
+    camera = open_source(tmp_path, folder_fps=2)
+    assert [(f.index, f.t) for f in iter(camera.read, None)] == [(0, 0.0), (1, 0.5), (2, 1.0)]
+
+
+def test_bad_camera_source_is_refused(tmp_path):
+    from kiosk.camera import SourceError, open_source
+    with pytest.raises(SourceError):
+        open_source(tmp_path / "missing.mp4")
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    with pytest.raises(SourceError):
+        open_source(tmp_path / "junk.mp4")
+
+
+# --- greeting text -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, language, templates, honorifics, text", [
+    ("Barack Obama", "en", None, None, "Hello, Barack Obama!"),
+    ("王小明", "zh", None, None, "王小明，您好！"),
+    ("王小明", "zh", {"zh": "{surname}{honorific}，您好"}, {"zh": "先生"}, "王先生，您好"),
+    ("欧阳娜娜", "zh", {"zh": "{surname}{honorific}，您好"}, {"zh": "女士"}, "欧阳女士，您好"),
+    ("陈大文", "yue", {"yue": "{given_name}，你好"}, None, "大文，你好"),
+    ("Joe Biden", "en", {"en": "Good morning, {honorific} {surname}"}, {"en": "Mr"}, "Good morning, Mr Biden"),
+    ("Joe Biden", "fr", None, None, "Hello, Joe Biden!"),            # no template: English
+    ("Joe Biden", "en", {"en": "Hello {nickname}"}, None, "Hello, Joe Biden!"),  # broken: default
+])
+def test_greeting_text_follows_the_template(name, language, templates, honorifics, text):
+    from kiosk.speech import greeting_text
+    assert greeting_text(name, language, templates, honorifics) == text
+
+
+def test_speech_writes_numbered_wavs_in_each_language(tmp_path):
+    from kiosk.speech import greeting_text
+    speaker = Speaker(str(tmp_path / "hello.wav"), backlog=3)
+    for name, language in [("王小明", "zh"), ("陈大文", "yue"), ("Joe Biden", "en")]:
+        speaker.say(greeting_text(name, language), language)
+    speaker.close()
+    assert speaker.files == [str(tmp_path / n) for n in ("hello.wav", "hello-2.wav", "hello-3.wav")]
+    for path in speaker.files:
+        samples, rate = wav_samples(path)
+        assert len(samples) > rate * 0.5 and np.abs(samples).max() > 3000
