@@ -360,6 +360,17 @@ def audit_page(db, flt, before_id=None, limit=50):
     return db.conn.execute(sql, params + [limit]).fetchall()
 
 
+def audit_target_url(entry):
+    """A link to what an audit entry is about, where the console has a page for it."""
+    target, kind = entry["target_id"], entry["target_type"]
+    if kind == "session" and target:
+        return url_for("console.session_detail", session_id=target)
+    if kind in ("citizen", "case") and target.isdigit():
+        endpoint = "console.case_file" if kind == "citizen" else "console.case_detail"
+        return url_for(endpoint, **{f"{kind}_id": int(target)})
+    return None
+
+
 @bp.route("/audit")
 def audit_log():
     db = get_db()
@@ -368,6 +379,7 @@ def audit_log():
     limit = clamp_page_size(request.args.get("per_page"))
     rows = audit_page(db, flt, int(before) if before.isdigit() else None, limit)
     return render_template("admin/audit.html", rows=rows, flt=flt, target_types=AUDIT_TARGET_TYPES,
+                           audit_target_url=audit_target_url,
                            next_before=rows[-1]["id"] if len(rows) == limit else None,
                            paged=bool(before))
 

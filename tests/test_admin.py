@@ -201,7 +201,7 @@ def test_audit_log_filters_and_pages(app, db, client, auth):
     while True:
         page = client.get(f"/admin/audit?actor=clerk&action=session.view&per_page=50{before}")
         text = page.get_data(as_text=True)
-        seen += re.findall(r"s-\d{3}", text)
+        seen += re.findall(r">(s-\d{3})<", text)
         older = re.search(r'href="[^"]*before=(\d+)[^"]*"', text)
         if not older:
             break
