@@ -44,6 +44,7 @@ OUTCOMES = ("greeted", "unknown")
 LIVENESS = ("passed", "failed", "not_run")
 SNAPSHOT_MAX_BYTES = 2 * 1024 * 1024    # a 640x360 JPEG is ~50 KB; a whole-frame 1080p one ~500 KB
 SNAPSHOT_MAX_PIXELS = 4_000_000
+SESSION_MAX_BYTES = SNAPSHOT_MAX_BYTES + 64 * 1024   # the snapshot plus the JSON and multipart framing
 GALLERY_PAGE = 500                      # citizens per delta response; the device asks again for more
 DEFAULT_GREETINGS = {"zh": "{name}，您好！", "yue": "{name}，你好！", "en": "Hello, {name}!"}
 DEFAULT_HONORIFICS = {"zh": "", "yue": "", "en": ""}
@@ -275,6 +276,8 @@ def _citizen_id(value, outcome):
 
 def _request_session():
     """(payload dict, snapshot bytes or None) from a JSON or multipart request."""
+    if (request.content_length or 0) > SESSION_MAX_BYTES:  # before anything is parsed
+        raise ApiError(413, f"a session upload is at most {SESSION_MAX_BYTES // 1024} KB")
     if request.mimetype == "multipart/form-data":
         text = request.form.get("session")
         if text is None:

@@ -246,7 +246,8 @@ def test_malformed_session_bodies_get_400_json(client, db, token, kwargs):
     ((FACES / "edge" / "32bit_rgba.png").read_bytes(), 400),  # a real image, but not a JPEG
     (b"\xff\xd8\xff\xe0" + b"\x00" * 64, 400),                 # JPEG header, no image
     (jpeg_bytes(person_photo("barack_obama"))[:5000], 400),    # truncated JPEG
-    (b"\xff\xd8\xff" + b"\x00" * (3 * 1024 * 1024), 413),      # over the size cap
+    (b"\xff\xd8\xff" + b"\x00" * (2 * 1024 * 1024), 413),      # over the snapshot cap
+    (b"\xff\xd8\xff" + b"\x00" * (3 * 1024 * 1024), 413),      # over the whole upload cap
 ])
 def test_bad_snapshots_are_refused(client, db, token, snapshot, status):
     data = {"session": json.dumps(session_payload()), "snapshot": (io.BytesIO(snapshot), "s.jpg")}
