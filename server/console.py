@@ -21,6 +21,7 @@ from werkzeug.utils import safe_join
 
 from db import now_iso, transaction
 from db.queries import citizen, citizen_cases, get_setting, next_sync_seq
+from recognition.decision import Policy
 
 from .auth import audit_user, role_required
 from .errors import ApiError
@@ -49,7 +50,7 @@ _SESSION_COLUMNS = """s.id, s.device_id, s.citizen_id, s.outcome, s.distance, s.
     s.reviewed_by, s.reviewed_at, s.review_note, s.ticket_number, s.case_opened_at,
     d.name AS device_name, d.kind AS device_kind, d.site AS site,
     c.name AS citizen_name, c.id_number AS id_number, c.photo_path AS photo_path,
-    c.removed_at AS citizen_removed_at, u.username AS reviewer"""
+    c.removed_at AS citizen_removed_at, c.consent AS consent, u.username AS reviewer"""
 _SESSION_FROM = """sessions s JOIN devices d ON d.id = s.device_id
     LEFT JOIN citizens c ON c.id = s.citizen_id LEFT JOIN users u ON u.id = s.reviewed_by"""
 
@@ -324,7 +325,9 @@ def session_detail(session_id):
     with transaction(db):
         audit_user("session.view", "session", session_id)
     return render_template("console/session.html", s=row,
-                           add_templates=bool(get_setting(db, "add_confirmed_templates", False)))
+                           add_templates=bool(get_setting(db, "add_confirmed_templates", False)),
+                           threshold=get_setting(db, "policy.threshold", Policy.threshold),
+                           min_margin=get_setting(db, "policy.margin", Policy.margin))
 
 
 @bp.route("/sessions/<session_id>/snapshot")
@@ -406,6 +409,8 @@ def _snapshot_template(row, snapshots_dir):
     from recognition.quality import enrolment_template
     if row["citizen_removed_at"]:
         return None, t("The citizen has been removed; no template was added.")
+    if not row["consent"]:
+        return None, t("The citizen has not consented to face templates; none was added.")
     if not row["snapshot_path"]:
         return None, t("No snapshot is kept for this session; no template was added.")
     if _has_session_template(get_db(), row["id"]):
@@ -677,6 +682,9 @@ add_translations({
     "Choose confirm, reject or close.": "请选择确认、驳回或关闭。",
     "An unknown visitor has no match to confirm or reject.": "未识别访客没有可确认或驳回的匹配。",
     "The citizen has been removed; no template was added.": "该市民已被删除，未添加模板。",
+    "The citizen has not consented to face templates; none was added.": "该市民未同意保存人脸模板，未添加。",
+    "at most": "上限",
+    "at least": "下限",
     "No snapshot is kept for this session; no template was added.": "此记录没有保存抓拍，未添加模板。",
     "The snapshot was added as a face template.": "抓拍已加入为人脸模板。",
     "The snapshot was not added as a face template: {reason}": "抓拍未加入为人脸模板：{reason}",

@@ -156,7 +156,7 @@ def test_session_page_shows_the_match_and_is_audited(app, db, client, auth, hall
                           distance=0.318, margin=0.241, time_to_greet=0.74)
     auth.login("clerk")
     page = client.get(f"/console/sessions/{session}").get_data(as_text=True)
-    for text in ("王小明", "0.318", "0.241", "0.74", "kiosk-1", "110101199003074514"):
+    for text in ("王小明", "0.318", "0.241", "0.74", "kiosk-1", "110101199003074514", "0.45"):
         assert text in page
     assert f"/console/sessions/{session}/snapshot" in page
     assert f"/console/citizens/{hall['citizen']}/photo" in page
@@ -233,6 +233,17 @@ def test_rejected_match_is_never_a_template(app, db, client, auth, hall):
     review(client, session, "reject", "not this person")
     assert db.conn.execute("SELECT review_status FROM sessions WHERE id = ?",
                            [session]).fetchone()[0] == "rejected"
+    assert templates_of(db, hall["citizen"]) == []
+
+
+def test_no_template_without_consent(app, db, client, auth, hall):
+    set_setting(db, "add_confirmed_templates", True)
+    db.conn.execute("UPDATE citizens SET consent = 0 WHERE id = ?", [hall["citizen"]])
+    session = add_session(app, db, hall["kiosk"], hall["citizen"], snapshot=("barack_obama", 2))
+    auth.login("clerk")
+    in_english(client, auth)
+    page = client.get(review(client, session, "confirm").headers["Location"]).get_data(as_text=True)
+    assert "has not consented" in page
     assert templates_of(db, hall["citizen"]) == []
 
 
