@@ -603,19 +603,20 @@ class _Run:
             self.progress(self.processed, self.total)
 
     def _write_record(self, item):
+        """Store one record (inside the batch's transaction) and note its outcome."""
         record, existing = item.record, item.existing
+        duplicate = self._duplicate_of(item) if item.template is not None else None
         if item.reason:
-            return self._record_result(record, "rejected", item.reason)
-        if existing and existing["row_sha256"] == item.row_sha256 and existing["removed_at"] is None:
-            return self._record_result(record, "unchanged")
-        if item.template is not None:
-            other = self._duplicate_of(item)
-            if other:
-                return self._flag(record, other)
-        citizen_id = self._store_citizen(item)
-        self._record_result(record, "updated" if existing else "imported",
-                            "" if record.consent else "stored without a face template (consent is no)")
-        return citizen_id
+            self._record_result(record, "rejected", item.reason)
+        elif item.template is None and existing and existing["row_sha256"] == item.row_sha256 \
+                and existing["removed_at"] is None:
+            self._record_result(record, "unchanged")
+        elif duplicate:
+            self._flag(record, duplicate)
+        else:
+            self._store_citizen(item)
+            self._record_result(record, "updated" if existing else "imported",
+                                "" if record.consent else "stored without a face template (consent is no)")
 
     def _duplicate_of(self, item):
         """ID number of another citizen whose enrolled face is within DUPLICATE_DISTANCE."""

@@ -15,7 +15,7 @@ import zipfile
 
 import click
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
-                   request, send_file, url_for)
+                   send_file, url_for)
 from flask.cli import with_appcontext
 from flask_login import current_user
 from flask_wtf import FlaskForm

@@ -270,6 +270,15 @@ def test_changed_row_updates_and_a_new_photo_replaces_the_template(db, tmp_path,
     assert citizen(db, 1)["photo_path"] == citizen(db, 1)["photo_sha256"] + ".jpg"
 
 
+def test_reimport_restores_a_template_that_was_removed(db, tmp_path, settings):
+    photos = {"kit.jpg": people_photo("kit_harington", 3)}
+    run(db, tmp_path, settings, [record(1, "Kit", "kit.jpg")], photos)
+    db.conn.execute("DELETE FROM face_templates")
+    again = run(db, tmp_path, settings, [record(1, "Kit", "kit.jpg")], photos)
+    assert outcome(again, 2) == ("updated", "") and again.encoded == 1
+    assert len(templates_of(db, 1)) == 1
+
+
 def test_consent_no_stores_no_template_and_withdrawing_it_removes_the_face(db, tmp_path, settings):
     photos = {"rose.jpg": people_photo("rose_leslie")}
     result = run(db, tmp_path, settings, [record(1, "Rose", "rose.jpg", consent="no")], photos)

@@ -46,6 +46,10 @@ def test_admin_imports_through_the_page_and_sees_the_report(live_server, chromiu
     assert "wrong check digit" in problems
     assert "photo file missing.jpg not found" in problems
     screenshot(page, "import_job")
+    page.click("form[action^='/lang/'] button")  # the same page in Chinese
+    page.wait_for_selector("#problems")
+    assert "被拒绝的行" in page.inner_text("main")
+    screenshot(page, "import_job_zh")
 
     with page.expect_download() as download:
         page.click("#report-link")
