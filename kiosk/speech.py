@@ -12,9 +12,12 @@ import logging
 import os
 import queue
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
+UTTERANCE_TIMEOUT_S = 30.0
+SETTLE_S = 0.05
 VOICES = {"zh": "cmn", "yue": "yue", "en": "en"}   # espeak-ng voice names by citizen language
 DEFAULT_TEMPLATES = {"zh": "{name}，您好！", "yue": "{name}，你好！", "en": "Hello, {name}!"}
 # Two-character Chinese surnames; all others are one character.
@@ -95,12 +98,20 @@ class Speaker:
         engine = pyttsx3.init()
         if self.rate:
             engine.setProperty("rate", self.rate)
+        finished = threading.Event()
+        engine.connect("finished-utterance", lambda **_: finished.set())
         while True:
             text, language = self._queue.get()
             if text is None:
                 break
             try:
+                finished.clear()
                 self._speak(engine, text, language)
+                # pyttsx3's espeak driver returns from runAndWait while espeak is still
+                # synthesising (asynchronously): wait for the end, or the next utterance
+                # takes over this one's file name and audio buffer.
+                finished.wait(UTTERANCE_TIMEOUT_S)
+                _settle(engine)
             except (RuntimeError, OSError) as e:  # a missing voice or sound card must not stop greeting
                 log.warning("speech failed: %s", e)
 
@@ -119,3 +130,12 @@ class Speaker:
         root, ext = os.path.splitext(self.mode)
         n = len(self.files) + 1
         return self.mode if n == 1 else f"{root}-{n}{ext or '.wav'}"
+
+
+def _settle(engine, timeout_s=1.0):
+    """Let espeak's callback thread finish the utterance that just ended (it marks the
+    driver idle only after announcing the end) before the next one starts."""
+    deadline = time.monotonic() + timeout_s
+    while engine.isBusy() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(SETTLE_S)

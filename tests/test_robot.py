@@ -1,0 +1,111 @@
+"""The robot receptionist on real video against a real server: it greets by name in the
+citizen's language, asks for a blink, says the next step from the case file and a queue
+ticket, each as real audio; a photo never opens the file; unknown visitors are sent on."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from casefile_helpers import (blinking_clip, enrol_her, of_kind, run_flow, still_clip,
+                              wav_duration_and_rms)
+from device_helpers import enrol
+from robot.voice import RobotVoice
+from server.api import register_device
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("robot_clips")
+    return {"blinking": blinking_clip(folder / "blinking.mp4"), "still": still_clip(folder / "still.mp4")}
+
+
+@pytest.fixture
+def robot(live_server, db):
+    """A registered robot on a live server: (url, token)."""
+    return live_server.url, register_device(db, "robot-1", "robot", site="Hall A")
+
+
+def run_robot(robot, camera, tmp_path, speech):
+    url, token = robot
+    done = subprocess.run(
+        [sys.executable, "-m", "robot", "--server", url, "--token", token, "--camera", str(camera),
+         "--headless", "--speech", str(speech), "--events", "-", "--exit-at-end",
+         "--store", str(tmp_path / "robot.db")],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def utterance_file(speech, n):
+    """The WAV of the n-th utterance: FILE.wav, then FILE-2.wav, FILE-3.wav, ..."""
+    speech = Path(speech)
+    return speech if n == 1 else speech.with_name(f"{speech.stem}-{n}{speech.suffix}")
+
+
+def assert_real_audio(speech, said):
+    for utterance in said:
+        seconds, rms = wav_duration_and_rms(utterance_file(speech, utterance["n"]))
+        assert seconds > 0.5, utterance
+        assert rms > 300, utterance
+
+
+@pytest.mark.parametrize("language, name, greeting, step, ticket", [
+    ("zh", "林小姐", "林小姐，您好！", "请到3号窗口", "您的排队号码是1号。"),
+    ("en", "Ms Lin", "Hello, Ms Lin!", "is ready at counter 3", "Your ticket number is 1."),
+])
+def test_robot_greets_checks_liveness_and_says_next_step_and_ticket(
+        robot, db, clips, tmp_path, language, name, greeting, step, ticket):
+    citizen_id = enrol_her(db, name=name, language=language)
+    speech = tmp_path / "robot.wav"
+    events = run_robot(robot, clips["blinking"], tmp_path, speech)
+
+    greeted = of_kind(events, "greeted")
+    assert [(g["citizen_id"], g["name"]) for g in greeted] == [(citizen_id, name)]
+    passed = of_kind(events, "liveness_passed")
+    assert len(passed) == 1 and passed[0]["t"] > greeted[0]["t"]
+    assert of_kind(events, "case_file_opened")[0]["case_numbers"] == ["TX-2026-0107"]
+    assert of_kind(events, "ticket_issued")[0]["ticket_number"] == "001"
+
+    said = of_kind(events, "said")
+    assert [s["what"] for s in said] == ["greeting", "blink_request", "next_step", "ticket"]
+    assert {s["language"] for s in said} == {language}
+    assert said[0]["text"] == greeting
+    assert step in said[2]["text"] and "TX-2026-0107" in said[2]["text"]
+    assert said[3]["text"] == ticket
+    assert_real_audio(speech, said)
+
+    row = db.conn.execute("SELECT * FROM sessions WHERE id = ?", [greeted[0]["session_id"]]).fetchone()
+    assert (row["liveness"], row["ticket_number"]) == ("passed", "001")
+    assert row["case_opened_at"]
+
+
+def test_photo_of_the_citizen_never_opens_the_case_file(robot, db, clips, tmp_path):
+    """Her face held still in front of the robot: greeted, asked to blink, and refused."""
+    enrol_her(db, name="Ms Lin", language="en")
+    events = run_flow(*robot, clips["still"], tmp_path / "robot.db",
+                      lambda log, client: RobotVoice(None, log), tickets=True)
+    assert len(of_kind(events, "greeted")) == 1
+    failed = of_kind(events, "liveness_failed")
+    assert len(failed) == 1 and failed[0]["reason"] == "no_blink"
+    assert of_kind(events, "liveness_passed") == [] and of_kind(events, "case_file_opened") == []
+    assert [s["what"] for s in of_kind(events, "said")] == [
+        "greeting", "blink_request", "liveness_failed", "ticket"]
+    row = db.conn.execute("SELECT * FROM sessions").fetchone()
+    assert row["liveness"] == "failed" and row["case_opened_at"] is None
+    assert db.conn.execute("SELECT count(*) FROM audit_log WHERE action = 'casefile.open'"
+                           ).fetchone()[0] == 0
+
+
+def test_unknown_visitor_is_told_where_to_go_in_zh_and_en(robot, db, clips, tmp_path):
+    enrol(db, "barack_obama")
+    speech = tmp_path / "unknown.wav"
+    events = run_robot(robot, clips["blinking"], tmp_path, speech)
+    assert of_kind(events, "greeted") == [] and len(of_kind(events, "unknown_visitor")) == 1
+    assert of_kind(events, "liveness_passed") == [] and of_kind(events, "case_file_opened") == []
+    said = of_kind(events, "said")
+    assert [(s["what"], s["language"]) for s in said] == [
+        ("directions", "zh"), ("directions", "en"), ("ticket", "zh")]
+    assert "service desk" in said[1]["text"]
+    assert_real_audio(speech, said)
