@@ -303,8 +303,22 @@ def queue_json():
     since = parse_since(request.args.get("since"))
     rows = queue_page(db, flt, before=parse_cursor(request.args.get("before")), since=since,
                       limit=clamp_page_size(request.args.get("per_page")))
+    watched = [i for i in request.args.get("watch", "").split(",") if i][:MAX_PAGE]
     return jsonify({"sessions": [session_json(row) for row in rows],
-                    "next": cursor_of(rows[-1]) if rows and not since else None})
+                    "next": cursor_of(rows[-1]) if rows and not since else None,
+                    "statuses": review_statuses(db, watched)})
+
+
+def review_statuses(db, session_ids):
+    """{id: {status, status_label}} for sessions on screen, so a review by another clerk
+    shows in every open queue and two clerks do not review the same visit."""
+    if not session_ids:
+        return {}
+    marks = ",".join("?" * len(session_ids))
+    rows = db.conn.execute(f"SELECT id, review_status FROM sessions WHERE id IN ({marks})",
+                           session_ids)
+    return {row["id"]: {"status": row["review_status"], "status_label": label(row["review_status"])}
+            for row in rows}
 
 
 # --- one session: review against the enrolled photo -----------------------------------------

@@ -60,6 +60,16 @@ def test_poll_returns_arrivals_since_the_newest_shown_oldest_first(app, db, clie
     assert data["sessions"][1]["name"] == "王小明"
 
 
+def test_poll_reports_reviews_of_rows_on_screen(app, db, client, auth, hall):
+    pending = add_session(app, db, hall["kiosk"], hall["citizen"])
+    reviewed = add_session(app, db, hall["kiosk"], hall["citizen"], status="confirmed")
+    auth.login("clerk")
+    data = client.get(f"/console/sessions.json?since={iso(datetime.now(timezone.utc))}"
+                      f"&watch={pending},{reviewed},no-such").get_json()
+    assert {k: v["status"] for k, v in data["statuses"].items()} == \
+        {pending: "pending", reviewed: "confirmed"}
+
+
 @pytest.mark.parametrize("query,expected", [
     ("device={kiosk}", {"k-greeted", "k-unknown"}),
     ("site=hall-a", {"k-greeted", "k-unknown", "r-confirmed"}),

@@ -78,15 +78,33 @@
     if (body.rows.length && empty) { empty.hidden = true; }
   }
 
+  // Rows still pending on this screen: their status is re-read on every poll.
+  function pendingIds() {
+    return Array.prototype.filter.call(body.rows, function (row) {
+      return row.className.indexOf("status-row-pending") >= 0;
+    }).slice(0, 100).map(function (row) { return row.dataset.id; });
+  }
+
+  function updateStatuses(statuses) {
+    Array.prototype.forEach.call(body.rows, function (row) {
+      var now = statuses[row.dataset.id];
+      if (!now || row.className.indexOf("status-row-" + now.status) >= 0) { return; }
+      row.className = "status-row-" + now.status;
+      var badge = row.querySelector(".badge");
+      badge.className = "badge status-" + now.status;
+      badge.textContent = now.status_label;
+    });
+  }
+
   function poll() {
     var url = table.dataset.poll + (table.dataset.poll.indexOf("?") < 0 ? "?" : "&") +
-      "since=" + encodeURIComponent(since);
+      "since=" + encodeURIComponent(since) + "&watch=" + encodeURIComponent(pendingIds().join(","));
     fetch(url, { headers: { "Accept": "application/json" }, credentials: "same-origin" })
       .then(function (response) {
         if (response.redirected || !response.ok) { throw new Error("poll " + response.status); }
         return response.json();
       })
-      .then(function (data) { show(data.sessions); })
+      .then(function (data) { show(data.sessions); updateStatuses(data.statuses || {}); })
       .catch(function () { /* a missed poll is retried on the next tick */ })
       .then(function () { window.setTimeout(poll, INTERVAL_MS); });
   }
