@@ -137,11 +137,15 @@ def main(argv=None):
     if not os.path.isfile(args.video):
         p.error(f"no video at {args.video}")
     from db import open_db
+    from recognition import PhotoRejected
     from server.api import register_device
     with tempfile.TemporaryDirectory(prefix="bench-greet-") as tmp:
         app, server, url = start_server(os.path.join(tmp, "instance"))
         db = open_db(app.config["DATABASE"])
-        enrolled = [(name, *enrol(db, name, photo)) for name, photo in args.enrol]
+        try:
+            enrolled = [(name, *enrol(db, name, photo)) for name, photo in args.enrol]
+        except PhotoRejected as e:
+            sys.exit(f"bench.greet: cannot enrol that photo: {e.reason}")
         token = register_device(db, "bench-kiosk", "kiosk")
         agent = run_agent(args.video, url, token, os.path.join(tmp, "kiosk.db"))
         naive = run_naive(args.video, [n for n, _, _ in enrolled], [e for _, _, e in enrolled])

@@ -49,6 +49,8 @@ class CameraSource:
         self._capture = cv2.VideoCapture(index)
         if not self._capture.isOpened():
             raise SourceError(f"camera {index} cannot be opened")
+        # A driver queue of old frames would make the engine look at the past: keep one.
+        self._capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self._start = None
         self._count = 0
         self.dropped = 0
