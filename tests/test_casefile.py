@@ -246,3 +246,62 @@ def test_no_ticket_for_an_old_session(client, token, citizen_id):
     started = datetime.now(timezone.utc) - timedelta(hours=2)
     session_id = post_session(client, token, citizen_id, started_at=started)
     assert ticket(client, token, session_id).status_code == 403
+
+
+# --- the kiosk: real video, real agent, the case file on the screen in Chromium ---------------
+
+from browser import chromium_page, screenshot  # noqa: E402,F401 (fixture)
+
+
+@pytest.fixture
+def kiosk_screen():
+    """The kiosk's screen server with the case-file desk; the desk is made with the client."""
+    from kiosk.casefile_screen import CaseFileDesk, KioskCaseFilePresenter, desk_blueprint
+    from kiosk.screen import ScreenServer, ScreenState
+    parts = {"state": ScreenState(hold_s=120)}
+
+    def make_presenter(log, client):
+        parts["desk"] = CaseFileDesk(client)
+        parts["server"] = ScreenServer(parts["state"], 0, [desk_blueprint(parts["desk"])]).start()
+        return KioskCaseFilePresenter(parts["state"], None, parts["desk"])
+    yield make_presenter, parts
+    if "server" in parts:
+        parts["server"].stop()
+
+
+def test_kiosk_opens_the_case_file_after_a_blink_and_shows_details_after_the_phone_check(
+        app, live_server, db, tmp_path, kiosk_screen, chromium_page):
+    from casefile_helpers import PHONE, blinking_clip, enrol_her, of_kind, run_flow
+    app.config["SECOND_FACTOR_WAIT_S"] = 0
+    enrol_her(db, name="林小姐", language="zh")
+    token = new_device(db, "kiosk-hall-a")
+    make_presenter, parts = kiosk_screen
+    events = run_flow(live_server.url, token, blinking_clip(tmp_path / "clip.mp4"),
+                      tmp_path / "kiosk.db", make_presenter)
+    assert [e["event"] for e in events if e["event"].startswith(("greeted", "liveness", "case_"))] == [
+        "greeted", "liveness_passed", "case_file_opened"]
+    assert of_kind(events, "case_file_opened")[0]["case_numbers"] == ["TX-2026-0107"]
+
+    page = chromium_page
+    page.goto(parts["server"].url)
+    page.wait_for_selector('#screen[data-mode="casefile"]')
+    page.wait_for_selector('#cf-cases td:text-is("TX-2026-0107")')
+    text = page.inner_text("#screen")
+    assert "林小姐" in text and "3号窗口" in text
+    assert PHONE not in text and "4321" not in text and "refund" not in text
+    size = page.eval_on_selector("#cf-cases td", "e => parseFloat(getComputedStyle(e).fontSize)")
+    assert size >= 20
+    screenshot(page, "kiosk_casefile_zh")
+
+    def type_digits(digits):
+        for d in digits:
+            page.click(f'#cf-keypad button:text-is("{d}")')
+        page.click("#cf-keypad button.cf-ok")
+
+    type_digits("1111")
+    page.wait_for_selector('#cf-message:has-text("Wrong digits")')
+    type_digits("4321")
+    page.wait_for_selector('#cf-details:has-text("refund 1,280.00 CNY")')
+    assert page.is_hidden("#cf-factor")
+    screenshot(page, "kiosk_casefile_details")
+    assert len(audit_actions(db, "casefile.details")) == 1
