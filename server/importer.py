@@ -24,8 +24,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+
 from db import now_iso, transaction
-from db.queries import audit, next_sync_seq
+from db.queries import audit, get_setting, next_sync_seq
 from recognition import PhotoRejected
 from recognition.decision import Policy
 from recognition.gallery import Gallery
@@ -44,6 +46,7 @@ MAX_CSV_BYTES = 100 * 1024 * 1024
 MAX_FIELD = 500  # longer cells are a wrong column or pasted junk, not a name or a summary
 # The duplicate-identity check uses the devices' greeting threshold: a face close enough to
 # be greeted as someone else's name is close enough to need a person's look before enrolment.
+# An admin who loosens the threshold (setting policy.threshold) widens the check with it.
 DUPLICATE_DISTANCE = Policy().threshold
 _PRC_WEIGHTS = [2 ** (17 - i) % 11 for i in range(17)]
 _PRC_CHECK = "10X98765432"
@@ -539,6 +542,8 @@ class _Run:
         self.total, self.processed = total, 0
         self.result = ImportResult()
         self.gallery, self.id_numbers = load_gallery(db)
+        self.duplicate_distance = max(DUPLICATE_DISTANCE,
+                                      float(get_setting(db, "policy.threshold", DUPLICATE_DISTANCE)))
 
     def records(self, rows, photos):
         valid = self._valid_records(rows)
@@ -619,11 +624,11 @@ class _Run:
                                 "" if record.consent else "stored without a face template (consent is no)")
 
     def _duplicate_of(self, item):
-        """ID number of another citizen whose enrolled face is within DUPLICATE_DISTANCE."""
+        """(ID number, distance) of another citizen whose enrolled face is this close, or None."""
         own = item.existing["id"] if item.existing else None
         best, runner_up = self.gallery.nearest_two(from_blob(item.template))
         other = runner_up if best and best.citizen_id == own else best
-        if other and other.distance <= DUPLICATE_DISTANCE:
+        if other and other.distance <= self.duplicate_distance:
             return self.id_numbers.get(other.citizen_id, "?"), other.distance
         return None
 
@@ -689,14 +694,12 @@ class _Run:
 
 def load_gallery(db):
     """(Gallery of every enrolled template, {citizen id: ID number}) for the duplicate check."""
-    gallery, id_numbers = Gallery(), {}
     rows = db.conn.execute(
         "SELECT c.id, c.id_number, t.encoding FROM face_templates t"
-        " JOIN citizens c ON c.id = t.citizen_id WHERE c.removed_at IS NULL")
-    for row in rows:
-        gallery.add(row["id"], from_blob(row["encoding"]))
-        id_numbers[row["id"]] = row["id_number"]
-    return gallery, id_numbers
+        " JOIN citizens c ON c.id = t.citizen_id WHERE c.removed_at IS NULL").fetchall()
+    id_numbers = {row["id"]: row["id_number"] for row in rows}
+    matrix = np.array([from_blob(row["encoding"]) for row in rows], dtype=np.float32).reshape(-1, 128)
+    return Gallery.from_arrays([row["id"] for row in rows], matrix), id_numbers
 
 
 def citizen_row(db, id_number):
