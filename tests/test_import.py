@@ -1,5 +1,6 @@
 """Bulk import: real photos through the real quality gate and encoder, into a real SQLite file."""
 import io
+import json
 import time
 
 import numpy as np
@@ -458,3 +459,18 @@ def test_web_import_refuses_photos_that_are_not_a_zip(client, auth):
     response = upload(client, auth, b"id_number,name,phone,photo\r\n", b"not a zip")
     assert response.status_code == 200
     assert "不是 zip" in response.get_data(as_text=True) or "not a zip" in response.get_data(as_text=True)
+
+
+# --- the enrolment bench --------------------------------------------------------------------
+
+def test_bench_enroll_reports_the_project_and_the_naive_path(tmp_path, capsys):
+    from bench import enroll
+    photo_folder(tmp_path / "faces", {"rose.jpg": people_photo("rose_leslie", 2),
+                                      "two.jpg": group_photo("kit_with_rose.jpg")})
+    enroll.main([str(tmp_path / "faces"), "--count", "2", "--workers", "1"])
+    report = json.loads(capsys.readouterr().out)
+    for path in ("project", "project_small", "project_1_worker", "naive"):
+        assert report[path]["photos"] == 2 and report[path]["accepted"] == 1, path
+    assert report["project"]["reasons"] == {"2 faces found; the photo must show exactly one person": 1}
+    assert report["naive"]["reasons"] == {"2 faces found": 1}
+    assert report["project"]["photos_per_s"] > 0 and "meets_target" in report
