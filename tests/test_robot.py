@@ -56,7 +56,7 @@ def assert_real_audio(speech, said):
     ("en", "Ms Lin", "Hello, Ms Lin!", "is ready at counter 3", "Your ticket number is 1."),
 ])
 def test_robot_greets_checks_liveness_and_says_next_step_and_ticket(
-        robot, db, clips, tmp_path, language, name, greeting, step, ticket):
+        robot, db, client, auth, clips, tmp_path, language, name, greeting, step, ticket):
     citizen_id = enrol_her(db, name=name, language=language)
     speech = tmp_path / "robot.wav"
     events = run_robot(robot, clips["blinking"], tmp_path, speech)
@@ -79,6 +79,11 @@ def test_robot_greets_checks_liveness_and_says_next_step_and_ticket(
     row = db.conn.execute("SELECT * FROM sessions WHERE id = ?", [greeted[0]["session_id"]]).fetchone()
     assert (row["liveness"], row["ticket_number"]) == ("passed", "001")
     assert row["case_opened_at"]
+    # The clerk console lists the robot's visit like a kiosk's.
+    auth.login("clerk")
+    queue = client.get("/console/sessions.json").get_json()["sessions"]
+    assert [(s["id"], s["kind"], s["name"], s["liveness"]) for s in queue] == [
+        (row["id"], "robot", name, "passed")]
 
 
 def test_photo_of_the_citizen_never_opens_the_case_file(robot, db, clips, tmp_path):
@@ -109,3 +114,25 @@ def test_unknown_visitor_is_told_where_to_go_in_zh_and_en(robot, db, clips, tmp_
         ("directions", "zh"), ("directions", "en"), ("ticket", "zh")]
     assert "service desk" in said[1]["text"]
     assert_real_audio(speech, said)
+
+
+# --- what is said, from the case-file summary -------------------------------------------------
+
+def case(number, status, counter="", appointment_at="", kind="Individual income tax"):
+    return {"case_number": number, "type": kind, "status": status, "counter": counter,
+            "appointment_at": appointment_at}
+
+
+@pytest.mark.parametrize("cases, language, expected", [
+    ([], "en", "You have no open cases. Please take a ticket."),
+    ([], "zh", "您目前没有在办的业务，请取号等候。"),
+    ([case("A-1", "waiting_documents"), case("A-2", "ready", "3")], "en",
+     "Your Individual income tax case A-2 is ready at counter 3."),
+    ([case("A-1", "open", "5", "2026-03-02T09:30:00"), case("A-2", "open", "6", "2026-03-01T14:00:00")],
+     "en", "Your Individual income tax case A-2 has an appointment at 2026-03-01 14:00, counter 6."),
+    ([case("A-1", "waiting_documents")], "yue", "你嘅Individual income tax業務 A-1 仲要補交文件，請攞籌等候。"),
+    ([case("A-1", "ready", "2")], "fr", "您的Individual income tax业务 A-1 已可以办理，请到2号窗口。"),
+])
+def test_next_step_tells_the_case_that_matters_first(cases, language, expected):
+    from kiosk.phrases import next_step
+    assert next_step(cases, language) == expected
