@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5   # how often a running job writes its progress row
 RECENT_JOBS = 20
 FINISHED = ("done", "failed")
+MAX_PROBLEMS_SHOWN = 500  # the report holds them all
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -232,7 +233,8 @@ def job(job_id):
     problems = [r for r in rows if r["outcome"] in ("rejected", "flagged")]
     cases = _case_counts(rows)
     return render_template("imports/job.html", job=row, finished=row["status"] in FINISHED,
-                           problems=problems, cases=cases)
+                           problems=problems[:MAX_PROBLEMS_SHOWN], more=len(problems) > MAX_PROBLEMS_SHOWN,
+                           cases=cases)
 
 
 def _report_rows(row):
@@ -319,4 +321,5 @@ add_translations({
     "Re-importing the same files changes nothing; changed rows update the citizen.":
         "重复导入相同文件不会改变任何数据；有变化的行会更新该市民。",
     "No imports yet.": "还没有导入记录。",
+    "Only the first rows are shown; the report has them all.": "这里只显示前面的行；报告里有全部。",
 })
