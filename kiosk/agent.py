@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from recognition import engine
@@ -79,6 +79,7 @@ class Agent:
         visitor waits for neither. Offline, the cached gallery and config are used."""
         warm_up_engine()
         self.config = self.syncer.fetch_config() or {}
+        self.syncer.sync_interval_s = float(self.config.get("sync_interval_s", self.syncer.sync_interval_s))
         self.syncer.sync_gallery()
         self.greeter = Greeter(None, self._policy(), self._greeter_settings())
         self.reload_gallery()
@@ -96,7 +97,7 @@ class Agent:
         regreet = self.regreet_after_s
         if regreet is None:
             regreet = self.config.get("regreet_after_s", self.settings.regreet_after_s)
-        return GreeterSettings(**{**self.settings.__dict__, "regreet_after_s": float(regreet)})
+        return replace(self.settings, regreet_after_s=float(regreet))
 
     def reload_gallery(self):
         """Swap in the cached gallery (called after each sync that changed it)."""
