@@ -461,6 +461,17 @@ def test_web_import_refuses_photos_that_are_not_a_zip(client, auth):
     assert "不是 zip" in response.get_data(as_text=True) or "not a zip" in response.get_data(as_text=True)
 
 
+def test_running_job_page_shows_progress_and_polls(client, auth, db):
+    from server.imports import create_job
+    job_id = create_job(db, None)
+    db.conn.execute("UPDATE import_jobs SET status = 'running', processed = 3, total = 12 WHERE id = ?", [job_id])
+    auth.login("admin")
+    page = client.get(f"/imports/{job_id}").get_data(as_text=True)
+    assert 'aria-valuenow="3"' in page and 'style="width: 25%"' in page
+    assert "/static/js/import.js" in page and f'data-progress-url="/imports/{job_id}/progress"' in page
+    assert client.get(f"/imports/{job_id}/report").status_code == 404  # no report until done
+
+
 # --- the enrolment bench --------------------------------------------------------------------
 
 def test_bench_enroll_reports_the_project_and_the_naive_path(tmp_path, capsys):
