@@ -129,6 +129,17 @@ def run_job(config, job_id, files, actor):
         db.conn.close()
 
 
+def fail_interrupted_jobs(db):
+    """Mark jobs left queued or running by a server that stopped as failed; call once at start
+    (in a single-process server: jobs run in the process that started them)."""
+    with transaction(db):
+        cursor = db.conn.execute(
+            "UPDATE import_jobs SET status = 'failed', finished_at = ?, error = ?"
+            " WHERE status IN ('queued', 'running')",
+            [now_iso(), "interrupted by a server restart; whole batches were kept, run the import again"])
+    return cursor.rowcount
+
+
 def _progress_writer(db, job_id):
     """A progress callback that writes at most every PROGRESS_EVERY_S (and always the last)."""
     last = [0.0]

@@ -472,6 +472,14 @@ def test_running_job_page_shows_progress_and_polls(client, auth, db):
     assert client.get(f"/imports/{job_id}/report").status_code == 404  # no report until done
 
 
+def test_jobs_interrupted_by_a_restart_are_marked_failed(db):
+    from server.imports import create_job, fail_interrupted_jobs
+    job_id = create_job(db, None)
+    assert fail_interrupted_jobs(db) == 1
+    row = db.conn.execute("SELECT status, error FROM import_jobs WHERE id = ?", [job_id]).fetchone()
+    assert row["status"] == "failed" and "run the import again" in row["error"]
+
+
 # --- the enrolment bench --------------------------------------------------------------------
 
 def test_bench_enroll_reports_the_project_and_the_naive_path(tmp_path, capsys):
