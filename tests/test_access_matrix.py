@@ -4,6 +4,9 @@ The URL list is read from the app's url_map, so a route added later is checked w
 remembering to list it here. Rules: anonymous callers and device tokens get a login redirect
 (or 401) and never data; clerks reach the console but get 403 on admin pages; admins reach all.
 """
+import re
+import tempfile
+
 import pytest
 
 from app import create_app
@@ -17,14 +20,9 @@ SECRETS = ("王小明", "110101199003074514", "13800138000")  # must never reach
 
 def _routes():
     """(endpoint, rule, method) for every console/admin route, read from a fresh app's url_map."""
-    import os
-    import tempfile
-    with tempfile.TemporaryDirectory() as folder:
-        os.environ["CIVIC_INSTANCE_PATH"] = folder
-        try:
-            app = create_app({"TESTING": True})
-        finally:
-            del os.environ["CIVIC_INSTANCE_PATH"]
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CIVIC_INSTANCE_PATH", folder)
+        app = create_app({"TESTING": True})
         rules = [(rule.endpoint, rule.rule, method) for rule in app.url_map.iter_rules()
                  if rule.endpoint.split(".")[0] in BLUEPRINTS
                  for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
@@ -48,7 +46,6 @@ def world(app, db):
 
 def url_for_rule(rule, values):
     """The rule with its <converter:name> parts filled from values (a missing name fails loudly)."""
-    import re
 
     def fill(match):
         name = match.group(1)
