@@ -5,6 +5,7 @@ see); the detail page shows them in full. Every page that shows personal data, a
 photo served, writes an audit entry: who looked at whom, and when.
 """
 import os
+import re
 
 from flask import Blueprint, abort, current_app, render_template, request, send_file
 from werkzeug.utils import safe_join
@@ -34,6 +35,13 @@ def mask_phone(phone):
     return mask(phone, 3, 4)
 
 
+def search_text(q):
+    """What to look for: a phone or ID number typed with spaces or dashes is matched as stored."""
+    if re.fullmatch(r"[\d\s\-+()xX]+", q):
+        return re.sub(r"[\s\-()]", "", q)
+    return q
+
+
 def parse_after(text):
     """The keyset cursor: the last citizen id of the previous page (0 = first page)."""
     try:
@@ -61,7 +69,7 @@ def index():
     db = get_db()
     q = request.args.get("q", "").strip()[:MAX_QUERY]
     after = parse_after(request.args.get("after"))
-    rows = search_citizens(db, q, limit=PAGE_SIZE + 1, after_id=after)
+    rows = search_citizens(db, search_text(q), limit=PAGE_SIZE + 1, after_id=after)
     more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
     with transaction(db):
         audit_user("citizen.search", "citizen", "",

@@ -38,6 +38,8 @@ def listed_names(page):
     (id_number(3), ["李四"]),
     ("13900000002", ["张三"]),
     ("88880001", ["Kit Harington"]),
+    ("020-8888 0001", ["Kit Harington"]),
+    (id_number(3)[:6] + " " + id_number(3)[6:14] + " " + id_number(3)[14:], ["李四"]),
     ("nobody", []),
 ])
 def test_search_by_id_number_name_or_phone(client, auth, loaded, q, names):
