@@ -371,3 +371,29 @@ def test_dashboard_page_has_chart_and_table(app, db, client, auth, hall):
     assert 'id="hourly-chart"' in page and 'id="hourly-table"' in page
     assert "js/charts.js" in page and "kiosk-1" in page
     assert "http" not in page.split("charts.js")[0].split("<script")[-1]  # no CDN
+
+
+# --- language ---------------------------------------------------------------------------------
+
+def test_every_console_and_admin_text_has_a_chinese_translation():
+    import re
+    from pathlib import Path
+
+    from server.admin import SETTINGS
+    from server.console import LABELS
+    from server.i18n import _ZH
+    root = Path(__file__).resolve().parents[1]
+    files = [*root.glob("templates/console/*.html"), *root.glob("templates/admin/*.html"),
+             root / "server/console.py", root / "server/admin.py"]
+    texts = {m.group(2) for f in files
+             for m in re.finditer(r'\bt\((["\'])(.+?)\1\)', f.read_text(encoding="utf-8"))}
+    texts |= set(LABELS.values()) | {s.label for s in SETTINGS} | {s.help for s in SETTINGS}
+    assert len(texts) > 100
+    assert sorted(text for text in texts if text not in _ZH) == []
+
+
+def test_pages_switch_to_chinese(app, db, client, auth, hall):
+    auth.login("clerk")
+    client.post("/lang/zh", data={"csrf_token": auth.csrf_token()})
+    page = client.get("/console/").get_data(as_text=True)
+    assert "实时接待队列" in page and "仅显示未识别访客" in page
