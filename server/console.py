@@ -471,6 +471,12 @@ def review(session_id):
     note = request.form.get("note", "").strip()
     if len(note) > MAX_NOTE:
         raise ApiError(400, t("The note is too long."))
+    seen = request.form.get("seen_status")
+    if seen and seen != row["review_status"]:
+        # another clerk decided while this one was looking: show them that decision first
+        flash(t("{user} has already marked this session as {status}. Look again before changing it.")
+              .format(user=row["reviewer"] or "?", status=label(row["review_status"])), "error")
+        return redirect(url_for("console.session_detail", session_id=session_id))
     try:
         message = review_session(db, row, request.form.get("decision", ""), note, current_user.id,
                                  current_app.config["SNAPSHOTS_DIR"],
@@ -693,6 +699,8 @@ add_translations({
         "确认的匹配会作为新的人脸模板加入（管理员设置）。",
     "Open case file": "打开案卷",
     "Review saved.": "审核已保存。",
+    "{user} has already marked this session as {status}. Look again before changing it.":
+        "{user} 已将此记录标记为“{status}”。请先查看再更改。",
     "Choose confirm, reject or close.": "请选择确认、驳回或关闭。",
     "An unknown visitor has no match to confirm or reject.": "未识别访客没有可确认或驳回的匹配。",
     "The citizen has been removed; no template was added.": "该市民已被删除，未添加模板。",

@@ -281,6 +281,22 @@ def test_unknown_visitor_cannot_be_confirmed_only_closed(app, db, client, auth, 
     assert status() == "closed"
 
 
+def test_a_review_made_meanwhile_by_another_clerk_is_not_overwritten(app, db, client, auth, hall):
+    session = add_session(app, db, hall["kiosk"], hall["citizen"])
+    auth.login("clerk")
+    in_english(client, auth)
+    page = client.get(f"/console/sessions/{session}").get_data(as_text=True)
+    admin_id = db.conn.execute("SELECT id FROM users WHERE username = 'admin'").fetchone()[0]
+    db.conn.execute("UPDATE sessions SET review_status = 'rejected', reviewed_by = ? WHERE id = ?",
+                    [admin_id, session])
+    response = client.post(f"/console/sessions/{session}/review", data={
+        "csrf_token": csrf_from(page), "decision": "confirm", "seen_status": "pending"})
+    assert "admin has already marked this session as Rejected" in \
+        client.get(response.headers["Location"]).get_data(as_text=True)
+    assert db.conn.execute("SELECT review_status FROM sessions WHERE id = ?",
+                           [session]).fetchone()[0] == "rejected"
+
+
 def test_review_needs_a_csrf_token(app, db, client, auth, hall):
     session = add_session(app, db, hall["kiosk"], hall["citizen"])
     auth.login("clerk")
