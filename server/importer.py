@@ -518,6 +518,7 @@ def run_import(db, records_path, photos_path, cases_path=None, settings=None, ac
     case_rows = read_csv(cases_path, CASE_COLUMNS, CASE_OPTIONAL, "cases") if cases_path else []
     photos = open_photos(photos_path)
     run = _Run(db, settings, actor, progress, len(record_rows) + len(case_rows))
+    run.progress(0, run.total)  # the page shows the size of the job before the first photo is done
     try:
         run.records(record_rows, photos)
         run.cases(case_rows)

@@ -340,7 +340,7 @@ def test_progress_reaches_the_total(db, tmp_path, settings):
     rows = [record(n, f"P{n}", "", consent="no") for n in range(1, 4)] + [{"id_number": "x", "name": "y"}]
     run(db, tmp_path, settings, rows, {}, cases=[["C1", id_number(1), "t", "open", "", "", ""]],
         progress=lambda done, total: seen.append((done, total)))
-    assert seen[-1] == (5, 5) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert seen[0] == (0, 5) and seen[-1] == (5, 5) and [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
 def test_report_has_a_row_per_line_with_reason(db, tmp_path, settings):
