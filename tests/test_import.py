@@ -122,6 +122,19 @@ def test_photo_name_cannot_escape_the_photo_folder(db, tmp_path, settings):
                                               " and '..' are not allowed")
 
 
+def test_two_worker_processes_give_the_same_templates_as_one(app, db, tmp_path, settings):
+    photos = {"kit.jpg": people_photo("kit_harington", 2), "two.jpg": group_photo("kit_with_rose.jpg"),
+              "rose.jpg": people_photo("rose_leslie", 2)}
+    rows = [record(1, "Kit", "kit.jpg"), record(2, "Two", "two.jpg"), record(3, "Rose", "rose.jpg")]
+    run(db, tmp_path, Settings(app.config["PHOTOS_DIR"], workers=2), rows, photos)
+    in_pool = [t["encoding"] for t in db.conn.execute("SELECT encoding FROM face_templates ORDER BY citizen_id")]
+    db.conn.execute("DELETE FROM citizens")
+    result = run(db, tmp_path, settings, rows, photos)
+    assert [r.outcome for r in result.rows] == ["imported", "rejected", "imported"]
+    assert [t["encoding"] for t in db.conn.execute("SELECT encoding FROM face_templates ORDER BY citizen_id")] \
+        == in_pool
+
+
 # --- duplicate identities -------------------------------------------------------------------
 
 def test_same_person_under_two_id_numbers_in_one_file_is_flagged(db, tmp_path, settings):
