@@ -4,8 +4,9 @@ Per frame: faces are found on a downscaled copy (the costly step; detect_max_sid
 reach for speed), matched to the face tracks of earlier frames by overlap, and only the
 faces of undecided tracks are encoded and matched against the gallery. A track is named
 when recognition.decision.TrackVotes says several frames in a row agree; it is an unknown
-visitor when they do not. A decided track is not encoded again, which is where most of the
-speed over "encode every face in every frame" comes from.
+visitor when they have not for unknown_after_s (it is still checked for a while after, so a
+bad first angle does not cost a citizen the greeting). A named track is not encoded again,
+which is where most of the speed over "encode every face in every frame" comes from.
 
 One greeting per visit: a citizen whose track is lost and found again, or who steps out
 and back in, is not greeted again until they have been out of sight for regreet_after_s.
@@ -27,6 +28,10 @@ class GreeterSettings:
     min_face_px: int = 40          # smaller faces are too far away to name reliably
     track_lost_s: float = 1.0      # a face unseen this long has left (detection misses frames)
     regreet_after_s: float = 60.0  # out of sight this long, the next sighting is a new visit
+    unknown_after_s: float = 1.0   # a track is an unknown visitor only after this long undecided:
+                                   # the first frames of someone walking up are often turned or blurred
+    recheck_unknown_s: float = 6.0 # an unknown track keeps being checked this long, so a citizen
+                                   # who first showed a bad angle is still greeted once they face us
     keep_frames: int = 30          # recent frames kept per track (for liveness after greeting)
     min_iou: float = 0.25
 
@@ -45,8 +50,8 @@ class Track:
     frames: deque = field(default_factory=deque)   # (t, rgb, location), newest last
 
     @property
-    def decided(self):
-        return self.state != "pending"
+    def named(self):
+        return self.state in ("named", "revisit")
 
 
 @dataclass(frozen=True)
@@ -121,16 +126,18 @@ class Greeter:
         return [Outcome("left", tr, t) for tr in gone]
 
     def _update(self, track, rgb, location, t, gallery):
-        if track.decided:
-            if track.citizen_id is not None:
-                self._last_seen[track.citizen_id] = t
+        if track.named:
+            self._last_seen[track.citizen_id] = t
+            return None
+        age = t - track.first_t
+        if track.state == "unknown" and age > self.settings.recheck_unknown_s:
             return None
         encoding = engine.face_encoding(rgb, location)
         track.votes.add(decide(gallery, encoding, self.policy))
         verdict, decision = track.votes.verdict(self.policy)
         if verdict == "named":
             return self._named(track, decision, t)
-        if verdict == "unknown":
+        if verdict == "unknown" and track.state == "pending" and age >= self.settings.unknown_after_s:
             track.state = "unknown"
             return Outcome("unknown", track, t)
         return None
