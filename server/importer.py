@@ -241,6 +241,9 @@ def normalise_id_number(value, rule="prc18"):
         if not re.fullmatch(r"[0-9A-Z]{1,32}", value):
             raise ValueError("ID number must be 1 to 32 letters and digits")
         return value
+    if re.fullmatch(r"\d(\.\d+)?E\+\d+", value):
+        raise ValueError(f"ID number {value} was turned into a number by a spreadsheet;"
+                         " format the column as text and export again")
     if not re.fullmatch(r"\d{17}[\dX]", value):
         raise ValueError(f"ID number {value} is not an 18-character resident ID number")
     expected = prc_check_digit(value[:17])

@@ -242,6 +242,8 @@ def test_prc_check_digit_accepts_x_in_any_case():
     assert importer.normalise_id_number("11010519491231002x") == "11010519491231002X"
     with pytest.raises(ValueError, match="not an 18-character"):
         importer.normalise_id_number("1101051949123100")
+    with pytest.raises(ValueError, match="turned into a number by a spreadsheet"):
+        importer.normalise_id_number("4.40106E+17")
 
 
 # --- re-import ------------------------------------------------------------------------------
