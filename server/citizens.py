@@ -130,7 +130,7 @@ add_translations({
     "Updated": "更新时间",
     "Enrolled photo": "登记照片",
     "No enrolled photo.": "没有登记照片。",
-    "No such citizen.": "没有这个市民。",
+    "No such citizen.": "没有此市民。",
     "No citizens found.": "没有找到市民。",
     "Next page": "下一页",
     "First page": "第一页",
