@@ -70,15 +70,11 @@ class CaseFileDesk:
         self._set(**self._empty())
         return True
 
-    def active_mode(self):
-        """The mode to keep on screen, or None once the file is gone or held too long."""
+    def expire(self):
+        """Take the file off once it has been up for hold_s; True when it was taken off now."""
         with self._lock:
             expired = self._shown_at is not None and self._clock() - self._shown_at > self.hold_s
-            mode = self._state["mode"]
-        if expired:
-            self.clear()
-            return None
-        return mode
+        return self.clear() if expired else False
 
     def state(self):
         with self._lock:
@@ -199,10 +195,11 @@ class KioskCaseFilePresenter(KioskFrontEnd):
         """Renew the screen's mode while a case file is up (the screen falls back to idle
         after its own hold time otherwise)."""
         while not self._stop.wait(REFRESH_S):
-            mode = self.desk.active_mode()
-            if mode is not None:
-                state = self.desk.state()
-                self.screen.show(mode, state["prompt"], state["name"], state["language"])
+            if self.desk.expire():
+                self.screen.show("idle")
+            state = self.desk.state()
+            if state["mode"] is not None:
+                self.screen.show(state["mode"], state["prompt"], state["name"], state["language"])
 
     def close(self):
         if self._refresher is not None:

@@ -305,3 +305,37 @@ def test_kiosk_opens_the_case_file_after_a_blink_and_shows_details_after_the_pho
     assert page.is_hidden("#cf-factor")
     screenshot(page, "kiosk_casefile_details")
     assert len(audit_actions(db, "casefile.details")) == 1
+
+
+def test_case_file_leaves_the_kiosk_screen_when_held_too_long():
+    from kiosk.casefile_screen import CaseFileDesk
+    from types import SimpleNamespace
+    now = [0.0]
+    desk = CaseFileDesk(client=None, hold_s=90, clock=lambda: now[0])
+    visit = SimpleNamespace(track=object(), greeting="林小姐，您好！", name="林小姐", language="zh",
+                            session={"id": "s"})
+    desk.show(visit, {"cases": [{"case_number": "TX-1"}], "second_factor": True}, "next step")
+    now[0] = 60.0
+    assert desk.expire() is False and desk.state()["cases"]
+    now[0] = 91.0
+    assert desk.expire() is True
+    assert desk.state()["mode"] is None and desk.state()["cases"] == []
+    assert desk.clear(visit.track) is False  # nothing left to clear
+
+
+def test_case_file_leaves_the_kiosk_screen_when_the_citizen_walks_away():
+    from kiosk.casefile_screen import CaseFileDesk, KioskCaseFilePresenter
+    from kiosk.screen import ScreenState
+    from types import SimpleNamespace
+    state, desk = ScreenState(hold_s=120), CaseFileDesk(client=None)
+    presenter = KioskCaseFilePresenter(state, None, desk)
+    theirs, someone_else = object(), object()
+    visit = SimpleNamespace(track=theirs, greeting="Hello, Ms Lin!", name="Ms Lin", language="en",
+                            session={"id": "s"})
+    presenter.on_case_file(visit, {"cases": [], "second_factor": True})
+    assert state.snapshot()["mode"] == "casefile"
+    presenter.on_left(someone_else)
+    assert state.snapshot()["mode"] == "casefile"
+    presenter.on_left(theirs)
+    assert state.snapshot()["mode"] == "idle" and desk.state()["mode"] is None
+    presenter.close()
