@@ -130,7 +130,10 @@ class BlinkDetector:
         return self._step(t, openness / baseline)
 
     def _baseline(self, t):
-        recent = [v for s, v in self._history if t - s <= self.policy.baseline_history_s]
+        horizon = t - self.policy.baseline_history_s
+        while self._history and self._history[0][0] < horizon:   # a long track stays small
+            self._history.pop(0)
+        recent = [v for _, v in self._history]
         if len(recent) < self.policy.baseline_min_samples:
             return None
         baseline = open_baseline(recent, self.policy.baseline_percentile)
