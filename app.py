@@ -47,6 +47,10 @@ def _defaults(instance):
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "IMPORT_WORKERS": os.cpu_count() or 1,
+        "CASEFILE_SESSION_MAX_AGE_S": 300,        # a device may open a case file this long after greeting
+        "SECOND_FACTOR_TRIES": 3,                 # wrong phone digits before the details lock
+        "SECOND_FACTOR_WAIT_S": 2,                # first wait after a wrong try; doubles each time
+        "TIMEZONE": os.environ.get("CIVIC_TIMEZONE", ""),  # e.g. Asia/Shanghai: "today" on the console
     }
 
 
