@@ -57,7 +57,11 @@ def test_admin_imports_through_the_page_and_sees_the_report(live_server, chromiu
     assert report.splitlines()[0] == "file,line,id_number,name,outcome,reason"
     assert "王小明" in report and "GS-2025-0001" in report
 
-    page.goto(live_server.url + "/citizens/?q=王小明")
+    page.goto(live_server.url + "/citizens/")
+    assert id_number(1) not in page.inner_text("#citizens")  # masked in the list
+    screenshot(page, "citizens_list")
+    page.fill("#q", "王小明")
+    page.click("#citizen-search button[type=submit]")
     page.click("#citizens a")
     page.wait_for_selector("#citizen-photo")
     assert page.inner_text("#id-number") == id_number(1)
