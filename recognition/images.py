@@ -9,7 +9,7 @@ import os
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import PhotoRejected
 
@@ -24,6 +24,9 @@ def load_image(source, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
     (checked from the header, before the pixels are decoded, so a bomb costs nothing).
     """
     data = _read_bytes(source, max_bytes)
+    # face_recognition's api module sets this process-wide on import; a truncated photo must
+    # be refused, not enrolled with a grey lower half.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:

@@ -53,8 +53,13 @@ def create_user_command(username, role):
 @click.command("init-db")
 @with_appcontext
 def init_db_command():
-    """Create or upgrade the database in the instance folder."""
+    """Create or upgrade the database in the instance folder; run before starting the server
+    (scripts/run.sh does): import jobs a stopped server left running are marked failed."""
+    from .imports import fail_interrupted_jobs
     db = cli_db()
+    interrupted = fail_interrupted_jobs(db)
+    if interrupted:
+        click.echo(f"{interrupted} import job(s) interrupted by the last shutdown marked failed")
     users = db.conn.execute("SELECT count(*) FROM users").fetchone()[0]
     click.echo(f"database ready: {current_app.config['DATABASE']}")
     if not users:

@@ -70,3 +70,4 @@ def test_create_user_cli_without_terminal_or_password_fails_cleanly(runner, monk
     result = runner.invoke(args=["create-user", "dave", "--role", "clerk"])
     assert result.exit_code != 0
     assert "CIVIC_PASSWORD" in result.output
+
