@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-export FLASK_APP=app
 .venv/bin/flask --app app init-db
-exec .venv/bin/flask --app app run --host "${HOST:-127.0.0.1}" --port "${PORT:-5000}" --with-threads
+echo "serving on http://${HOST:-127.0.0.1}:${PORT:-5000} (instance: ${CIVIC_INSTANCE_PATH:-./instance})"
+exec .venv/bin/waitress-serve --host "${HOST:-127.0.0.1}" --port "${PORT:-5000}" --threads 8 \
+  --call app:create_app
