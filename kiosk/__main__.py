@@ -25,10 +25,10 @@ from .store import Store
 from .sync import Syncer
 
 
-def default_store_path():
-    """kiosk.db in the per-user data folder ($XDG_DATA_HOME or ~/.local/share)."""
+def default_store_path(device="kiosk"):
+    """<device>.db in the per-user data folder ($XDG_DATA_HOME or ~/.local/share)."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "civic-kiosk", "kiosk.db")
+    return os.path.join(base, f"civic-{device}", f"{device}.db")
 
 
 def build_parser(prog="python -m kiosk", description="The kiosk agent: greet citizens by face."):
@@ -69,26 +69,35 @@ def parse_args(argv=None, parser=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="kiosk: %(levelname)s %(message)s")
+    run_device(parse_args(argv), "kiosk", kiosk_front_end)
+
+
+def kiosk_front_end(args, client, events):
+    """Screen + voice, with the blink check and case file; returns (front end, cleanup)."""
+    screen_state, screen, desk = ScreenState(), None, CaseFileDesk(client)
+    if not args.headless:
+        screen = ScreenServer(screen_state, args.screen_port, [desk_blueprint(desk)]).start()
+        events.emit("screen", url=screen.url)
+    front_end = CaseFileFlow(KioskCaseFilePresenter(screen_state, Speaker(args.speech), desk),
+                             client, events, BlinkPolicy(window_s=args.blink_window))
+    return front_end, (screen.stop if screen is not None else lambda: None)
+
+
+def run_device(args, name, make_front_end):
+    """Build the parts a device runs on (shared by kiosk and robot), then run the agent
+    until the source ends, SIGTERM or Ctrl-C."""
+    logging.basicConfig(level=logging.WARNING, format=f"{name}: %(levelname)s %(message)s")
     events = open_events(args.events)
     sys.stdout = sys.stderr   # stdout carries only events: library chatter goes to stderr
     try:
         camera = open_source(args.camera, realtime=args.realtime, folder_fps=args.fps)
     except SourceError as e:
-        sys.exit(f"kiosk: {e}")
+        sys.exit(f"{name}: {e}")
     os.makedirs(os.path.dirname(os.path.abspath(args.store)), exist_ok=True)
     store = Store(args.store)
     client = CaseFileClient(args.server, args.token, timeout=args.timeout)
-    syncer = Syncer(store, client, events)
-    screen_state, screen, desk = ScreenState(), None, CaseFileDesk(client)
-    if not args.headless:
-        screen = ScreenServer(screen_state, args.screen_port, [desk_blueprint(desk)]).start()
-        events.emit("screen", url=screen.url)
-    speaker = Speaker(args.speech)
-    front_end = CaseFileFlow(KioskCaseFilePresenter(screen_state, speaker, desk), client, events,
-                             BlinkPolicy(window_s=args.blink_window))
-    agent = Agent(camera, store, syncer, events, front_end,
+    front_end, cleanup = make_front_end(args, client, events)
+    agent = Agent(camera, store, Syncer(store, client, events), events, front_end,
                   GreeterSettings(detect_max_side=args.detect_max_side), args.regreet_after)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     try:
@@ -96,8 +105,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     finally:
-        if screen is not None:
-            screen.stop()
+        cleanup()
         store.close()
         events.close()
 

@@ -24,6 +24,7 @@ from db.queries import citizen, citizen_cases, get_setting, next_sync_seq
 from recognition.decision import Policy
 
 from .auth import audit_user, role_required
+from .citizens import citizen_or_404
 from .errors import ApiError
 from .i18n import add_translations, t
 from .web import get_db
@@ -489,13 +490,6 @@ def review(session_id):
 
 
 # --- case files -------------------------------------------------------------------------------
-
-def citizen_or_404(db, citizen_id):
-    row = citizen(db, citizen_id)
-    if row is None:
-        abort(404, t("No such citizen."))
-    return row
-
 
 def case_or_404(db, case_id):
     row = db.conn.execute("SELECT * FROM cases WHERE id = ?", [case_id]).fetchone()

@@ -1,5 +1,5 @@
 """Wire the server together: database per request, login, CSRF, error pages, blueprints."""
-from flask import g, current_app, request, session
+from flask import current_app, g, request
 from flask_wtf.csrf import CSRFProtect
 
 from db import open_db

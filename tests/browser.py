@@ -1,6 +1,7 @@
 """Real Chromium (Debian's /usr/bin/chromium) driven by Playwright, for browser tests.
 
-Usage in a test module:  from browser import chromium_page, screenshot  (chromium_page is a fixture)
+The chromium_page fixture is registered for every test by conftest (pytest_plugins);
+test modules import screenshot.
 Screenshots go to tests/_artifacts/ so a person can look at them.
 """
 from pathlib import Path

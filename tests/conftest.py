@@ -18,6 +18,7 @@ FACES = SHARED / "faces"
 PEOPLE = FACES / "people"
 VIDEO = SHARED / "video" / "blinking_on_purpose.mp4"
 PASSWORD = "test-password-123"
+pytest_plugins = ["browser"]  # the chromium_page fixture
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-from browser import chromium_page, screenshot  # noqa: F401 (fixture)
+from browser import screenshot
 from conftest import PASSWORD
 
 

@@ -250,7 +250,7 @@ def test_no_ticket_for_an_old_session(client, token, citizen_id):
 
 # --- the kiosk: real video, real agent, the case file on the screen in Chromium ---------------
 
-from browser import chromium_page, screenshot  # noqa: E402,F401 (fixture)
+from browser import screenshot  # noqa: E402
 
 
 @pytest.fixture

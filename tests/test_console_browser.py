@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from browser import chromium_page, screenshot  # noqa: F401 (fixture)
+from browser import screenshot
 from console_helpers import add_case, add_citizen, add_device, add_session
 from conftest import PASSWORD
 

@@ -4,7 +4,7 @@ clerk in real Chromium finds that session, confirms it, opens the case file and 
 admin then reads the audit trail of every view."""
 import shutil
 
-from browser import chromium_page, screenshot  # noqa: F401 (fixture)
+from browser import screenshot
 from conftest import PASSWORD, PEOPLE
 from device_helpers import of_kind, run_agent
 from import_helpers import id_number, write_csv

@@ -1,5 +1,5 @@
 """An admin imports records through the web page in real Chromium and reads the report."""
-from browser import chromium_page, screenshot  # noqa: F401 (fixture)
+from browser import screenshot
 from conftest import PASSWORD
 from import_helpers import (CASE_HEADER, RECORD_HEADER, bad_check_digit, group_photo, id_number,
                             make_zip, people_photo, record, write_csv)

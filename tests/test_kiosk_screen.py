@@ -5,7 +5,7 @@ import urllib.request
 
 import pytest
 
-from browser import chromium_page, screenshot  # noqa: F401 (fixture)
+from browser import screenshot
 from kiosk.screen import ScreenServer, ScreenState
 
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from conftest import FACES, PEOPLE, person_photo
-from recognition import PhotoRejected, engine, images, quality, templates
+from recognition import PhotoRejected, images, quality, templates
 from recognition.decision import FrameDecision, Policy, TrackVotes, decide
 from recognition.gallery import Gallery
 
