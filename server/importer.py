@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import posixpath
 import re
+import unicodedata
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -330,6 +331,9 @@ def _check_lengths(cells):
     for column, value in cells.items():
         if len(value) > MAX_FIELD:
             raise ValueError(f"{column} is longer than {MAX_FIELD} characters")
+        if any(unicodedata.category(ch) == "Cc" for ch in value):
+            # NUL, escape codes, stray tabs: a broken export, never part of a name or number
+            raise ValueError(f"{column} contains a control character; check the export")
 
 
 # --- photos: a folder or a zip --------------------------------------------------------------
@@ -780,10 +784,26 @@ def write_report(path, result):
         writer = csv.writer(f)
         writer.writerow(REPORT_COLUMNS)
         for r in result.rows:
-            writer.writerow([r.file, r.line, r.id_number, r.name, r.outcome, r.reason])
+            writer.writerow([r.file, r.line] + [_cell(v) for v in (r.id_number, r.name, r.outcome,
+                                                                   r.reason)])
+
+
+FORMULA_START = ("=", "+", "-", "@")
+
+
+def _cell(value):
+    """A report cell a spreadsheet will not run: a leading = + - @ becomes text ('=...).
+    The report carries names from the uploaded file, and admins open it in Excel or WPS."""
+    value = str(value)
+    return "'" + value if value.startswith(FORMULA_START) else value
 
 
 def read_report(path):
     """The rows of a report written by write_report, as dicts."""
     with open(path, newline="", encoding="utf-8-sig") as f:
-        return list(csv.DictReader(f))
+        return [{k: _uncell(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _uncell(value):
+    return value[1:] if value and value.startswith("'") and value[1:].startswith(FORMULA_START) \
+        else value

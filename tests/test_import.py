@@ -508,3 +508,22 @@ def test_bench_enroll_reports_the_project_and_the_naive_path(tmp_path, capsys):
     assert report["project"]["reasons"] == {"2 faces found; the photo must show exactly one person": 1}
     assert report["naive"]["reasons"] == {"2 faces found": 1}
     assert report["project"]["photos_per_s"] > 0 and "meets_target" in report
+
+
+
+def test_control_characters_reject_the_row_not_the_file(db, tmp_path, settings):
+    photos = {"biden.jpg": people_photo("joe_biden"), "obama.jpg": people_photo("barack_obama")}
+    result = run(db, tmp_path, settings, [record(1, "Jo\x00e", "biden.jpg"),
+                                          record(2, "Barack", "obama.jpg")], photos)
+    assert outcome(result, 2)[0] == "rejected" and "control character" in outcome(result, 2)[1]
+    assert outcome(result, 3) == ("imported", "")
+
+
+def test_report_cells_cannot_run_as_spreadsheet_formulas(db, tmp_path, settings):
+    name = '=HYPERLINK("http://example.invalid","x")'
+    result = run(db, tmp_path, settings, [record(1, name, "biden.jpg")],
+                 {"biden.jpg": people_photo("joe_biden")})
+    report = tmp_path / "report.csv"
+    importer.write_report(report, result)
+    assert "'=HYPERLINK" in report.read_text(encoding="utf-8-sig")
+    assert importer.read_report(report)[0]["name"] == name  # shown as typed on the page
