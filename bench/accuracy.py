@@ -125,24 +125,32 @@ def score(gallery, ids, probes, encodings, decide_fn):
     return counts
 
 
+def _distance_table(gallery_items, probes, encodings, ids):
+    """(probe labels, template owners, probe x template distances) in one numpy pass.
+    A probe's label is its person's enrolled id, or 0 for someone not enrolled."""
+    kept = [(ids.get(person, 0), e) for (person, _), e in zip(probes, encodings)
+            if not isinstance(e, str)]
+    labels = np.array([k for k, _ in kept], dtype=np.int64)
+    owners = np.array([owner for owner, _ in gallery_items], dtype=np.int64)
+    if not kept or not gallery_items:
+        return labels, owners, np.zeros((len(labels), len(owners)))
+    probe_matrix = np.stack([e for _, e in kept]).astype(np.float64)
+    templates = np.stack([t for _, t in gallery_items]).astype(np.float64)
+    squared = ((probe_matrix ** 2).sum(1)[:, None] + (templates ** 2).sum(1)[None, :]
+               - 2 * probe_matrix @ templates.T)
+    return labels, owners, np.sqrt(np.clip(squared, 0, None))
+
+
 def non_mated_distances(gallery_items, probes, encodings, ids):
     """Distances of every probe to every enrolled template of another person."""
-    out = []
-    for (person, _), encoding in zip(probes, encodings):
-        if isinstance(encoding, str):
-            continue
-        for other, template in gallery_items:
-            if other != ids.get(person):
-                out.append(float(np.linalg.norm(template - encoding)))
-    return np.array(out)
+    labels, owners, distances = _distance_table(gallery_items, probes, encodings, ids)
+    return distances[labels[:, None] != owners[None, :]]
 
 
 def mated_distances(gallery_items, probes, encodings, ids):
     """Distance of every genuine probe to its own enrolled template."""
-    own = dict(gallery_items)
-    return np.array([float(np.linalg.norm(own[ids[person]] - encoding))
-                     for (person, _), encoding in zip(probes, encodings)
-                     if person in ids and not isinstance(encoding, str)])
+    labels, owners, distances = _distance_table(gallery_items, probes, encodings, ids)
+    return distances[(labels[:, None] == owners[None, :]) & (labels[:, None] != 0)]
 
 
 def spread(values):
