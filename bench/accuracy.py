@@ -185,7 +185,7 @@ def sweep(gallery, ids, probes, encodings):
     rows = []
     for threshold in np.arange(0.35, 0.625, 0.025):
         for margin in (0.0, 0.03, 0.06, 0.1):
-            policy = Policy(threshold=round(float(threshold), 3), margin=margin)
+            policy = Policy(threshold=round(float(threshold), 3), margin=margin, target_fpir=None)
             c = score(gallery, ids, probes, encodings, lambda g, e: decide(g, e, policy))
             rows.append({"threshold": policy.threshold, "margin": margin, "correct": c["correct"],
                          "wrong_person": c["wrong_person"], "fpir": c["fpir"]})
@@ -209,27 +209,47 @@ def run(root, model="small", jitters=1, workers=None, policy=None):
     items = [(ids[p], e) for (p, _), e in zip(enrol, enrolled) if not isinstance(e, str)]
     distances = non_mated_distances(items, probes, probed, ids)
     genuine_d = mated_distances(items, probes, probed, ids)
-    false_matches = int((distances <= policy.threshold).sum())
-    fmr = false_matches / distances.size if distances.size else 0.0
-    fmr_upper = fmr_upper_95(false_matches, int(distances.size))
-    naive_fmr = float((distances <= 0.6).mean()) if distances.size else 0.0
+    threshold = policy.threshold_for(len(gallery))
+    fmr, fmr_upper = measured_fmr(distances, threshold)
+    naive_fmr, _ = measured_fmr(distances, 0.6)
     rows = sweep(gallery, ids, probes, probed)
     return {
         "dataset": os.path.abspath(root), "model": model, "num_jitters": jitters,
-        "policy": {"threshold": policy.threshold, "margin": policy.margin},
+        "policy": {"threshold": threshold, "max_threshold": policy.threshold,
+                   "margin": policy.margin, "target_fpir": policy.target_fpir},
         **shipped,
         "enrol_rejected": sum(isinstance(e, str) for e in enrolled),
         "probes_without_face": sum(isinstance(e, str) for e in probed),
         "false_match_rate": round(fmr, 7), "non_mated_comparisons": int(distances.size),
         "false_match_rate_upper_95": fmr_upper and round(fmr_upper, 7),
-        "expected_fpir_at_gallery_size": expected_fpir(fmr),
-        "expected_fpir_at_gallery_size_upper_95": fmr_upper and expected_fpir(fmr_upper),
+        **at_gallery_sizes(policy, distances),
         "genuine_distances": spread(genuine_d), "non_mated_distances": spread(distances),
         "naive": {"tolerance": 0.6, **naive, "false_match_rate": round(naive_fmr, 7),
                   "expected_fpir_at_gallery_size": expected_fpir(naive_fmr)},
         "best_point_on_this_data": best_point(rows),
         "sweep": rows,
     }
+
+
+def measured_fmr(distances, threshold):
+    """(rate, 95 % upper bound) of non-mated distances within threshold."""
+    if not distances.size:
+        return 0.0, None
+    matches = int((distances <= threshold).sum())
+    return matches / distances.size, fmr_upper_95(matches, int(distances.size))
+
+
+def at_gallery_sizes(policy, distances):
+    """What to expect at 1k/10k/100k enrolled: the threshold the policy would use there, and the
+    FPIR that the false-match rate measured at that threshold implies (and its upper bound)."""
+    thresholds = {str(n): policy.threshold_for(n) for n in GALLERY_SIZES}
+    fpir, upper = {}, {}
+    for n in GALLERY_SIZES:
+        rate, bound = measured_fmr(distances, thresholds[str(n)])
+        fpir[str(n)] = round(1 - (1 - rate) ** n, 5)
+        upper[str(n)] = bound and round(1 - (1 - bound) ** n, 5)
+    return {"threshold_at_gallery_size": thresholds, "expected_fpir_at_gallery_size": fpir,
+            "expected_fpir_at_gallery_size_upper_95": upper}
 
 
 def main(argv=None):
@@ -241,12 +261,15 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--margin", type=float, default=None)
+    parser.add_argument("--fixed", action="store_true",
+                        help="use --threshold as is, without tightening it for the gallery size")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.dataset):
         parser.error(f"not a folder: {args.dataset}")
     base = Policy()
     policy = Policy(threshold=args.threshold if args.threshold is not None else base.threshold,
-                    margin=args.margin if args.margin is not None else base.margin)
+                    margin=args.margin if args.margin is not None else base.margin,
+                    target_fpir=None if args.fixed else base.target_fpir)
     json.dump(run(args.dataset, args.model, args.jitters, args.workers, policy), sys.stdout, indent=1)
     print()
 

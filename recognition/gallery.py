@@ -20,6 +20,7 @@ class Gallery:
     def __init__(self):
         self._ids = np.empty(0, dtype=np.int64)
         self._matrix = np.empty((0, 128), dtype=np.float32)
+        self._citizens = None
 
     @classmethod
     def from_arrays(cls, citizen_ids, matrix):
@@ -31,10 +32,14 @@ class Gallery:
         return gallery
 
     def __len__(self):
-        return len(set(self._ids.tolist()))
+        """Citizens (not templates) in the gallery; cached, it is asked for every probe."""
+        if self._citizens is None:
+            self._citizens = len(np.unique(self._ids))
+        return self._citizens
 
     def add(self, citizen_id, encoding):
         self._ids = np.append(self._ids, np.int64(citizen_id))
+        self._citizens = None
         self._matrix = np.vstack([self._matrix, np.asarray(encoding, np.float32).reshape(1, 128)])
 
     def replace(self, citizen_id, encodings):
@@ -46,6 +51,7 @@ class Gallery:
     def remove(self, citizen_id):
         keep = self._ids != citizen_id
         self._ids, self._matrix = self._ids[keep], self._matrix[keep]
+        self._citizens = None
 
     def nearest_two(self, encoding):
         """(best, runner_up): the closest citizen and the closest *other* citizen, or None.

@@ -20,6 +20,7 @@ from werkzeug.utils import safe_join
 
 from db import open_db, transaction
 from db.queries import audit, get_setting, set_setting
+from recognition.decision import Policy
 
 from .auth import ROLES, UserError, audit_user, create_user, role_required
 from .console import clamp_page_size, day_bounds, parse_day, utc_stamp
@@ -57,11 +58,12 @@ class Setting:
 
 # Keys shared with the device API (server/api.py device_config) and the case-file second factor.
 SETTINGS = (
-    Setting("policy.threshold", "Match threshold", "float", 0.45, 0.20, 0.60,
-            "Highest face distance that may be greeted by name. Lower is stricter."),
-    Setting("policy.margin", "Match margin", "float", 0.06, 0.0, 0.30,
+    Setting("policy.threshold", "Match threshold", "float", Policy.threshold, 0.20, 0.60,
+            "Loosest face distance that may be greeted by name; devices tighten it as the"
+            " number of enrolled citizens grows. Lower is stricter."),
+    Setting("policy.margin", "Match margin", "float", Policy.margin, 0.0, 0.30,
             "How much closer the best citizen must be than the next one."),
-    Setting("policy.min_frames", "Frames that must agree", "int", 3, 1, 30,
+    Setting("policy.min_frames", "Frames that must agree", "int", Policy.min_frames, 1, 30,
             "Frames in a row naming the same citizen before the greeting."),
     Setting("greeting.templates", "Greeting per language", "greetings",
             {"zh": "{name}，您好！", "yue": "{name}，你好！", "en": "Hello, {name}!"}, None, None,
@@ -516,8 +518,9 @@ add_translations({
     "Snapshot retention (days)": "抓拍保留天数",
     "Add confirmed matches as face templates": "将确认的匹配加入为人脸模板",
     "Second factor for case details": "查看案件详情需第二重验证",
-    "Highest face distance that may be greeted by name. Lower is stricter.":
-        "可按姓名问候的最大人脸距离，越低越严格。",
+    "Loosest face distance that may be greeted by name; devices tighten it as the"
+    " number of enrolled citizens grows. Lower is stricter.":
+        "可按姓名问候的最大人脸距离；登记人数越多，设备会自动收紧。越低越严格。",
     "How much closer the best citizen must be than the next one.": "最佳匹配须比次佳匹配近多少。",
     "Frames in a row naming the same citizen before the greeting.": "问候前须连续识别为同一人的帧数。",
     "Placeholders: {name}, {surname}, {honorific}.": "占位符：{name}、{surname}、{honorific}。",

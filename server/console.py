@@ -341,8 +341,18 @@ def session_detail(session_id):
         audit_user("session.view", "session", session_id)
     return render_template("console/session.html", s=row,
                            add_templates=bool(get_setting(db, "add_confirmed_templates", False)),
-                           threshold=get_setting(db, "policy.threshold", Policy.threshold),
+                           threshold=greeting_threshold(db),
                            min_margin=get_setting(db, "policy.margin", Policy.margin))
+
+
+def greeting_threshold(db):
+    """The distance devices accept now: the setting, tightened for the number of citizens
+    devices hold (recognition.decision.Policy.threshold_for)."""
+    enrolled = db.conn.execute(
+        "SELECT count(DISTINCT c.id) FROM citizens c JOIN face_templates t ON t.citizen_id = c.id"
+        " WHERE c.removed_at IS NULL AND c.consent = 1").fetchone()[0]
+    policy = Policy(threshold=float(get_setting(db, "policy.threshold", Policy.threshold)))
+    return policy.threshold_for(enrolled)
 
 
 @bp.route("/sessions/<session_id>/snapshot")

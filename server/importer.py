@@ -48,7 +48,6 @@ MAX_FIELD = 500  # longer cells are a wrong column or pasted junk, not a name or
 # The duplicate-identity check uses the devices' greeting threshold: a face close enough to
 # be greeted as someone else's name is close enough to need a person's look before enrolment.
 # An admin who loosens the threshold (setting policy.threshold) widens the check with it.
-DUPLICATE_DISTANCE = Policy().threshold
 _PRC_WEIGHTS = [2 ** (17 - i) % 11 for i in range(17)]
 _PRC_CHECK = "10X98765432"
 _YES = {"yes", "y", "true", "1", "是"}
@@ -550,8 +549,9 @@ class _Run:
         self.total, self.processed = total, 0
         self.result = ImportResult()
         self.gallery, self.id_numbers = load_gallery(db)
-        self.duplicate_distance = max(DUPLICATE_DISTANCE,
-                                      float(get_setting(db, "policy.threshold", DUPLICATE_DISTANCE)))
+        # A face the devices would greet as another citizen is a duplicate: the same policy
+        # (loosest threshold from the settings, tightened for the gallery's size) decides.
+        self.policy = Policy(threshold=float(get_setting(db, "policy.threshold", Policy().threshold)))
 
     def records(self, rows, photos):
         valid = self._valid_records(rows)
@@ -636,7 +636,7 @@ class _Run:
         own = item.existing["id"] if item.existing else None
         best, runner_up = self.gallery.nearest_two(from_blob(item.template))
         other = runner_up if best and best.citizen_id == own else best
-        if other and other.distance <= self.duplicate_distance:
+        if other and other.distance <= self.policy.threshold_for(len(self.gallery)):
             return self.id_numbers.get(other.citizen_id, "?"), other.distance
         return None
 

@@ -51,7 +51,7 @@ def test_settings_are_saved_audited_and_reach_the_device_config(app, db, client,
     assert config["greeting_templates"]["en"] == "Good morning, {name}."
     entry = db.conn.execute("SELECT actor_name, detail FROM audit_log WHERE action = 'settings.update'")
     actor, detail = entry.fetchone()
-    assert actor == "admin" and "policy.threshold" in detail and "0.45" in detail
+    assert actor == "admin" and "policy.threshold" in detail and "0.5" in detail
 
 
 @pytest.mark.parametrize("key,value,message", [

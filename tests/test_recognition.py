@@ -181,3 +181,31 @@ def test_track_with_disagreeing_frames_ends_unknown():
     for citizen in (7, 8, 7, None, 8, 7):
         votes.add(FrameDecision(citizen, 0.4, 0.1))
     assert votes.verdict(policy) == ("unknown", None)
+
+
+def test_threshold_tightens_as_the_gallery_grows():
+    from recognition.decision import false_match_rate
+    policy = Policy()
+    sizes = [1, 10, 100, 1_000, 10_000, 100_000]
+    thresholds = [policy.threshold_for(n) for n in sizes]
+    assert thresholds == sorted(thresholds, reverse=True)
+    assert thresholds[0] == policy.threshold          # never looser than the setting
+    assert thresholds[-1] >= policy.min_threshold     # never so tight nobody is recognised
+    for n, t in zip(sizes[2:5], thresholds[2:5]):     # within the FPIR budget where it can be
+        assert n * false_match_rate(t) <= policy.target_fpir * 1.01
+    assert Policy(target_fpir=None).threshold_for(100_000) == policy.threshold
+
+
+def test_a_match_acceptable_in_a_small_gallery_is_unknown_in_a_large_one(encodings):
+    probe = encodings[("barack_obama", "3.jpg")]
+    small = gallery_of(encodings, ["barack_obama", "joe_biden"])
+    distance = decide(small, probe, Policy()).distance
+    # a gallery big enough that the threshold drops below this probe's distance
+    n = next(n for n in (10, 100, 1_000, 10_000, 100_000) if Policy().threshold_for(n) < distance)
+    rng = np.random.default_rng(3)
+    strangers = rng.normal(size=(n, 128)).astype(np.float32)
+    strangers *= 1.5 / np.linalg.norm(strangers, axis=1, keepdims=True)  # far from everyone
+    large = Gallery.from_arrays(np.arange(3, n + 3), strangers)
+    large.add(1, encodings[("barack_obama", "1.jpg")])
+    assert decide(small, probe, Policy()).citizen_id == 1
+    assert decide(large, probe, Policy()).citizen_id is None
