@@ -158,7 +158,13 @@ class Case:
 # --- reading CSV files ----------------------------------------------------------------------
 
 def decode_csv(data, label):
-    """Text of a CSV file: UTF-8 (with or without BOM), else GBK/GB18030, decided for the whole file."""
+    """Text of a CSV file: UTF-8 (with or without BOM), else GBK/GB18030, decided for the whole
+    file; UTF-16 with a BOM too (Excel's "Unicode text" export)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise ImportFailed(f"{label}: starts as UTF-16 but is not valid UTF-16")
     if data.startswith(b"\xef\xbb\xbf"):
         try:
             return data[3:].decode("utf-8")
@@ -181,9 +187,12 @@ def read_csv(path, required, optional, label):
     Raises ImportFailed when the file is missing, unreadable or lacks a required column.
     Line numbers are file lines (the header is line 1), so an admin can find the row.
     """
-    data = _read_file(path, label)
-    reader = csv.reader(io.StringIO(decode_csv(data, label), newline=""))
+    text = decode_csv(_read_file(path, label), label)
+    delimiter, skip_first = csv_delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
+        if skip_first:
+            next(reader, None)
         header = next(reader, None)
         if not header:
             raise ImportFailed(f"{label}: the file is empty")
@@ -197,6 +206,18 @@ def read_csv(path, required, optional, label):
         return list(_rows(reader, index))
     except csv.Error as e:
         raise ImportFailed(f"{label}: not a readable CSV file ({e})")
+
+
+def csv_delimiter(text):
+    """(delimiter, skip_first_line): commas, or what the header line uses instead. Excel
+    writes semicolons where the decimal mark is a comma, tabs for "Unicode text", and may
+    start with a "sep=;" line naming it."""
+    first = text.split("\n", 1)[0].strip("\r")
+    if first.lower().startswith("sep=") and len(first) >= 5:
+        return first[4], True
+    counts = {d: first.count(d) for d in (",", "\t", ";")}
+    best = max(counts, key=counts.get)
+    return (best if counts[best] else ","), False
 
 
 def _read_file(path, label):

@@ -527,3 +527,21 @@ def test_report_cells_cannot_run_as_spreadsheet_formulas(db, tmp_path, settings)
     importer.write_report(report, result)
     assert "'=HYPERLINK" in report.read_text(encoding="utf-8-sig")
     assert importer.read_report(report)[0]["name"] == name  # shown as typed on the page
+
+
+@pytest.mark.parametrize("encoding,delimiter,preamble", [
+    ("utf-16", "\t", ""),          # Excel "Unicode text"
+    ("utf-8-sig", ";", ""),        # Excel where the decimal mark is a comma
+    ("utf-8", ";", "sep=;\n"),     # Excel's delimiter hint line
+    ("gb18030", ",", ""),
+])
+def test_spreadsheet_exports_are_read(db, tmp_path, settings, encoding, delimiter, preamble):
+    header = delimiter.join(RECORD_HEADER)
+    row = delimiter.join([id_number(1), "王小明", "13800138000", "a.jpg"])
+    path = tmp_path / "records.csv"
+    path.write_bytes((preamble + header + "\n" + row + "\n").encode(encoding))
+    photos = photo_folder(tmp_path / "photos", {"a.jpg": people_photo("joe_biden")})
+    result = run_import(db, str(path), str(photos), None, settings)
+    line = 3 if preamble else 2
+    assert outcome(result, line) == ("imported", "")
+    assert citizen(db, 1)["name"] == "王小明"
