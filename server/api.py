@@ -16,7 +16,6 @@ import base64
 import functools
 import hashlib
 import json
-import math
 import os
 import secrets
 import sqlite3
@@ -35,7 +34,7 @@ from recognition.images import load_image
 from recognition.templates import from_blob
 
 from .errors import ApiError
-from .web import client_ip, get_db
+from .web import SQLITE_MAX_INT, client_ip, get_db
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -45,6 +44,9 @@ LIVENESS = ("passed", "failed", "not_run")
 SNAPSHOT_MAX_BYTES = 2 * 1024 * 1024    # a 640x360 JPEG is ~50 KB; a whole-frame 1080p one ~500 KB
 SNAPSHOT_MAX_PIXELS = 4_000_000
 SESSION_MAX_BYTES = SNAPSHOT_MAX_BYTES + 64 * 1024   # the snapshot plus the JSON and multipart framing
+# What a replay must repeat to be the same visit. Liveness is left out: the server changes it
+# after the upload (POST .../liveness), and a retried upload still says "not_run".
+REPLAY_KEYS = ("outcome", "citizen_id", "started_at", "distance", "margin", "time_to_greet")
 GALLERY_PAGE = 500                      # citizens per delta response; the device asks again for more
 DEFAULT_GREETINGS = {"zh": "{name}，您好！", "yue": "{name}，你好！", "en": "Hello, {name}!"}
 DEFAULT_HONORIFICS = {"zh": "", "yue": "", "en": ""}
@@ -180,7 +182,8 @@ def _current_seq(db):
 @device_required
 def gallery():
     since = request.args.get("since", "0")
-    if not since.isdigit():
+    # ASCII digits only: "²".isdigit() is True but int("²") raises (a 500)
+    if not (since.isascii() and since.isdigit()):
         raise ApiError(400, "since must be a non-negative integer")
     delta = gallery_delta(get_db(), int(since))
     return jsonify(delta)
@@ -247,19 +250,22 @@ def _timestamp(value):
     """ISO 8601 with a time zone, stored as UTC like every other timestamp."""
     try:
         stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (AttributeError, ValueError):
-        stamp = None
-    if stamp is None or stamp.tzinfo is None:
+        # year 1 or 9999 with an offset has no UTC form: OverflowError, a 500 before
+        utc = stamp.astimezone(timezone.utc) if stamp.tzinfo is not None else None
+    except (AttributeError, ValueError, OverflowError):
+        utc = None
+    if utc is None:
         raise SessionInvalid("started_at must be an ISO 8601 time with a time zone")
-    return stamp.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _number(payload, key):
     value = payload.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value < 0 or value > 1e6:
+    # One chained comparison refuses NaN and infinities too; math.isfinite(10**400) raised
+    # OverflowError (a 500) on a huge JSON integer.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1e6:
         raise SessionInvalid(f"{key} must be a non-negative number or null")
     return float(value)
 
@@ -269,7 +275,8 @@ def _citizen_id(value, outcome):
         if value is not None:
             raise SessionInvalid("citizen_id must be null when the outcome is unknown")
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    # beyond SQLite's integer range the lookup raised OverflowError (a 500)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= SQLITE_MAX_INT:
         raise SessionInvalid("citizen_id must be a citizen's id when the outcome is greeted")
     return value
 
@@ -278,6 +285,7 @@ def _request_session():
     """(payload dict, snapshot bytes or None) from a JSON or multipart request."""
     if (request.content_length or 0) > SESSION_MAX_BYTES:  # before anything is parsed
         raise ApiError(413, f"a session upload is at most {SESSION_MAX_BYTES // 1024} KB")
+    request.max_content_length = SESSION_MAX_BYTES  # a chunked body has no Content-Length
     if request.mimetype == "multipart/form-data":
         text = request.form.get("session")
         if text is None:
@@ -288,6 +296,8 @@ def _request_session():
             raise ApiError(400, 'the "session" part is not valid JSON')
         upload = request.files.get("snapshot")
         return payload, (upload.read(SNAPSHOT_MAX_BYTES + 1) if upload else None)
+    if len(request.get_data(cache=True)) >= SESSION_MAX_BYTES:  # a chunked body stops at the cap
+        raise ApiError(413, f"a session upload is at most {SESSION_MAX_BYTES // 1024} KB")
     payload = request.get_json(silent=True)
     if payload is None:
         raise ApiError(400, "send the session as JSON (Content-Type: application/json) or multipart")
@@ -333,11 +343,16 @@ def device_session(db, session_id, device_id):
                            [session_id, device_id]).fetchone()
 
 
-def _existing(db, session_id):
-    """A replay of an upload: the stored row (200). Another device's id is a conflict."""
+def _existing(db, session_id, session=None):
+    """A replay of an upload: the stored row (200). Another device's id is a conflict, and so
+    is the same id with other content: answering 200 would tell the device its visit was
+    stored, and it would delete the only copy from its outbox."""
     row = db.conn.execute("SELECT * FROM sessions WHERE id = ?", [session_id]).fetchone()
     if row is not None and row["device_id"] != g.device["id"]:
         raise ApiError(409, "a session with this id was posted by another device")
+    if row is not None and session is not None and any(
+            row[key] != session[key] for key in REPLAY_KEYS):
+        raise ApiError(409, "a different session with this id was already posted")
     return row
 
 
@@ -350,7 +365,7 @@ def post_session():
     except SessionInvalid as e:
         raise ApiError(400, str(e))
     db = get_db()
-    row = _existing(db, session["id"])
+    row = _existing(db, session["id"], session)
     if row is not None:
         return jsonify(session_json(row)), 200
     if session["citizen_id"] is not None and not db.conn.execute(
@@ -375,7 +390,7 @@ def _insert_session(db, session):
                          {"outcome": session["outcome"], "citizen_id": session["citizen_id"]})
     except sqlite3.IntegrityError:
         # Two uploads of the same session raced; the first one stored it.
-        row = _existing(db, session["id"])
+        row = _existing(db, session["id"], session)
         if row is None:
             raise
         return row, False

@@ -34,6 +34,7 @@ FACTOR_TRIES = 3            # wrong digits before the details lock for the sessi
 FACTOR_WAIT_S = 2           # wait after the first wrong try; doubles after each further one
 SUMMARY_FIELDS = ("case_number", "type", "status", "counter", "appointment_at")
 DETAIL_FIELDS = SUMMARY_FIELDS + ("summary", "updated_at")
+FULL_WIDTH_DIGITS = {0xFF10 + i: str(i) for i in range(10)}  # "０".."９"
 
 
 class CaseFileRefused(Exception):
@@ -152,7 +153,9 @@ def _liveness_body():
     if not isinstance(body, dict) or body.get("result") not in ("passed", "failed"):
         raise ApiError(400, 'send {"result": "passed" or "failed", "t": seconds}')
     t = body.get("t")
-    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float))):
+    # 0 <= t <= 1e6 also refuses NaN (which the audit log would store as invalid JSON)
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float))
+                          or not 0 <= t <= 1e6):
         raise ApiError(400, "t must be a number of seconds")
     return body["result"], t
 
@@ -205,6 +208,17 @@ def phone_last4(phone):
     return digits[-4:] if len(digits) >= 4 else None
 
 
+def ascii_digits(value):
+    """Four typed digits as ASCII, or None. Full-width digits (a Chinese input method) count
+    as the digits they are; other digit-like characters ("١٢٣٤", "²³⁴⁵") are not digits
+    typed from a phone number, so they are refused before a try is counted. Before, they
+    passed str.isdigit(), never matched and each one used up a try."""
+    if not isinstance(value, str):
+        return None
+    value = value.translate(FULL_WIDTH_DIGITS)
+    return value if len(value) == 4 and value.isascii() and value.isdigit() else None
+
+
 def factor_wait_left(row, now):
     """Seconds until another try is allowed after a wrong one (0 when allowed now)."""
     if not row["factor_failures"] or not row["factor_failed_at"]:
@@ -225,7 +239,8 @@ def check_second_factor(db, row, person, digits):
     wait = factor_wait_left(row, datetime.now(timezone.utc))
     if wait:
         raise ApiError(429, f"wait {wait} seconds before trying again")
-    if not isinstance(digits, str) or len(digits) != 4 or not digits.isdigit():
+    digits = ascii_digits(digits)
+    if digits is None:
         raise ApiError(400, "type the last four digits of your phone number")
     expected = phone_last4(person["phone"])
     if expected is None:
