@@ -23,7 +23,7 @@ from db.queries import audit, get_setting, set_setting
 from recognition.decision import Policy
 
 from .auth import ROLES, UserError, audit_user, create_user, role_required
-from .console import clamp_page_size, day_bounds, parse_day, utc_stamp
+from .console import clamp_page_size, day_bounds, parse_day, parse_row_id, utc_stamp
 from .i18n import add_translations, t
 from .web import get_db
 
@@ -114,9 +114,14 @@ def _greeting(text):
     if not text or len(text) > 120:
         raise SettingInvalid(t("A greeting needs 1 to 120 characters."))
     try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+        parts = [(name, spec, conversion) for _, name, spec, conversion
+                 in string.Formatter().parse(text) if name is not None]
     except ValueError:
         raise SettingInvalid(t("Unbalanced braces in the greeting."))
+    if any(spec or conversion for _, spec, conversion in parts):
+        # "{name:>999999999}" passed and made every device build a 1 GB greeting string
+        raise SettingInvalid(t("Placeholders take no format: write {name}, not {name:...}."))
+    fields = {name for name, _, _ in parts}
     unknown = fields - GREETING_FIELDS
     if unknown:
         raise SettingInvalid(t("Unknown placeholder: {field}").format(field=sorted(unknown)[0]))
@@ -379,7 +384,7 @@ def audit_log():
     flt = AuditFilter.from_args(request.args)
     before = request.args.get("before", "")
     limit = clamp_page_size(request.args.get("per_page"))
-    rows = audit_page(db, flt, int(before) if before.isdigit() else None, limit)
+    rows = audit_page(db, flt, parse_row_id(before), limit)
     return render_template("admin/audit.html", rows=rows, flt=flt, target_types=AUDIT_TARGET_TYPES,
                            audit_target_url=audit_target_url,
                            next_before=rows[-1]["id"] if len(rows) == limit else None,
@@ -535,6 +540,7 @@ add_translations({
     "A greeting needs 1 to 120 characters.": "问候语需为 1 至 120 个字符。",
     "Unbalanced braces in the greeting.": "问候语中的花括号不匹配。",
     "Unknown placeholder: {field}": "未知占位符：{field}",
+    "Placeholders take no format: write {name}, not {name:...}.": "占位符不能带格式：请写 {name}，不要写 {name:...}。",
     "Settings saved.": "设置已保存。",
     "Nothing changed.": "没有更改。",
     "No such user.": "没有此用户。",

@@ -15,7 +15,7 @@ from db.queries import citizen, citizen_cases, search_citizens
 
 from .auth import audit_user, role_required
 from .i18n import add_translations, t
-from .web import get_db
+from .web import SQLITE_MAX_INT, get_db
 
 bp = Blueprint("citizens", __name__, url_prefix="/citizens")
 PAGE_SIZE = 50
@@ -45,7 +45,8 @@ def search_text(q):
 def parse_after(text):
     """The keyset cursor: the last citizen id of the previous page (0 = first page)."""
     try:
-        return max(0, int(text or 0))
+        # capped at SQLite's integer range: a bigger id raised OverflowError (a 500)
+        return min(max(0, int(text or 0)), SQLITE_MAX_INT)
     except ValueError:
         return 0
 

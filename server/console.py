@@ -27,7 +27,7 @@ from .auth import audit_user, role_required
 from .citizens import citizen_or_404
 from .errors import ApiError
 from .i18n import add_translations, t
-from .web import get_db
+from .web import SQLITE_MAX_INT, get_db
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 
@@ -95,9 +95,22 @@ def parse_day(text):
     if not text:
         return None
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise ApiError(400, t("Dates are written YYYY-MM-DD."))
+    try:
+        day_bounds(day)  # 0001-01-01 or 9999-12-31 have no UTC bounds: OverflowError, a 500
+    except OverflowError:
+        raise ApiError(400, t("That date is out of range."))
+    return day
+
+
+def parse_row_id(text):
+    """A row id typed in a query string (ASCII digits, within SQLite's integer range), or None.
+    "²".isdigit() is True but int("²") raises, and a bigger number overflows SQLite: 500s."""
+    if text and text.isascii() and text.isdigit() and int(text) <= SQLITE_MAX_INT:
+        return int(text)
+    return None
 
 
 # Stored codes and how people read them (English; zh through t()).
@@ -138,9 +151,9 @@ class QueueFilter:
         if status and status not in STATUSES:
             raise ApiError(400, t("Unknown status filter."))
         device = args.get("device", "")
-        if device and not device.isdigit():
+        if device and parse_row_id(device) is None:
             raise ApiError(400, t("Unknown device filter."))
-        return cls(int(device) if device else None, args.get("site", "").strip(), status,
+        return cls(parse_row_id(device), args.get("site", "").strip(), status,
                    parse_day(args.get("day", "")), args.get("unknown") in ("1", "on", "true"))
 
     def query_args(self):
@@ -721,6 +734,7 @@ add_translations({
     "The snapshot was not kept or has been purged.": "抓拍未保存或已清除。",
     "The image file is missing.": "图像文件缺失。",
     "Dates are written YYYY-MM-DD.": "日期格式为 YYYY-MM-DD。",
+    "That date is out of range.": "日期超出范围。",
     "Unknown status filter.": "未知的状态筛选。",
     "Unknown device filter.": "未知的设备筛选。",
     "Malformed page cursor.": "分页参数格式错误。",
