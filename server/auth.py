@@ -159,7 +159,10 @@ def _parse(stamp):
 
 
 def _safe_next(target):
-    """Only same-site paths: a login link must not bounce a clerk to another site."""
-    if target and target.startswith("/") and not target.startswith("//"):
+    """Only same-site paths: a login link must not bounce a clerk to another site.
+    No control characters or backslashes either: "/<TAB>/evil.com" left werkzeug's redirect
+    as "//evil.com" (the tab is dropped), and browsers read a backslash as a slash."""
+    if target and target.startswith("/") and not target.startswith("//") \
+            and target.isprintable() and "\\" not in target:
         return target
     return url_for("auth.index")
