@@ -15,12 +15,14 @@ ImportFailed. A process that dies mid-way leaves whole batches, never half a cit
 import csv
 import hashlib
 import io
+import lzma
 import multiprocessing
 import os
 import posixpath
 import re
 import unicodedata
 import zipfile
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -255,7 +257,9 @@ def normalise_id_number(value, rule="prc18"):
     rule "prc18": 18-character PRC resident ID with a valid check character.
     rule "any": 1 to 32 letters and digits (other countries' documents, test sites).
     """
-    value = value.strip().replace(" ", "").upper()
+    # NFKC and [0-9], not \d: a full-width "４４０１...X" (typed with a Chinese input method)
+    # passed \d and was stored as a second citizen beside the ASCII "4401...X".
+    value = unicodedata.normalize("NFKC", value).strip().replace(" ", "").upper()
     if not value:
         raise ValueError("ID number is empty")
     if rule == "any":
@@ -265,7 +269,7 @@ def normalise_id_number(value, rule="prc18"):
     if re.fullmatch(r"\d(\.\d+)?E\+\d+", value):
         raise ValueError(f"ID number {value} was turned into a number by a spreadsheet;"
                          " format the column as text and export again")
-    if not re.fullmatch(r"\d{17}[\dX]", value):
+    if not re.fullmatch(r"[0-9]{17}[0-9X]", value):
         raise ValueError(f"ID number {value} is not an 18-character resident ID number")
     expected = prc_check_digit(value[:17])
     if value[17] != expected:
@@ -279,10 +283,12 @@ def normalise_phone(value):
 
     Loose on purpose: landlines, mobiles, +86 and Hong Kong/Macau numbers all occur.
     """
-    compact = re.sub(r"[\s\-().]", "", value)
+    # NFKC and [0-9], as for ID numbers: a full-width phone was stored as typed, and its last
+    # four digits never matched what a citizen types on the kiosk's keypad.
+    compact = re.sub(r"[\s\-().]", "", unicodedata.normalize("NFKC", value))
     if not compact:
         return ""
-    if not re.fullmatch(r"\+?\d+", compact):
+    if not re.fullmatch(r"\+?[0-9]+", compact):
         raise ValueError(f"phone {value!r} may contain only digits, spaces, dashes,"
                          " parentheses and a leading +")
     digits = compact.lstrip("+")
@@ -426,7 +432,9 @@ class ZipPhotos:
         try:
             with self.zip.open(info) as f:
                 data = f.read(MAX_BYTES + 1)  # the header's size may lie: cap what is inflated
-        except (zipfile.BadZipFile, RuntimeError, OSError, EOFError) as e:
+        # zlib.error and LZMAError are what a corrupt deflate or LZMA member raises; uncaught,
+        # one damaged photo stopped the whole import half-way (a traceback on the command line).
+        except (zipfile.BadZipFile, RuntimeError, OSError, EOFError, zlib.error, lzma.LZMAError) as e:
             raise PhotoRejected(f"zip entry {entry} cannot be read ({e})")
         if len(data) > MAX_BYTES:
             raise PhotoRejected(f"file is larger than {MAX_BYTES // 2**20} MB")

@@ -40,10 +40,11 @@ MAX_PROBLEMS_SHOWN = 500  # the report holds them all
 # --- the command ----------------------------------------------------------------------------
 
 @click.command("import-records")
-@click.argument("records", type=click.Path(dir_okay=False))
+# No dir_okay=False: click's usage error is three lines; the importer says "is a folder" in one.
+@click.argument("records", type=click.Path())
 @click.option("--photos", required=True, type=click.Path(),
               help="Folder or zip holding the files named in the photo column.")
-@click.option("--cases", type=click.Path(dir_okay=False), help="Optional CASES.csv.")
+@click.option("--cases", type=click.Path(), help="Optional CASES.csv.")
 @click.option("--report", type=click.Path(dir_okay=False, writable=True),
               help="Write the row-by-row report (CSV) here.")
 @with_appcontext
