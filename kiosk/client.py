@@ -69,13 +69,18 @@ class ApiClient:
             request.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read().decode("utf-8"))
+                body = json.loads(response.read().decode("utf-8"))
         except urllib.error.HTTPError as e:
             raise _failure(e.code, _error_message(e)) from None
         except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
             raise Offline(f"server unreachable: {getattr(e, 'reason', e)}") from None
         except ValueError:
             raise Offline("server answered with something that is not JSON") from None
+        # Every answer of the API is an object; a list or a string (a proxy's page, a wrong
+        # URL) reached the sync worker, whose .get() then raised and ended its thread.
+        if not isinstance(body, dict):
+            raise Offline("server answered with JSON that is not an object")
+        return body
 
 
 def _failure(status, message):

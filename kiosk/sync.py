@@ -7,6 +7,7 @@ after the server's 2xx, and the server keys sessions by their id, so a retry aft
 answer delivers it once. A revoked token stops all syncing and deletes the cached face templates; the sessions stay
 on the device.
 """
+import sqlite3
 import threading
 import time
 
@@ -41,12 +42,19 @@ class Syncer:
                 delta = self._call(self.client.gallery, self.store.sync_seq)
                 if delta is None:
                     break
-                self.store.apply_delta(delta)
+                try:
+                    self.store.apply_delta(delta)  # one transaction: all of it or nothing
+                except (KeyError, TypeError, ValueError, OverflowError, sqlite3.InterfaceError,
+                        sqlite3.ProgrammingError) as e:
+                    # A delta of the wrong shape raised out of the worker thread and ended it:
+                    # no more syncing and no more uploads until a restart. Keep the cache, retry.
+                    self._note_failure(Offline(f"server sent a gallery that cannot be applied ({e})"))
+                    break
                 self._last_gallery = time.monotonic()
-                if delta["upserts"] or delta["removals"] or delta["full"]:
+                if delta.get("upserts") or delta.get("removals") or delta.get("full"):
                     changed = True
-                    self.events.emit("sync", seq=delta["seq"], upserts=len(delta["upserts"]),
-                                     removals=len(delta["removals"]), full=delta["full"])
+                    self.events.emit("sync", seq=delta["seq"], upserts=len(delta.get("upserts", [])),
+                                     removals=len(delta.get("removals", [])), full=bool(delta.get("full")))
                 if not delta.get("more"):
                     break
         if changed:
