@@ -1,0 +1,846 @@
+"""Hostile and broken input, end to end: every bad request gets a clear error in the one shape
+(JSON {"error": {"status", "message"}} under /api/, a page for people, one line and a non-zero
+exit on the command line), never a 500, and nothing is written or lost.
+
+Each case here once produced a 500, a misleading success or unbounded reading, unless it says
+it pins behaviour that was already right and is easy to break.
+"""
+import base64
+import http.client
+import io
+import json
+import zipfile
+
+import pytest
+from PIL import Image
+
+from conftest import PASSWORD, AuthActions, person_photo
+from console_helpers import add_case, add_citizen, add_device, add_session
+from device_helpers import new_device, session_count, session_payload
+from import_helpers import (RECORD_HEADER, huge_png_header, id_number, make_zip, people_photo,
+                            record, write_csv)
+
+HUGE = 10 ** 30          # beyond SQLite's 64-bit integers and beyond float's exact range
+SQLITE_MAX = 2 ** 63 - 1
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_error(response, status, word=""):
+    """The one JSON error shape, with this status (and a message naming `word`)."""
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    assert response.is_json, response.get_data(as_text=True)[:300]
+    body = response.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == {"status", "message"}
+    assert body["error"]["status"] == status
+    assert word in body["error"]["message"]
+    assert "Traceback" not in body["error"]["message"]
+
+
+def assert_page(response, status):
+    """An error page for people: the status, HTML, no traceback."""
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    text = response.get_data(as_text=True)
+    assert "Traceback" not in text and "Internal error" not in text
+
+
+def jpeg(path=None, size=(320, 240)):
+    img = Image.open(path) if path else Image.new("RGB", size, (120, 90, 60))
+    out = io.BytesIO()
+    img.convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def raw_json(client, token, body, path="/api/v1/sessions"):
+    """POST text as application/json exactly as given (NaN, huge numbers: what json.dumps writes)."""
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.post(path, data=data, content_type="application/json", headers=bearer(token))
+
+
+@pytest.fixture
+def token(db):
+    return new_device(db)
+
+
+@pytest.fixture
+def citizen_id(app, db):
+    cid = add_citizen(app, db, phone="138 1234 5678")
+    add_case(db, cid)
+    return cid
+
+
+def snapshots(app):
+    import os
+    return sorted(os.listdir(app.config["SNAPSHOTS_DIR"]))
+
+
+# --- device API: the gallery ----------------------------------------------------------------
+
+@pytest.mark.parametrize("since", ["-1", "1e9", "abc", "", " 1", "0x10", "²", "١٢٣", "1.0"])
+def test_gallery_since_must_be_plain_digits(client, token, since):
+    # "²".isdigit() is True and int("²") raised: a 500
+    response = client.get("/api/v1/gallery", query_string={"since": since}, headers=bearer(token))
+    assert_error(response, 400, "since")
+
+
+def test_gallery_since_beyond_the_server_starts_the_device_over(client, token):
+    response = client.get("/api/v1/gallery", query_string={"since": str(HUGE)}, headers=bearer(token))
+    assert response.status_code == 200 and response.get_json()["full"] is True
+
+
+# --- device API: tokens and methods ---------------------------------------------------------
+
+@pytest.mark.parametrize("header", [
+    "", "Bearer", "Bearer ", "Bearer    ", "Token abc", "Bearer " + "x" * 20_000,
+    "Bearer \u00e9\u00ff\u00a0", "Bearer a b c", "Bearer\tabc",
+])
+def test_odd_authorization_headers_get_401(client, token, header):
+    response = client.get("/api/v1/config", headers={"Authorization": header})
+    assert_error(response, 401)
+
+
+def test_revoked_token_gets_401_on_every_endpoint(runner, client, db, token):
+    payload = session_payload()
+    assert client.post("/api/v1/sessions", json=payload, headers=bearer(token)).status_code == 201
+    assert runner.invoke(args=["revoke-device", "kiosk-1"]).exit_code == 0
+    for method, path in [("get", "/api/v1/gallery"), ("get", "/api/v1/config"),
+                         ("post", "/api/v1/sessions"), ("get", f"/api/v1/sessions/{payload['id']}"),
+                         ("post", f"/api/v1/sessions/{payload['id']}/liveness"),
+                         ("post", f"/api/v1/sessions/{payload['id']}/ticket")]:
+        response = getattr(client, method)(path, json=session_payload(), headers=bearer(token))
+        assert_error(response, 401, "revoked")
+    assert session_count(db) == 1
+
+
+@pytest.mark.parametrize("method, path", [
+    ("get", "/api/v1/sessions"), ("put", "/api/v1/sessions"), ("delete", "/api/v1/gallery"),
+    ("post", "/api/v1/config"), ("get", "/api/v1/sessions/x/ticket"),
+    ("get", "/api/v1/sessions/x/liveness"),
+])
+def test_wrong_methods_get_405_json(client, token, method, path):
+    assert_error(getattr(client, method)(path, headers=bearer(token)), 405)
+
+
+@pytest.mark.parametrize("session_id", ["%00", "a" * 20_000, "%E2%80%AE", "..%2F..%2Fetc", "' OR 1=1 --"])
+def test_odd_session_ids_in_the_url_are_404(client, token, session_id):
+    for path in (f"/api/v1/sessions/{session_id}", ):
+        assert_error(client.get(path, headers=bearer(token)), 404)
+    assert_error(client.post(f"/api/v1/sessions/{session_id}/casefile", json={"citizen_id": 1},
+                             headers=bearer(token)), 404)
+
+
+# --- device API: session bodies -------------------------------------------------------------
+
+@pytest.mark.parametrize("body, word", [
+    ("[1, 2, 3]", "object"),
+    ('"a session"', "object"),
+    ("42", "object"),
+    ("true", "object"),
+    ("null", "JSON"),
+    ("{", "JSON"),
+    ("", "JSON"),
+    ('{"id": NaN}', "id"),
+    ('{"distance": Infinity}', "id"),
+    ("\ufeff{}", "id"),                 # a BOM is read past; then the fields are checked
+])
+def test_session_bodies_that_are_not_a_json_object(client, db, token, body, word):
+    assert_error(raw_json(client, token, body), 400, word)
+    assert session_count(db) == 0
+
+
+@pytest.mark.parametrize("fields, word", [
+    ({"distance": HUGE}, "distance"),             # math.isfinite(10**30) fine, 10**400 overflowed
+    ({"distance": 10 ** 400}, "distance"),
+    ({"distance": float("nan")}, "distance"),
+    ({"margin": float("inf")}, "margin"),
+    ({"margin": float("-inf")}, "margin"),
+    ({"time_to_greet": -0.5}, "time_to_greet"),
+    ({"time_to_greet": 1e300}, "time_to_greet"),
+    ({"time_to_greet": "0.4"}, "time_to_greet"),
+    ({"outcome": "greeted", "citizen_id": HUGE}, "citizen_id"),
+    ({"outcome": "greeted", "citizen_id": SQLITE_MAX + 1}, "citizen_id"),
+    ({"outcome": "greeted", "citizen_id": -3}, "citizen_id"),
+    ({"outcome": "greeted", "citizen_id": 1.0}, "citizen_id"),
+    ({"outcome": "greeted", "citizen_id": [1]}, "citizen_id"),
+    ({"outcome": ["greeted"]}, "outcome"),
+    ({"outcome": {"greeted": 1}}, "outcome"),
+    ({"liveness": None}, "liveness"),
+    ({"liveness": "PASSED"}, "liveness"),
+    ({"started_at": "0001-01-01T00:00:00+05:00"}, "started_at"),   # no UTC form: was a 500
+    ({"started_at": "9999-12-31T23:59:59-05:00"}, "started_at"),
+    ({"started_at": "2026-02-30T10:00:00Z"}, "started_at"),
+    ({"started_at": ["2026-01-01T10:00:00Z"]}, "started_at"),
+    ({"id": "\x00"}, "id"),
+    ({"id": "x" * 100_000}, "id"),
+    ({"id": ["a"]}, "id"),
+])
+def test_session_fields_of_wrong_type_or_range(client, db, token, fields, word):
+    assert_error(raw_json(client, token, session_payload(**fields)), 400, word)
+    assert session_count(db) == 0
+
+
+def test_replay_with_other_content_is_a_conflict_and_keeps_the_first(client, db, token, citizen_id):
+    payload = session_payload()
+    first = client.post("/api/v1/sessions", json=payload, headers=bearer(token))
+    assert first.status_code == 201
+    # Answering 200 here told the device its greeting was stored: it would delete the only copy.
+    other = dict(payload, outcome="greeted", citizen_id=citizen_id, distance=0.2, margin=0.3)
+    assert_error(client.post("/api/v1/sessions", json=other, headers=bearer(token)), 409, "different")
+    row = db.conn.execute("SELECT outcome, citizen_id, distance FROM sessions").fetchone()
+    assert tuple(row) == ("unknown", None, 0.7) and session_count(db) == 1
+    # the same visit again, even with the id in capitals and after liveness was reported
+    assert client.post(f"/api/v1/sessions/{payload['id']}/liveness", json={"result": "failed"},
+                       headers=bearer(token)).status_code == 201
+    same = dict(payload, id=payload["id"].upper())
+    replay = client.post("/api/v1/sessions", json=same, headers=bearer(token))
+    assert replay.status_code == 200 and replay.get_json()["liveness"] == "failed"
+
+
+def test_session_id_of_another_device_changes_nothing(client, db, token):
+    other = new_device(db, "kiosk-2")
+    payload = session_payload()
+    assert client.post("/api/v1/sessions", json=payload, headers=bearer(token)).status_code == 201
+    for path, body in [("/api/v1/sessions", payload),
+                       (f"/api/v1/sessions/{payload['id']}/liveness", {"result": "passed"})]:
+        response = client.post(path, json=body, headers=bearer(other))
+        assert response.status_code in (404, 409) and response.get_json()["error"]
+    row = db.conn.execute("SELECT device_id, liveness FROM sessions").fetchone()
+    assert tuple(row) == (1, "not_run")
+
+
+def multipart(client, token, parts):
+    return client.post("/api/v1/sessions", data=parts, headers=bearer(token),
+                       content_type="multipart/form-data")
+
+
+def test_two_snapshots_keep_the_first_and_a_bad_second_is_ignored(app, client, db, token):
+    good = jpeg(person_photo("kit_harington", 2))
+    payload = session_payload()
+    response = multipart(client, token, {"session": json.dumps(payload),
+                                         "snapshot": [(io.BytesIO(good), "a.jpg"),
+                                                      (io.BytesIO(b"junk"), "b.jpg")]})
+    assert response.status_code == 201
+    assert snapshots(app) == [f"{payload['id']}.jpg"]
+    with open(f"{app.config['SNAPSHOTS_DIR']}/{payload['id']}.jpg", "rb") as f:
+        assert f.read() == good
+
+
+@pytest.mark.parametrize("parts, status, word", [
+    ({"snapshot": (io.BytesIO(b"\xff\xd8\xff"), "s.jpg")}, 400, "session"),
+    ({"session": (io.BytesIO(b"{}"), "session.json")}, 400, "session"),  # a file, not a field
+    ({"session": b"\xff\xfe{"}, 400, "JSON"),
+    ({"session": "[]"}, 400, "object"),
+    ({"session": "SESSION", "snapshot": (io.BytesIO(b""), "s.jpg")}, 400, "JPEG"),
+    ({"session": "SESSION", "snapshot": (io.BytesIO(huge_png_header()), "s.jpg")}, 400, "JPEG"),
+    ({"session": "SESSION", "snapshot": (io.BytesIO(b"\xff\xd8\xff\xdb" + b"\x00" * 300), "s.jpg")},
+     400, "snapshot"),
+])
+def test_bad_multipart_uploads_store_nothing(app, client, db, token, parts, status, word):
+    parts = {k: (json.dumps(session_payload()) if v == "SESSION" else v) for k, v in parts.items()}
+    response = multipart(client, token, parts)
+    assert_error(response, status, word)
+    assert session_count(db) == 0 and snapshots(app) == []
+
+
+def jpeg_claiming(width, height):
+    """A small real JPEG whose frame header (SOF0) claims width x height pixels."""
+    data = bytearray(jpeg(size=(64, 48)))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_jpeg_bomb_snapshot_is_refused_from_its_header(app, client, db, token):
+    """A JPEG whose header claims 20000 x 20000 pixels: refused before decoding."""
+    data = jpeg_claiming(20000, 20000)
+    response = multipart(client, token, {"session": json.dumps(session_payload()),
+                                         "snapshot": (io.BytesIO(data), "s.jpg")})
+    assert_error(response, 400, "too large")
+    assert session_count(db) == 0 and snapshots(app) == []
+
+
+class CountingInput:
+    """wsgi.input that counts what the app reads from it."""
+
+    def __init__(self, stream, counter):
+        self.stream, self.counter = stream, counter
+
+    def _count(self, data):
+        self.counter[0] += len(data)
+        return data
+
+    def read(self, *args):
+        return self._count(self.stream.read(*args))
+
+    def readline(self, *args):
+        return self._count(self.stream.readline(*args))
+
+    def readinto(self, buffer):
+        n = self.stream.readinto(buffer)
+        self.counter[0] += n or 0
+        return n
+
+
+def _chunked_post(server, path, token, content_type, megabytes):
+    """POST `megabytes` of spaces with Transfer-Encoding: chunked (no Content-Length)."""
+    def body():
+        for _ in range(megabytes):
+            yield b" " * (1 << 20)
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+    try:
+        conn.request("POST", path, body=body(), encode_chunked=True,
+                     headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("path, content_type, statuses", [
+    ("/api/v1/sessions", "application/json", (413,)),
+    ("/api/v1/sessions", "multipart/form-data; boundary=xyz", (413,)),
+    ("/login", "application/x-www-form-urlencoded", (400, 413)),  # cut at the cap: no CSRF token
+    ("/login", "multipart/form-data; boundary=xyz", (413,)),
+])
+def test_a_chunked_body_without_length_is_capped(app, live_server, db, token, path, content_type,
+                                                 statuses):
+    # A chunked body has no Content-Length for the upfront check: before the cap it was read
+    # whole, up to MAX_CONTENT_LENGTH (512 MB), into memory before anything looked at it.
+    read = [0]
+    wsgi_app = app.wsgi_app
+
+    def counting(environ, start_response):
+        environ["wsgi.input"] = CountingInput(environ["wsgi.input"], read)
+        return wsgi_app(environ, start_response)
+
+    app.wsgi_app = counting
+    try:
+        status, body = _chunked_post(live_server, path, token, content_type, megabytes=12)
+    finally:
+        app.wsgi_app = wsgi_app
+    assert status in statuses, (status, body[:200])
+    assert read[0] <= 4 * 2 ** 20 + 64 * 1024, f"the app read {read[0]} bytes"
+    if path.startswith("/api/"):
+        assert json.loads(body)["error"]["status"] == 413
+    assert session_count(db) == 0
+
+
+# --- device API: liveness, case file, second factor -----------------------------------------
+
+def greeted_session(client, token, citizen_id):
+    payload = session_payload(outcome="greeted", citizen_id=citizen_id, distance=0.3, margin=0.2,
+                              time_to_greet=0.4)
+    assert client.post("/api/v1/sessions", json=payload, headers=bearer(token)).status_code == 201
+    return payload["id"]
+
+
+@pytest.mark.parametrize("body, word", [
+    ('{"result": "passed", "t": NaN}', "t must"),
+    ('{"result": "passed", "t": -1}', "t must"),
+    pytest.param('{"result": "passed", "t": 1' + "0" * 400 + "}", "t must", id="t-10**400"),
+    ('{"result": "passed", "t": "3"}', "t must"),
+    ('{"result": "passed", "t": true}', "t must"),
+    ('{"result": "PASSED"}', "result"),
+    ('{"result": ["passed"]}', "result"),
+    ('["passed"]', "result"),
+    ("passed", "result"),
+])
+def test_bad_liveness_reports_change_nothing(client, db, token, citizen_id, body, word):
+    session_id = greeted_session(client, token, citizen_id)
+    assert_error(raw_json(client, token, body, f"/api/v1/sessions/{session_id}/liveness"), 400, word)
+    assert db.conn.execute("SELECT liveness FROM sessions").fetchone()[0] == "not_run"
+
+
+def test_liveness_twice_same_is_200_and_different_is_409(client, db, token, citizen_id):
+    session_id = greeted_session(client, token, citizen_id)
+    path = f"/api/v1/sessions/{session_id}/liveness"
+    assert client.post(path, json={"result": "failed", "t": 3}, headers=bearer(token)).status_code == 201
+    assert client.post(path, json={"result": "failed", "t": 3}, headers=bearer(token)).status_code == 200
+    assert_error(client.post(path, json={"result": "passed"}, headers=bearer(token)), 409, "failed")
+    assert db.conn.execute("SELECT liveness FROM sessions").fetchone()[0] == "failed"
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"citizen_id": HUGE}, 403), ({"citizen_id": "1"}, 400), ({"citizen_id": 1.0}, 400),
+    ({"citizen_id": None}, 400), ({}, 400), ([1], 400), ({"citizen_id": -1}, 403),
+])
+def test_odd_case_file_requests_never_open_it(client, db, token, citizen_id, body, status):
+    session_id = greeted_session(client, token, citizen_id)
+    client.post(f"/api/v1/sessions/{session_id}/liveness", json={"result": "passed"}, headers=bearer(token))
+    response = client.post(f"/api/v1/sessions/{session_id}/casefile", json=body, headers=bearer(token))
+    assert_error(response, status)
+    assert db.conn.execute("SELECT case_opened_at FROM sessions").fetchone()[0] is None
+
+
+@pytest.fixture
+def opened(client, token, citizen_id):
+    session_id = greeted_session(client, token, citizen_id)
+    client.post(f"/api/v1/sessions/{session_id}/liveness", json={"result": "passed"}, headers=bearer(token))
+    response = client.post(f"/api/v1/sessions/{session_id}/casefile", json={"citizen_id": citizen_id},
+                           headers=bearer(token))
+    assert response.status_code == 200
+    return session_id
+
+
+def details(client, token, session_id, digits):
+    return client.post(f"/api/v1/sessions/{session_id}/casefile/details",
+                       json={"phone_last4": digits}, headers=bearer(token))
+
+
+def test_not_four_ascii_digits_is_refused_without_using_a_try(client, db, token, opened):
+    # "١٢٣٤" and "²³⁴⁵" pass str.isdigit(): each counted as a wrong try until the details locked
+    for digits in ["١٢٣٤", "²³⁴⁵", "①②③④", "12345", "123", "", "abcd", "12 4", "5678\n", 5678, None, ["5678"]]:
+        assert_error(details(client, token, opened, digits), 400, "four digits")
+    assert db.conn.execute("SELECT factor_failures FROM sessions").fetchone()[0] == 0
+    response = details(client, token, opened, "5678")
+    assert response.status_code == 200 and response.get_json()["cases"]
+
+
+def test_full_width_digits_count_as_the_digits_they_are(client, token, opened):
+    """A Chinese input method types "５６７８"; it is the right answer, not a wrong try."""
+    response = details(client, token, opened, "５６７８")
+    assert response.status_code == 200 and response.get_json()["cases"]
+
+
+# --- web pages: query strings, ids, forms ---------------------------------------------------
+
+@pytest.fixture
+def staff(app, client, db):
+    """Logged in as admin, with a device, a citizen, a session and a case to look at."""
+    device_id, _ = add_device(db, "kiosk-9")
+    cid = add_citizen(app, db)
+    add_session(app, db, device_id, cid)
+    add_case(db, cid)
+    AuthActions(client).login("admin")
+    return cid
+
+
+LIST_PARAMS = {
+    "/console/": ["device", "per_page", "before", "day", "status", "site"],
+    "/console/sessions.json": ["since", "watch", "before", "device", "day"],
+    "/console/dashboard": ["day"],
+    "/admin/audit": ["before", "day", "per_page", "target_id", "actor"],
+    "/citizens/": ["after", "q"],
+}
+ODD_VALUES = ["-1", "0", "abc", str(HUGE), str(SQLITE_MAX), "²", "１２", "1e3", "2026-02-30",
+              "0001-01-01", "9999-12-31", "\x00", "x" * 3000, "2026-01-01T00:00:00Z|", "|", "%"]
+
+
+@pytest.mark.parametrize("path", list(LIST_PARAMS))
+def test_list_pages_answer_odd_query_values_without_a_500(app, client, staff, path):
+    app.config["TIMEZONE"] = "Asia/Shanghai"  # east of UTC: 0001-01-01 has no UTC start
+    for param in LIST_PARAMS[path]:
+        for value in ODD_VALUES:
+            response = client.get(path, query_string={param: value})
+            assert response.status_code in (200, 400), (param, value, response.status_code)
+            assert "Internal error" not in response.get_data(as_text=True)
+
+
+def test_dates_without_a_utc_day_are_a_400(app, client, staff):
+    app.config["TIMEZONE"] = "Asia/Shanghai"
+    for path in ["/console/?day=9999-12-31", "/console/?day=0001-01-01",
+                 "/console/dashboard?day=9999-12-31", "/admin/audit?day=0001-01-01",
+                 "/console/sessions.json?day=9999-12-31"]:
+        response = client.get(path, headers={"Accept": "application/json", "Accept-Language": "en"})
+        assert_error(response, 400, "out of range")
+
+
+def test_device_filter_that_is_no_device_id_is_a_400(client, staff):
+    for value in [str(HUGE), "²", "-1", "1.5"]:
+        response = client.get("/console/sessions.json", query_string={"device": value},
+                              headers={"Accept": "application/json", "Accept-Language": "en"})
+        assert_error(response, 400, "Unknown device filter")
+
+
+@pytest.mark.parametrize("method, paths", [
+    ("get", [f"/citizens/{HUGE}", f"/citizens/{HUGE}/photo", f"/console/citizens/{HUGE}/cases",
+             f"/console/citizens/{HUGE}/photo", f"/console/cases/{HUGE}", f"/imports/{HUGE}",
+             f"/imports/{HUGE}/progress", f"/imports/{HUGE}/report", f"/citizens/{SQLITE_MAX}",
+             "/citizens/-1", "/console/sessions/%00"]),
+    ("post", [f"/admin/users/{HUGE}", f"/admin/devices/{HUGE}/revoke",
+              f"/console/cases/{HUGE}/notes", "/console/sessions/nope/review"]),
+])
+def test_ids_that_do_not_exist_are_404_pages(client, staff, method, paths):
+    # ids beyond SQLite's integer range raised OverflowError in the query: a 500
+    kwargs = {}
+    if method == "post":
+        kwargs["data"] = {"csrf_token": AuthActions(client).csrf_token("/admin/users")}
+    for path in paths:
+        assert_page(getattr(client, method)(path, **kwargs), 404)
+
+
+def test_a_case_update_for_an_id_beyond_sqlite_is_refused(client, db, staff):
+    token = AuthActions(client).csrf_token("/admin/users")
+    response = client.post(f"/console/cases/{HUGE}", data={"csrf_token": token, "status": "closed"})
+    assert response.status_code in (404, 405)  # werkzeug answers 405: no POST rule matched either
+    assert_page(response, response.status_code)
+    assert db.conn.execute("SELECT status FROM cases").fetchone()[0] == "open"
+
+
+TABLES = ("users", "devices", "case_notes", "import_jobs", "settings")
+
+
+@pytest.mark.parametrize("path, data", [
+    ("/admin/users", {"username": "mallory", "password": "x" * 12, "role": "admin"}),
+    ("/admin/settings", {"policy.threshold": "0.6"}),
+    ("/admin/devices", {"name": "evil", "kind": "kiosk"}),
+    ("/console/cases/1/notes", {"body": "note"}),
+    ("/console/cases/1", {"status": "closed"}),
+    ("/imports/", {}),
+    ("/logout", {}),
+])
+def test_forms_without_a_valid_csrf_token_change_nothing(client, db, staff, path, data):
+    before = [db.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES]
+    for csrf in (None, "", "forged-token"):
+        form = data if csrf is None else dict(data, csrf_token=csrf)
+        assert_page(client.post(path, data=form), 400)
+    after = [db.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES]
+    assert after == before
+    assert db.conn.execute("SELECT status FROM cases").fetchone()[0] == "open"
+    assert client.get("/admin/").status_code == 200  # still logged in
+
+
+def settings_form(client, **fields):
+    form = {"csrf_token": AuthActions(client).csrf_token("/admin/settings"), "policy.threshold": "0.4",
+            "policy.margin": "0.06", "policy.min_frames": "3", "retention_days": "30",
+            "greeting.templates.zh": "{name}", "greeting.templates.yue": "{name}",
+            "greeting.templates.en": "Hello, {name}!"}
+    form.update(fields)
+    return form
+
+
+def test_greeting_templates_with_formats_or_odd_fields_are_refused(client, db, staff):
+    # "{name:>999999999}" was saved, and every device then built a 1 GB string to greet
+    for greeting in ["{name:>999999999}", "{name!r}", "{name:{surname}}", "{name.__class__}",
+                     "{0}", "{}", "{name[0]}", "{", "x" * 121]:
+        response = client.post("/admin/settings",
+                               data=settings_form(client, **{"greeting.templates.zh": greeting}))
+        assert_page(response, 400)
+        assert db.conn.execute("SELECT count(*) FROM settings").fetchone()[0] == 0, greeting
+
+
+def test_settings_out_of_range_save_nothing(client, db, staff):
+    for field, value in [("policy.threshold", "nan"), ("policy.threshold", "inf"),
+                         ("policy.min_frames", str(HUGE)), ("retention_days", "-1"),
+                         ("policy.margin", "0x10"), ("policy.min_frames", "2.5")]:
+        assert_page(client.post("/admin/settings", data=settings_form(client, **{field: value})), 400)
+        assert db.conn.execute("SELECT count(*) FROM settings").fetchone()[0] == 0, (field, value)
+
+
+def test_a_big_body_outside_the_bulk_upload_is_refused_before_it_is_read(client, staff):
+    note = {"csrf_token": AuthActions(client).csrf_token("/admin/users"), "body": "x" * (5 * 2 ** 20)}
+    assert_page(client.post("/console/cases/1/notes", data=note), 413)
+
+
+# --- bulk import: the web page and the command ----------------------------------------------
+
+def upload(client, records, photos):
+    token = AuthActions(client).csrf_token("/imports/")
+    return client.post("/imports/", content_type="multipart/form-data",
+                       data={"csrf_token": token, "records": (io.BytesIO(records), "RECORDS.csv"),
+                             "photos": (io.BytesIO(photos), "photos.zip")})
+
+
+def wait_for_job(client, response, timeout=120):
+    import time
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    job_id = int(response.headers["Location"].rstrip("/").split("/")[-1])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = client.get(f"/imports/{job_id}/progress").get_json()
+        if state["status"] in ("done", "failed"):
+            return job_id, state
+        time.sleep(0.1)
+    raise AssertionError("the import did not finish")
+
+
+def records_csv(tmp_path, rows):
+    return write_csv(tmp_path / "records.csv", RECORD_HEADER, rows).read_bytes()
+
+
+def citizens(db):
+    return db.conn.execute("SELECT count(*) FROM citizens").fetchone()[0]
+
+
+@pytest.mark.parametrize("photos", [b"", b"PK\x03\x04 not really a zip",
+                                    (person_photo("joe_biden")).read_bytes()],
+                         ids=["empty", "zip-magic-only", "a-photo"])
+def test_photos_that_are_not_a_zip_start_no_import(app, client, db, staff, tmp_path, photos):
+    before = citizens(db)
+    response = upload(client, records_csv(tmp_path, [record(1, "A", "a.jpg")]), photos)
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "not a zip" in page or "不是 zip" in page
+    assert citizens(db) == before
+    assert list((tmp_path / "instance" / "uploads").iterdir()) == []
+
+
+@pytest.mark.parametrize("records, reason", [
+    ((person_photo("joe_biden")).read_bytes(), "records"),          # a photo sent as the CSV
+    ((person_photo("joe_biden")).read_bytes()[:64], "records"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "records"),
+    (b"", "empty"),
+    (b"\xff\xfe\x00", "records"),                                   # a broken UTF-16 BOM
+], ids=["a-photo", "a-photo-cut", "png-header", "empty", "broken-utf16"])
+def test_a_records_file_that_is_no_csv_fails_the_job_with_its_reason(client, db, staff, tmp_path,
+                                                                    records, reason):
+    before = citizens(db)
+    photos = make_zip(tmp_path / "p.zip", {"a.jpg": b"x"}).read_bytes()
+    _, state = wait_for_job(client, upload(client, records, photos))
+    assert state["status"] == "failed" and reason in state["error"]
+    assert citizens(db) == before
+
+
+def corrupt_member_zip(path, data):
+    """A zip whose one deflated member has damaged compressed bytes (the CRC cannot save it:
+    zlib raises first)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("broken.jpg", data)
+    raw = bytearray(path.read_bytes())
+    start = raw.find(b"broken.jpg") + len("broken.jpg")
+    for i in range(start + 10, start + 200):
+        raw[i] ^= 0x55
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def hostile_zip(tmp_path):
+    """One good photo beside every kind of bad entry."""
+    path = tmp_path / "hostile.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("good.jpg", people_photo("joe_biden"))
+        zf.writestr(zipfile.ZipInfo("../escape.jpg"), people_photo("rose_leslie"))
+        zf.writestr(zipfile.ZipInfo("/abs/root.jpg"), people_photo("rose_leslie"))
+        zf.writestr(zipfile.ZipInfo("C:/win.jpg"), people_photo("rose_leslie"))
+        zf.writestr("bomb.jpg", b"\xff\xd8\xff" + b"\x00" * (40 * 2 ** 20))   # ~40 KB zipped
+        zf.writestr("pngbomb.png", huge_png_header(30000, 30000))
+        zf.writestr("lzma.jpg", people_photo("kit_harington"), compress_type=zipfile.ZIP_LZMA)
+    # damage the LZMA member's data after writing (its header stays valid)
+    raw = bytearray(path.read_bytes())
+    start = raw.find(b"lzma.jpg") + len("lzma.jpg")
+    for i in range(start + 30, start + 300):
+        raw[i] ^= 0x55
+    path.write_bytes(bytes(raw))
+    return path
+
+
+HOSTILE_ROWS = [
+    (record(1, "Good", "good.jpg"), "imported", ""),
+    (record(2, "Escape", "escape.jpg"), "rejected", "refused"),
+    (record(3, "Root", "root.jpg"), "rejected", "refused"),
+    (record(4, "Win", "win.jpg"), "rejected", "refused"),
+    (record(5, "Bomb", "bomb.jpg"), "rejected", "larger than"),
+    (record(6, "PngBomb", "pngbomb.png"), "rejected", "too large"),
+    (record(7, "Lzma", "lzma.jpg"), "rejected", "cannot be read"),
+    (record(8, "Dots", "../good.jpg"), "rejected", "refused"),
+]
+
+
+def test_web_import_of_a_hostile_zip_rejects_each_bad_entry_and_keeps_the_good(
+        client, db, staff, tmp_path):
+    before = citizens(db)
+    records = records_csv(tmp_path, [row for row, _, _ in HOSTILE_ROWS])
+    job_id, state = wait_for_job(client, upload(client, records, hostile_zip(tmp_path).read_bytes()))
+    assert state["status"] == "done", state
+    assert (state["imported"], state["rejected"]) == (1, len(HOSTILE_ROWS) - 1)
+    page = client.get(f"/imports/{job_id}").get_data(as_text=True)
+    for _, outcome, reason in HOSTILE_ROWS:
+        assert reason in page
+    assert citizens(db) == before + 1
+    # nothing was extracted anywhere: the instance folder holds one new photo, no escapees
+    instance = tmp_path / "instance"
+    assert not (tmp_path / "escape.jpg").exists() and not (instance / "escape.jpg").exists()
+    assert len([p for p in (instance / "photos").iterdir() if p.name.endswith(".jpg")]) == 2
+
+
+def test_cli_import_with_a_corrupt_zip_member_rejects_that_row_only(runner, db, tmp_path):
+    # a damaged deflate stream raised zlib.error: a traceback, and the rows after it never ran
+    photos = corrupt_member_zip(tmp_path / "p.zip", people_photo("joe_biden"))
+    with zipfile.ZipFile(photos, "a") as zf:
+        zf.writestr("fine.jpg", b"")  # an empty member: its own reason
+    records = write_csv(tmp_path / "r.csv", RECORD_HEADER,
+                        [record(1, "Broken", "broken.jpg"), record(2, "Empty", "fine.jpg"),
+                         record(3, "No photo", "", consent="no")])
+    result = runner.invoke(args=["import-records", str(records), "--photos", str(photos)])
+    assert result.exit_code == 0, result.output
+    assert "imported 1, updated 0, unchanged 0, rejected 2" in result.output
+    assert "cannot be read" in result.output and "Traceback" not in result.output
+    assert citizens(db) == 1
+
+
+def cli_lines(result):
+    return [line for line in result.output.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("records-is-a-folder", "is a folder"),
+    ("cases-is-a-folder", "is a folder"),
+    ("records-is-a-photo", "records"),
+    ("photos-truncated-zip", "not a readable zip"),
+    ("photos-empty-file", "not a readable zip"),
+    ("photos-missing", "not found"),
+    ("report-folder-missing", "folder does not exist"),
+])
+def test_cli_import_that_cannot_run_says_so_in_one_line(runner, db, tmp_path, problem, message):
+    records = write_csv(tmp_path / "r.csv", RECORD_HEADER, [record(1, "A", "", consent="no")])
+    photos = make_zip(tmp_path / "p.zip", {"a.jpg": people_photo("joe_biden")})
+    args = ["import-records", str(records), "--photos", str(photos)]
+    if problem == "records-is-a-folder":
+        args[1] = str(tmp_path)
+    elif problem == "cases-is-a-folder":
+        args += ["--cases", str(tmp_path)]
+    elif problem == "records-is-a-photo":
+        args[1] = str(person_photo("joe_biden"))
+    elif problem == "photos-truncated-zip":
+        (tmp_path / "t.zip").write_bytes(photos.read_bytes()[:200])
+        args[3] = str(tmp_path / "t.zip")
+    elif problem == "photos-empty-file":
+        (tmp_path / "e.zip").write_bytes(b"")
+        args[3] = str(tmp_path / "e.zip")
+    elif problem == "photos-missing":
+        args[3] = str(tmp_path / "nowhere")
+    elif problem == "report-folder-missing":
+        args += ["--report", str(tmp_path / "no" / "such" / "report.csv")]
+    result = runner.invoke(args=args)
+    assert result.exit_code != 0
+    lines = cli_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+    assert citizens(db) == 0
+
+
+def test_full_width_id_numbers_and_phones_are_stored_as_ascii(runner, db, tmp_path):
+    """A full-width ID number ending in X passed \\d and became a second citizen beside the
+    same ASCII number; a full-width phone never matched the kiosk keypad's digits."""
+    number = next(id_number(n) for n in range(1000) if id_number(n).endswith("X"))
+    wide = "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in number)
+    photos = make_zip(tmp_path / "p.zip", {})
+    for n, (id_text, phone) in enumerate([(wide, "１３８ ００１３ ８０００"), (number, "13800138000")]):
+        records = write_csv(tmp_path / f"r{n}.csv", RECORD_HEADER,
+                            [{"id_number": id_text, "name": "王小明", "phone": phone, "consent": "no"}])
+        result = runner.invoke(args=["import-records", str(records), "--photos", str(photos)])
+        assert result.exit_code == 0, result.output
+    rows = db.conn.execute("SELECT id_number, phone FROM citizens").fetchall()
+    assert [tuple(r) for r in rows] == [(number, "13800138000")]
+
+
+@pytest.mark.parametrize("id_text, phone, reason", [
+    ("١" * 17 + "X", "13800138000", "resident ID"),
+    (id_number(1), "١٣٨٠٠١٣٨٠٠٠", "phone"),
+])
+def test_other_digit_characters_reject_the_row(runner, db, tmp_path, id_text, phone, reason):
+    records = write_csv(tmp_path / "r.csv", RECORD_HEADER,
+                        [{"id_number": id_text, "name": "A", "phone": phone, "consent": "no"}])
+    photos = make_zip(tmp_path / "p.zip", {})
+    result = runner.invoke(args=["import-records", str(records), "--photos", str(photos)])
+    assert result.exit_code == 0 and "rejected 1" in result.output and reason in result.output
+    assert citizens(db) == 0
+
+
+def lying_zip(path, size=40 * 2 ** 20, claimed=1000):
+    """A zip whose one member inflates to `size` bytes but whose headers claim `claimed`."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("liar.jpg", b"\xff\xd8\xff" + b"\x00" * size)
+    raw = bytearray(path.read_bytes())
+    central = raw.index(b"PK\x01\x02")
+    raw[22:26] = claimed.to_bytes(4, "little")                  # local header: uncompressed size
+    raw[central + 24:central + 28] = claimed.to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_cli_import_with_a_zip_whose_sizes_lie_inflates_no_more_than_the_cap(runner, db, tmp_path):
+    # pins: the reader caps what it inflates whatever the header says, and the CRC catches the lie
+    photos = lying_zip(tmp_path / "p.zip")
+    records = write_csv(tmp_path / "r.csv", RECORD_HEADER, [record(1, "Liar", "liar.jpg")])
+    result = runner.invoke(args=["import-records", str(records), "--photos", str(photos)])
+    assert result.exit_code == 0, result.output
+    assert "rejected 1" in result.output and "cannot be read" in result.output
+    assert citizens(db) == 0
+
+
+# --- login: where it sends you afterwards ---------------------------------------------------
+
+@pytest.mark.parametrize("target", ["/\t/evil.com", "/\\evil.com", "/\\/evil.com", "//evil.com",
+                                    "/\n/evil.com", "https://evil.com", "/\x00/x"])
+def test_login_never_redirects_off_site(client, target):
+    # "/<TAB>/evil.com" was accepted, and werkzeug's redirect dropped the tab: "//evil.com"
+    token = AuthActions(client).csrf_token()
+    response = client.post("/login", query_string={"next": target},
+                           data={"username": "admin", "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert location.startswith("/") and not location.startswith("//") and "evil" not in location
+
+
+# --- the device agent against a server that answers nonsense --------------------------------
+
+class NonsenseServer:
+    """A server on 127.0.0.1 that answers every GET with 200 and the body it is given."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(owner.body)
+
+            def log_message(self, *args):
+                pass
+
+        self.body = b"{}"
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def nonsense_server():
+    server = NonsenseServer()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("body", [
+    b"[]", b'"text"', b"{}", b'{"seq": "x", "upserts": [], "removals": []}',
+    b'{"seq": 5, "upserts": [{"citizen_id": 1}], "removals": []}',
+    b'{"seq": 5, "upserts": [{"citizen_id": 1, "display_name": "A", "language": "en",'
+    b' "templates": ["!!"]}], "removals": []}',
+    b'{"seq": 5, "upserts": [], "removals": [[1]]}',
+    b'{"seq": 1e400, "upserts": [], "removals": []}',
+], ids=["list", "string", "empty", "seq-text", "upsert-short", "template-junk", "removal-list",
+        "seq-inf"])
+def test_a_gallery_of_the_wrong_shape_keeps_the_cache_and_the_sync_worker(nonsense_server, tmp_path,
+                                                                         body):
+    # each of these raised out of Syncer.sync_gallery and ended the sync thread: the kiosk
+    # then never synced or delivered its outbox again until restarted
+    from kiosk.client import ApiClient
+    from kiosk.events import EventLog
+    from kiosk.store import Store
+    from kiosk.sync import Syncer
+    events = []
+    log = EventLog()
+    log.add_listener(events.append)
+    store = Store(tmp_path / "device.db")
+    try:
+        store.apply_delta({"seq": 3, "full": True, "removals": [], "upserts": [
+            {"citizen_id": 7, "display_name": "Kept", "language": "en",
+             "templates": [base64.b64encode(bytes(512)).decode()]}]})
+        nonsense_server.body = body
+        syncer = Syncer(store, ApiClient(nonsense_server.url, "token", timeout=2), log)
+        assert syncer.sync_gallery() is False
+        assert [e["event"] for e in events] == ["offline"]
+        assert store.sync_seq == 3 and list(store.citizens()) == [7]
+    finally:
+        store.close()
