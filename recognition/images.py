@@ -6,6 +6,7 @@ that is not a readable, reasonably sized image is refused with a reason a person
 """
 import io
 import os
+import struct
 import warnings
 
 import numpy as np
@@ -41,8 +42,30 @@ def load_image(source, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
             raise PhotoRejected("image is too large to process safely")
         except (OSError, ValueError, EOFError):
             raise PhotoRejected("image file is truncated or corrupt")
-    img = ImageOps.exif_transpose(img)
-    return _to_rgb_array(img)
+    return _to_rgb_array(_upright(img))
+
+
+# EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose)
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
+_EXIF_ERRORS = (TypeError, ValueError, KeyError, IndexError, OSError, SyntaxError,
+                ZeroDivisionError, OverflowError, struct.error)
+
+
+def _upright(img):
+    """The image turned by its EXIF orientation. exif_transpose also rewrites the EXIF block,
+    and a damaged one (a tag of the wrong type) raised TypeError or struct.error from there:
+    a 500 for a device snapshot, a stopped import. Then turn by the orientation tag alone."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except _EXIF_ERRORS:
+        try:
+            method = _ORIENTATION.get(img.getexif().get(0x0112))
+        except _EXIF_ERRORS:
+            method = None
+        return img.transpose(method) if method is not None else img
 
 
 def _read_bytes(source, max_bytes):
