@@ -844,3 +844,42 @@ def test_a_gallery_of_the_wrong_shape_keeps_the_cache_and_the_sync_worker(nonsen
         assert store.sync_seq == 3 and list(store.citizens()) == [7]
     finally:
         store.close()
+
+
+# --- photos with damaged EXIF ----------------------------------------------------------------
+
+def damaged_exif_jpeg(person, max_side=400):
+    """A real photo stored sideways with EXIF orientation 6 (as phones do), whose EXIF block
+    also holds XResolution written as text: exif_transpose raised TypeError rewriting it."""
+    import struct
+    img = Image.open(person_photo(person)).convert("RGB")
+    img.thumbnail((max_side, max_side))
+    sideways = img.transpose(Image.Transpose.ROTATE_90)  # orientation 6 turns it back upright
+    entries = [(0x0112, 3, 1, struct.pack("<HH", 6, 0)), (0x011A, 2, 4, b"abc\x00")]
+    tiff = b"II*\x00" + struct.pack("<IH", 8, len(entries))
+    for tag, kind, count, value in entries:
+        tiff += struct.pack("<HHI", tag, kind, count) + value
+    tiff += struct.pack("<I", 0)
+    out = io.BytesIO()
+    sideways.save(out, "JPEG", quality=90, exif=b"Exif\x00\x00" + tiff)
+    return out.getvalue()
+
+
+def test_snapshot_with_damaged_exif_is_stored_upright(app, client, db, token):
+    # was a 500 (TypeError from Pillow's EXIF rewrite) and the session was never stored
+    data = damaged_exif_jpeg("kit_harington")
+    payload = session_payload()
+    response = multipart(client, token, {"session": json.dumps(payload),
+                                         "snapshot": (io.BytesIO(data), "s.jpg")})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert session_count(db) == 1 and snapshots(app) == [f"{payload['id']}.jpg"]
+
+
+def test_import_of_a_photo_with_damaged_exif_enrols_it_upright(runner, db, tmp_path):
+    # was a traceback: the import stopped at that photo
+    photos = make_zip(tmp_path / "p.zip", {"joe.jpg": damaged_exif_jpeg("joe_biden")})
+    records = write_csv(tmp_path / "r.csv", RECORD_HEADER, [record(1, "Joe", "joe.jpg")])
+    result = runner.invoke(args=["import-records", str(records), "--photos", str(photos)])
+    assert result.exit_code == 0, result.output
+    assert "imported 1, updated 0, unchanged 0, rejected 0" in result.output
+    assert db.conn.execute("SELECT count(*) FROM face_templates").fetchone()[0] == 1
