@@ -78,11 +78,11 @@ def snapshots(app):
 
 # --- device API: the gallery ----------------------------------------------------------------
 
-@pytest.mark.parametrize("since", ["-1", "1e9", "abc", "", " 1", "0x10", "²", "١٢٣", "1.0"])
-def test_gallery_since_must_be_plain_digits(client, token, since):
+def test_gallery_since_must_be_plain_digits(client, token):
     # "²".isdigit() is True and int("²") raised: a 500
-    response = client.get("/api/v1/gallery", query_string={"since": since}, headers=bearer(token))
-    assert_error(response, 400, "since")
+    for since in ["-1", "1e9", "abc", "", " 1", "0x10", "²", "١٢٣", "1.0"]:
+        response = client.get("/api/v1/gallery", query_string={"since": since}, headers=bearer(token))
+        assert_error(response, 400, "since")
 
 
 def test_gallery_since_beyond_the_server_starts_the_device_over(client, token):
@@ -92,13 +92,11 @@ def test_gallery_since_beyond_the_server_starts_the_device_over(client, token):
 
 # --- device API: tokens and methods ---------------------------------------------------------
 
-@pytest.mark.parametrize("header", [
-    "", "Bearer", "Bearer ", "Bearer    ", "Token abc", "Bearer " + "x" * 20_000,
-    "Bearer \u00e9\u00ff\u00a0", "Bearer a b c", "Bearer\tabc",
-])
-def test_odd_authorization_headers_get_401(client, token, header):
-    response = client.get("/api/v1/config", headers={"Authorization": header})
-    assert_error(response, 401)
+def test_odd_authorization_headers_get_401(client, token):
+    for header in ["", "Bearer", "Bearer ", "Bearer    ", "Token abc", "Bearer " + "x" * 20_000,
+                   "Bearer \u00e9\u00ff\u00a0", "Bearer a b c", "Bearer\tabc", f"Basic {token}"]:
+        response = client.get("/api/v1/config", headers={"Authorization": header})
+        assert_error(response, 401)
 
 
 def test_revoked_token_gets_401_on_every_endpoint(runner, client, db, token):
@@ -114,13 +112,11 @@ def test_revoked_token_gets_401_on_every_endpoint(runner, client, db, token):
     assert session_count(db) == 1
 
 
-@pytest.mark.parametrize("method, path", [
-    ("get", "/api/v1/sessions"), ("put", "/api/v1/sessions"), ("delete", "/api/v1/gallery"),
-    ("post", "/api/v1/config"), ("get", "/api/v1/sessions/x/ticket"),
-    ("get", "/api/v1/sessions/x/liveness"),
-])
-def test_wrong_methods_get_405_json(client, token, method, path):
-    assert_error(getattr(client, method)(path, headers=bearer(token)), 405)
+def test_wrong_methods_get_405_json(client, token):
+    for method, path in [("get", "/api/v1/sessions"), ("put", "/api/v1/sessions"),
+                         ("delete", "/api/v1/gallery"), ("post", "/api/v1/config"),
+                         ("get", "/api/v1/sessions/x/ticket"), ("get", "/api/v1/sessions/x/liveness")]:
+        assert_error(getattr(client, method)(path, headers=bearer(token)), 405)
 
 
 @pytest.mark.parametrize("session_id", ["%00", "a" * 20_000, "%E2%80%AE", "..%2F..%2Fetc", "' OR 1=1 --"])
