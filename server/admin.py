@@ -22,6 +22,7 @@ from db import open_db, transaction
 from db.queries import audit, get_setting, set_setting
 from recognition.decision import Policy
 
+from .api import GALLERY_BY_SITE, resend_gallery
 from .auth import ROLES, UserError, audit_user, create_user, role_required
 from .console import clamp_page_size, day_bounds, parse_day, parse_row_id, utc_stamp
 from .i18n import add_translations, t
@@ -74,6 +75,9 @@ SETTINGS = (
             help="A clerk-confirmed snapshot becomes an extra template for that citizen."),
     Setting("second_factor", "Second factor for case details", "bool", True,
             help="Citizens type the last four digits of their phone before case details show."),
+    Setting(GALLERY_BY_SITE, "Each device holds only its own site's citizens", "bool", False,
+            help="A device gets the citizens whose district is its site (and those without a"
+                 " district): smaller galleries name fewer strangers and greet more citizens."),
 )
 
 
@@ -147,6 +151,8 @@ def save_settings(db, form):
     with transaction(db):
         for key, (_, value) in changes.items():
             set_setting(db, key, value)
+        if GALLERY_BY_SITE in changes:
+            resend_gallery(db)  # every device re-checks every citizen against the new scope
         if changes:
             audit_user("settings.update", "setting", ",".join(sorted(changes)), changes)
     return changes, {}
@@ -523,6 +529,10 @@ add_translations({
     "Snapshot retention (days)": "抓拍保留天数",
     "Add confirmed matches as face templates": "将确认的匹配加入为人脸模板",
     "Second factor for case details": "查看案件详情需第二重验证",
+    "Each device holds only its own site's citizens": "每台设备只保存本网点的市民",
+    "A device gets the citizens whose district is its site (and those without a"
+    " district): smaller galleries name fewer strangers and greet more citizens.":
+        "设备只接收所属区域与其网点相同的市民（以及未填写区域的市民）：人脸库越小，误认越少、识别越多。",
     "Loosest face distance that may be greeted by name; devices tighten it as the"
     " number of enrolled citizens grows. Lower is stricter.":
         "可按姓名问候的最大人脸距离；登记人数越多，设备会自动收紧。越低越严格。",

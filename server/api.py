@@ -27,7 +27,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from flask.cli import with_appcontext
 
 from db import now_iso, transaction
-from db.queries import audit, get_setting
+from db.queries import audit, get_setting, next_sync_seq
 from recognition import PhotoRejected
 from recognition.decision import Policy
 from recognition.images import load_image
@@ -123,12 +123,17 @@ def audit_device(action, target_type="", target_id="", detail=""):
 
 # --- gallery -------------------------------------------------------------------------------
 
-def gallery_delta(db, since, limit=GALLERY_PAGE):
+GALLERY_BY_SITE = "gallery.by_site"
+
+
+def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
     """Citizens changed after sync seq `since`: upserts (templates to hold) and removals.
 
     A citizen removed, without consent, or with no template is a removal: the device must
-    forget them. "full" tells the device to drop its whole cache first (since=0). About
-    `limit` citizens come per call; "more" says to ask again from the returned "seq".
+    forget them. With the gallery.by_site setting on, so is a citizen of another site than
+    the device's (district set and different). "full" tells the device to drop its whole
+    cache first (since=0). About `limit` citizens come per call; "more" says to ask again
+    from the returned "seq".
     """
     db.conn.execute("BEGIN")  # one snapshot: the counter and the rows it covers agree
     try:
@@ -137,9 +142,10 @@ def gallery_delta(db, since, limit=GALLERY_PAGE):
             since = 0
         upto = _page_end(db, since, current, limit)
         rows = db.conn.execute(
-            "SELECT id, name, language, consent, removed_at FROM citizens"
+            "SELECT id, name, language, consent, removed_at, district FROM citizens"
             " WHERE sync_seq > ? AND sync_seq <= ? ORDER BY sync_seq, id", [since, upto]).fetchall()
-        upserts, removals = _split_changes(db, rows)
+        scope = site if site and get_setting(db, GALLERY_BY_SITE, False) else None
+        upserts, removals = _split_changes(db, rows, scope)
     finally:
         db.conn.execute("COMMIT")
     return {"seq": upto, "upserts": upserts, "removals": removals, "full": since == 0,
@@ -155,16 +161,28 @@ def _page_end(db, since, current, limit):
     return row[0] if row else current
 
 
-def _split_changes(db, rows):
+def _split_changes(db, rows, site=None):
     upserts, removals = [], []
     for row in rows:
-        templates = _templates(db, row["id"]) if row["consent"] and not row["removed_at"] else []
+        wanted = row["consent"] and not row["removed_at"] and _in_scope(row, site)
+        templates = _templates(db, row["id"]) if wanted else []
         if templates:
             upserts.append({"citizen_id": row["id"], "display_name": row["name"],
                             "language": row["language"], "templates": templates})
         else:
             removals.append(row["id"])
     return upserts, removals
+
+
+def _in_scope(row, site):
+    """Whether a device of `site` holds this citizen (site None: every device holds all)."""
+    return site is None or not row["district"] or row["district"] == site
+
+
+def resend_gallery(db):
+    """Mark every citizen changed (call inside a transaction): after a change of scope each
+    device gets every citizen again, as an upsert or a removal."""
+    db.conn.execute("UPDATE citizens SET sync_seq = ?", [next_sync_seq(db)])
 
 
 def _templates(db, citizen_id):
@@ -185,7 +203,7 @@ def gallery():
     # ASCII digits only: "²".isdigit() is True but int("²") raises (a 500)
     if not (since.isascii() and since.isdigit()):
         raise ApiError(400, "since must be a non-negative integer")
-    delta = gallery_delta(get_db(), int(since))
+    delta = gallery_delta(get_db(), int(since), site=g.device["site"])
     return jsonify(delta)
 
 

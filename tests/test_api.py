@@ -272,3 +272,30 @@ def test_config_gives_policy_defaults_and_greeting_settings(client, db, token):
     assert body["threshold"] == 0.4
     assert body["greeting_templates"]["zh"] == "{surname}{honorific}，您好"
     assert body["greeting_templates"]["en"] == "Hello, {name}!"
+
+
+def test_devices_hold_only_their_sites_citizens_when_the_setting_is_on(client, db, auth):
+    from server.api import register_device
+    east = register_device(db, "kiosk-east", "kiosk", site="Hall A")
+    west = register_device(db, "kiosk-west", "kiosk", site="Hall B")
+    in_a, in_b, anywhere = (enrol(db, "barack_obama"), enrol(db, "joe_biden"),
+                            enrol(db, "kit_harington"))
+    db.conn.execute("UPDATE citizens SET district = 'Hall A' WHERE id = ?", [in_a])
+    db.conn.execute("UPDATE citizens SET district = 'Hall B' WHERE id = ?", [in_b])
+
+    def held(token, since=0):
+        body = client.get(f"/api/v1/gallery?since={since}", headers=bearer(token)).get_json()
+        return {u["citizen_id"] for u in body["upserts"]}, set(body["removals"]), body["seq"]
+
+    assert held(east)[0] == {in_a, in_b, anywhere}          # off by default: everyone
+    _, _, seq = held(west)
+    auth.login()
+    token = auth.csrf_token("/admin/settings")
+    form = {"csrf_token": token, "policy.threshold": "0.5", "policy.margin": "0.06",
+            "policy.min_frames": "3", "greeting.templates.zh": "{name}，您好！",
+            "greeting.templates.yue": "{name}，你好！", "greeting.templates.en": "Hello, {name}!",
+            "retention_days": "30", "second_factor": "on", "gallery.by_site": "on"}
+    assert client.post("/admin/settings", data=form).status_code in (200, 302)
+    assert held(east)[0] == {in_a, anywhere}
+    upserts, removals, _ = held(west, since=seq)            # the next delta moves hall A out
+    assert upserts == {in_b, anywhere} and removals == {in_a}
