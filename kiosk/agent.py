@@ -216,7 +216,29 @@ def snapshot_jpeg(bgr, location=None):
     return data.tobytes() if ok else None
 
 
-class KioskFrontEnd:
+class FrontEnd:
+    """What a citizen sees and hears; the hooks a front end does not need stay no-ops."""
+
+    speaker = None
+
+    def on_greeted(self, visit):
+        pass
+
+    def on_unknown(self, visit):
+        pass
+
+    def on_frame(self, frame, rgb, tracks):
+        pass
+
+    def on_left(self, track):
+        pass
+
+    def close(self):
+        if self.speaker is not None:
+            self.speaker.close()
+
+
+class KioskFrontEnd(FrontEnd):
     """The kiosk's screen and voice."""
 
     def __init__(self, screen_state=None, speaker=None):
@@ -234,13 +256,3 @@ class KioskFrontEnd:
             self.screen.show("unknown")
         if self.speaker is not None:
             self.speaker.say(UNKNOWN_PROMPT["text"], UNKNOWN_PROMPT["language"])
-
-    def on_frame(self, frame, rgb, tracks):
-        pass
-
-    def on_left(self, track):
-        pass
-
-    def close(self):
-        if self.speaker is not None:
-            self.speaker.close()

@@ -6,6 +6,7 @@ FILE.wav (k = 1) or FILE-k.wav, so what was said can be checked against the audi
 """
 import threading
 
+from kiosk.agent import FrontEnd
 from kiosk.casefile_screen import SEE_A_CLERK
 from kiosk.phrases import (LIVENESS_FAILED, UNKNOWN_VISITOR, blink_request, language_of,
                            next_step, phrase, ticket_text)
@@ -14,7 +15,7 @@ from kiosk.phrases import (LIVENESS_FAILED, UNKNOWN_VISITOR, blink_request, lang
 UNKNOWN_LANGUAGES = ("zh", "en")
 
 
-class RobotVoice:
+class RobotVoice(FrontEnd):
     """Says each step of a visit in the citizen's language; never drops an utterance."""
 
     def __init__(self, speaker, events):
@@ -39,16 +40,6 @@ class RobotVoice:
     def on_unknown(self, visit):
         for language in UNKNOWN_LANGUAGES:
             self.say("directions", phrase(UNKNOWN_VISITOR, language), language)
-
-    def on_frame(self, frame, rgb, tracks):
-        pass
-
-    def on_left(self, track):
-        pass
-
-    def close(self):
-        if self.speaker is not None:
-            self.speaker.close()
 
     # --- the case-file hooks ------------------------------------------------------------------
 

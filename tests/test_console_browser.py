@@ -8,9 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from browser import screenshot
+from browser import log_in, screenshot
 from console_helpers import add_case, add_citizen, add_device, add_session
-from conftest import PASSWORD
 
 
 @pytest.fixture
@@ -37,14 +36,6 @@ def busy_hall(app, db):
     waiting = add_session(app, db, kiosk, obama, snapshot=("barack_obama", 2), distance=0.318,
                           margin=0.262, time_to_greet=0.71, received_at=now - timedelta(minutes=1))
     return {"kiosk": kiosk, "robot": robot, "waiting": waiting, "obama": obama}
-
-
-def log_in(page, base, username):
-    page.goto(base + "/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("#login-form button[type=submit]")
-    page.wait_for_url("**/console/")
 
 
 def images_loaded(page):

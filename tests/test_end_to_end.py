@@ -4,8 +4,8 @@ clerk in real Chromium finds that session, confirms it, opens the case file and 
 admin then reads the audit trail of every view."""
 import shutil
 
-from browser import screenshot
-from conftest import PASSWORD, PEOPLE
+from browser import log_in, screenshot
+from conftest import PEOPLE
 from device_helpers import of_kind, run_agent
 from import_helpers import id_number, write_csv
 from videos import visitor_video
@@ -34,14 +34,6 @@ def register_kiosk(runner):
     result = runner.invoke(args=["register-device", "kiosk-east", "--kind", "kiosk", "--site", "hall-a"])
     assert result.exit_code == 0, result.output
     return [line for line in result.output.split() if len(line) >= 32][-1]
-
-
-def log_in(page, base, username):
-    page.goto(base + "/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("#login-form button[type=submit]")
-    page.wait_for_url("**/console/")
 
 
 def test_import_greet_review_and_audit(app, db, runner, live_server, chromium_page, tmp_path):
