@@ -69,7 +69,9 @@ def register_device(db, name, kind, site=""):
         raise DeviceError("device name must be 1 to 64 characters")
     if kind not in DEVICE_KINDS:
         raise DeviceError(f"kind must be one of: {', '.join(DEVICE_KINDS)}")
-    token = secrets.token_urlsafe(32)
+    # The prefix keeps a token from starting with "-", which a command line (`--token -x...`)
+    # would read as an option; it also makes a leaked token recognisable in logs.
+    token = "civic_" + secrets.token_urlsafe(32)
     with transaction(db):
         if db.conn.execute("SELECT 1 FROM devices WHERE name = ?", [name]).fetchone():
             raise DeviceError(f"device {name!r} already exists")

@@ -299,3 +299,10 @@ def test_devices_hold_only_their_sites_citizens_when_the_setting_is_on(client, d
     assert held(east)[0] == {in_a, anywhere}
     upserts, removals, _ = held(west, since=seq)            # the next delta moves hall A out
     assert upserts == {in_b, anywhere} and removals == {in_a}
+
+
+def test_device_tokens_can_be_passed_on_a_command_line(db):
+    from server.api import register_device
+    tokens = [register_device(db, f"kiosk-{i}", "kiosk") for i in range(200)]
+    assert not any(token.startswith("-") for token in tokens)
+    assert len(set(tokens)) == 200 and all(len(token) > 40 for token in tokens)
