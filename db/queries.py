@@ -37,10 +37,6 @@ def citizen(db, citizen_id):
                            [citizen_id]).fetchone()
 
 
-def citizen_by_id_number(db, id_number):
-    return db.conn.execute("SELECT * FROM citizens WHERE id_number = ?", [id_number]).fetchone()
-
-
 def search_citizens(db, q, limit=50, after_id=0):
     """Citizens whose ID number, name or phone contains q (keyset pagination by id)."""
     like = f"%{q.strip()}%"
@@ -52,9 +48,4 @@ def search_citizens(db, q, limit=50, after_id=0):
 
 def citizen_cases(db, citizen_id):
     return db.conn.execute("SELECT * FROM cases WHERE citizen_id = ? ORDER BY case_number",
-                           [citizen_id]).fetchall()
-
-
-def citizen_templates(db, citizen_id):
-    return db.conn.execute("SELECT * FROM face_templates WHERE citizen_id = ? ORDER BY id",
                            [citizen_id]).fetchall()

@@ -554,12 +554,17 @@ def case_file(citizen_id):
                            case_statuses=CASE_STATUSES)
 
 
+def _to_case(case):
+    """Back to the citizen's case file, scrolled to this case."""
+    return redirect(url_for("console.case_file", citizen_id=case["citizen_id"]) + f"#case-{case['id']}")
+
+
 @bp.route("/cases/<int:case_id>")
 @role_required("clerk")
 def case_detail(case_id):
     """A case number link lands on its citizen's case file, at that case."""
     row = case_or_404(get_db(), case_id)
-    return redirect(url_for("console.case_file", citizen_id=row["citizen_id"]) + f"#case-{case_id}")
+    return _to_case(row)
 
 
 @bp.route("/cases/<int:case_id>/notes", methods=["POST"])
@@ -577,7 +582,7 @@ def add_note(case_id):
             db.conn.execute("UPDATE cases SET updated_at = ? WHERE id = ?", [now_iso(), case_id])
             audit_user("case.note", "case", case_id, {"case_number": row["case_number"]})
         flash(t("Note added."), "ok")
-    return redirect(url_for("console.case_file", citizen_id=row["citizen_id"]) + f"#case-{case_id}")
+    return _to_case(row)
 
 
 @bp.route("/cases/<int:case_id>", methods=["POST"])
@@ -594,7 +599,7 @@ def update_case(case_id):
     else:
         _save_case(db, row, status, counter)
         flash(t("Case updated."), "ok")
-    return redirect(url_for("console.case_file", citizen_id=row["citizen_id"]) + f"#case-{case_id}")
+    return _to_case(row)
 
 
 def _save_case(db, row, status, counter):
