@@ -1,4 +1,4 @@
-"""Helpers for the case-file and robot tests: the blinking woman of ../shared/video enrolled
+"""Helpers for the case-file and robot tests: the blinking woman of tests/data/video enrolled
 as a citizen with cases, her clips, and the real agent with CaseFileFlow run in this process."""
 import functools
 import wave
@@ -18,16 +18,16 @@ from kiosk.sync import Syncer
 from recognition import engine
 import liveness_videos
 
-# In ../shared/video the face appears at 5.0 s; her first blink starts at 5.67 s.
-CLIP_START, CLIP_END = 4.5, 9.0
+# In tests/data/video the face appears at 1.5 s; her first blink starts at 2.17 s.
+CLIP_START, CLIP_END = 1.0, 5.5
 PHONE = "139 0000 4321"
 
 
 @functools.lru_cache(maxsize=None)
 def her_encoding():
-    """Her template from a frame with open eyes (6.0 s), as an enrolment photo would give."""
+    """Her template from a frame with open eyes (2.5 s), as an enrolment photo would give."""
     capture = cv2.VideoCapture(str(VIDEO))
-    capture.set(cv2.CAP_PROP_POS_MSEC, 6_000)
+    capture.set(cv2.CAP_PROP_POS_MSEC, 2_500)
     ok, frame = capture.read()
     capture.release()
     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
@@ -56,7 +56,7 @@ def blinking_clip(path):
 
 def still_clip(path, seconds=8.0):
     """Her face held still (a photo of her): one frame repeated, with camera noise."""
-    frame = liveness_videos.frame_at(VIDEO, 6.0, max_side=640)
+    frame = liveness_videos.frame_at(VIDEO, 2.5, max_side=640)
     return liveness_videos.still_frame_video(path, frame, seconds=seconds, fps=15)
 
 

@@ -11,12 +11,12 @@ from app import create_app
 from db import open_db
 from server.auth import create_user
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-if not SHARED.exists():
-    SHARED = Path(os.environ.get("CIVIC_SHARED", "../shared")).resolve()
-FACES = SHARED / "faces"
+# Real photos and a real clip committed with the tests (sources and licences: tests/data/README.md).
+DATA = Path(__file__).resolve().parent / "data"
+FACES = DATA / "faces"
 PEOPLE = FACES / "people"
-VIDEO = SHARED / "video" / "blinking_on_purpose.mp4"
+# 17 s at 640x360: a woman faces the camera from 1.5 s, blinks from 2.17 s on, leaves at 16 s.
+VIDEO = DATA / "video" / "blinking_clip.mp4"
 PASSWORD = "test-password-123"
 pytest_plugins = ["browser"]  # the chromium_page fixture
 

@@ -35,7 +35,7 @@ def display_name(person):
 
 
 def enrol(db, person, photos=(1,), language="en", name=None, encodings=None):
-    """Insert a citizen for `person` (a folder of ../shared/faces/people) with one template
+    """Insert a citizen for `person` (a folder of tests/data/faces/people) with one template
     per photo index; returns the citizen id."""
     encodings = encodings if encodings is not None else [person_encoding(person, i) for i in photos]
     stamp = now_iso()

@@ -1,5 +1,5 @@
 """Builders for import tests: valid PRC ID numbers, CSV files in any encoding, photo zips,
-and broken photos made from the real ones in ../shared/faces."""
+and broken photos made from the real ones in tests/data/faces."""
 import csv
 import io
 import struct

@@ -1,4 +1,4 @@
-"""Build test videos for blink liveness from the shared material.
+"""Build test videos for blink liveness from the real clip in tests/data.
 
 - a time slice of the real blinking video, downscaled (fast enough for tests on 2 cores);
 - a photo attack: one frame of a real face repeated, with camera sensor noise;

@@ -89,18 +89,18 @@ def test_one_greeting_per_visit(kiosk, db, obama_biden, tmp_path, regreet_after_
 
 
 def test_real_video_person_greeted_soon_after_she_appears(kiosk, db, tmp_path):
-    """../shared/video: a real face appears about 1 s into the clip (after a title card)."""
+    """tests/data/video: a real face appears about 1 s into the clip (after a title card)."""
     import cv2
     from recognition import engine
-    from videos import shared_clip
+    from videos import real_clip
     capture = cv2.VideoCapture(str(VIDEO))
-    capture.set(cv2.CAP_PROP_POS_MSEC, 12_000)
+    capture.set(cv2.CAP_PROP_POS_MSEC, 8_500)
     ok, frame = capture.read()
     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     location = engine.detect_faces(rgb, 640)[0]
     enrol(db, "blinking", name="林小姐", language="zh", encodings=[engine.face_encoding(rgb, location)])
     enrol(db, "barack_obama")
-    video = shared_clip(tmp_path / "clip.avi", start_s=4.0, seconds=3.0)
+    video = real_clip(tmp_path / "clip.avi", start_s=0.5, seconds=3.0)
     events, _ = run_agent(*kiosk, video, tmp_path / "kiosk.db")
     greeted = of_kind(events, "greeted")
     assert [g["name"] for g in greeted] == ["林小姐"]

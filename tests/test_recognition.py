@@ -13,7 +13,7 @@ from recognition.gallery import Gallery
 
 @pytest.fixture(scope="module")
 def encodings():
-    """One enrolment template per shared person, plus every other photo as a probe."""
+    """One enrolment template per test person, plus every other photo as a probe."""
     out = {}
     for person_dir in sorted(PEOPLE.iterdir()):
         for path in sorted(person_dir.glob("*.jpg")):

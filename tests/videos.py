@@ -1,4 +1,4 @@
-"""Test videos made from the still photos in ../shared/faces: a face cut out of a photo,
+"""Test videos made from the still photos in tests/data/faces: a face cut out of a photo,
 moving across a plain background at 640x360, present only when a schedule says so.
 
 MJPG in .avi: OpenCV can always write and read it back, frame-exact.
@@ -80,8 +80,8 @@ def visitor_video(path, people, seconds=3.0, present=None, fps=FPS, drift_px=60)
     return write_video(path, frames, fps)
 
 
-def shared_clip(path, start_s, seconds, fps=FPS):
-    """A 640x360 clip of ../shared/video (a real person facing the camera)."""
+def real_clip(path, start_s, seconds, fps=FPS):
+    """A 640x360 clip of tests/data/video (a real person facing the camera)."""
     capture = cv2.VideoCapture(str(VIDEO))
     source_fps = capture.get(cv2.CAP_PROP_FPS)
     capture.set(cv2.CAP_PROP_POS_FRAMES, round(start_s * source_fps))
