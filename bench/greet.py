@@ -53,11 +53,11 @@ def enrol(db, name, photo):
     stamp = now_iso()
     with transaction(db):
         seq = next_sync_seq(db)
-        citizen_id = db.conn.execute(
+        citizen_id = db.insert(
             "INSERT INTO citizens (id_number, name, language, sync_seq, created_at, updated_at)"
-            " VALUES (?, ?, 'en', ?, ?, ?)", [f"BENCH{seq:06d}", name, seq, stamp, stamp]).lastrowid
-        db.conn.execute("INSERT INTO face_templates (citizen_id, encoding, created_at) VALUES (?, ?, ?)",
-                        [citizen_id, to_blob(encoding), stamp])
+            " VALUES (?, ?, 'en', ?, ?, ?) RETURNING id", [f"BENCH{seq:06d}", name, seq, stamp, stamp])
+        db.execute("INSERT INTO face_templates (citizen_id, encoding, created_at) VALUES (?, ?, ?)",
+                   [citizen_id, to_blob(encoding), stamp])
     return citizen_id, encoding
 
 
@@ -150,7 +150,7 @@ def main(argv=None):
         agent = run_agent(args.video, url, token, os.path.join(tmp, "kiosk.db"))
         naive = run_naive(args.video, [n for n, _, _ in enrolled], [e for _, _, e in enrolled])
         server.shutdown()
-        db.conn.close()
+        db.close()
     speedup = round(agent["fps"] / naive["fps"], 2) if naive["fps"] else None
     report = {"video": video_info(args.video), "enrolled": [n for n, _, _ in enrolled],
               "cpus": os.cpu_count(), "agent": agent, "naive": naive, "speedup": speedup,

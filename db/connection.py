@@ -1,3 +1,9 @@
+"""One connection to the store, whatever the engine: execute(), transactions, close().
+
+Every query in the project goes through Database.execute() with `?` placeholders and
+portable SQL (RETURNING for new ids, ON CONFLICT for upserts, row values for keyset pages),
+so the same statements serve the embedded SQLite file and a PostgreSQL server.
+"""
 import contextlib
 import sqlite3
 from datetime import datetime, timezone
@@ -7,17 +13,55 @@ import sqlite_utils
 from .migrations import migrate
 
 
-def open_db(path, migrate_now=True):
-    """Open (and create/upgrade) the database at path: WAL, foreign keys, a busy timeout.
+class Database:
+    """A SQLite connection in autocommit mode; writes that belong together use transaction()."""
 
-    WAL lets the clerk console read while an import or a device upload writes.
-    """
-    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    db = sqlite_utils.Database(conn)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    dialect = "sqlite"
+    IntegrityError = sqlite3.IntegrityError
+
+    def __init__(self, path):
+        self.path = str(path)
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        # WAL lets the clerk console read while an import or a device upload writes.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn = conn
+        self.utils = sqlite_utils.Database(conn)  # schema inspection (tables, columns, indexes)
+
+    def execute(self, sql, params=()):
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql, rows):
+        return self.conn.executemany(sql, rows)
+
+    def insert(self, sql, params=()):
+        """Run an INSERT ... RETURNING id and return the new row's id."""
+        return self.conn.execute(sql, params).fetchone()[0]
+
+    @property
+    def in_transaction(self):
+        return self.conn.in_transaction
+
+    def begin(self):
+        # IMMEDIATE takes the write lock at once: two writers never both read, then both
+        # try to upgrade (which SQLite answers with "database is locked" for one of them).
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self):
+        self.conn.execute("COMMIT")
+
+    def rollback(self):
+        self.conn.execute("ROLLBACK")
+
+    def close(self):
+        self.conn.close()
+
+
+def open_db(path, migrate_now=True):
+    """Open (and create/upgrade) the database at path."""
+    db = Database(path)
     if migrate_now:
         migrate(db)
     return db
@@ -25,18 +69,17 @@ def open_db(path, migrate_now=True):
 
 @contextlib.contextmanager
 def transaction(db):
-    """All writes inside happen together or not at all (BEGIN IMMEDIATE: no lock upgrade races)."""
-    conn = db.conn
-    if conn.in_transaction:  # nested: the outer transaction decides
+    """All writes inside happen together or not at all. Nested: the outer one decides."""
+    if db.in_transaction:
         yield db
         return
-    conn.execute("BEGIN IMMEDIATE")
+    db.begin()
     try:
         yield db
     except BaseException:
-        conn.execute("ROLLBACK")
+        db.rollback()
         raise
-    conn.execute("COMMIT")
+    db.commit()
 
 
 def now_iso():

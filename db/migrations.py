@@ -11,26 +11,26 @@ def migration(fn):
 
 def migrate(db):
     """Apply every migration not yet recorded in _migrations, each in its own transaction."""
-    db.conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-    done = {row[0] for row in db.conn.execute("SELECT name FROM _migrations")}
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
     for fn in MIGRATIONS:
         if fn.__name__ in done:
             continue
-        db.conn.execute("BEGIN IMMEDIATE")
+        db.begin()
         try:
             fn(db)
-            db.conn.execute("INSERT INTO _migrations VALUES (?, ?)",
-                            [fn.__name__, datetime.now(timezone.utc).isoformat(timespec="seconds")])
+            db.execute("INSERT INTO _migrations VALUES (?, ?)",
+                       [fn.__name__, datetime.now(timezone.utc).isoformat(timespec="seconds")])
         except BaseException:
-            db.conn.execute("ROLLBACK")
+            db.rollback()
             raise
-        db.conn.execute("COMMIT")
+        db.commit()
 
 
 @migration
 def m001_initial(db):
     for sql in _INITIAL:
-        db.conn.execute(sql)
+        db.execute(sql)
 
 
 _INITIAL = [
@@ -179,7 +179,7 @@ def m002_console_indexes(db):
         "CREATE INDEX idx_audit_actor ON audit_log(actor_name)",
         "CREATE INDEX idx_audit_action ON audit_log(action)",
     ]:
-        db.conn.execute(sql)
+        db.execute(sql)
 
 
 @migration
@@ -191,4 +191,4 @@ def m003_second_factor_attempts(db):
         "ALTER TABLE sessions ADD COLUMN factor_failed_at TEXT",
         "ALTER TABLE sessions ADD COLUMN factor_passed_at TEXT",
     ]:
-        db.conn.execute(sql)
+        db.execute(sql)

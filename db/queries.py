@@ -6,8 +6,8 @@ from .connection import now_iso
 
 def next_sync_seq(db):
     """A new, higher sync sequence number (call inside a transaction)."""
-    db.conn.execute("UPDATE sync_counter SET seq = seq + 1 WHERE id = 1")
-    return db.conn.execute("SELECT seq FROM sync_counter WHERE id = 1").fetchone()[0]
+    db.execute("UPDATE sync_counter SET seq = seq + 1 WHERE id = 1")
+    return db.execute("SELECT seq FROM sync_counter WHERE id = 1").fetchone()[0]
 
 
 def audit(db, actor_type, actor_id, actor_name, action, target_type="", target_id="",
@@ -15,7 +15,7 @@ def audit(db, actor_type, actor_id, actor_name, action, target_type="", target_i
     """Append one audit entry. detail may be a dict (stored as JSON)."""
     if not isinstance(detail, str):
         detail = json.dumps(detail, ensure_ascii=False, sort_keys=True)
-    db.conn.execute(
+    db.execute(
         "INSERT INTO audit_log (at, actor_type, actor_id, actor_name, action, target_type,"
         " target_id, detail, ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [now_iso(), actor_type, actor_id, actor_name, action, target_type, str(target_id),
@@ -23,29 +23,29 @@ def audit(db, actor_type, actor_id, actor_name, action, target_type="", target_i
 
 
 def get_setting(db, key, default=None):
-    row = db.conn.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+    row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
     return json.loads(row[0]) if row else default
 
 
 def set_setting(db, key, value):
-    db.conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key)"
-                    " DO UPDATE SET value = excluded.value", [key, json.dumps(value)])
+    db.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key)"
+               " DO UPDATE SET value = excluded.value", [key, json.dumps(value)])
 
 
 def citizen(db, citizen_id):
-    return db.conn.execute("SELECT * FROM citizens WHERE id = ? AND removed_at IS NULL",
-                           [citizen_id]).fetchone()
+    return db.execute("SELECT * FROM citizens WHERE id = ? AND removed_at IS NULL",
+                      [citizen_id]).fetchone()
 
 
 def search_citizens(db, q, limit=50, after_id=0):
     """Citizens whose ID number, name or phone contains q (keyset pagination by id)."""
     like = f"%{q.strip()}%"
-    return db.conn.execute(
+    return db.execute(
         "SELECT * FROM citizens WHERE removed_at IS NULL AND id > ? AND"
         " (? = '%%' OR id_number LIKE ? OR name LIKE ? OR phone LIKE ?)"
         " ORDER BY id LIMIT ?", [after_id, like, like, like, like, min(limit, 100)]).fetchall()
 
 
 def citizen_cases(db, citizen_id):
-    return db.conn.execute("SELECT * FROM cases WHERE citizen_id = ? ORDER BY case_number",
-                           [citizen_id]).fetchall()
+    return db.execute("SELECT * FROM cases WHERE citizen_id = ? ORDER BY case_number",
+                      [citizen_id]).fetchall()

@@ -188,7 +188,7 @@ def _submitted(form, values):
 # --- users ------------------------------------------------------------------------------------
 
 def user_or_404(db, user_id):
-    row = db.conn.execute("SELECT * FROM users WHERE id = ?", [user_id]).fetchone()
+    row = db.execute("SELECT * FROM users WHERE id = ?", [user_id]).fetchone()
     if row is None:
         abort(404, t("No such user."))
     return row
@@ -207,10 +207,10 @@ def change_user(db, row, acting_user_id, role=None, disabled=None):
     if disabled is not None and bool(disabled) != bool(row["disabled"]):
         changes["disabled"] = [bool(row["disabled"]), bool(disabled)]
     with transaction(db):
-        db.conn.execute("UPDATE users SET role = ?, disabled = ?, failed_logins = 0,"
-                        " locked_until = NULL WHERE id = ?",
-                        [role or row["role"], int(row["disabled"] if disabled is None else disabled),
-                         row["id"]])
+        db.execute("UPDATE users SET role = ?, disabled = ?, failed_logins = 0,"
+                   " locked_until = NULL WHERE id = ?",
+                   [role or row["role"], int(row["disabled"] if disabled is None else disabled),
+                    row["id"]])
         if changes:
             audit_user("user.update", "user", row["username"], changes)
     return changes
@@ -221,8 +221,8 @@ def reset_password(db, row, password):
     if len(password or "") < 10:
         raise UserError(t("A password needs at least 10 characters."))
     with transaction(db):
-        db.conn.execute("UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL"
-                        " WHERE id = ?", [generate_password_hash(password), row["id"]])
+        db.execute("UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL"
+                   " WHERE id = ?", [generate_password_hash(password), row["id"]])
         audit_user("user.password_reset", "user", row["username"])
 
 
@@ -242,7 +242,7 @@ def users():
                 audit_user("user.create", "user", form["username"].strip(), {"role": form["role"]})
             flash(t("User created."), "ok")
             return redirect(url_for("admin.users"))
-    rows = db.conn.execute("SELECT * FROM users ORDER BY username").fetchall()
+    rows = db.execute("SELECT * FROM users ORDER BY username").fetchall()
     return render_template("admin/users.html", users=rows, roles=ROLES), status
 
 
@@ -282,7 +282,7 @@ def revoke_device(db, name):
 
 
 def device_rows(db):
-    return db.conn.execute("SELECT * FROM devices ORDER BY revoked_at IS NOT NULL, name").fetchall()
+    return db.execute("SELECT * FROM devices ORDER BY revoked_at IS NOT NULL, name").fetchall()
 
 
 @bp.route("/devices", methods=["GET", "POST"])
@@ -314,7 +314,7 @@ def devices():
 def revoke(device_id):
     from .api import DeviceError
     db = get_db()
-    row = db.conn.execute("SELECT * FROM devices WHERE id = ?", [device_id]).fetchone()
+    row = db.execute("SELECT * FROM devices WHERE id = ?", [device_id]).fetchone()
     if row is None:
         abort(404, t("No such device."))
     try:
@@ -370,7 +370,7 @@ def audit_page(db, flt, before_id=None, limit=50):
         params.append(before_id)
     sql = (f"SELECT * FROM audit_log WHERE {' AND '.join(where) or '1'}"
            " ORDER BY id DESC LIMIT ?")
-    return db.conn.execute(sql, params + [limit]).fetchall()
+    return db.execute(sql, params + [limit]).fetchall()
 
 
 def audit_target_url(entry):
@@ -403,10 +403,10 @@ def audit_log():
 def index():
     db = get_db()
     counts = {
-        "users": db.conn.execute("SELECT count(*) FROM users WHERE disabled = 0").fetchone()[0],
-        "devices": db.conn.execute("SELECT count(*) FROM devices WHERE revoked_at IS NULL")
+        "users": db.execute("SELECT count(*) FROM users WHERE disabled = 0").fetchone()[0],
+        "devices": db.execute("SELECT count(*) FROM devices WHERE revoked_at IS NULL")
                      .fetchone()[0],
-        "pending": db.conn.execute("SELECT count(*) FROM sessions WHERE review_status = 'pending'")
+        "pending": db.execute("SELECT count(*) FROM sessions WHERE review_status = 'pending'")
                      .fetchone()[0],
     }
     return render_template("admin/index.html", counts=counts, settings=read_settings(db))
@@ -426,7 +426,7 @@ def purge_snapshots(db, snapshots_dir, retention_days, now=None, batch=500):
     purged = failed = 0
     cursor = ("", "")
     while True:
-        rows = db.conn.execute(
+        rows = db.execute(
             "SELECT id, snapshot_path, received_at FROM sessions WHERE snapshot_path IS NOT NULL"
             " AND received_at < ? AND (received_at, id) > (?, ?) ORDER BY received_at, id LIMIT ?",
             [cutoff, *cursor, batch]).fetchall()
@@ -435,8 +435,8 @@ def purge_snapshots(db, snapshots_dir, retention_days, now=None, batch=500):
         cursor = (rows[-1]["received_at"], rows[-1]["id"])
         removed = [row["id"] for row in rows if _remove_snapshot(snapshots_dir, row["snapshot_path"])]
         with transaction(db):
-            db.conn.executemany("UPDATE sessions SET snapshot_path = NULL WHERE id = ?",
-                                [(session_id,) for session_id in removed])
+            db.executemany("UPDATE sessions SET snapshot_path = NULL WHERE id = ?",
+                           [(session_id,) for session_id in removed])
         purged += len(removed)
         failed += len(rows) - len(removed)
     if purged or failed:
@@ -508,7 +508,7 @@ def _purge_loop(app, interval, first_delay):
                 try:
                     purge_snapshots(db, app.config["SNAPSHOTS_DIR"], retention_days(db))
                 finally:
-                    db.conn.close()
+                    db.close()
         except Exception:  # the next run tries again; a crashed thread would never purge again
             app.logger.exception("scheduled snapshot purge failed")
         wait(interval)

@@ -73,10 +73,10 @@ def register_device(db, name, kind, site=""):
     # would read as an option; it also makes a leaked token recognisable in logs.
     token = "civic_" + secrets.token_urlsafe(32)
     with transaction(db):
-        if db.conn.execute("SELECT 1 FROM devices WHERE name = ?", [name]).fetchone():
+        if db.execute("SELECT 1 FROM devices WHERE name = ?", [name]).fetchone():
             raise DeviceError(f"device {name!r} already exists")
-        db.conn.execute("INSERT INTO devices (name, kind, site, token_hash, created_at)"
-                        " VALUES (?, ?, ?, ?, ?)", [name, kind, site or "", hash_token(token), now_iso()])
+        db.execute("INSERT INTO devices (name, kind, site, token_hash, created_at)"
+                   " VALUES (?, ?, ?, ?, ?)", [name, kind, site or "", hash_token(token), now_iso()])
         audit(db, "system", None, "cli", "device.register", "device", name, {"kind": kind, "site": site or ""})
     return token
 
@@ -84,12 +84,12 @@ def register_device(db, name, kind, site=""):
 def revoke_device(db, name):
     """Revoke a device: its token fails with 401 from the next request on."""
     with transaction(db):
-        row = db.conn.execute("SELECT id, revoked_at FROM devices WHERE name = ?", [name]).fetchone()
+        row = db.execute("SELECT id, revoked_at FROM devices WHERE name = ?", [name]).fetchone()
         if row is None:
             raise DeviceError(f"no device named {name!r}")
         if row["revoked_at"]:
             raise DeviceError(f"device {name!r} was already revoked at {row['revoked_at']}")
-        db.conn.execute("UPDATE devices SET revoked_at = ? WHERE id = ?", [now_iso(), row["id"]])
+        db.execute("UPDATE devices SET revoked_at = ? WHERE id = ?", [now_iso(), row["id"]])
         audit(db, "system", None, "cli", "device.revoke", "device", name)
 
 
@@ -105,13 +105,13 @@ def device_required(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         db = get_db()
-        row = db.conn.execute("SELECT * FROM devices WHERE token_hash = ?",
-                              [hash_token(_bearer_token())]).fetchone()
+        row = db.execute("SELECT * FROM devices WHERE token_hash = ?",
+                         [hash_token(_bearer_token())]).fetchone()
         if row is None:
             raise ApiError(401, "unknown device token")
         if row["revoked_at"]:
             raise ApiError(401, "device token revoked")
-        db.conn.execute("UPDATE devices SET last_seen_at = ? WHERE id = ?", [now_iso(), row["id"]])
+        db.execute("UPDATE devices SET last_seen_at = ? WHERE id = ?", [now_iso(), row["id"]])
         g.device = row
         return view(*args, **kwargs)
     return wrapped
@@ -137,19 +137,19 @@ def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
     cache first (since=0). About `limit` citizens come per call; "more" says to ask again
     from the returned "seq".
     """
-    db.conn.execute("BEGIN")  # one snapshot: the counter and the rows it covers agree
+    db.execute("BEGIN")  # one snapshot: the counter and the rows it covers agree
     try:
         current = _current_seq(db)
         if since > current:  # the server's database was replaced: start the device over
             since = 0
         upto = _page_end(db, since, current, limit)
-        rows = db.conn.execute(
+        rows = db.execute(
             "SELECT id, name, language, consent, removed_at, district FROM citizens"
             " WHERE sync_seq > ? AND sync_seq <= ? ORDER BY sync_seq, id", [since, upto]).fetchall()
         scope = site if site and get_setting(db, GALLERY_BY_SITE, False) else None
         upserts, removals = _split_changes(db, rows, scope)
     finally:
-        db.conn.execute("COMMIT")
+        db.execute("COMMIT")
     return {"seq": upto, "upserts": upserts, "removals": removals, "full": since == 0,
             "more": upto < current}
 
@@ -157,7 +157,7 @@ def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
 def _page_end(db, since, current, limit):
     """The seq that ends a page of about `limit` citizens. A page ends on a whole seq,
     never inside one: an import may give many citizens the same seq."""
-    row = db.conn.execute(
+    row = db.execute(
         "SELECT sync_seq FROM citizens WHERE sync_seq > ? AND sync_seq <= ?"
         " ORDER BY sync_seq LIMIT 1 OFFSET ?", [since, current, limit - 1]).fetchone()
     return row[0] if row else current
@@ -184,18 +184,18 @@ def _in_scope(row, site):
 def resend_gallery(db):
     """Mark every citizen changed (call inside a transaction): after a change of scope each
     device gets every citizen again, as an upsert or a removal."""
-    db.conn.execute("UPDATE citizens SET sync_seq = ?", [next_sync_seq(db)])
+    db.execute("UPDATE citizens SET sync_seq = ?", [next_sync_seq(db)])
 
 
 def _templates(db, citizen_id):
-    rows = db.conn.execute("SELECT encoding FROM face_templates WHERE citizen_id = ? ORDER BY id",
-                           [citizen_id]).fetchall()
+    rows = db.execute("SELECT encoding FROM face_templates WHERE citizen_id = ? ORDER BY id",
+                      [citizen_id]).fetchall()
     return [base64.b64encode(from_blob(r["encoding"]).astype("<f4").tobytes()).decode("ascii")
             for r in rows]
 
 
 def _current_seq(db):
-    return db.conn.execute("SELECT seq FROM sync_counter WHERE id = 1").fetchone()[0]
+    return db.execute("SELECT seq FROM sync_counter WHERE id = 1").fetchone()[0]
 
 
 @bp.route("/gallery")
@@ -359,15 +359,15 @@ def session_json(row):
 
 def device_session(db, session_id, device_id):
     """The session with this id posted by this device, or None."""
-    return db.conn.execute("SELECT * FROM sessions WHERE id = ? AND device_id = ?",
-                           [session_id, device_id]).fetchone()
+    return db.execute("SELECT * FROM sessions WHERE id = ? AND device_id = ?",
+                      [session_id, device_id]).fetchone()
 
 
 def _existing(db, session_id, session=None):
     """A replay of an upload: the stored row (200). Another device's id is a conflict, and so
     is the same id with other content: answering 200 would tell the device its visit was
     stored, and it would delete the only copy from its outbox."""
-    row = db.conn.execute("SELECT * FROM sessions WHERE id = ?", [session_id]).fetchone()
+    row = db.execute("SELECT * FROM sessions WHERE id = ?", [session_id]).fetchone()
     if row is not None and row["device_id"] != g.device["id"]:
         raise ApiError(409, "a session with this id was posted by another device")
     if row is not None and session is not None and any(
@@ -388,7 +388,7 @@ def post_session():
     row = _existing(db, session["id"], session)
     if row is not None:
         return jsonify(session_json(row)), 200
-    if session["citizen_id"] is not None and not db.conn.execute(
+    if session["citizen_id"] is not None and not db.execute(
             "SELECT 1 FROM citizens WHERE id = ?", [session["citizen_id"]]).fetchone():
         raise ApiError(400, "citizen_id is not a known citizen")
     if snapshot is not None:
@@ -405,7 +405,7 @@ def _insert_session(db, session):
     marks = ", ".join("?" for _ in session)
     try:
         with transaction(db):
-            db.conn.execute(f"INSERT INTO sessions ({columns}) VALUES ({marks})", list(session.values()))
+            db.execute(f"INSERT INTO sessions ({columns}) VALUES ({marks})", list(session.values()))
             audit_device("session.upload", "session", session["id"],
                          {"outcome": session["outcome"], "citizen_id": session["citizen_id"]})
     except sqlite3.IntegrityError:

@@ -44,8 +44,8 @@ def init_app(app):
 
 @login_manager.user_loader
 def _load_user(user_id):
-    row = get_db().conn.execute("SELECT * FROM users WHERE id = ? AND disabled = 0",
-                                [user_id]).fetchone()
+    row = get_db().execute("SELECT * FROM users WHERE id = ? AND disabled = 0",
+                           [user_id]).fetchone()
     return User(row) if row else None
 
 
@@ -58,12 +58,12 @@ def create_user(db, username, password, role):
         raise UserError("username must be 1 to 64 characters")
     if len(password or "") < 10:
         raise UserError("password must be at least 10 characters")
-    if db.conn.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone():
+    if db.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone():
         raise UserError(f"user {username!r} already exists")
     with transaction(db):
-        db.conn.execute("INSERT INTO users (username, password_hash, role, created_at)"
-                        " VALUES (?, ?, ?, ?)",
-                        [username, generate_password_hash(password), role, now_iso()])
+        db.execute("INSERT INTO users (username, password_hash, role, created_at)"
+                   " VALUES (?, ?, ?, ?)",
+                   [username, generate_password_hash(password), role, now_iso()])
         audit(db, "system", None, "cli", "user.create", "user", username, {"role": role})
 
 
@@ -119,7 +119,7 @@ def index():
 def _check_login(username, password):
     """None on success (user logged in), else the message to show."""
     db = get_db()
-    row = db.conn.execute("SELECT * FROM users WHERE username = ?", [username]).fetchone()
+    row = db.execute("SELECT * FROM users WHERE username = ?", [username]).fetchone()
     now = datetime.now(timezone.utc)
     if row and row["locked_until"] and _parse(row["locked_until"]) > now:
         wait = int((_parse(row["locked_until"]) - now).total_seconds()) + 1
@@ -129,8 +129,8 @@ def _check_login(username, password):
             _record_failure(db, row, now)
         return t("Wrong username or password.")
     with transaction(db):
-        db.conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?",
-                        [row["id"]])
+        db.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?",
+                   [row["id"]])
         audit(db, "user", row["id"], username, "login", ip=client_ip())
     login_user(User(row))
     return None
@@ -147,9 +147,9 @@ def _record_failure(db, row, now):
     elif failures >= cfg["LOGIN_SLOW_AFTER"]:
         locked_until = now + timedelta(seconds=2 ** (failures - cfg["LOGIN_SLOW_AFTER"] + 1))
     with transaction(db):
-        db.conn.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
-                        [failures, locked_until and locked_until.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                         row["id"]])
+        db.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
+                   [failures, locked_until and locked_until.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    row["id"]])
         audit(db, "user", row["id"], row["username"], "login.failed", ip=client_ip(),
               detail={"failures": failures})
 

@@ -114,9 +114,9 @@ def _refuse(db, row, refused):
 
 def open_cases(db, citizen_id, fields=SUMMARY_FIELDS):
     """The citizen's cases that are not closed, with only `fields`."""
-    rows = db.conn.execute("SELECT * FROM cases WHERE citizen_id = ? AND status != 'closed'"
-                           " ORDER BY appointment_at = '', appointment_at, case_number",
-                           [citizen_id]).fetchall()
+    rows = db.execute("SELECT * FROM cases WHERE citizen_id = ? AND status != 'closed'"
+                      " ORDER BY appointment_at = '', appointment_at, case_number",
+                      [citizen_id]).fetchall()
     return [{key: row[key] for key in fields} for row in rows]
 
 
@@ -142,8 +142,8 @@ def record_liveness(db, row, result, t):
     if row["liveness"] != "not_run":
         raise ApiError(409, f"liveness was already reported as {row['liveness']}")
     with transaction(db):
-        db.conn.execute("UPDATE sessions SET liveness = ? WHERE id = ? AND liveness = 'not_run'",
-                        [result, row["id"]])
+        db.execute("UPDATE sessions SET liveness = ? WHERE id = ? AND liveness = 'not_run'",
+                   [result, row["id"]])
         audit_device("session.liveness", "session", row["id"], {"result": result, "t": t})
     return True
 
@@ -192,8 +192,8 @@ def open_case_file(session_id):
         _refuse(db, row, refused)
     summary = citizen_summary(db, person, row["id"])
     with transaction(db):
-        db.conn.execute("UPDATE sessions SET case_opened_at = coalesce(case_opened_at, ?)"
-                        " WHERE id = ?", [now_iso(), row["id"]])
+        db.execute("UPDATE sessions SET case_opened_at = coalesce(case_opened_at, ?)"
+                   " WHERE id = ?", [now_iso(), row["id"]])
         audit_device("casefile.open", "citizen", person["id"],
                      {"session_id": row["id"],
                       "case_numbers": [c["case_number"] for c in summary["cases"]]})
@@ -247,8 +247,8 @@ def check_second_factor(db, row, person, digits):
         raise ApiError(403, "no phone number on file; please see a clerk")
     if digits == expected:
         with transaction(db):
-            db.conn.execute("UPDATE sessions SET factor_passed_at = ? WHERE id = ?",
-                            [now_iso(), row["id"]])
+            db.execute("UPDATE sessions SET factor_passed_at = ? WHERE id = ?",
+                       [now_iso(), row["id"]])
         return
     _wrong_try(db, row, tries)
 
@@ -256,8 +256,8 @@ def check_second_factor(db, row, person, digits):
 def _wrong_try(db, row, tries):
     failures = row["factor_failures"] + 1
     with transaction(db):
-        db.conn.execute("UPDATE sessions SET factor_failures = ?, factor_failed_at = ? WHERE id = ?",
-                        [failures, now_iso(), row["id"]])
+        db.execute("UPDATE sessions SET factor_failures = ?, factor_failed_at = ? WHERE id = ?",
+                   [failures, now_iso(), row["id"]])
         audit_device("casefile.second_factor_failed", "citizen", row["citizen_id"],
                      {"session_id": row["id"], "failures": failures})
     left = tries - failures
@@ -297,17 +297,17 @@ def issue_ticket(db, session_id, site, day):
     """The session's ticket number, issued now if it has none: sequential per site per day,
     written with the session in one transaction so a retried request gets the same number."""
     with transaction(db):
-        row = db.conn.execute("SELECT ticket_number FROM sessions WHERE id = ?",
-                              [session_id]).fetchone()
+        row = db.execute("SELECT ticket_number FROM sessions WHERE id = ?",
+                         [session_id]).fetchone()
         if row["ticket_number"]:
             return row["ticket_number"], False
-        db.conn.execute("INSERT INTO tickets (site, day, last_number) VALUES (?, ?, 1)"
-                        " ON CONFLICT(site, day) DO UPDATE SET last_number = last_number + 1",
-                        [site, day])
-        number = db.conn.execute("SELECT last_number FROM tickets WHERE site = ? AND day = ?",
-                                 [site, day]).fetchone()[0]
+        db.execute("INSERT INTO tickets (site, day, last_number) VALUES (?, ?, 1)"
+                   " ON CONFLICT(site, day) DO UPDATE SET last_number = last_number + 1",
+                   [site, day])
+        number = db.execute("SELECT last_number FROM tickets WHERE site = ? AND day = ?",
+                            [site, day]).fetchone()[0]
         ticket = f"{number:03d}"
-        db.conn.execute("UPDATE sessions SET ticket_number = ? WHERE id = ?", [ticket, session_id])
+        db.execute("UPDATE sessions SET ticket_number = ? WHERE id = ?", [ticket, session_id])
         audit_device("ticket.issue", "session", session_id, {"ticket_number": ticket, "site": site})
     return ticket, True
 

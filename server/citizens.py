@@ -59,8 +59,8 @@ def citizen_or_404(db, citizen_id):
 
 
 def template_count(db, citizen_id):
-    return db.conn.execute("SELECT count(*) FROM face_templates WHERE citizen_id = ?",
-                           [citizen_id]).fetchone()[0]
+    return db.execute("SELECT count(*) FROM face_templates WHERE citizen_id = ?",
+                      [citizen_id]).fetchone()[0]
 
 
 @bp.route("/")

@@ -60,7 +60,7 @@ def init_db_command():
     interrupted = fail_interrupted_jobs(db)
     if interrupted:
         click.echo(f"{interrupted} import job(s) interrupted by the last shutdown marked failed")
-    users = db.conn.execute("SELECT count(*) FROM users").fetchone()[0]
+    users = db.execute("SELECT count(*) FROM users").fetchone()[0]
     click.echo(f"database ready: {current_app.config['DATABASE']}")
     if not users:
         click.echo("no users yet: flask --app app create-user NAME --role admin")

@@ -259,8 +259,8 @@ def _device_scope(db, flt):
     """Device ids the filter is limited to, or None for every device."""
     if not flt.site:
         return None if flt.device_id is None else [flt.device_id]
-    ids = [row[0] for row in db.conn.execute("SELECT id FROM devices WHERE site = ? ORDER BY id",
-                                             [flt.site])]
+    ids = [row[0] for row in db.execute("SELECT id FROM devices WHERE site = ? ORDER BY id",
+                                        [flt.site])]
     return [i for i in ids if flt.device_id is None or i == flt.device_id]
 
 
@@ -271,7 +271,7 @@ def _page_sql(where, descending):
 
 
 def _page(db, where, params, descending, limit):
-    return db.conn.execute(_page_sql(where, descending), params + [limit]).fetchall()
+    return db.execute(_page_sql(where, descending), params + [limit]).fetchall()
 
 
 def session_json(row):
@@ -289,7 +289,7 @@ def session_json(row):
 
 
 def device_choices(db):
-    return db.conn.execute("SELECT id, name, site, kind FROM devices ORDER BY name").fetchall()
+    return db.execute("SELECT id, name, site, kind FROM devices ORDER BY name").fetchall()
 
 
 @bp.route("/", endpoint="queue")
@@ -329,8 +329,8 @@ def review_statuses(db, session_ids):
     if not session_ids:
         return {}
     marks = ",".join("?" * len(session_ids))
-    rows = db.conn.execute(f"SELECT id, review_status FROM sessions WHERE id IN ({marks})",
-                           session_ids)
+    rows = db.execute(f"SELECT id, review_status FROM sessions WHERE id IN ({marks})",
+                      session_ids)
     return {row["id"]: {"status": row["review_status"], "status_label": label(row["review_status"])}
             for row in rows}
 
@@ -338,8 +338,8 @@ def review_statuses(db, session_ids):
 # --- one session: review against the enrolled photo -----------------------------------------
 
 def session_or_404(db, session_id):
-    row = db.conn.execute(f"SELECT {_SESSION_COLUMNS} FROM {_SESSION_FROM} WHERE s.id = ?",
-                          [session_id]).fetchone()
+    row = db.execute(f"SELECT {_SESSION_COLUMNS} FROM {_SESSION_FROM} WHERE s.id = ?",
+                     [session_id]).fetchone()
     if row is None:
         abort(404, t("No such session."))
     return row
@@ -361,7 +361,7 @@ def session_detail(session_id):
 def greeting_threshold(db):
     """The distance devices accept now: the setting, tightened for the number of citizens
     devices hold (recognition.decision.Policy.threshold_for)."""
-    enrolled = db.conn.execute(
+    enrolled = db.execute(
         "SELECT count(DISTINCT c.id) FROM citizens c JOIN face_templates t ON t.citizen_id = c.id"
         " WHERE c.removed_at IS NULL AND c.consent = 1").fetchone()[0]
     policy = Policy(threshold=float(get_setting(db, "policy.threshold", Policy.threshold)))
@@ -428,9 +428,9 @@ def review_session(db, row, decision, note, user_id, snapshots_dir, add_template
     if status == "confirmed" and add_template:
         encoding, message = _snapshot_template(row, snapshots_dir)
     with transaction(db):
-        db.conn.execute("UPDATE sessions SET review_status = ?, reviewed_by = ?, reviewed_at = ?,"
-                        " review_note = ? WHERE id = ?",
-                        [status, user_id, now_iso(), note, row["id"]])
+        db.execute("UPDATE sessions SET review_status = ?, reviewed_by = ?, reviewed_at = ?,"
+                   " review_note = ? WHERE id = ?",
+                   [status, user_id, now_iso(), note, row["id"]])
         withdrawn = _withdraw_templates(db, row) if status == "rejected" else 0
         if encoding is not None:
             _add_template(db, row, encoding)
@@ -462,29 +462,29 @@ def _snapshot_template(row, snapshots_dir):
 
 
 def _has_session_template(db, session_id):
-    return db.conn.execute("SELECT 1 FROM face_templates WHERE session_id = ?",
-                           [session_id]).fetchone() is not None
+    return db.execute("SELECT 1 FROM face_templates WHERE session_id = ?",
+                      [session_id]).fetchone() is not None
 
 
 def _add_template(db, row, encoding):
     from recognition.templates import to_blob
-    db.conn.execute("INSERT INTO face_templates (citizen_id, encoding, source, session_id,"
-                    " created_at) VALUES (?, ?, 'confirmed_session', ?, ?)",
-                    [row["citizen_id"], to_blob(encoding), row["id"], now_iso()])
+    db.execute("INSERT INTO face_templates (citizen_id, encoding, source, session_id,"
+               " created_at) VALUES (?, ?, 'confirmed_session', ?, ?)",
+               [row["citizen_id"], to_blob(encoding), row["id"], now_iso()])
     _bump_citizen(db, row["citizen_id"])
 
 
 def _withdraw_templates(db, row):
-    deleted = db.conn.execute("DELETE FROM face_templates WHERE session_id = ?",
-                              [row["id"]]).rowcount
+    deleted = db.execute("DELETE FROM face_templates WHERE session_id = ?",
+                         [row["id"]]).rowcount
     if deleted and row["citizen_id"] is not None:
         _bump_citizen(db, row["citizen_id"])
     return deleted
 
 
 def _bump_citizen(db, citizen_id):
-    db.conn.execute("UPDATE citizens SET sync_seq = ?, updated_at = ? WHERE id = ?",
-                    [next_sync_seq(db), now_iso(), citizen_id])
+    db.execute("UPDATE citizens SET sync_seq = ?, updated_at = ? WHERE id = ?",
+               [next_sync_seq(db), now_iso(), citizen_id])
 
 
 @bp.route("/sessions/<session_id>/review", methods=["POST"])
@@ -515,7 +515,7 @@ def review(session_id):
 # --- case files -------------------------------------------------------------------------------
 
 def case_or_404(db, case_id):
-    row = db.conn.execute("SELECT * FROM cases WHERE id = ?", [case_id]).fetchone()
+    row = db.execute("SELECT * FROM cases WHERE id = ?", [case_id]).fetchone()
     if row is None:
         abort(404, t("No such case."))
     return row
@@ -527,7 +527,7 @@ def case_notes(db, case_ids):
     if not case_ids:
         return notes
     marks = ",".join("?" * len(case_ids))
-    for note in db.conn.execute(
+    for note in db.execute(
             f"SELECT n.*, u.username FROM case_notes n LEFT JOIN users u ON u.id = n.user_id"
             f" WHERE n.case_id IN ({marks}) ORDER BY n.id", list(case_ids)):
         notes[note["case_id"]].append(note)
@@ -535,7 +535,7 @@ def case_notes(db, case_ids):
 
 
 def recent_sessions(db, citizen_id, limit=20):
-    return db.conn.execute(
+    return db.execute(
         f"SELECT {_SESSION_COLUMNS} FROM {_SESSION_FROM} WHERE s.citizen_id = ?"
         " ORDER BY s.received_at DESC LIMIT ?", [citizen_id, limit]).fetchall()
 
@@ -577,9 +577,9 @@ def add_note(case_id):
         flash(t("A note needs 1 to 4000 characters."), "error")
     else:
         with transaction(db):
-            db.conn.execute("INSERT INTO case_notes (case_id, user_id, body, created_at)"
-                            " VALUES (?, ?, ?, ?)", [case_id, current_user.id, body, now_iso()])
-            db.conn.execute("UPDATE cases SET updated_at = ? WHERE id = ?", [now_iso(), case_id])
+            db.execute("INSERT INTO case_notes (case_id, user_id, body, created_at)"
+                       " VALUES (?, ?, ?, ?)", [case_id, current_user.id, body, now_iso()])
+            db.execute("UPDATE cases SET updated_at = ? WHERE id = ?", [now_iso(), case_id])
             audit_user("case.note", "case", case_id, {"case_number": row["case_number"]})
         flash(t("Note added."), "ok")
     return _to_case(row)
@@ -604,8 +604,8 @@ def update_case(case_id):
 
 def _save_case(db, row, status, counter):
     with transaction(db):
-        db.conn.execute("UPDATE cases SET status = ?, counter = ?, updated_at = ? WHERE id = ?",
-                        [status, counter, now_iso(), row["id"]])
+        db.execute("UPDATE cases SET status = ?, counter = ?, updated_at = ? WHERE id = ?",
+                   [status, counter, now_iso(), row["id"]])
         audit_user("case.update", "case", row["id"],
                    {"case_number": row["case_number"],
                     "status": [row["status"], status], "counter": [row["counter"], counter]})
@@ -617,7 +617,7 @@ def dashboard_stats(db, day):
     """The day's numbers: sessions per local hour per device, unknown share, median time to
     greet, and the share of reviewed matches that clerks rejected."""
     start, end = day_bounds(day)
-    rows = db.conn.execute(
+    rows = db.execute(
         "SELECT s.received_at, s.outcome, s.time_to_greet, s.review_status, d.name AS device"
         " FROM sessions s JOIN devices d ON d.id = s.device_id"
         " WHERE s.received_at >= ? AND s.received_at < ?", [start, end]).fetchall()

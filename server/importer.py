@@ -691,7 +691,7 @@ class _Run:
         citizen_id = upsert_citizen(self.db, record, existing, photo_path, photo_sha, item.row_sha256)
         if not record.consent or item.template is not None:
             # a new photo replaces every template: old ones may be of whoever was on the old photo
-            self.db.conn.execute("DELETE FROM face_templates WHERE citizen_id = ?", [citizen_id])
+            self.db.execute("DELETE FROM face_templates WHERE citizen_id = ?", [citizen_id])
             self.gallery.remove(citizen_id)
         if item.template is not None:
             add_template(self.db, citizen_id, item.template)
@@ -731,7 +731,7 @@ class _Run:
 
 def load_gallery(db):
     """(Gallery of every enrolled template, {citizen id: ID number}) for the duplicate check."""
-    rows = db.conn.execute(
+    rows = db.execute(
         "SELECT c.id, c.id_number, t.encoding FROM face_templates t"
         " JOIN citizens c ON c.id = t.citizen_id WHERE c.removed_at IS NULL").fetchall()
     id_numbers = {row["id"]: row["id_number"] for row in rows}
@@ -740,12 +740,12 @@ def load_gallery(db):
 
 
 def citizen_row(db, id_number):
-    return db.conn.execute("SELECT * FROM citizens WHERE id_number = ?", [id_number]).fetchone()
+    return db.execute("SELECT * FROM citizens WHERE id_number = ?", [id_number]).fetchone()
 
 
 def has_templates(db, citizen_id):
-    return db.conn.execute("SELECT 1 FROM face_templates WHERE citizen_id = ? LIMIT 1",
-                           [citizen_id]).fetchone() is not None
+    return db.execute("SELECT 1 FROM face_templates WHERE citizen_id = ? LIMIT 1",
+                      [citizen_id]).fetchone() is not None
 
 
 def upsert_citizen(db, record, existing, photo_path, photo_sha256, row_sha256):
@@ -757,20 +757,19 @@ def upsert_citizen(db, record, existing, photo_path, photo_sha256, row_sha256):
               "sync_seq": next_sync_seq(db), "updated_at": now_iso()}
     if existing:
         assignments = ", ".join(f"{k} = ?" for k in values)
-        db.conn.execute(f"UPDATE citizens SET {assignments}, removed_at = NULL WHERE id = ?",
-                        [*values.values(), existing["id"]])
+        db.execute(f"UPDATE citizens SET {assignments}, removed_at = NULL WHERE id = ?",
+                   [*values.values(), existing["id"]])
         return existing["id"]
     values.update(id_number=record.id_number, created_at=values["updated_at"])
-    cursor = db.conn.execute(
-        f"INSERT INTO citizens ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-        list(values.values()))
-    return cursor.lastrowid
+    return db.insert(
+        f"INSERT INTO citizens ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})"
+        " RETURNING id", list(values.values()))
 
 
 def add_template(db, citizen_id, blob):
-    db.conn.execute("INSERT INTO face_templates (citizen_id, encoding, source, model, num_jitters,"
-                    " created_at) VALUES (?, ?, 'enrolment', 'small', 1, ?)",
-                    [citizen_id, blob, now_iso()])
+    db.execute("INSERT INTO face_templates (citizen_id, encoding, source, model, num_jitters,"
+               " created_at) VALUES (?, ?, 'enrolment', 'small', 1, ?)",
+               [citizen_id, blob, now_iso()])
 
 
 def save_photo(photos_dir, data, sha256, fmt):
@@ -791,17 +790,17 @@ def upsert_case(db, case, citizen_id):
     values = {"citizen_id": citizen_id, "type": case.type, "status": case.status,
               "summary": case.summary, "counter": case.counter,
               "appointment_at": case.appointment_at}
-    row = db.conn.execute("SELECT * FROM cases WHERE case_number = ?", [case.case_number]).fetchone()
+    row = db.execute("SELECT * FROM cases WHERE case_number = ?", [case.case_number]).fetchone()
     if row and all(row[k] == v for k, v in values.items()):
         return "unchanged"
     values["updated_at"] = now_iso()
     if row:
         assignments = ", ".join(f"{k} = ?" for k in values)
-        db.conn.execute(f"UPDATE cases SET {assignments} WHERE id = ?", [*values.values(), row["id"]])
+        db.execute(f"UPDATE cases SET {assignments} WHERE id = ?", [*values.values(), row["id"]])
         return "updated"
     values.update(case_number=case.case_number, created_at=values["updated_at"])
-    db.conn.execute(f"INSERT INTO cases ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-                    list(values.values()))
+    db.execute(f"INSERT INTO cases ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+               list(values.values()))
     return "imported"
 
 

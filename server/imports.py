@@ -82,15 +82,14 @@ cli_commands = [import_records]
 
 def create_job(db, user_id):
     with transaction(db):
-        cursor = db.conn.execute("INSERT INTO import_jobs (created_by, status, created_at)"
-                                 " VALUES (?, 'queued', ?)", [user_id, now_iso()])
-    return cursor.lastrowid
+        return db.insert("INSERT INTO import_jobs (created_by, status, created_at)"
+                         " VALUES (?, 'queued', ?) RETURNING id", [user_id, now_iso()])
 
 
 def job_row(db, job_id):
-    return db.conn.execute("SELECT j.*, u.username FROM import_jobs j"
-                           " LEFT JOIN users u ON u.id = j.created_by WHERE j.id = ?",
-                           [job_id]).fetchone()
+    return db.execute("SELECT j.*, u.username FROM import_jobs j"
+                      " LEFT JOIN users u ON u.id = j.created_by WHERE j.id = ?",
+                      [job_id]).fetchone()
 
 
 def job_json(row):
@@ -127,14 +126,14 @@ def run_job(config, job_id, files, actor):
                     error="internal error; rows already written are complete, see the server log")
     finally:
         shutil.rmtree(os.path.dirname(files["records"]), ignore_errors=True)
-        db.conn.close()
+        db.close()
 
 
 def fail_interrupted_jobs(db):
     """Mark jobs left queued or running by a server that stopped as failed; call once at start
     (in a single-process server: jobs run in the process that started them)."""
     with transaction(db):
-        cursor = db.conn.execute(
+        cursor = db.execute(
             "UPDATE import_jobs SET status = 'failed', finished_at = ?, error = ?"
             " WHERE status IN ('queued', 'running')",
             [now_iso(), "interrupted by a server restart; whole batches were kept, run the import again"])
@@ -156,8 +155,8 @@ def _progress_writer(db, job_id):
 def _update_job(db, job_id, **values):
     assignments = ", ".join(f"{k} = ?" for k in values)
     with transaction(db):
-        db.conn.execute(f"UPDATE import_jobs SET {assignments} WHERE id = ?",
-                        [*values.values(), job_id])
+        db.execute(f"UPDATE import_jobs SET {assignments} WHERE id = ?",
+                   [*values.values(), job_id])
 
 
 # --- pages ----------------------------------------------------------------------------------
@@ -186,9 +185,9 @@ def index():
         flash(error, "error")
     elif form.errors:
         flash(t("Choose a records CSV and a zip of photos."), "error")
-    jobs = db.conn.execute("SELECT j.*, u.username FROM import_jobs j LEFT JOIN users u"
-                           " ON u.id = j.created_by ORDER BY j.id DESC LIMIT ?",
-                           [RECENT_JOBS]).fetchall()
+    jobs = db.execute("SELECT j.*, u.username FROM import_jobs j LEFT JOIN users u"
+                      " ON u.id = j.created_by ORDER BY j.id DESC LIMIT ?",
+                      [RECENT_JOBS]).fetchall()
     return render_template("imports/index.html", form=form, jobs=jobs)
 
 

@@ -41,12 +41,12 @@ def get_db():
 def close_db(_exc=None):
     db = g.pop("db", None)
     if db is not None:
-        db.conn.close()
+        db.close()
 
 
 def init_app(app):
     from . import auth, errors, i18n
-    open_db(app.config["DATABASE"]).conn.close()  # create / migrate once, at start
+    open_db(app.config["DATABASE"]).close()  # create / migrate once, at start
     app.url_map.converters["int"] = RowIdConverter  # before any route is added
     app.teardown_appcontext(close_db)
     app.before_request(_limit_body)  # before CSRF's check, which reads the form

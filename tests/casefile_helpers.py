@@ -39,9 +39,9 @@ def enrol_her(db, name="林小姐", language="zh", cases=(("TX-2026-0107", "个�
     citizen_id = enrol(db, "blinking", name=name, language=language, encodings=[her_encoding()])
     stamp = now_iso()
     with transaction(db):
-        db.conn.execute("UPDATE citizens SET phone = ? WHERE id = ?", [PHONE, citizen_id])
+        db.execute("UPDATE citizens SET phone = ? WHERE id = ?", [PHONE, citizen_id])
         for number, kind, status, counter in cases:
-            db.conn.execute(
+            db.execute(
                 "INSERT INTO cases (case_number, citizen_id, type, status, counter, summary,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [number, citizen_id, kind, status, counter, f"{number}: refund 1,280.00 CNY",

@@ -28,7 +28,7 @@ def app(tmp_path, monkeypatch):
     db = open_db(app.config["DATABASE"])
     create_user(db, "admin", PASSWORD, "admin")
     create_user(db, "clerk", PASSWORD, "clerk")
-    db.conn.close()
+    db.close()
     yield app
 
 
@@ -36,7 +36,7 @@ def app(tmp_path, monkeypatch):
 def db(app):
     handle = open_db(app.config["DATABASE"])
     yield handle
-    handle.conn.close()
+    handle.close()
 
 
 @pytest.fixture

@@ -29,10 +29,10 @@ def add_device(db, name="kiosk-1", kind="kiosk", site="hall-a"):
     else:
         token = secrets.token_urlsafe(32)
         with transaction(db):
-            db.conn.execute("INSERT INTO devices (name, kind, site, token_hash, created_at)"
-                            " VALUES (?, ?, ?, ?, ?)",
-                            [name, kind, site, hashlib.sha256(token.encode()).hexdigest(), now_iso()])
-    row = db.conn.execute("SELECT id FROM devices WHERE name = ?", [name]).fetchone()
+            db.execute("INSERT INTO devices (name, kind, site, token_hash, created_at)"
+                       " VALUES (?, ?, ?, ?, ?)",
+                       [name, kind, site, hashlib.sha256(token.encode()).hexdigest(), now_iso()])
+    row = db.execute("SELECT id FROM devices WHERE name = ?", [name]).fetchone()
     return row["id"], token
 
 
@@ -45,7 +45,7 @@ def add_citizen(app, db, name="王小明", id_number="110101199003074514", photo
         shutil.copy(person_photo(*photo), f"{app.config['PHOTOS_DIR']}/{photo_path}")
     stamp = now_iso()
     with transaction(db):
-        cursor = db.conn.execute(
+        cursor = db.execute(
             "INSERT INTO citizens (id_number, name, phone, language, photo_path, created_at,"
             " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [id_number, name, phone, language, photo_path, stamp, stamp])
@@ -64,7 +64,7 @@ def add_session(app, db, device_id, citizen_id=None, snapshot=None, received_at=
         shutil.copy(person_photo(*snapshot), f"{app.config['SNAPSHOTS_DIR']}/{snapshot_path}")
     greeted = citizen_id is not None
     with transaction(db):
-        db.conn.execute(
+        db.execute(
             "INSERT INTO sessions (id, device_id, citizen_id, outcome, distance, margin,"
             " time_to_greet, liveness, snapshot_path, started_at, received_at, review_status)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -79,7 +79,7 @@ def add_case(db, citizen_id, case_number="TAX-2026-0001", type_="individual inco
              status="open", summary="Annual reconciliation", counter=""):
     stamp = now_iso()
     with transaction(db):
-        cursor = db.conn.execute(
+        cursor = db.execute(
             "INSERT INTO cases (case_number, citizen_id, type, status, summary, counter,"
             " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [case_number, citizen_id, type_, status, summary, counter, stamp, stamp])
@@ -98,6 +98,6 @@ def bulk_sessions(db, device_ids, count, start=None):
                    "unknown" if i % 5 == 0 else "greeted", at, at, statuses[i % 4])
 
     with transaction(db):
-        db.conn.executemany(
+        db.executemany(
             "INSERT INTO sessions (id, device_id, citizen_id, outcome, started_at, received_at,"
             " review_status) VALUES (?, ?, ?, ?, ?, ?, ?)", rows())

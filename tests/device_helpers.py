@@ -41,15 +41,15 @@ def enrol(db, person, photos=(1,), language="en", name=None, encodings=None):
     stamp = now_iso()
     with transaction(db):
         seq = next_sync_seq(db)
-        cursor = db.conn.execute(
+        cursor = db.execute(
             "INSERT INTO citizens (id_number, name, phone, language, sync_seq, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             [f"T{next(_id_numbers):08d}{uuid.uuid4().hex[:6]}", name or display_name(person),
              "13800000000", language, seq, stamp, stamp])
         citizen_id = cursor.lastrowid
         for encoding in encodings:
-            db.conn.execute("INSERT INTO face_templates (citizen_id, encoding, created_at)"
-                            " VALUES (?, ?, ?)", [citizen_id, to_blob(encoding), stamp])
+            db.execute("INSERT INTO face_templates (citizen_id, encoding, created_at)"
+                       " VALUES (?, ?, ?)", [citizen_id, to_blob(encoding), stamp])
     return citizen_id
 
 
@@ -57,8 +57,8 @@ def remove_citizen(db, citizen_id):
     """Mark a citizen removed the way the registry does: removed_at and a new sync seq."""
     with transaction(db):
         seq = next_sync_seq(db)
-        db.conn.execute("UPDATE citizens SET removed_at = ?, sync_seq = ? WHERE id = ?",
-                        [now_iso(), seq, citizen_id])
+        db.execute("UPDATE citizens SET removed_at = ?, sync_seq = ? WHERE id = ?",
+                   [now_iso(), seq, citizen_id])
 
 
 def new_device(db, name="kiosk-1", kind="kiosk"):
@@ -79,7 +79,7 @@ def session_count(db, **where):
     sql = "SELECT count(*) FROM sessions"
     if where:
         sql += " WHERE " + " AND ".join(f"{key} = ?" for key in where)
-    return db.conn.execute(sql, list(where.values())).fetchone()[0]
+    return db.execute(sql, list(where.values())).fetchone()[0]
 
 
 def run_agent(server_url, token, camera, store_path, speaker=None, screen=None, regreet_after_s=None,

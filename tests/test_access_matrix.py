@@ -39,7 +39,7 @@ def world(app, db):
     citizen = add_citizen(app, db)
     session = add_session(app, db, device_id, citizen, snapshot=("barack_obama", 2))
     case = add_case(db, citizen)
-    clerk = db.conn.execute("SELECT id FROM users WHERE username = 'clerk'").fetchone()[0]
+    clerk = db.execute("SELECT id FROM users WHERE username = 'clerk'").fetchone()[0]
     return {"token": token, "values": {"session_id": session, "citizen_id": citizen,
                                        "case_id": case, "user_id": clerk, "device_id": device_id}}
 

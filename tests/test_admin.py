@@ -23,7 +23,7 @@ def in_english(client, auth):
 
 
 def user(db, username):
-    return db.conn.execute("SELECT * FROM users WHERE username = ?", [username]).fetchone()
+    return db.execute("SELECT * FROM users WHERE username = ?", [username]).fetchone()
 
 
 # --- settings ---------------------------------------------------------------------------------
@@ -49,7 +49,7 @@ def test_settings_are_saved_audited_and_reach_the_device_config(app, db, client,
     config = device_config(db)
     assert (config["threshold"], config["margin"], config["min_frames"]) == (0.42, 0.08, 4)
     assert config["greeting_templates"]["en"] == "Good morning, {name}."
-    entry = db.conn.execute("SELECT actor_name, detail FROM audit_log WHERE action = 'settings.update'")
+    entry = db.execute("SELECT actor_name, detail FROM audit_log WHERE action = 'settings.update'")
     actor, detail = entry.fetchone()
     assert actor == "admin" and "policy.threshold" in detail and "0.5" in detail
 
@@ -106,8 +106,8 @@ def test_disabling_a_user_ends_their_access_at_once(app, db, client, auth):
 
 
 def test_reset_password_unlocks_and_replaces_the_old_one(app, db, client, auth):
-    db.conn.execute("UPDATE users SET failed_logins = 6, locked_until = '2999-01-01T00:00:00Z'"
-                    " WHERE username = 'clerk'")
+    db.execute("UPDATE users SET failed_logins = 6, locked_until = '2999-01-01T00:00:00Z'"
+               " WHERE username = 'clerk'")
     auth.login("admin")
     post_form(client, "/admin/users", f"/admin/users/{user(db, 'clerk')['id']}",
               {"action": "password", "password": "brand-new-password"})
@@ -122,8 +122,8 @@ def test_role_change_and_audit(app, db, client, auth):
     post_form(client, "/admin/users", f"/admin/users/{user(db, 'clerk')['id']}",
               {"action": "role", "role": "admin"})
     assert user(db, "clerk")["role"] == "admin"
-    assert db.conn.execute("SELECT count(*) FROM audit_log WHERE action = 'user.update'"
-                           " AND target_id = 'clerk'").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'user.update'"
+                      " AND target_id = 'clerk'").fetchone()[0] == 1
 
 
 @pytest.mark.parametrize("data", [{"action": "disable"}, {"action": "role", "role": "clerk"}])
@@ -156,12 +156,12 @@ def test_registered_token_is_shown_once_works_and_revocation_stops_it(app, db, c
     device = app.test_client()
     bearer = {"Authorization": f"Bearer {token}"}
     assert device.get("/api/v1/config", headers=bearer).status_code == 200
-    assert db.conn.execute("SELECT last_seen_at FROM devices WHERE name = 'robot-7'").fetchone()[0]
-    device_id = db.conn.execute("SELECT id FROM devices WHERE name = 'robot-7'").fetchone()[0]
+    assert db.execute("SELECT last_seen_at FROM devices WHERE name = 'robot-7'").fetchone()[0]
+    device_id = db.execute("SELECT id FROM devices WHERE name = 'robot-7'").fetchone()[0]
     post_form(client, "/admin/devices", f"/admin/devices/{device_id}/revoke", {})
     assert device.get("/api/v1/config", headers=bearer).status_code == 401
-    assert db.conn.execute("SELECT count(*) FROM audit_log WHERE actor_name = 'admin' AND action IN"
-                           " ('device.register', 'device.revoke')").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM audit_log WHERE actor_name = 'admin' AND action IN"
+                      " ('device.register', 'device.revoke')").fetchone()[0] == 2
 
 
 def test_duplicate_device_name_is_refused(app, db, client, auth):
@@ -176,8 +176,8 @@ def test_duplicate_device_name_is_refused(app, db, client, auth):
 def test_device_list_shows_last_seen_and_revoked(app, db, client, auth):
     add_device(db, "kiosk-1")
     add_device(db, "kiosk-2")
-    db.conn.execute("UPDATE devices SET last_seen_at = '2026-03-01T08:00:00Z' WHERE name = 'kiosk-1'")
-    db.conn.execute("UPDATE devices SET revoked_at = '2026-03-02T08:00:00Z' WHERE name = 'kiosk-2'")
+    db.execute("UPDATE devices SET last_seen_at = '2026-03-01T08:00:00Z' WHERE name = 'kiosk-1'")
+    db.execute("UPDATE devices SET revoked_at = '2026-03-02T08:00:00Z' WHERE name = 'kiosk-2'")
     auth.login("admin")
     in_english(client, auth)
     page = client.get("/admin/devices").get_data(as_text=True)
@@ -210,8 +210,8 @@ def test_audit_log_filters_and_pages(app, db, client, auth):
 
 
 def test_audit_log_day_filter(app, db, client, auth):
-    db.conn.execute("INSERT INTO audit_log (at, actor_type, actor_name, action) VALUES"
-                    " ('2020-05-05T12:00:00Z', 'user', 'old-clerk', 'session.view')")
+    db.execute("INSERT INTO audit_log (at, actor_type, actor_name, action) VALUES"
+               " ('2020-05-05T12:00:00Z', 'user', 'old-clerk', 'session.view')")
     auth.login("admin")
     page = client.get("/admin/audit?day=2020-05-05").get_data(as_text=True)
     assert "old-clerk" in page
@@ -234,7 +234,7 @@ def aged_sessions(app, db):
 
 
 def snapshot_file(app, db, session):
-    path = db.conn.execute("SELECT snapshot_path FROM sessions WHERE id = ?", [session]).fetchone()[0]
+    path = db.execute("SELECT snapshot_path FROM sessions WHERE id = ?", [session]).fetchone()[0]
     return path and os.path.join(app.config["SNAPSHOTS_DIR"], path)
 
 
@@ -245,12 +245,12 @@ def test_purge_command_deletes_old_snapshots_and_keeps_the_session(app, db, runn
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "purged 1 snapshots older than 30 days"
     assert not os.path.exists(old_file)
-    row = db.conn.execute("SELECT * FROM sessions WHERE id = ?", [old]).fetchone()
+    row = db.execute("SELECT * FROM sessions WHERE id = ?", [old]).fetchone()
     assert row["snapshot_path"] is None
     assert (row["outcome"], row["distance"], row["citizen_id"]) == ("greeted", 0.31, 1)
     assert os.path.exists(snapshot_file(app, db, new))
-    assert db.conn.execute("SELECT count(*) FROM audit_log WHERE action = 'snapshots.purge'"
-                           ).fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'snapshots.purge'"
+                      ).fetchone()[0] == 1
 
 
 def test_purge_follows_the_retention_setting(app, db, runner, aged_sessions):
@@ -284,8 +284,8 @@ def test_purge_runs_on_a_schedule_when_the_server_runs(app, db, aged_sessions):
     assert thread is not None and thread.daemon
     check = open_db(app.config["DATABASE"])
     for _ in range(100):  # wait for the thread's first run (not a speed assertion)
-        if check.conn.execute("SELECT snapshot_path FROM sessions WHERE id = ?",
-                              [old]).fetchone()[0] is None:
+        if check.execute("SELECT snapshot_path FROM sessions WHERE id = ?",
+                         [old]).fetchone()[0] is None:
             break
         time.sleep(0.1)
     assert not os.path.exists(old_file)

@@ -41,11 +41,11 @@ def test_register_device_prints_token_once_and_stores_only_its_hash(runner, db):
     assert result.exit_code == 0, result.output
     token = result.output.strip().splitlines()[-1]
     assert len(token) >= 40
-    row = db.conn.execute("SELECT * FROM devices WHERE name = 'hall-a-1'").fetchone()
+    row = db.execute("SELECT * FROM devices WHERE name = 'hall-a-1'").fetchone()
     assert row["kind"] == "kiosk" and row["site"] == "Hall A"
     assert row["token_hash"] == hash_token(token) and token not in row["token_hash"]
-    assert db.conn.execute("SELECT count(*) FROM audit_log WHERE action = 'device.register'"
-                           " AND target_id = 'hall-a-1'").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'device.register'"
+                      " AND target_id = 'hall-a-1'").fetchone()[0] == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -66,7 +66,7 @@ def test_revoked_device_gets_401_at_once(runner, client, db, token):
     response = client.get("/api/v1/config", headers=bearer(token))
     assert response.status_code == 401
     assert response.get_json() == {"error": {"status": 401, "message": "device token revoked"}}
-    assert db.conn.execute("SELECT count(*) FROM audit_log WHERE action = 'device.revoke'").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'device.revoke'").fetchone()[0] == 1
 
 
 @pytest.mark.parametrize("method, url", ENDPOINTS)
@@ -79,9 +79,9 @@ def test_api_needs_a_device_token(client, token, method, url, headers):
 
 
 def test_requests_update_last_seen(client, db, token):
-    assert db.conn.execute("SELECT last_seen_at FROM devices").fetchone()[0] is None
+    assert db.execute("SELECT last_seen_at FROM devices").fetchone()[0] is None
     client.get("/api/v1/config", headers=bearer(token))
-    assert db.conn.execute("SELECT last_seen_at FROM devices").fetchone()[0] is not None
+    assert db.execute("SELECT last_seen_at FROM devices").fetchone()[0] is not None
 
 
 # --- gallery -------------------------------------------------------------------------------
@@ -119,7 +119,7 @@ def test_gallery_delta_has_only_changes_since_and_removals(client, db, token):
 
 def test_citizen_without_consent_or_templates_is_a_removal(client, db, token):
     no_consent = enrol(db, "barack_obama")
-    db.conn.execute("UPDATE citizens SET consent = 0 WHERE id = ?", [no_consent])
+    db.execute("UPDATE citizens SET consent = 0 WHERE id = ?", [no_consent])
     no_face = enrol(db, "joe_biden", encodings=[])
     body = client.get("/api/v1/gallery?since=0", headers=bearer(token)).get_json()
     assert body["upserts"] == []
@@ -129,7 +129,7 @@ def test_citizen_without_consent_or_templates_is_a_removal(client, db, token):
 def test_gallery_pages_end_on_whole_sequence_numbers(db):
     encoding = person_encoding("barack_obama")
     ids = [enrol(db, "barack_obama", encodings=[encoding]) for _ in range(5)]
-    db.conn.execute("UPDATE citizens SET sync_seq = 2 WHERE id IN (?, ?)", ids[1:3])
+    db.execute("UPDATE citizens SET sync_seq = 2 WHERE id IN (?, ?)", ids[1:3])
     seen, since, more = [], 0, True
     while more:
         page = gallery_delta(db, since, limit=2)
@@ -162,8 +162,8 @@ def test_session_upload_is_idempotent(client, db, token):
     assert replay.get_json() == first.get_json()
     assert session_count(db, id=payload["id"]) == 1
     assert first.get_json()["citizen_id"] == obama and first.get_json()["distance"] == 0.31
-    audits = db.conn.execute("SELECT actor_type, actor_name FROM audit_log WHERE action = 'session.upload'"
-                             ).fetchall()
+    audits = db.execute("SELECT actor_type, actor_name FROM audit_log WHERE action = 'session.upload'"
+                        ).fetchall()
     assert [tuple(a) for a in audits] == [("device", "kiosk-1")]
 
 
@@ -175,7 +175,7 @@ def test_session_with_jpeg_snapshot_is_saved(app, client, db, token):
                            content_type="multipart/form-data")
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["snapshot"] is True
-    path = db.conn.execute("SELECT snapshot_path FROM sessions").fetchone()[0]
+    path = db.execute("SELECT snapshot_path FROM sessions").fetchone()[0]
     saved = Image.open(f"{app.config['SNAPSHOTS_DIR']}/{path}")
     assert saved.format == "JPEG" and saved.size == (630, 374)
 
@@ -280,8 +280,8 @@ def test_devices_hold_only_their_sites_citizens_when_the_setting_is_on(client, d
     west = register_device(db, "kiosk-west", "kiosk", site="Hall B")
     in_a, in_b, anywhere = (enrol(db, "barack_obama"), enrol(db, "joe_biden"),
                             enrol(db, "kit_harington"))
-    db.conn.execute("UPDATE citizens SET district = 'Hall A' WHERE id = ?", [in_a])
-    db.conn.execute("UPDATE citizens SET district = 'Hall B' WHERE id = ?", [in_b])
+    db.execute("UPDATE citizens SET district = 'Hall A' WHERE id = ?", [in_a])
+    db.execute("UPDATE citizens SET district = 'Hall B' WHERE id = ?", [in_b])
 
     def held(token, since=0):
         body = client.get(f"/api/v1/gallery?since={since}", headers=bearer(token)).get_json()

@@ -21,9 +21,9 @@ def test_wrong_password_is_refused_with_a_message(client, auth):
 def test_repeated_failures_lock_the_account_even_for_the_right_password(client, auth, db):
     for _ in range(6):
         # wait out each slow-down (as a patient attacker would) before the next guess
-        db.conn.execute("UPDATE users SET locked_until = NULL WHERE username='admin'")
+        db.execute("UPDATE users SET locked_until = NULL WHERE username='admin'")
         auth.login(password="wrong-password")
-    row = db.conn.execute("SELECT failed_logins, locked_until FROM users WHERE username='admin'").fetchone()
+    row = db.execute("SELECT failed_logins, locked_until FROM users WHERE username='admin'").fetchone()
     assert row["failed_logins"] == 6 and row["locked_until"] > "2026"
     response = auth.login()
     assert response.status_code == 401
@@ -42,7 +42,7 @@ def test_login_form_requires_csrf_token(client):
 
 
 def test_passwords_are_hashed(db):
-    row = db.conn.execute("SELECT password_hash FROM users WHERE username='admin'").fetchone()
+    row = db.execute("SELECT password_hash FROM users WHERE username='admin'").fetchone()
     assert "test-password-123" not in row["password_hash"]
     assert row["password_hash"].startswith(("scrypt:", "pbkdf2:"))
 
@@ -62,7 +62,7 @@ def test_create_user_cli_reads_password_from_environment(runner, db, monkeypatch
     monkeypatch.setenv("CIVIC_PASSWORD", "another-password-1")
     result = runner.invoke(args=["create-user", "carol", "--role", "clerk"])
     assert result.exit_code == 0, result.output
-    assert db.conn.execute("SELECT role FROM users WHERE username='carol'").fetchone()[0] == "clerk"
+    assert db.execute("SELECT role FROM users WHERE username='carol'").fetchone()[0] == "clerk"
 
 
 def test_create_user_cli_without_terminal_or_password_fails_cleanly(runner, monkeypatch):

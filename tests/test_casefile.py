@@ -26,17 +26,17 @@ def citizen_id(db):
     cid = enrol(db, "rose_leslie", encodings=[], name="李娜", language="zh")
     stamp = now_iso()
     with transaction(db):
-        db.conn.execute("UPDATE citizens SET phone = ? WHERE id = ?", [PHONE, cid])
+        db.execute("UPDATE citizens SET phone = ? WHERE id = ?", [PHONE, cid])
         for number, kind, status, counter, at, summary in [
                 ("TX-2026-0001", "Individual income tax", "ready", "3", "2026-03-02T09:30", "Refund 1,280.00 CNY"),
                 ("TX-2026-0002", "Invoice application", "waiting_documents", "", "", "Missing lease contract"),
                 ("TX-2025-0099", "Property tax", "closed", "5", "", "Paid 3,400.00 CNY")]:
-            cursor = db.conn.execute(
+            cursor = db.execute(
                 "INSERT INTO cases (case_number, citizen_id, type, status, counter, appointment_at,"
                 " summary, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [number, cid, kind, status, counter, at, summary, stamp, stamp])
-            db.conn.execute("INSERT INTO case_notes (case_id, body, created_at) VALUES (?, ?, ?)",
-                            [cursor.lastrowid, "clerk-only note", stamp])
+            db.execute("INSERT INTO case_notes (case_id, body, created_at) VALUES (?, ?, ?)",
+                       [cursor.lastrowid, "clerk-only note", stamp])
     return cid
 
 
@@ -77,7 +77,7 @@ def opened(client, token, citizen_id):
 
 
 def audit_actions(db, action):
-    return db.conn.execute("SELECT * FROM audit_log WHERE action = ? ORDER BY id", [action]).fetchall()
+    return db.execute("SELECT * FROM audit_log WHERE action = ? ORDER BY id", [action]).fetchall()
 
 
 # --- opening ----------------------------------------------------------------------------------
@@ -96,7 +96,7 @@ def test_case_file_opens_only_after_liveness(client, db, token, citizen_id):
     assert body["cases"][0] == {"case_number": "TX-2026-0001", "type": "Individual income tax",
                                 "status": "ready", "counter": "3", "appointment_at": "2026-03-02T09:30"}
     assert body["name"] == "李娜" and body["second_factor"] is True
-    row = db.conn.execute("SELECT * FROM sessions WHERE id = ?", [session_id]).fetchone()
+    row = db.execute("SELECT * FROM sessions WHERE id = ?", [session_id]).fetchone()
     assert row["liveness"] == "passed" and row["case_opened_at"]
     assert len(audit_actions(db, "casefile.open")) == 1
     assert len(audit_actions(db, "casefile.refused")) == 1
@@ -104,7 +104,7 @@ def test_case_file_opens_only_after_liveness(client, db, token, citizen_id):
 
 def test_summary_holds_no_id_number_phone_notes_or_amounts(client, db, token, citizen_id, opened):
     text = open_file(client, token, opened, citizen_id).get_data(as_text=True)
-    id_number = db.conn.execute("SELECT id_number FROM citizens WHERE id = ?", [citizen_id]).fetchone()[0]
+    id_number = db.execute("SELECT id_number FROM citizens WHERE id = ?", [citizen_id]).fetchone()[0]
     for secret in (id_number, PHONE, "13812345678", "phone", "clerk-only note", "Refund", "CNY",
                    "lease"):
         assert secret not in text
@@ -203,7 +203,7 @@ def test_a_quick_retry_after_wrong_digits_must_wait(app, client, db, token, open
     retry = details(client, token, opened, "5678")
     assert retry.status_code == 429
     assert "wait" in retry.get_json()["error"]["message"]
-    failures = db.conn.execute("SELECT factor_failures FROM sessions WHERE id = ?", [opened]).fetchone()
+    failures = db.execute("SELECT factor_failures FROM sessions WHERE id = ?", [opened]).fetchone()
     assert failures[0] == 1
 
 
@@ -233,7 +233,7 @@ def test_tickets_are_sequential_per_site_and_stable_per_visit(client, db, token,
     assert ticket(client, token, second).get_json()["ticket_number"] == "002"
     again = ticket(client, token, first)
     assert (again.status_code, again.get_json()["ticket_number"]) == (200, "001")
-    stored = db.conn.execute("SELECT ticket_number FROM sessions WHERE id = ?", [second]).fetchone()
+    stored = db.execute("SELECT ticket_number FROM sessions WHERE id = ?", [second]).fetchone()
     assert stored[0] == "002"
     # Another hall counts from one.
     from server.api import register_device

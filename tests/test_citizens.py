@@ -20,12 +20,12 @@ def loaded(app, db, tmp_path):
                       [["GS-2025-001", id_number(1), "个税汇算", "open", "2024 年度汇算清缴", "5", ""]])
     photos = photo_folder(tmp_path / "photos", {"kit.jpg": people_photo("kit_harington")})
     run_import(db, str(records), str(photos), str(cases), Settings.from_config(app.config))
-    return {n: db.conn.execute("SELECT id FROM citizens WHERE id_number = ?", [id_number(n)]).fetchone()[0]
+    return {n: db.execute("SELECT id FROM citizens WHERE id_number = ?", [id_number(n)]).fetchone()[0]
             for n in (1, 2, 3)}
 
 
 def audit_entries(db, action):
-    return db.conn.execute("SELECT * FROM audit_log WHERE action = ? ORDER BY id", [action]).fetchall()
+    return db.execute("SELECT * FROM audit_log WHERE action = ? ORDER BY id", [action]).fetchall()
 
 
 def listed_names(page):

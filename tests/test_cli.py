@@ -8,10 +8,10 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
 def test_init_db_marks_import_jobs_of_a_stopped_server_failed(runner, db):
-    db.conn.execute("INSERT INTO import_jobs (status, created_at) VALUES ('running', '2026-01-01T00:00:00Z')")
+    db.execute("INSERT INTO import_jobs (status, created_at) VALUES ('running', '2026-01-01T00:00:00Z')")
     result = runner.invoke(args=["init-db"])
     assert result.exit_code == 0 and "1 import job(s) interrupted" in result.output
-    assert db.conn.execute("SELECT status FROM import_jobs").fetchone()[0] == "failed"
+    assert db.execute("SELECT status FROM import_jobs").fetchone()[0] == "failed"
 
 
 

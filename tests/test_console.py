@@ -12,7 +12,7 @@ from server.console import QueueFilter, dashboard_stats, queue_page, queue_sql
 
 
 def audit_actions(db, target_id):
-    return [row[0] for row in db.conn.execute(
+    return [row[0] for row in db.execute(
         "SELECT action FROM audit_log WHERE target_id = ? ORDER BY id", [str(target_id)])]
 
 
@@ -129,7 +129,7 @@ def test_page_size_is_clamped_to_100(app, db, client, auth, hall):
 def test_site_filter_merges_devices_in_order(app, db, hall):
     bulk_sessions(db, [hall["kiosk"], hall["robot"], hall["other"]], 300)
     rows = queue_page(db, QueueFilter(site="hall-a"), limit=40)
-    expected = db.conn.execute(
+    expected = db.execute(
         "SELECT s.id FROM sessions s JOIN devices d ON d.id = s.device_id WHERE d.site = 'hall-a'"
         " ORDER BY s.received_at DESC, s.id DESC LIMIT 40").fetchall()
     assert [r["id"] for r in rows] == [r[0] for r in expected]
@@ -149,11 +149,11 @@ def test_queue_queries_walk_an_index_on_200k_sessions(app, db):
     """A million-session table must not be scanned or sorted to show one page."""
     devices = [add_device(db, f"kiosk-{i}", "kiosk", f"site-{i % 3}")[0] for i in range(6)]
     bulk_sessions(db, devices, 200_000)
-    db.conn.execute("ANALYZE")
+    db.execute("ANALYZE")
     for flt in QUERY_PLAN_FILTERS:
         for before in (None, ("2026-01-02T10:00:00Z", "bulk-0100000")):
             sql, params = queue_sql(db, flt, before)
-            plan = " | ".join(row[3] for row in db.conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+            plan = " | ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params))
             assert "SEARCH s USING INDEX" in plan or "SCAN s USING INDEX" in plan, (flt, plan)
             assert "TEMP B-TREE" not in plan, (flt, plan)
     assert len(queue_page(db, QueueFilter(site="site-1"), limit=100)) == 100
@@ -183,7 +183,7 @@ def test_snapshot_and_photo_are_served_privately_and_audited(app, db, client, au
         assert "no-store" in response.headers["Cache-Control"]
     assert audit_actions(db, session) == ["session.snapshot.view"]
     assert "citizen.photo.view" in audit_actions(db, hall["citizen"])
-    actor = db.conn.execute("SELECT actor_name FROM audit_log WHERE action = 'session.snapshot.view'")
+    actor = db.execute("SELECT actor_name FROM audit_log WHERE action = 'session.snapshot.view'")
     assert actor.fetchone()[0] == "clerk"
 
 
@@ -201,20 +201,20 @@ def review(client, session, decision, note=""):
 
 
 def templates_of(db, citizen):
-    return db.conn.execute("SELECT source, session_id FROM face_templates WHERE citizen_id = ?",
-                           [citizen]).fetchall()
+    return db.execute("SELECT source, session_id FROM face_templates WHERE citizen_id = ?",
+                      [citizen]).fetchall()
 
 
 def sync_seq(db, citizen):
-    return db.conn.execute("SELECT sync_seq FROM citizens WHERE id = ?", [citizen]).fetchone()[0]
+    return db.execute("SELECT sync_seq FROM citizens WHERE id = ?", [citizen]).fetchone()[0]
 
 
 def test_confirm_records_the_clerk_and_note(app, db, client, auth, hall):
     session = add_session(app, db, hall["kiosk"], hall["citizen"], snapshot=("barack_obama", 2))
     auth.login("clerk")
     assert review(client, session, "confirm", "matches the ID card").status_code == 302
-    row = db.conn.execute("SELECT s.*, u.username FROM sessions s JOIN users u"
-                          " ON u.id = s.reviewed_by WHERE s.id = ?", [session]).fetchone()
+    row = db.execute("SELECT s.*, u.username FROM sessions s JOIN users u"
+                     " ON u.id = s.reviewed_by WHERE s.id = ?", [session]).fetchone()
     assert (row["review_status"], row["username"], row["review_note"]) == \
         ("confirmed", "clerk", "matches the ID card")
     assert "session.confirm" in audit_actions(db, session)
@@ -241,14 +241,14 @@ def test_rejected_match_is_never_a_template(app, db, client, auth, hall):
     session = add_session(app, db, hall["kiosk"], hall["citizen"], snapshot=("joe_biden", 1))
     auth.login("clerk")
     review(client, session, "reject", "not this person")
-    assert db.conn.execute("SELECT review_status FROM sessions WHERE id = ?",
-                           [session]).fetchone()[0] == "rejected"
+    assert db.execute("SELECT review_status FROM sessions WHERE id = ?",
+                      [session]).fetchone()[0] == "rejected"
     assert templates_of(db, hall["citizen"]) == []
 
 
 def test_no_template_without_consent(app, db, client, auth, hall):
     set_setting(db, "add_confirmed_templates", True)
-    db.conn.execute("UPDATE citizens SET consent = 0 WHERE id = ?", [hall["citizen"]])
+    db.execute("UPDATE citizens SET consent = 0 WHERE id = ?", [hall["citizen"]])
     session = add_session(app, db, hall["kiosk"], hall["citizen"], snapshot=("barack_obama", 2))
     auth.login("clerk")
     in_english(client, auth)
@@ -261,21 +261,21 @@ def test_unusable_snapshot_confirms_but_explains_why_no_template(app, db, client
     set_setting(db, "add_confirmed_templates", True)
     session = add_session(app, db, hall["kiosk"], hall["citizen"])
     shutil.copy(sorted((FACES / "group").glob("*.jpg"))[0], app.config["SNAPSHOTS_DIR"] + "/two.jpg")
-    db.conn.execute("UPDATE sessions SET snapshot_path = 'two.jpg' WHERE id = ?", [session])
+    db.execute("UPDATE sessions SET snapshot_path = 'two.jpg' WHERE id = ?", [session])
     auth.login("clerk")
     page = client.get(review(client, session, "confirm").headers["Location"]).get_data(as_text=True)
     assert "faces found" in page
     assert templates_of(db, hall["citizen"]) == []
-    assert db.conn.execute("SELECT review_status FROM sessions WHERE id = ?",
-                           [session]).fetchone()[0] == "confirmed"
+    assert db.execute("SELECT review_status FROM sessions WHERE id = ?",
+                      [session]).fetchone()[0] == "confirmed"
 
 
 def test_unknown_visitor_cannot_be_confirmed_only_closed(app, db, client, auth, hall):
     session = add_session(app, db, hall["kiosk"])
     auth.login("clerk")
     review(client, session, "confirm")
-    status = lambda: db.conn.execute("SELECT review_status FROM sessions WHERE id = ?",  # noqa
-                                     [session]).fetchone()[0]
+    status = lambda: db.execute("SELECT review_status FROM sessions WHERE id = ?",  # noqa
+                                [session]).fetchone()[0]
     assert status() == "pending"
     review(client, session, "close", "served at counter 2")
     assert status() == "closed"
@@ -286,15 +286,15 @@ def test_a_review_made_meanwhile_by_another_clerk_is_not_overwritten(app, db, cl
     auth.login("clerk")
     in_english(client, auth)
     page = client.get(f"/console/sessions/{session}").get_data(as_text=True)
-    admin_id = db.conn.execute("SELECT id FROM users WHERE username = 'admin'").fetchone()[0]
-    db.conn.execute("UPDATE sessions SET review_status = 'rejected', reviewed_by = ? WHERE id = ?",
-                    [admin_id, session])
+    admin_id = db.execute("SELECT id FROM users WHERE username = 'admin'").fetchone()[0]
+    db.execute("UPDATE sessions SET review_status = 'rejected', reviewed_by = ? WHERE id = ?",
+               [admin_id, session])
     response = client.post(f"/console/sessions/{session}/review", data={
         "csrf_token": csrf_from(page), "decision": "confirm", "seen_status": "pending"})
     assert "admin has already marked this session as Rejected" in \
         client.get(response.headers["Location"]).get_data(as_text=True)
-    assert db.conn.execute("SELECT review_status FROM sessions WHERE id = ?",
-                           [session]).fetchone()[0] == "rejected"
+    assert db.execute("SELECT review_status FROM sessions WHERE id = ?",
+                      [session]).fetchone()[0] == "rejected"
 
 
 def test_review_needs_a_csrf_token(app, db, client, auth, hall):
@@ -302,8 +302,8 @@ def test_review_needs_a_csrf_token(app, db, client, auth, hall):
     auth.login("clerk")
     response = client.post(f"/console/sessions/{session}/review", data={"decision": "confirm"})
     assert response.status_code == 400
-    assert db.conn.execute("SELECT review_status FROM sessions WHERE id = ?",
-                           [session]).fetchone()[0] == "pending"
+    assert db.execute("SELECT review_status FROM sessions WHERE id = ?",
+                      [session]).fetchone()[0] == "pending"
 
 
 # --- case file --------------------------------------------------------------------------------
@@ -322,7 +322,7 @@ def test_clerk_adds_a_note_and_sets_status_and_counter(app, db, client, auth, ha
     post_form(client, url, f"/console/cases/{hall['case']}/notes", {"body": "带了身份证原件"})
     post_form(client, url, f"/console/cases/{hall['case']}",
               {"status": "ready", "counter": "3"})
-    case = db.conn.execute("SELECT status, counter FROM cases WHERE id = ?", [hall["case"]]).fetchone()
+    case = db.execute("SELECT status, counter FROM cases WHERE id = ?", [hall["case"]]).fetchone()
     assert tuple(case) == ("ready", "3")
     page = client.get(url).get_data(as_text=True)
     assert "带了身份证原件" in page and "clerk" in page
@@ -339,7 +339,7 @@ def test_bad_case_updates_change_nothing(app, db, client, auth, hall, data, mess
     url = f"/console/citizens/{hall['citizen']}/cases"
     response = post_form(client, url, f"/console/cases/{hall['case']}", data)
     assert message in client.get(response.headers["Location"]).get_data(as_text=True)
-    case = db.conn.execute("SELECT status, counter FROM cases WHERE id = ?", [hall["case"]]).fetchone()
+    case = db.execute("SELECT status, counter FROM cases WHERE id = ?", [hall["case"]]).fetchone()
     assert tuple(case) == ("open", "")
 
 
@@ -347,7 +347,7 @@ def test_empty_note_is_refused(app, db, client, auth, hall):
     auth.login("clerk")
     url = f"/console/citizens/{hall['citizen']}/cases"
     post_form(client, url, f"/console/cases/{hall['case']}/notes", {"body": "   "})
-    assert db.conn.execute("SELECT count(*) FROM case_notes").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM case_notes").fetchone()[0] == 0
 
 
 def test_case_link_lands_on_the_case_file(app, db, client, auth, hall):

@@ -59,7 +59,7 @@ def test_clerk_reviews_a_session_and_admin_sees_the_audit(app, db, live_server, 
     other = add_session(app, db, busy_hall["kiosk"], busy_hall["obama"],
                         received_at=datetime.now().astimezone() - timedelta(minutes=2))
     page.reload()
-    db.conn.execute("UPDATE sessions SET review_status = 'rejected' WHERE id = ?", [other])
+    db.execute("UPDATE sessions SET review_status = 'rejected' WHERE id = ?", [other])
     page.locator(f'tr[data-id="{other}"] .badge.status-rejected').wait_for(timeout=15_000)
 
     waiting_row.get_by_role("link").click()

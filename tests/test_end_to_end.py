@@ -73,5 +73,5 @@ def test_import_greet_review_and_audit(app, db, runner, live_server, chromium_pa
     audit = page.inner_text("#audit")
     for action in ("session.view", "session.confirm", "casefile.view", "case.note"):
         assert action in audit
-    assert db.conn.execute("SELECT review_status FROM sessions WHERE id = ?",
-                           [session_id]).fetchone()[0] == "confirmed"
+    assert db.execute("SELECT review_status FROM sessions WHERE id = ?",
+                      [session_id]).fetchone()[0] == "confirmed"

@@ -184,7 +184,7 @@ def test_replay_with_other_content_is_a_conflict_and_keeps_the_first(client, db,
     # Answering 200 here told the device its greeting was stored: it would delete the only copy.
     other = dict(payload, outcome="greeted", citizen_id=citizen_id, distance=0.2, margin=0.3)
     assert_error(client.post("/api/v1/sessions", json=other, headers=bearer(token)), 409, "different")
-    row = db.conn.execute("SELECT outcome, citizen_id, distance FROM sessions").fetchone()
+    row = db.execute("SELECT outcome, citizen_id, distance FROM sessions").fetchone()
     assert tuple(row) == ("unknown", None, 0.7) and session_count(db) == 1
     # the same visit again, even with the id in capitals and after liveness was reported
     assert client.post(f"/api/v1/sessions/{payload['id']}/liveness", json={"result": "failed"},
@@ -202,7 +202,7 @@ def test_session_id_of_another_device_changes_nothing(client, db, token):
                        (f"/api/v1/sessions/{payload['id']}/liveness", {"result": "passed"})]:
         response = client.post(path, json=body, headers=bearer(other))
         assert response.status_code in (404, 409) and response.get_json()["error"]
-    row = db.conn.execute("SELECT device_id, liveness FROM sessions").fetchone()
+    row = db.execute("SELECT device_id, liveness FROM sessions").fetchone()
     assert tuple(row) == (1, "not_run")
 
 
@@ -346,7 +346,7 @@ def greeted_session(client, token, citizen_id):
 def test_bad_liveness_reports_change_nothing(client, db, token, citizen_id, body, word):
     session_id = greeted_session(client, token, citizen_id)
     assert_error(raw_json(client, token, body, f"/api/v1/sessions/{session_id}/liveness"), 400, word)
-    assert db.conn.execute("SELECT liveness FROM sessions").fetchone()[0] == "not_run"
+    assert db.execute("SELECT liveness FROM sessions").fetchone()[0] == "not_run"
 
 
 def test_liveness_twice_same_is_200_and_different_is_409(client, db, token, citizen_id):
@@ -355,7 +355,7 @@ def test_liveness_twice_same_is_200_and_different_is_409(client, db, token, citi
     assert client.post(path, json={"result": "failed", "t": 3}, headers=bearer(token)).status_code == 201
     assert client.post(path, json={"result": "failed", "t": 3}, headers=bearer(token)).status_code == 200
     assert_error(client.post(path, json={"result": "passed"}, headers=bearer(token)), 409, "failed")
-    assert db.conn.execute("SELECT liveness FROM sessions").fetchone()[0] == "failed"
+    assert db.execute("SELECT liveness FROM sessions").fetchone()[0] == "failed"
 
 
 @pytest.mark.parametrize("body, status", [
@@ -367,7 +367,7 @@ def test_odd_case_file_requests_never_open_it(client, db, token, citizen_id, bod
     client.post(f"/api/v1/sessions/{session_id}/liveness", json={"result": "passed"}, headers=bearer(token))
     response = client.post(f"/api/v1/sessions/{session_id}/casefile", json=body, headers=bearer(token))
     assert_error(response, status)
-    assert db.conn.execute("SELECT case_opened_at FROM sessions").fetchone()[0] is None
+    assert db.execute("SELECT case_opened_at FROM sessions").fetchone()[0] is None
 
 
 @pytest.fixture
@@ -389,7 +389,7 @@ def test_not_four_ascii_digits_is_refused_without_using_a_try(client, db, token,
     # "١٢٣٤" and "²³⁴⁵" pass str.isdigit(): each counted as a wrong try until the details locked
     for digits in ["١٢٣٤", "²³⁴⁵", "①②③④", "12345", "123", "", "abcd", "12 4", "5678\n", 5678, None, ["5678"]]:
         assert_error(details(client, token, opened, digits), 400, "four digits")
-    assert db.conn.execute("SELECT factor_failures FROM sessions").fetchone()[0] == 0
+    assert db.execute("SELECT factor_failures FROM sessions").fetchone()[0] == 0
     response = details(client, token, opened, "5678")
     assert response.status_code == 200 and response.get_json()["cases"]
 
@@ -472,7 +472,7 @@ def test_a_case_update_for_an_id_beyond_sqlite_is_refused(client, db, staff):
     response = client.post(f"/console/cases/{HUGE}", data={"csrf_token": token, "status": "closed"})
     assert response.status_code in (404, 405)  # werkzeug answers 405: no POST rule matched either
     assert_page(response, response.status_code)
-    assert db.conn.execute("SELECT status FROM cases").fetchone()[0] == "open"
+    assert db.execute("SELECT status FROM cases").fetchone()[0] == "open"
 
 
 TABLES = ("users", "devices", "case_notes", "import_jobs", "settings")
@@ -488,13 +488,13 @@ TABLES = ("users", "devices", "case_notes", "import_jobs", "settings")
     ("/logout", {}),
 ])
 def test_forms_without_a_valid_csrf_token_change_nothing(client, db, staff, path, data):
-    before = [db.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES]
+    before = [db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES]
     for csrf in (None, "", "forged-token"):
         form = data if csrf is None else dict(data, csrf_token=csrf)
         assert_page(client.post(path, data=form), 400)
-    after = [db.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES]
+    after = [db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES]
     assert after == before
-    assert db.conn.execute("SELECT status FROM cases").fetchone()[0] == "open"
+    assert db.execute("SELECT status FROM cases").fetchone()[0] == "open"
     assert client.get("/admin/").status_code == 200  # still logged in
 
 
@@ -514,7 +514,7 @@ def test_greeting_templates_with_formats_or_odd_fields_are_refused(client, db, s
         response = client.post("/admin/settings",
                                data=settings_form(client, **{"greeting.templates.zh": greeting}))
         assert_page(response, 400)
-        assert db.conn.execute("SELECT count(*) FROM settings").fetchone()[0] == 0, greeting
+        assert db.execute("SELECT count(*) FROM settings").fetchone()[0] == 0, greeting
 
 
 def test_settings_out_of_range_save_nothing(client, db, staff):
@@ -522,7 +522,7 @@ def test_settings_out_of_range_save_nothing(client, db, staff):
                          ("policy.min_frames", str(HUGE)), ("retention_days", "-1"),
                          ("policy.margin", "0x10"), ("policy.min_frames", "2.5")]:
         assert_page(client.post("/admin/settings", data=settings_form(client, **{field: value})), 400)
-        assert db.conn.execute("SELECT count(*) FROM settings").fetchone()[0] == 0, (field, value)
+        assert db.execute("SELECT count(*) FROM settings").fetchone()[0] == 0, (field, value)
 
 
 def test_a_big_body_outside_the_bulk_upload_is_refused_before_it_is_read(client, staff):
@@ -557,7 +557,7 @@ def records_csv(tmp_path, rows):
 
 
 def citizens(db):
-    return db.conn.execute("SELECT count(*) FROM citizens").fetchone()[0]
+    return db.execute("SELECT count(*) FROM citizens").fetchone()[0]
 
 
 @pytest.mark.parametrize("photos", [b"", b"PK\x03\x04 not really a zip",
@@ -717,7 +717,7 @@ def test_full_width_id_numbers_and_phones_are_stored_as_ascii(runner, db, tmp_pa
                             [{"id_number": id_text, "name": "王小明", "phone": phone, "consent": "no"}])
         result = runner.invoke(args=["import-records", str(records), "--photos", str(photos)])
         assert result.exit_code == 0, result.output
-    rows = db.conn.execute("SELECT id_number, phone FROM citizens").fetchall()
+    rows = db.execute("SELECT id_number, phone FROM citizens").fetchall()
     assert [tuple(r) for r in rows] == [(number, "13800138000")]
 
 
@@ -878,4 +878,4 @@ def test_import_of_a_photo_with_damaged_exif_enrols_it_upright(runner, db, tmp_p
     result = runner.invoke(args=["import-records", str(records), "--photos", str(photos)])
     assert result.exit_code == 0, result.output
     assert "imported 1, updated 0, unchanged 0, rejected 0" in result.output
-    assert db.conn.execute("SELECT count(*) FROM face_templates").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM face_templates").fetchone()[0] == 1

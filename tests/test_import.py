@@ -34,16 +34,16 @@ def outcome(result, line):
 
 
 def citizen(db, n):
-    return db.conn.execute("SELECT * FROM citizens WHERE id_number = ?", [id_number(n)]).fetchone()
+    return db.execute("SELECT * FROM citizens WHERE id_number = ?", [id_number(n)]).fetchone()
 
 
 def templates_of(db, n):
-    return db.conn.execute("SELECT t.* FROM face_templates t JOIN citizens c ON c.id = t.citizen_id"
-                           " WHERE c.id_number = ? ORDER BY t.id", [id_number(n)]).fetchall()
+    return db.execute("SELECT t.* FROM face_templates t JOIN citizens c ON c.id = t.citizen_id"
+                      " WHERE c.id_number = ? ORDER BY t.id", [id_number(n)]).fetchall()
 
 
 def sync_counter(db):
-    return db.conn.execute("SELECT seq FROM sync_counter").fetchone()[0]
+    return db.execute("SELECT seq FROM sync_counter").fetchone()[0]
 
 
 # --- photos ---------------------------------------------------------------------------------
@@ -127,11 +127,11 @@ def test_two_worker_processes_give_the_same_templates_as_one(app, db, tmp_path, 
               "rose.jpg": people_photo("rose_leslie", 2)}
     rows = [record(1, "Kit", "kit.jpg"), record(2, "Two", "two.jpg"), record(3, "Rose", "rose.jpg")]
     run(db, tmp_path, Settings(app.config["PHOTOS_DIR"], workers=2), rows, photos)
-    in_pool = [t["encoding"] for t in db.conn.execute("SELECT encoding FROM face_templates ORDER BY citizen_id")]
-    db.conn.execute("DELETE FROM citizens")
+    in_pool = [t["encoding"] for t in db.execute("SELECT encoding FROM face_templates ORDER BY citizen_id")]
+    db.execute("DELETE FROM citizens")
     result = run(db, tmp_path, settings, rows, photos)
     assert [r.outcome for r in result.rows] == ["imported", "rejected", "imported"]
-    assert [t["encoding"] for t in db.conn.execute("SELECT encoding FROM face_templates ORDER BY citizen_id")] \
+    assert [t["encoding"] for t in db.execute("SELECT encoding FROM face_templates ORDER BY citizen_id")] \
         == in_pool
 
 
@@ -146,7 +146,7 @@ def test_same_person_under_two_id_numbers_in_one_file_is_flagged(db, tmp_path, s
     assert reason.startswith(f"possible duplicate identity: face matches ID number {id_number(1)}")
     assert citizen(db, 2) is None
     assert result.summary_line() == "imported 1, updated 0, unchanged 0, rejected 1"
-    entry = db.conn.execute("SELECT * FROM audit_log WHERE action = 'import.flagged'").fetchone()
+    entry = db.execute("SELECT * FROM audit_log WHERE action = 'import.flagged'").fetchone()
     assert entry["target_id"] == id_number(2) and id_number(1) in entry["detail"]
 
 
@@ -206,7 +206,7 @@ def test_missing_required_column_fails_the_whole_file_before_writing(db, tmp_pat
     path = write_csv(tmp_path / "RECORDS.csv", header, [record(1, "A", "a.jpg", consent="no")])
     with pytest.raises(ImportFailed, match=f"records: missing column\\(s\\) {missing}"):
         run_import(db, str(path), str(photo_folder(tmp_path / "p", {})), None, settings)
-    assert db.conn.execute("SELECT count(*) FROM citizens").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM citizens").fetchone()[0] == 0
 
 
 def test_undecodable_csv_fails_the_whole_file(db, tmp_path, settings):
@@ -253,13 +253,13 @@ def test_reimport_of_the_same_files_changes_nothing_and_encodes_nothing(db, tmp_
     rows = [record(1, "Kit", "kit.jpg"), record(2, "Rose", "rose.jpg")]
     first = run(db, tmp_path, settings, rows, photos)
     assert first.encoded == 2
-    before = (db.conn.execute("SELECT * FROM citizens ORDER BY id").fetchall(),
-              db.conn.execute("SELECT * FROM face_templates ORDER BY id").fetchall(), sync_counter(db))
+    before = (db.execute("SELECT * FROM citizens ORDER BY id").fetchall(),
+              db.execute("SELECT * FROM face_templates ORDER BY id").fetchall(), sync_counter(db))
     again = run(db, tmp_path, settings, rows, photos)
     assert again.summary_line() == "imported 0, updated 0, unchanged 2, rejected 0"
     assert again.encoded == 0
-    after = (db.conn.execute("SELECT * FROM citizens ORDER BY id").fetchall(),
-             db.conn.execute("SELECT * FROM face_templates ORDER BY id").fetchall(), sync_counter(db))
+    after = (db.execute("SELECT * FROM citizens ORDER BY id").fetchall(),
+             db.execute("SELECT * FROM face_templates ORDER BY id").fetchall(), sync_counter(db))
     assert [list(map(tuple, part)) for part in before[:2]] == [list(map(tuple, p)) for p in after[:2]]
     assert before[2] == after[2]
 
@@ -289,7 +289,7 @@ def test_changed_row_updates_and_a_new_photo_replaces_the_template(db, tmp_path,
 def test_reimport_restores_a_template_that_was_removed(db, tmp_path, settings):
     photos = {"kit.jpg": people_photo("kit_harington", 3)}
     run(db, tmp_path, settings, [record(1, "Kit", "kit.jpg")], photos)
-    db.conn.execute("DELETE FROM face_templates")
+    db.execute("DELETE FROM face_templates")
     again = run(db, tmp_path, settings, [record(1, "Kit", "kit.jpg")], photos)
     assert outcome(again, 2) == ("updated", "") and again.encoded == 1
     assert len(templates_of(db, 1)) == 1
@@ -322,13 +322,13 @@ def test_cases_are_upserted_by_case_number_and_need_a_known_citizen(db, tmp_path
     assert by_number["GS-001"] == ("imported", "")
     assert by_number["GS-002"] == ("rejected", f"ID number {id_number(9)} is not among the citizen records")
     assert by_number["GS-003"][1].startswith("appointment_at 'next tuesday' is not a date")
-    case = db.conn.execute("SELECT * FROM cases WHERE case_number = 'GS-001'").fetchone()
+    case = db.execute("SELECT * FROM cases WHERE case_number = 'GS-001'").fetchone()
     assert (case["status"], case["counter"], case["appointment_at"]) == ("open", "3", "2025-03-01T09:30")
 
     cases[0][3] = "in progress"
     again = run(db, tmp_path, settings, rows, {}, cases=cases[:1])
     assert [(r.file, r.outcome) for r in again.rows] == [("records", "unchanged"), ("cases", "updated")]
-    assert db.conn.execute("SELECT status FROM cases").fetchone()[0] == "in_progress"
+    assert db.execute("SELECT status FROM cases").fetchone()[0] == "in_progress"
 
 
 # --- transactions, progress, report ---------------------------------------------------------
@@ -346,7 +346,7 @@ def test_a_failure_mid_batch_leaves_only_whole_batches(db, tmp_path, app, monkey
     rows = [record(n, f"Person {n}", "", consent="no") for n in range(1, 5)]
     with pytest.raises(RuntimeError):
         run(db, tmp_path, settings, rows, {})
-    assert [r["id_number"] for r in db.conn.execute("SELECT id_number FROM citizens ORDER BY id")] == \
+    assert [r["id_number"] for r in db.execute("SELECT id_number FROM citizens ORDER BY id")] == \
         [id_number(1), id_number(2)]
 
 
@@ -367,7 +367,7 @@ def test_report_has_a_row_per_line_with_reason(db, tmp_path, settings):
     assert [(r["line"], r["name"], r["outcome"]) for r in report] == [("2", "张三", "imported"),
                                                                       ("3", "Missing", "rejected")]
     assert report[1]["reason"] == "photo file gone.jpg not found"
-    entry = db.conn.execute("SELECT * FROM audit_log WHERE action = 'import.run'").fetchone()
+    entry = db.execute("SELECT * FROM audit_log WHERE action = 'import.run'").fetchone()
     assert '"imported": 1' in entry["detail"] and entry["actor_name"] == "cli"
 
 
@@ -455,7 +455,7 @@ def test_web_import_runs_in_the_background_and_shows_rejected_rows(client, auth,
     report = client.get(f"/imports/{job_id}/report")
     assert report.status_code == 200 and report.headers["Cache-Control"] == "no-store, private"
     assert "王小明" in report.get_data().decode("utf-8-sig")
-    actions = {r["action"] for r in db.conn.execute("SELECT action FROM audit_log")}
+    actions = {r["action"] for r in db.execute("SELECT action FROM audit_log")}
     assert {"import.start", "import.run", "import.view", "import.report.download"} <= actions
     assert list((tmp_path / "instance" / "uploads").iterdir()) == []  # uploads deleted after the job
 
@@ -479,7 +479,7 @@ def test_web_import_refuses_photos_that_are_not_a_zip(client, auth):
 def test_running_job_page_shows_progress_and_polls(client, auth, db):
     from server.imports import create_job
     job_id = create_job(db, None)
-    db.conn.execute("UPDATE import_jobs SET status = 'running', processed = 3, total = 12 WHERE id = ?", [job_id])
+    db.execute("UPDATE import_jobs SET status = 'running', processed = 3, total = 12 WHERE id = ?", [job_id])
     auth.login("admin")
     page = client.get(f"/imports/{job_id}").get_data(as_text=True)
     assert 'aria-valuenow="3"' in page and 'style="width: 25%"' in page
@@ -491,7 +491,7 @@ def test_jobs_interrupted_by_a_restart_are_marked_failed(db):
     from server.imports import create_job, fail_interrupted_jobs
     job_id = create_job(db, None)
     assert fail_interrupted_jobs(db) == 1
-    row = db.conn.execute("SELECT status, error FROM import_jobs WHERE id = ?", [job_id]).fetchone()
+    row = db.execute("SELECT status, error FROM import_jobs WHERE id = ?", [job_id]).fetchone()
     assert row["status"] == "failed" and "run the import again" in row["error"]
 
 

@@ -47,7 +47,7 @@ def test_enrolled_citizen_is_greeted_by_name_within_target_and_the_visit_recorde
     assert greeted[0]["distance"] < 0.45 and greeted[0]["margin"] > 0.06
     assert not of_kind(events, "unknown_visitor")
     assert [e["session_id"] for e in of_kind(events, "session_uploaded")] == [greeted[0]["session_id"]]
-    row = db.conn.execute("SELECT * FROM sessions").fetchone()
+    row = db.execute("SELECT * FROM sessions").fetchone()
     assert (row["citizen_id"], row["outcome"], row["liveness"]) == (obama, "greeted", "not_run")
     assert row["snapshot_path"] and row["time_to_greet"] <= GREETING_TARGET_S
     # The greeting was spoken: a WAV with real sound in it, not silence.
@@ -61,7 +61,7 @@ def test_unknown_visitor_is_never_named(kiosk, db, obama_biden, tmp_path):
     events, _ = run_agent(*kiosk, video, tmp_path / "kiosk.db")
     assert of_kind(events, "greeted") == []
     assert len(of_kind(events, "unknown_visitor")) == 1
-    row = db.conn.execute("SELECT * FROM sessions").fetchone()
+    row = db.execute("SELECT * FROM sessions").fetchone()
     assert (row["outcome"], row["citizen_id"]) == ("unknown", None)
 
 

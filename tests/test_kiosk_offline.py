@@ -169,7 +169,7 @@ def test_kill_9_after_greeting_then_restart_delivers_the_outbox(live_server, db,
     uploaded = of_kind(read_events(tmp_path / "run2.jsonl"), "session_uploaded")
     assert [u["session_id"] for u in uploaded] == [greeted["session_id"]]
     assert session_count(db) == 1
-    row = db.conn.execute("SELECT * FROM sessions").fetchone()
+    row = db.execute("SELECT * FROM sessions").fetchone()
     assert (row["id"], row["citizen_id"], row["outcome"]) == (greeted["session_id"], obama, "greeted")
 
 

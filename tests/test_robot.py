@@ -76,7 +76,7 @@ def test_robot_greets_checks_liveness_and_says_next_step_and_ticket(
     assert said[3]["text"] == ticket
     assert_real_audio(speech, said)
 
-    row = db.conn.execute("SELECT * FROM sessions WHERE id = ?", [greeted[0]["session_id"]]).fetchone()
+    row = db.execute("SELECT * FROM sessions WHERE id = ?", [greeted[0]["session_id"]]).fetchone()
     assert (row["liveness"], row["ticket_number"]) == ("passed", "001")
     assert row["case_opened_at"]
     # The clerk console lists the robot's visit like a kiosk's.
@@ -97,10 +97,10 @@ def test_photo_of_the_citizen_never_opens_the_case_file(robot, db, clips, tmp_pa
     assert of_kind(events, "liveness_passed") == [] and of_kind(events, "case_file_opened") == []
     assert [s["what"] for s in of_kind(events, "said")] == [
         "greeting", "blink_request", "liveness_failed", "ticket"]
-    row = db.conn.execute("SELECT * FROM sessions").fetchone()
+    row = db.execute("SELECT * FROM sessions").fetchone()
     assert row["liveness"] == "failed" and row["case_opened_at"] is None
-    assert db.conn.execute("SELECT count(*) FROM audit_log WHERE action = 'casefile.open'"
-                           ).fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'casefile.open'"
+                      ).fetchone()[0] == 0
 
 
 def test_unknown_visitor_is_told_where_to_go_in_zh_and_en(robot, db, clips, tmp_path):
