@@ -1,14 +1,24 @@
 """The Flask server: create_app() and the `flask --app app ...` commands.
 
-Configuration: defaults below -> instance/config.py (if present) -> test_config.
-The instance folder (database, photos, snapshots) is ./instance, or CIVIC_INSTANCE_PATH.
+Configuration: the defaults of server/settings.py -> instance/config.py (if present) -> the
+environment -> test_config. The instance folder (database, photos, snapshots) is ./instance,
+or the folder named by CIVIC_INSTANCE_PATH. Every blueprint and command is registered here.
 """
 import os
 import secrets
 
 from flask import Flask
+from flask_wtf.csrf import CSRFProtect
 
-from server import cli, web
+from server import (admin, api, auth, casefile, cases, citizens, commands, dashboard, database,
+                    errors, i18n, imports, purge, queue, requests, review, settings, times)
+
+# One blueprint per feature; the device API (api, casefile) authenticates with bearer tokens,
+# not cookies, so CSRF does not apply to it.
+BLUEPRINTS = (auth.bp, citizens.bp, imports.bp, queue.bp, review.bp, cases.bp, dashboard.bp,
+              admin.bp, api.bp, casefile.bp)
+TOKEN_BLUEPRINTS = (api.bp, casefile.bp)
+csrf = CSRFProtect()
 
 
 def instance_path():
@@ -19,39 +29,35 @@ def instance_path():
 def create_app(test_config=None):
     app = Flask(__name__, instance_path=instance_path(), instance_relative_config=True)
     os.makedirs(app.instance_path, exist_ok=True)
-    app.config.from_mapping(_defaults(app.instance_path))
+    app.config.from_mapping(settings.config_defaults(app.instance_path))
     app.config.from_pyfile("config.py", silent=True)
+    app.config.update(settings.environment_overrides())
     if test_config:
         app.config.update(test_config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
     for key in ("PHOTOS_DIR", "SNAPSHOTS_DIR", "REPORTS_DIR", "UPLOADS_DIR"):
         os.makedirs(app.config[key], exist_ok=True)
-    web.init_app(app)
-    cli.init_app(app)
+    _wire(app)
     return app
 
 
-def _defaults(instance):
-    return {
-        "DATABASE": os.path.join(instance, "civic.db"),
-        "PHOTOS_DIR": os.path.join(instance, "photos"),
-        "SNAPSHOTS_DIR": os.path.join(instance, "snapshots"),
-        "REPORTS_DIR": os.path.join(instance, "reports"),
-        "UPLOADS_DIR": os.path.join(instance, "uploads"),
-        "MAX_CONTENT_LENGTH": 512 * 1024 * 1024,  # a bulk zip of photos
-        "ID_NUMBER_RULE": "prc18",                # or "any": non-empty, up to 32 letters/digits
-        "LOGIN_SLOW_AFTER": 3,                    # failed logins before each attempt must wait
-        "LOGIN_LOCK_AFTER": 6,                    # failed logins before the account locks
-        "LOGIN_LOCK_MINUTES": 15,
-        "SESSION_COOKIE_HTTPONLY": True,
-        "SESSION_COOKIE_SAMESITE": "Lax",
-        "IMPORT_WORKERS": os.cpu_count() or 1,
-        "CASEFILE_SESSION_MAX_AGE_S": 300,        # a device may open a case file this long after greeting
-        "SECOND_FACTOR_TRIES": 3,                 # wrong phone digits before the details lock
-        "SECOND_FACTOR_WAIT_S": 2,                # first wait after a wrong try; doubles each time
-        "TIMEZONE": os.environ.get("CIVIC_TIMEZONE", ""),  # e.g. Asia/Shanghai: "today" on the console
-    }
+def _wire(app):
+    database.init_app(app)
+    requests.init_app(app)   # before the routes: the <int:> converter, the body limit
+    csrf.init_app(app)
+    for bp in TOKEN_BLUEPRINTS:
+        csrf.exempt(bp)
+    auth.init_app(app)
+    errors.init_app(app)
+    i18n.init_app(app)
+    times.init_app(app)
+    for bp in BLUEPRINTS:
+        app.register_blueprint(bp)
+    for command in commands.COMMANDS:
+        app.cli.add_command(command)
+    imports.init_app(app)    # end import jobs a stopped server left running
+    purge.init_app(app)      # scheduled snapshot purge while the server runs (not in tests)
 
 
 def _instance_secret(instance):

@@ -138,7 +138,7 @@ def main(argv=None):
         p.error(f"no video at {args.video}")
     from db import open_db
     from recognition import PhotoRejected
-    from server.api import register_device
+    from server.devices import register_device
     with tempfile.TemporaryDirectory(prefix="bench-greet-") as tmp:
         app, server, url = start_server(os.path.join(tmp, "instance"))
         db = open_db(app.config["DATABASE"])

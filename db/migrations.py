@@ -192,3 +192,15 @@ def m003_second_factor_attempts(db):
         "ALTER TABLE sessions ADD COLUMN factor_passed_at TEXT",
     ]:
         db.execute(sql)
+
+
+@migration
+def m004_import_job_lease(db):
+    """Which process runs an import job and when it last said so: a job whose process is gone
+    (or silent for a minute) is marked failed at the next server start, with its uploads
+    deleted, and a job running in another live process is left alone."""
+    for sql in [
+        "ALTER TABLE import_jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE import_jobs ADD COLUMN heartbeat_at TEXT",
+    ]:
+        db.execute(sql)

@@ -1,8 +1,4 @@
-"""The device API: bearer-token auth, JSON only.
-
-Devices (kiosks, robots) authenticate with `Authorization: Bearer TOKEN`. A token is shown
-once, when the device is registered; the server keeps only its SHA-256, so a leaked
-database does not let anyone pose as a device. A revoked device gets 401 at once.
+"""The device API: bearer-token auth (server/devices.py), JSON only.
 
     GET  /api/v1/gallery?since=SEQ   templates changed after SEQ (never ID numbers or phones)
     POST /api/v1/sessions            one visit, idempotent by its client-generated UUID
@@ -12,33 +8,27 @@ database does not let anyone pose as a device. A revoked device gets 401 at once
 A session is posted as JSON, or as multipart/form-data with the same JSON in a "session"
 part and a JPEG in a "snapshot" part.
 """
-import base64
-import functools
-import hashlib
 import json
 import os
 import secrets
-import sqlite3
 import uuid
 from datetime import datetime, timezone
 
-import click
 from flask import Blueprint, current_app, g, jsonify, request
-from flask.cli import with_appcontext
 
 from db import now_iso, transaction
-from db.queries import audit, get_setting, next_sync_seq
 from recognition import PhotoRejected
-from recognition.decision import Policy
 from recognition.images import load_image
-from recognition.templates import from_blob
 
+from . import settings
+from .database import get_db
+from .devices import audit_device, device_required
 from .errors import ApiError
-from .web import SQLITE_MAX_INT, client_ip, get_db
+from .gallery import gallery_delta
+from .requests import MAX_ROW_ID
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-DEVICE_KINDS = ("kiosk", "robot")
 OUTCOMES = ("greeted", "unknown")
 LIVENESS = ("passed", "failed", "not_run")
 SNAPSHOT_MAX_BYTES = 2 * 1024 * 1024    # a 640x360 JPEG is ~50 KB; a whole-frame 1080p one ~500 KB
@@ -47,155 +37,6 @@ SESSION_MAX_BYTES = SNAPSHOT_MAX_BYTES + 64 * 1024   # the snapshot plus the JSO
 # What a replay must repeat to be the same visit. Liveness is left out: the server changes it
 # after the upload (POST .../liveness), and a retried upload still says "not_run".
 REPLAY_KEYS = ("outcome", "citizen_id", "started_at", "distance", "margin", "time_to_greet")
-GALLERY_PAGE = 500                      # citizens per delta response; the device asks again for more
-DEFAULT_GREETINGS = {"zh": "{name}，您好！", "yue": "{name}，你好！", "en": "Hello, {name}!"}
-DEFAULT_HONORIFICS = {"zh": "", "yue": "", "en": ""}
-
-
-class DeviceError(ValueError):
-    """A device command that cannot be done (unknown name, duplicate, bad kind)."""
-
-
-# --- devices -------------------------------------------------------------------------------
-
-def hash_token(token):
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def register_device(db, name, kind, site=""):
-    """Add a device and return its new bearer token (shown once; only the hash is kept)."""
-    name = (name or "").strip()
-    if not name or len(name) > 64:
-        raise DeviceError("device name must be 1 to 64 characters")
-    if kind not in DEVICE_KINDS:
-        raise DeviceError(f"kind must be one of: {', '.join(DEVICE_KINDS)}")
-    # The prefix keeps a token from starting with "-", which a command line (`--token -x...`)
-    # would read as an option; it also makes a leaked token recognisable in logs.
-    token = "civic_" + secrets.token_urlsafe(32)
-    with transaction(db):
-        if db.execute("SELECT 1 FROM devices WHERE name = ?", [name]).fetchone():
-            raise DeviceError(f"device {name!r} already exists")
-        db.execute("INSERT INTO devices (name, kind, site, token_hash, created_at)"
-                   " VALUES (?, ?, ?, ?, ?)", [name, kind, site or "", hash_token(token), now_iso()])
-        audit(db, "system", None, "cli", "device.register", "device", name, {"kind": kind, "site": site or ""})
-    return token
-
-
-def revoke_device(db, name):
-    """Revoke a device: its token fails with 401 from the next request on."""
-    with transaction(db):
-        row = db.execute("SELECT id, revoked_at FROM devices WHERE name = ?", [name]).fetchone()
-        if row is None:
-            raise DeviceError(f"no device named {name!r}")
-        if row["revoked_at"]:
-            raise DeviceError(f"device {name!r} was already revoked at {row['revoked_at']}")
-        db.execute("UPDATE devices SET revoked_at = ? WHERE id = ?", [now_iso(), row["id"]])
-        audit(db, "system", None, "cli", "device.revoke", "device", name)
-
-
-def _bearer_token():
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "missing bearer token (Authorization: Bearer TOKEN)")
-    return token.strip()
-
-
-def device_required(view):
-    """The request must carry a live device's token; the device is g.device."""
-    @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        db = get_db()
-        row = db.execute("SELECT * FROM devices WHERE token_hash = ?",
-                         [hash_token(_bearer_token())]).fetchone()
-        if row is None:
-            raise ApiError(401, "unknown device token")
-        if row["revoked_at"]:
-            raise ApiError(401, "device token revoked")
-        db.execute("UPDATE devices SET last_seen_at = ? WHERE id = ?", [now_iso(), row["id"]])
-        g.device = row
-        return view(*args, **kwargs)
-    return wrapped
-
-
-def audit_device(action, target_type="", target_id="", detail=""):
-    device = g.device
-    audit(get_db(), "device", device["id"], device["name"], action, target_type, target_id,
-          detail, client_ip())
-
-
-# --- gallery -------------------------------------------------------------------------------
-
-GALLERY_BY_SITE = "gallery.by_site"
-
-
-def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
-    """Citizens changed after sync seq `since`: upserts (templates to hold) and removals.
-
-    A citizen removed, without consent, or with no template is a removal: the device must
-    forget them. With the gallery.by_site setting on, so is a citizen of another site than
-    the device's (district set and different). "full" tells the device to drop its whole
-    cache first (since=0). About `limit` citizens come per call; "more" says to ask again
-    from the returned "seq".
-    """
-    db.execute("BEGIN")  # one snapshot: the counter and the rows it covers agree
-    try:
-        current = _current_seq(db)
-        if since > current:  # the server's database was replaced: start the device over
-            since = 0
-        upto = _page_end(db, since, current, limit)
-        rows = db.execute(
-            "SELECT id, name, language, consent, removed_at, district FROM citizens"
-            " WHERE sync_seq > ? AND sync_seq <= ? ORDER BY sync_seq, id", [since, upto]).fetchall()
-        scope = site if site and get_setting(db, GALLERY_BY_SITE, False) else None
-        upserts, removals = _split_changes(db, rows, scope)
-    finally:
-        db.execute("COMMIT")
-    return {"seq": upto, "upserts": upserts, "removals": removals, "full": since == 0,
-            "more": upto < current}
-
-
-def _page_end(db, since, current, limit):
-    """The seq that ends a page of about `limit` citizens. A page ends on a whole seq,
-    never inside one: an import may give many citizens the same seq."""
-    row = db.execute(
-        "SELECT sync_seq FROM citizens WHERE sync_seq > ? AND sync_seq <= ?"
-        " ORDER BY sync_seq LIMIT 1 OFFSET ?", [since, current, limit - 1]).fetchone()
-    return row[0] if row else current
-
-
-def _split_changes(db, rows, site=None):
-    upserts, removals = [], []
-    for row in rows:
-        wanted = row["consent"] and not row["removed_at"] and _in_scope(row, site)
-        templates = _templates(db, row["id"]) if wanted else []
-        if templates:
-            upserts.append({"citizen_id": row["id"], "display_name": row["name"],
-                            "language": row["language"], "templates": templates})
-        else:
-            removals.append(row["id"])
-    return upserts, removals
-
-
-def _in_scope(row, site):
-    """Whether a device of `site` holds this citizen (site None: every device holds all)."""
-    return site is None or not row["district"] or row["district"] == site
-
-
-def resend_gallery(db):
-    """Mark every citizen changed (call inside a transaction): after a change of scope each
-    device gets every citizen again, as an upsert or a removal."""
-    db.execute("UPDATE citizens SET sync_seq = ?", [next_sync_seq(db)])
-
-
-def _templates(db, citizen_id):
-    rows = db.execute("SELECT encoding FROM face_templates WHERE citizen_id = ? ORDER BY id",
-                      [citizen_id]).fetchall()
-    return [base64.b64encode(from_blob(r["encoding"]).astype("<f4").tobytes()).decode("ascii")
-            for r in rows]
-
-
-def _current_seq(db):
-    return db.execute("SELECT seq FROM sync_counter WHERE id = 1").fetchone()[0]
 
 
 @bp.route("/gallery")
@@ -212,17 +53,16 @@ def gallery():
 # --- config --------------------------------------------------------------------------------
 
 def device_config(db):
-    """What a device needs to decide and greet; settings override the shipped defaults."""
-    policy = Policy()
+    """What a device needs to decide and greet; admin settings override the shipped defaults."""
     return {
-        "threshold": get_setting(db, "policy.threshold", policy.threshold),
-        "margin": get_setting(db, "policy.margin", policy.margin),
-        "min_frames": get_setting(db, "policy.min_frames", policy.min_frames),
-        "unknown_after": get_setting(db, "policy.unknown_after", policy.unknown_after),
-        "greeting_templates": {**DEFAULT_GREETINGS, **get_setting(db, "greeting.templates", {})},
-        "honorifics": {**DEFAULT_HONORIFICS, **get_setting(db, "greeting.honorifics", {})},
-        "regreet_after_s": get_setting(db, "greeting.regreet_after_s", 60),
-        "sync_interval_s": get_setting(db, "device.sync_interval_s", 30),
+        "threshold": settings.value(db, "policy.threshold"),
+        "margin": settings.value(db, "policy.margin"),
+        "min_frames": settings.value(db, "policy.min_frames"),
+        "unknown_after": settings.value(db, "policy.unknown_after"),
+        "greeting_templates": settings.value(db, "greeting.templates"),
+        "honorifics": settings.value(db, "greeting.honorifics"),
+        "regreet_after_s": settings.value(db, "greeting.regreet_after_s"),
+        "sync_interval_s": settings.value(db, "device.sync_interval_s"),
     }
 
 
@@ -296,7 +136,7 @@ def _citizen_id(value, outcome):
             raise SessionInvalid("citizen_id must be null when the outcome is unknown")
         return None
     # beyond SQLite's integer range the lookup raised OverflowError (a 500)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= SQLITE_MAX_INT:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ROW_ID:
         raise SessionInvalid("citizen_id must be a citizen's id when the outcome is greeted")
     return value
 
@@ -408,7 +248,7 @@ def _insert_session(db, session):
             db.execute(f"INSERT INTO sessions ({columns}) VALUES ({marks})", list(session.values()))
             audit_device("session.upload", "session", session["id"],
                          {"outcome": session["outcome"], "citizen_id": session["citizen_id"]})
-    except sqlite3.IntegrityError:
+    except db.IntegrityError:
         # Two uploads of the same session raced; the first one stored it.
         row = _existing(db, session["id"], session)
         if row is None:
@@ -424,40 +264,3 @@ def get_session(session_id):
     if row is None:
         raise ApiError(404, "no such session from this device")
     return jsonify(session_json(row))
-
-
-# --- CLI -----------------------------------------------------------------------------------
-
-def _cli_db():
-    from .cli import cli_db
-    return cli_db()
-
-
-@click.command("register-device")
-@click.argument("name")
-@click.option("--kind", type=click.Choice(DEVICE_KINDS), required=True)
-@click.option("--site", default="", help="Service hall the device stands in.")
-@with_appcontext
-def register_device_command(name, kind, site):
-    """Register a kiosk or robot and print its token (shown only this once)."""
-    try:
-        token = register_device(_cli_db(), name, kind, site)
-    except DeviceError as e:
-        raise click.ClickException(str(e))
-    click.echo(f"registered {kind} {name}; its token (shown only once, store it on the device):")
-    click.echo(token)
-
-
-@click.command("revoke-device")
-@click.argument("name")
-@with_appcontext
-def revoke_device_command(name):
-    """Revoke a device's token: its next request gets 401."""
-    try:
-        revoke_device(_cli_db(), name)
-    except DeviceError as e:
-        raise click.ClickException(str(e))
-    click.echo(f"revoked {name}")
-
-
-cli_commands = [register_device_command, revoke_device_command]

@@ -2,8 +2,8 @@
 import functools
 from datetime import datetime, timedelta, timezone
 
-from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
-                   url_for)
+from flask import (Blueprint, abort, current_app, flash, has_app_context, redirect,
+                   render_template, request, url_for)
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -11,10 +11,11 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
 from db import now_iso, transaction
-from db.queries import audit
 
+from . import audit
+from .database import get_db
 from .i18n import t
-from .web import client_ip, get_db
+from .requests import client_ip
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -49,7 +50,13 @@ def _load_user(user_id):
     return User(row) if row else None
 
 
-def create_user(db, username, password, role):
+def hash_password(password):
+    """The password's hash by the configured method (scrypt; tests set a cheap one)."""
+    method = current_app.config["PASSWORD_HASH_METHOD"] if has_app_context() else "scrypt"
+    return generate_password_hash(password, method=method)
+
+
+def create_user(db, username, password, role, actor=audit.CLI):
     """Add a user with a hashed password. Raises UserError for a bad role, name or password."""
     username = (username or "").strip()
     if role not in ROLES:
@@ -63,8 +70,8 @@ def create_user(db, username, password, role):
     with transaction(db):
         db.execute("INSERT INTO users (username, password_hash, role, created_at)"
                    " VALUES (?, ?, ?, ?)",
-                   [username, generate_password_hash(password), role, now_iso()])
-        audit(db, "system", None, "cli", "user.create", "user", username, {"role": role})
+                   [username, hash_password(password), role, now_iso()])
+        audit.record(db, actor, "user.create", "user", username, {"role": role})
 
 
 def role_required(*roles):
@@ -81,10 +88,14 @@ def role_required(*roles):
     return decorator
 
 
+def user_actor():
+    """The signed-in user making this request, as an audit actor."""
+    return audit.Actor("user", current_user.id, current_user.username, client_ip())
+
+
 def audit_user(action, target_type="", target_id="", detail=""):
-    """Audit entry for the logged-in user's action (call inside the view)."""
-    audit(get_db(), "user", current_user.id, current_user.username, action, target_type,
-          target_id, detail, client_ip())
+    """Audit entry for the signed-in user's action (call inside the view's transaction)."""
+    audit.record(get_db(), user_actor(), action, target_type, target_id, detail)
 
 
 class LoginForm(FlaskForm):
@@ -113,7 +124,7 @@ def logout():
 def index():
     if not current_user.is_authenticated:
         return redirect(url_for("auth.login"))
-    return redirect(url_for("console.queue"))
+    return redirect(url_for("queue.index"))
 
 
 def _check_login(username, password):
@@ -131,7 +142,7 @@ def _check_login(username, password):
     with transaction(db):
         db.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?",
                    [row["id"]])
-        audit(db, "user", row["id"], username, "login", ip=client_ip())
+        audit.record(db, audit.Actor("user", row["id"], username, client_ip()), "login")
     login_user(User(row))
     return None
 
@@ -150,8 +161,8 @@ def _record_failure(db, row, now):
         db.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
                    [failures, locked_until and locked_until.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     row["id"]])
-        audit(db, "user", row["id"], row["username"], "login.failed", ip=client_ip(),
-              detail={"failures": failures})
+        audit.record(db, audit.Actor("user", row["id"], row["username"], client_ip()),
+                     "login.failed", detail={"failures": failures})
 
 
 def _parse(stamp):

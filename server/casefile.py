@@ -19,19 +19,18 @@ from datetime import datetime, timedelta, timezone
 from flask import Blueprint, current_app, g, jsonify, request
 
 from db import now_iso, transaction
-from db.queries import citizen, get_setting
+from db.queries import citizen
 
-from .api import audit_device, device_required, device_session
-from .console import local_today
+from . import settings
+from .api import device_session
+from .database import get_db
+from .devices import audit_device, device_required
 from .errors import ApiError, error_body
-from .web import get_db
+from .times import local_today
 
 bp = Blueprint("casefile", __name__, url_prefix="/api/v1")
 
-SESSION_MAX_AGE_S = 300     # a case file opens only this soon after the visit started
 CLOCK_SKEW_S = 60           # a device clock this far ahead is still believed
-FACTOR_TRIES = 3            # wrong digits before the details lock for the session
-FACTOR_WAIT_S = 2           # wait after the first wrong try; doubles after each further one
 SUMMARY_FIELDS = ("case_number", "type", "status", "counter", "appointment_at")
 DETAIL_FIELDS = SUMMARY_FIELDS + ("summary", "updated_at")
 FULL_WIDTH_DIGITS = {0xFF10 + i: str(i) for i in range(10)}  # "０".."９"
@@ -55,10 +54,6 @@ class FactorWrong(Exception):
         self.tries_left = tries_left
 
 
-def _setting(key, default):
-    return current_app.config.get(key, default)
-
-
 def _parse_stamp(stamp):
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
@@ -77,7 +72,7 @@ def check_recent(row, now=None):
     """Refuse a visit that started too long ago: an old session must not open a file."""
     now = now or datetime.now(timezone.utc)
     started = _parse_stamp(row["started_at"])
-    max_age = _setting("CASEFILE_SESSION_MAX_AGE_S", SESSION_MAX_AGE_S)
+    max_age = current_app.config["CASEFILE_SESSION_MAX_AGE_S"]
     if now - started > timedelta(seconds=max_age):
         raise CaseFileRefused(403, "session_too_old",
                               f"the session started more than {max_age} seconds ago; greet again")
@@ -121,7 +116,7 @@ def open_cases(db, citizen_id, fields=SUMMARY_FIELDS):
 
 
 def second_factor_on(db):
-    return bool(get_setting(db, "second_factor", True))
+    return bool(settings.value(db, "second_factor"))
 
 
 def citizen_summary(db, person, session_id):
@@ -223,7 +218,7 @@ def factor_wait_left(row, now):
     """Seconds until another try is allowed after a wrong one (0 when allowed now)."""
     if not row["factor_failures"] or not row["factor_failed_at"]:
         return 0
-    wait = _setting("SECOND_FACTOR_WAIT_S", FACTOR_WAIT_S) * 2 ** (row["factor_failures"] - 1)
+    wait = current_app.config["SECOND_FACTOR_WAIT_S"] * 2 ** (row["factor_failures"] - 1)
     ready = _parse_stamp(row["factor_failed_at"]) + timedelta(seconds=wait)
     return max(0, int((ready - now).total_seconds() + 0.999))
 
@@ -233,7 +228,7 @@ def check_second_factor(db, row, person, digits):
     counting a wrong try. Locks after SECOND_FACTOR_TRIES wrong tries; waits between tries."""
     if row["factor_passed_at"]:
         return
-    tries = _setting("SECOND_FACTOR_TRIES", FACTOR_TRIES)
+    tries = current_app.config["SECOND_FACTOR_TRIES"]
     if row["factor_failures"] >= tries:
         raise ApiError(423, "too many wrong tries: case details are locked; please see a clerk")
     wait = factor_wait_left(row, datetime.now(timezone.utc))

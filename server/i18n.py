@@ -1,54 +1,57 @@
-"""Chinese and English UI text. English strings are the keys; zh has the translations.
+"""Chinese and English text of the console and admin pages, from one catalogue.
 
-Feature modules add their own strings with add_translations(); the language is chosen
-by a switch in the page and kept in the session.
+English strings are the keys; messages/zh.json holds their Simplified Chinese. A person picks
+the language with the switch on every page (kept in their session); before that, the browser's
+Accept-Language decides, and Chinese is the default of a Chinese service hall.
 """
-from flask import redirect, request, session
+import json
+import os
 
-LANGUAGES = ("zh", "en")
-_ZH = {}
+from flask import has_request_context, redirect, request, session
 
+UI_LANGUAGES = ("zh", "en")
+CATALOGUE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "messages", "zh.json")
+with open(CATALOGUE, encoding="utf-8") as _f:
+    ZH = json.load(_f)
 
-def add_translations(pairs):
-    _ZH.update(pairs)
+# Stored codes (statuses, outcomes, roles, device kinds) and how people read them.
+LABELS = {
+    "pending": "Pending review", "confirmed": "Confirmed", "rejected": "Rejected",
+    "closed": "Closed", "greeted": "Greeted", "unknown": "Unknown", "passed": "Passed",
+    "failed": "Failed", "not_run": "Not run", "open": "Opened", "in_progress": "In progress",
+    "waiting_documents": "Waiting for documents", "ready": "Ready", "admin": "Administrator",
+    "clerk": "Clerk", "kiosk": "Kiosk", "robot": "Robot",
+}
 
 
 def current_language():
+    if not has_request_context():
+        return "zh"
     lang = session.get("lang")
-    if lang in LANGUAGES:
+    if lang in UI_LANGUAGES:
         return lang
-    return request.accept_languages.best_match(LANGUAGES) or "zh" if request else "zh"
+    return request.accept_languages.best_match(UI_LANGUAGES) or "zh"
 
 
 def t(text):
-    return _ZH.get(text, text) if current_language() == "zh" else text
+    """text in the page's language (English text is its own translation)."""
+    return ZH.get(text, text) if current_language() == "zh" else text
+
+
+def label(code):
+    """A stored code (status, liveness, role) in the page's language."""
+    return t(LABELS.get(code, code))
+
+
+def set_language(code):
+    if code in UI_LANGUAGES:
+        session["lang"] = code
+    target = request.referrer or "/"
+    return redirect(target if target.startswith(request.host_url) else "/")
 
 
 def init_app(app):
     app.jinja_env.globals.update(t=t, current_language=current_language)
-
-    @app.route("/lang/<code>", methods=["POST"])
-    def set_language(code):
-        if code in LANGUAGES:
-            session["lang"] = code
-        target = request.referrer or "/"
-        return redirect(target if target.startswith(request.host_url) else "/")
-
-
-add_translations({
-    "Sign in": "登录",
-    "Sign out": "退出",
-    "Username": "用户名",
-    "Password": "密码",
-    "Wrong username or password.": "用户名或密码错误。",
-    "Too many failed attempts. Try again in {n} seconds.": "失败次数过多，请 {n} 秒后再试。",
-    "Citizens": "市民",
-    "Import": "批量导入",
-    "Sessions": "接待记录",
-    "Dashboard": "统计",
-    "Admin": "管理",
-    "Audit log": "审计日志",
-    "Search": "搜索",
-    "Error": "错误",
-    "Civic service hall": "办税服务厅",
-})
+    app.jinja_env.filters["label"] = label
+    app.add_url_rule("/lang/<code>", "set_language", set_language, methods=["POST"])

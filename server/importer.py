@@ -30,12 +30,16 @@ from datetime import datetime
 import numpy as np
 
 from db import now_iso, transaction
-from db.queries import audit, get_setting, next_sync_seq
+from db.queries import next_sync_seq
 from recognition import PhotoRejected
 from recognition.decision import Policy
 from recognition.gallery import Gallery
 from recognition.images import MAX_BYTES
 from recognition.templates import from_blob, to_blob
+
+from . import audit
+from . import settings as registry
+from .audit import Actor
 
 RECORD_COLUMNS = ("id_number", "name", "phone", "photo")
 RECORD_OPTIONAL = ("language", "district", "consent")
@@ -116,15 +120,6 @@ class Settings:
         return cls(photos_dir=config["PHOTOS_DIR"],
                    id_number_rule=config.get("ID_NUMBER_RULE", "prc18"),
                    workers=max(1, int(config.get("IMPORT_WORKERS") or 1)))
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who runs the import, for the audit log."""
-    type: str = "system"
-    id: int = None
-    name: str = "cli"
-    ip: str = ""
 
 
 @dataclass
@@ -561,11 +556,10 @@ def run_import(db, records_path, photos_path, cases_path=None, settings=None, ac
         photos.close()
     run.result.rows.sort(key=lambda r: (r.file != "records", r.line))
     with transaction(db):
-        audit(db, actor.type, actor.id, actor.name, "import.run", "import", "",
-              {"records": os.path.basename(records_path),
-               "cases": os.path.basename(cases_path) if cases_path else "",
-               **run.result.counts("records"), "cases_counts": run.result.counts("cases")},
-              actor.ip)
+        audit.record(db, actor, "import.run", "import", "",
+                     {"records": os.path.basename(records_path),
+                      "cases": os.path.basename(cases_path) if cases_path else "",
+                      **run.result.counts("records"), "cases_counts": run.result.counts("cases")})
     return run.result
 
 
@@ -580,7 +574,7 @@ class _Run:
         self.gallery, self.id_numbers = load_gallery(db)
         # A face the devices would greet as another citizen is a duplicate: the same policy
         # (loosest threshold from the settings, tightened for the gallery's size) decides.
-        self.policy = Policy(threshold=float(get_setting(db, "policy.threshold", Policy().threshold)))
+        self.policy = Policy(threshold=float(registry.value(db, "policy.threshold")))
 
     def records(self, rows, photos):
         valid = self._valid_records(rows)
@@ -673,9 +667,8 @@ class _Run:
         id_number, distance = other
         reason = (f"possible duplicate identity: face matches ID number {id_number}"
                   f" (distance {distance:.2f}); not imported, check both records")
-        audit(self.db, self.actor.type, self.actor.id, self.actor.name, "import.flagged",
-              "citizen", record.id_number, {"matches": id_number, "distance": round(distance, 3)},
-              self.actor.ip)
+        audit.record(self.db, self.actor, "import.flagged", "citizen", record.id_number,
+                     {"matches": id_number, "distance": round(distance, 3)})
         self._record_result(record, "flagged", reason)
 
     def _store_citizen(self, item):

@@ -9,14 +9,14 @@ Uploaded files are deleted when the job ends: the photos are then stored under P
 import logging
 import os
 import shutil
+import socket
 import threading
 import time
 import zipfile
+from datetime import datetime, timezone
 
-import click
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
                    send_file, url_for)
-from flask.cli import with_appcontext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
@@ -24,66 +24,28 @@ from flask_wtf.file import FileField, FileRequired
 from db import now_iso, open_db, transaction
 
 from . import importer
-from .auth import audit_user, role_required
-from .cli import cli_db
-from .i18n import add_translations, t
-from .web import client_ip, get_db
+from .auth import audit_user, role_required, user_actor
+from .database import get_db
+from .i18n import t
+from .times import parse_stamp
 
 bp = Blueprint("imports", __name__, url_prefix="/imports")
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5   # how often a running job writes its progress row
 RECENT_JOBS = 20
 FINISHED = ("done", "failed")
+HEARTBEAT_S = 10         # a running job says so this often
+STALE_S = 60             # a job silent this long was interrupted
 MAX_PROBLEMS_SHOWN = 500  # the report holds them all
-
-
-# --- the command ----------------------------------------------------------------------------
-
-@click.command("import-records")
-# No dir_okay=False: click's usage error is three lines; the importer says "is a folder" in one.
-@click.argument("records", type=click.Path())
-@click.option("--photos", required=True, type=click.Path(),
-              help="Folder or zip holding the files named in the photo column.")
-@click.option("--cases", type=click.Path(), help="Optional CASES.csv.")
-@click.option("--report", type=click.Path(dir_okay=False, writable=True),
-              help="Write the row-by-row report (CSV) here.")
-@with_appcontext
-def import_records(records, photos, cases, report):
-    """Import citizen records with their photos (and optionally their cases).
-
-    Prints `imported N, updated N, unchanged N, rejected N`; rejected rows and their reasons
-    go to stderr and to --report. Exits non-zero only when the import could not run at all.
-    """
-    if report and not os.path.isdir(os.path.dirname(os.path.abspath(report))):
-        raise click.ClickException(f"report: folder does not exist: {os.path.dirname(report)}")
-    settings = importer.Settings.from_config(current_app.config)
-    try:
-        result = importer.run_import(cli_db(), records, photos, cases, settings)
-    except importer.ImportFailed as e:
-        raise click.ClickException(str(e))
-    if report:
-        importer.write_report(report, result)
-    _echo_problems(result.problems(), report)
-    click.echo(result.summary_line())
-
-
-def _echo_problems(problems, report, limit=20):
-    for row in problems[:limit]:
-        click.echo(f"{row.file} line {row.line} {row.id_number}: {row.outcome}: {row.reason}", err=True)
-    if len(problems) > limit:
-        more = "see the report" if report else "use --report for all"
-        click.echo(f"... and {len(problems) - limit} more rejected rows ({more})", err=True)
-
-
-cli_commands = [import_records]
 
 
 # --- jobs -----------------------------------------------------------------------------------
 
 def create_job(db, user_id):
     with transaction(db):
-        return db.insert("INSERT INTO import_jobs (created_by, status, created_at)"
-                         " VALUES (?, 'queued', ?) RETURNING id", [user_id, now_iso()])
+        return db.insert("INSERT INTO import_jobs (created_by, status, created_at, owner,"
+                         " heartbeat_at) VALUES (?, 'queued', ?, ?, ?) RETURNING id",
+                         [user_id, now_iso(), this_process(), now_iso()])
 
 
 def job_row(db, job_id):
@@ -109,6 +71,7 @@ def start_job(config, job_id, files, actor):
 def run_job(config, job_id, files, actor):
     """The body of a background import: progress, result and report recorded on the job row."""
     db = open_db(config["DATABASE"], migrate_now=False)
+    beating = _heartbeat(config["DATABASE"], job_id)
     try:
         _update_job(db, job_id, status="running")
         result = importer.run_import(db, files["records"], files["photos"], files.get("cases"),
@@ -125,19 +88,83 @@ def run_job(config, job_id, files, actor):
         _update_job(db, job_id, status="failed", finished_at=now_iso(),
                     error="internal error; rows already written are complete, see the server log")
     finally:
+        beating.set()
         shutil.rmtree(os.path.dirname(files["records"]), ignore_errors=True)
         db.close()
 
 
-def fail_interrupted_jobs(db):
-    """Mark jobs left queued or running by a server that stopped as failed; call once at start
-    (in a single-process server: jobs run in the process that started them)."""
+def this_process():
+    """host:pid:start of this process; the start time tells a reused pid from ours."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+
+
+def _process_start(pid):
+    """The process's start time in clock ticks since boot (Linux), or "" elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _owner_gone(owner):
+    """True when owner names a process of this host that no longer runs."""
+    host, _, rest = owner.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's process: its heartbeat tells
+    return _process_start(int(pid)) != started if started else not os.path.exists(f"/proc/{pid}")
+
+
+def _heartbeat(database, job_id):
+    """Write the job's heartbeat every HEARTBEAT_S until the returned event is set."""
+    stop = threading.Event()
+
+    def beat():
+        db = open_db(database, migrate_now=False)
+        try:
+            while not stop.wait(HEARTBEAT_S):
+                _update_job(db, job_id, heartbeat_at=now_iso())
+        finally:
+            db.close()
+    threading.Thread(target=beat, name=f"import-job-{job_id}-heartbeat", daemon=True).start()
+    return stop
+
+
+def fail_interrupted_jobs(db, uploads_dir, now=None):
+    """End as failed the jobs whose process is gone or silent for STALE_S, and delete their
+    uploaded files (ID numbers, phones, photos). Safe with several server processes: a job
+    another live process runs keeps its heartbeat fresh. Returns how many ended."""
+    now = now or datetime.now(timezone.utc)
+    rows = db.execute("SELECT id, owner, heartbeat_at, created_at FROM import_jobs"
+                      " WHERE status IN ('queued', 'running')").fetchall()
+    ended = 0
+    for row in rows:
+        last = parse_stamp(row["heartbeat_at"] or row["created_at"])
+        if _owner_gone(row["owner"]) or (now - last).total_seconds() > STALE_S:
+            ended += _fail_interrupted(db, row["id"])
+            shutil.rmtree(os.path.join(uploads_dir, f"job-{row['id']}"), ignore_errors=True)
+    return ended
+
+
+def _fail_interrupted(db, job_id):
     with transaction(db):
-        cursor = db.execute(
+        return db.execute(
             "UPDATE import_jobs SET status = 'failed', finished_at = ?, error = ?"
-            " WHERE status IN ('queued', 'running')",
-            [now_iso(), "interrupted by a server restart; whole batches were kept, run the import again"])
-    return cursor.rowcount
+            " WHERE id = ? AND status IN ('queued', 'running')",
+            [now_iso(), "interrupted: the server stopped while it ran; whole batches were kept,"
+             " run the import again", job_id]).rowcount
+
+
+def init_app(app):
+    """At start: end the jobs a stopped server left behind."""
+    db = open_db(app.config["DATABASE"], migrate_now=False)
+    try:
+        ended = fail_interrupted_jobs(db, app.config["UPLOADS_DIR"])
+    finally:
+        db.close()
+    if ended:
+        log.warning("%d import job(s) interrupted by a stopped server marked failed", ended)
 
 
 def _progress_writer(db, job_id):
@@ -148,7 +175,7 @@ def _progress_writer(db, job_id):
         now = time.monotonic()
         if now - last[0] >= PROGRESS_EVERY_S or processed >= total:
             last[0] = now
-            _update_job(db, job_id, processed=processed, total=total)
+            _update_job(db, job_id, processed=processed, total=total, heartbeat_at=now_iso())
     return progress
 
 
@@ -179,7 +206,7 @@ def index():
         if error is None:
             with transaction(db):
                 audit_user("import.start", "import", job_id)
-            start_job(current_app.config, job_id, _upload_paths(job_id), _actor())
+            start_job(current_app.config, job_id, _upload_paths(job_id), user_actor())
             return redirect(url_for("imports.job", job_id=job_id))
         _update_job(db, job_id, status="failed", error=error, finished_at=now_iso())
         flash(error, "error")
@@ -218,10 +245,6 @@ def _save_uploads(form, job_id):
         shutil.rmtree(folder, ignore_errors=True)
         return t("The photos file is not a zip file.")
     return None
-
-
-def _actor():
-    return importer.Actor("user", current_user.id, current_user.username, client_ip())
 
 
 def job_or_404(db, job_id):
@@ -283,54 +306,3 @@ def report(job_id):
                          download_name=f"import-{job_id}-report.csv", max_age=0)
     response.headers["Cache-Control"] = "no-store, private"
     return response
-
-
-add_translations({
-    "Bulk import": "批量导入",
-    "Records CSV": "市民记录 CSV",
-    "Photos (zip)": "照片（zip 压缩包）",
-    "Cases CSV (optional)": "案件 CSV（可选）",
-    "Start import": "开始导入",
-    "Recent imports": "最近的导入",
-    "Choose a records CSV and a zip of photos.": "请选择市民记录 CSV 和照片 zip 压缩包。",
-    "The photos file is not a zip file.": "照片文件不是 zip 压缩包。",
-    "No such import.": "没有这个导入任务。",
-    "This import has no report.": "这个导入任务没有报告。",
-    "Import": "批量导入",
-    "Status": "状态",
-    "Started": "开始时间",
-    "Finished": "完成时间",
-    "By": "操作人",
-    "Progress": "进度",
-    "rows": "行",
-    "queued": "排队中",
-    "running": "进行中",
-    "done": "已完成",
-    "failed": "失败",
-    "imported": "新导入",
-    "updated": "已更新",
-    "unchanged": "未变化",
-    "rejected": "被拒绝",
-    "flagged": "已标记",
-    "Records": "市民记录",
-    "Cases": "案件",
-    "Rejected rows": "被拒绝的行",
-    "No rows were rejected.": "没有被拒绝的行。",
-    "Download the report (CSV)": "下载报告（CSV）",
-    "File": "文件",
-    "Line": "行号",
-    "ID number": "身份证号",
-    "Name": "姓名",
-    "Outcome": "结果",
-    "Reason": "原因",
-    "The import could not run": "导入无法进行",
-    "Columns": "列",
-    "required": "必填",
-    "optional": "可选",
-    "Photos are checked: exactly one face, large and sharp enough. A face already enrolled under another ID number is flagged, not imported.":
-        "照片会被检查：只能有一张脸，且足够大、足够清晰。与其他身份证号已登记的人脸相同的，会被标记而不导入。",
-    "Re-importing the same files changes nothing; changed rows update the citizen.":
-        "重复导入相同文件不会改变任何数据；有变化的行会更新该市民。",
-    "No imports yet.": "还没有导入记录。",
-    "Only the first rows are shown; the report has them all.": "这里只显示前面的行；报告里有全部。",
-})

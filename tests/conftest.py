@@ -5,11 +5,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
 from app import create_app
-from db import open_db
-from server.auth import create_user
+from db import now_iso, open_db
 
 # Real photos and a real clip committed with the tests (sources and licences: tests/data/README.md).
 DATA = Path(__file__).resolve().parent / "data"
@@ -21,13 +21,20 @@ PASSWORD = "test-password-123"
 pytest_plugins = ["browser"]  # the chromium_page fixture
 
 
+# Tests hash with few rounds (scrypt takes ~70 ms a hash), and the two staff accounts every
+# test starts with share one hash computed once per run.
+TEST_HASH_METHOD = "pbkdf2:sha256:1000"
+PASSWORD_HASH = generate_password_hash(PASSWORD, method=TEST_HASH_METHOD)
+
+
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     monkeypatch.setenv("CIVIC_INSTANCE_PATH", str(tmp_path / "instance"))
-    app = create_app({"TESTING": True, "IMPORT_WORKERS": 1})
+    app = create_app({"TESTING": True, "IMPORT_WORKERS": 1, "PASSWORD_HASH_METHOD": TEST_HASH_METHOD})
     db = open_db(app.config["DATABASE"])
-    create_user(db, "admin", PASSWORD, "admin")
-    create_user(db, "clerk", PASSWORD, "clerk")
+    for role in ("admin", "clerk"):
+        db.execute("INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
+                   [role, PASSWORD_HASH, role, now_iso()])
     db.close()
     yield app
 

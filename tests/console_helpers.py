@@ -21,7 +21,7 @@ def iso(moment):
 def add_device(db, name="kiosk-1", kind="kiosk", site="hall-a"):
     """A device row and its bearer token (through the device API when it is there)."""
     try:
-        from server.api import register_device
+        from server.devices import register_device
     except ImportError:
         register_device = None
     if register_device is not None:

@@ -14,7 +14,7 @@ from db import now_iso, transaction
 from db.queries import next_sync_seq
 from recognition import images, quality
 from recognition.templates import to_blob
-from server.api import register_device
+from server.devices import register_device
 
 _id_numbers = itertools.count(1)
 

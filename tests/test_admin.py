@@ -10,7 +10,8 @@ from console_helpers import add_citizen, add_device, add_session
 from conftest import PASSWORD, csrf_from
 from db import open_db
 from db.queries import get_setting, set_setting
-from server.admin import SETTINGS, init_app as start_purge_schedule, purge_snapshots
+from server.purge import init_app as start_purge_schedule, purge_snapshots
+from server.settings import ON_FORM as SETTINGS
 
 
 def post_form(client, page_url, url, data):
@@ -79,7 +80,7 @@ def test_every_setting_has_a_form_field(client, auth):
     auth.login("admin")
     page = client.get("/admin/settings").get_data(as_text=True)
     for spec in SETTINGS:
-        assert f'name="{spec.key}' in page
+        assert f'name="{spec.name}' in page
 
 
 # --- users ------------------------------------------------------------------------------------

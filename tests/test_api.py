@@ -12,7 +12,8 @@ from db.queries import set_setting
 from device_helpers import (enrol, new_device, person_encoding, remove_citizen, session_count,
                             session_payload)
 from recognition.decision import Policy
-from server.api import gallery_delta, hash_token
+from server.devices import hash_token
+from server.gallery import gallery_delta
 
 ENDPOINTS = [("get", "/api/v1/gallery?since=0"), ("get", "/api/v1/config"),
              ("post", "/api/v1/sessions")]
@@ -275,7 +276,7 @@ def test_config_gives_policy_defaults_and_greeting_settings(client, db, token):
 
 
 def test_devices_hold_only_their_sites_citizens_when_the_setting_is_on(client, db, auth):
-    from server.api import register_device
+    from server.devices import register_device
     east = register_device(db, "kiosk-east", "kiosk", site="Hall A")
     west = register_device(db, "kiosk-west", "kiosk", site="Hall B")
     in_a, in_b, anywhere = (enrol(db, "barack_obama"), enrol(db, "joe_biden"),
@@ -302,7 +303,7 @@ def test_devices_hold_only_their_sites_citizens_when_the_setting_is_on(client, d
 
 
 def test_device_tokens_can_be_passed_on_a_command_line(db):
-    from server.api import register_device
+    from server.devices import register_device
     tokens = [register_device(db, f"kiosk-{i}", "kiosk") for i in range(200)]
     assert not any(token.startswith("-") for token in tokens)
     assert len(set(tokens)) == 200 and all(len(token) > 40 for token in tokens)

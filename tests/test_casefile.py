@@ -236,7 +236,7 @@ def test_tickets_are_sequential_per_site_and_stable_per_visit(client, db, token,
     stored = db.execute("SELECT ticket_number FROM sessions WHERE id = ?", [second]).fetchone()
     assert stored[0] == "002"
     # Another hall counts from one.
-    from server.api import register_device
+    from server.devices import register_device
     elsewhere = register_device(db, "robot-b", "robot", site="Hall B")
     third = post_session(client, elsewhere, citizen_id)
     assert ticket(client, elsewhere, third).get_json()["ticket_number"] == "001"

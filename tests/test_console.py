@@ -8,7 +8,8 @@ from console_helpers import (add_case, add_citizen, add_device, add_session, bul
                              iso)
 from conftest import FACES, csrf_from
 from db.queries import set_setting
-from server.console import QueueFilter, dashboard_stats, queue_page, queue_sql
+from server.dashboard import dashboard_stats
+from server.queue import QueueFilter, queue_page, queue_sql
 
 
 def audit_actions(db, target_id):
@@ -169,7 +170,7 @@ def test_session_page_shows_the_match_and_is_audited(app, db, client, auth, hall
     for text in ("王小明", "0.318", "0.241", "0.74", "kiosk-1", "110101199003074514", "0.5"):
         assert text in page
     assert f"/console/sessions/{session}/snapshot" in page
-    assert f"/console/citizens/{hall['citizen']}/photo" in page
+    assert f"/citizens/{hall['citizen']}/photo" in page
     assert audit_actions(db, session) == ["session.view"]
 
 
@@ -177,7 +178,7 @@ def test_snapshot_and_photo_are_served_privately_and_audited(app, db, client, au
     session = add_session(app, db, hall["kiosk"], hall["citizen"], snapshot=("barack_obama", 2))
     auth.login("clerk")
     snapshot = client.get(f"/console/sessions/{session}/snapshot")
-    photo = client.get(f"/console/citizens/{hall['citizen']}/photo")
+    photo = client.get(f"/citizens/{hall['citizen']}/photo")
     for response in (snapshot, photo):
         assert response.status_code == 200 and response.data[:3] == b"\xff\xd8\xff"
         assert "no-store" in response.headers["Cache-Control"]
@@ -395,17 +396,15 @@ def test_every_console_and_admin_text_has_a_chinese_translation():
     import re
     from pathlib import Path
 
-    from server.admin import SETTINGS
-    from server.console import LABELS
-    from server.i18n import _ZH
+    from server.i18n import LABELS, ZH
+    from server.settings import ON_FORM
     root = Path(__file__).resolve().parents[1]
-    files = [*root.glob("templates/console/*.html"), *root.glob("templates/admin/*.html"),
-             root / "server/console.py", root / "server/admin.py"]
+    files = [*root.glob("templates/**/*.html"), *root.glob("server/*.py")]
     texts = {m.group(2) for f in files
              for m in re.finditer(r'\bt\((["\'])(.+?)\1\)', f.read_text(encoding="utf-8"))}
-    texts |= set(LABELS.values()) | {s.label for s in SETTINGS} | {s.help for s in SETTINGS}
+    texts |= set(LABELS.values()) | {s.label for s in ON_FORM} | {s.help for s in ON_FORM}
     assert len(texts) > 100
-    assert sorted(text for text in texts if text not in _ZH) == []
+    assert sorted(text for text in texts if text not in ZH) == []
 
 
 def test_pages_switch_to_chinese(app, db, client, auth, hall):

@@ -452,7 +452,7 @@ def test_device_filter_that_is_no_device_id_is_a_400(client, staff):
 
 @pytest.mark.parametrize("method, paths", [
     ("get", [f"/citizens/{HUGE}", f"/citizens/{HUGE}/photo", f"/console/citizens/{HUGE}/cases",
-             f"/console/citizens/{HUGE}/photo", f"/console/cases/{HUGE}", f"/imports/{HUGE}",
+             f"/citizens/{HUGE}/photo", f"/console/cases/{HUGE}", f"/imports/{HUGE}",
              f"/imports/{HUGE}/progress", f"/imports/{HUGE}/report", f"/citizens/{SQLITE_MAX}",
              "/citizens/-1", "/console/sessions/%00"]),
     ("post", [f"/admin/users/{HUGE}", f"/admin/devices/{HUGE}/revoke",

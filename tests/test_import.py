@@ -1,7 +1,9 @@
 """Bulk import: real photos through the real quality gate and encoder, into a real SQLite file."""
 import io
 import json
+import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -487,12 +489,31 @@ def test_running_job_page_shows_progress_and_polls(client, auth, db):
     assert client.get(f"/imports/{job_id}/report").status_code == 404  # no report until done
 
 
-def test_jobs_interrupted_by_a_restart_are_marked_failed(db):
+def test_jobs_of_a_stopped_server_fail_at_start_and_their_uploads_are_deleted(app, db):
+    """A job whose process is gone ends as failed when a server starts, and the uploaded
+    ID numbers, phones and photos go with it; a job this (live) process runs is left alone."""
+    from app import create_app
+    from server.imports import create_job
+    gone, alive = create_job(db, None), create_job(db, None)
+    db.execute("UPDATE import_jobs SET status = 'running', owner = ? WHERE id = ?",
+               [f"{socket.gethostname()}:999999999:1", gone])
+    uploads = Path(app.config["UPLOADS_DIR"]) / f"job-{gone}"
+    uploads.mkdir()
+    (uploads / "records.csv").write_text("id_number,name,phone,photo\n")
+    create_app({"TESTING": True})
+    status = dict(db.execute("SELECT id, status FROM import_jobs").fetchall())
+    assert status == {gone: "failed", alive: "queued"}
+    assert not uploads.exists()
+    error = db.execute("SELECT error FROM import_jobs WHERE id = ?", [gone]).fetchone()[0]
+    assert "run the import again" in error
+
+
+def test_a_job_silent_for_a_minute_is_interrupted_even_from_another_host(db, app):
     from server.imports import create_job, fail_interrupted_jobs
     job_id = create_job(db, None)
-    assert fail_interrupted_jobs(db) == 1
-    row = db.execute("SELECT status, error FROM import_jobs WHERE id = ?", [job_id]).fetchone()
-    assert row["status"] == "failed" and "run the import again" in row["error"]
+    db.execute("UPDATE import_jobs SET owner = 'other-host:1:1', heartbeat_at = ? WHERE id = ?",
+               ["2026-01-01T00:00:00Z", job_id])
+    assert fail_interrupted_jobs(db, app.config["UPLOADS_DIR"]) == 1
 
 
 # --- the enrolment bench --------------------------------------------------------------------

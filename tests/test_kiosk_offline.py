@@ -21,7 +21,7 @@ from kiosk.client import ApiClient
 from kiosk.events import EventLog
 from kiosk.store import Store
 from kiosk.sync import Syncer
-from server.api import revoke_device
+from server.devices import revoke_device
 from videos import visitor_video
 
 

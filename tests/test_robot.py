@@ -12,7 +12,7 @@ from casefile_helpers import (blinking_clip, enrol_her, of_kind, run_flow, still
                               wav_duration_and_rms)
 from device_helpers import enrol
 from robot.voice import RobotVoice
-from server.api import register_device
+from server.devices import register_device
 
 
 @pytest.fixture(scope="module")

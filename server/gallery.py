@@ -1,0 +1,84 @@
+"""What each device holds to greet: face templates, display name and language, as deltas.
+
+Every change a device must see (new face, new name, removal) gives the citizen a new
+sync_seq; a device asks for everything after the last seq it holds. Never ID numbers or
+phones: a device in a public hall can be stolen.
+"""
+import base64
+
+from db.queries import next_sync_seq
+from recognition.templates import from_blob
+
+from . import settings
+
+GALLERY_PAGE = 500                      # citizens per delta response; the device asks again for more
+
+
+def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
+    """Citizens changed after sync seq `since`: upserts (templates to hold) and removals.
+
+    A citizen removed, without consent, or with no template is a removal: the device must
+    forget them. With the gallery.by_site setting on, so is a citizen of another site than
+    the device's (district set and different). "full" tells the device to drop its whole
+    cache first (since=0). About `limit` citizens come per call; "more" says to ask again
+    from the returned "seq".
+    """
+    db.execute("BEGIN")  # one snapshot: the counter and the rows it covers agree
+    try:
+        current = _current_seq(db)
+        if since > current:  # the server's database was replaced: start the device over
+            since = 0
+        upto = _page_end(db, since, current, limit)
+        rows = db.execute(
+            "SELECT id, name, language, consent, removed_at, district FROM citizens"
+            " WHERE sync_seq > ? AND sync_seq <= ? ORDER BY sync_seq, id", [since, upto]).fetchall()
+        scope = site if site and settings.value(db, "gallery.by_site") else None
+        upserts, removals = _split_changes(db, rows, scope)
+    finally:
+        db.execute("COMMIT")
+    return {"seq": upto, "upserts": upserts, "removals": removals, "full": since == 0,
+            "more": upto < current}
+
+
+def _page_end(db, since, current, limit):
+    """The seq that ends a page of about `limit` citizens. A page ends on a whole seq,
+    never inside one: an import may give many citizens the same seq."""
+    row = db.execute(
+        "SELECT sync_seq FROM citizens WHERE sync_seq > ? AND sync_seq <= ?"
+        " ORDER BY sync_seq LIMIT 1 OFFSET ?", [since, current, limit - 1]).fetchone()
+    return row[0] if row else current
+
+
+def _split_changes(db, rows, site=None):
+    upserts, removals = [], []
+    for row in rows:
+        wanted = row["consent"] and not row["removed_at"] and in_scope(row["district"], site)
+        templates = _templates(db, row["id"]) if wanted else []
+        if templates:
+            upserts.append({"citizen_id": row["id"], "display_name": row["name"],
+                            "language": row["language"], "templates": templates})
+        else:
+            removals.append(row["id"])
+    return upserts, removals
+
+
+def in_scope(district, site):
+    """Whether a device of `site` holds a citizen of `district` (site None: every device holds all)."""
+    return site is None or not district or district == site
+
+
+def resend_gallery(db):
+    """Mark every citizen changed (call inside a transaction): after a change of scope each
+    device gets every citizen again, as an upsert or a removal."""
+    db.execute("UPDATE citizens SET sync_seq = ?", [next_sync_seq(db)])
+
+
+def _templates(db, citizen_id):
+    rows = db.execute("SELECT encoding FROM face_templates WHERE citizen_id = ? ORDER BY id",
+                      [citizen_id]).fetchall()
+    return [base64.b64encode(from_blob(r["encoding"]).astype("<f4").tobytes()).decode("ascii")
+            for r in rows]
+
+
+def _current_seq(db):
+    return db.execute("SELECT seq FROM sync_counter WHERE id = 1").fetchone()[0]

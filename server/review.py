@@ -1,0 +1,167 @@
+"""Reviewing one session: the device's snapshot beside the enrolled photo, and the clerk's
+decision (confirm, reject, close) with a note.
+
+A confirmed match may become an extra face template (admin setting); a rejected one never
+does, and withdraws a template an earlier confirmation added. Every view is audited.
+"""
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from werkzeug.utils import safe_join
+
+from db import now_iso, transaction
+from db.queries import next_sync_seq
+from recognition.decision import Policy
+
+from . import sessions, settings
+from .auth import audit_user, role_required
+from .database import get_db
+from .errors import ApiError
+from .i18n import label, t
+from .privacy import private_image
+
+bp = Blueprint("review", __name__, url_prefix="/console")
+DECISIONS = {"confirm": "confirmed", "reject": "rejected", "close": "closed"}
+MAX_NOTE = 4000
+
+
+@bp.before_request
+@role_required("clerk")
+def _staff_only():
+    return None
+
+
+@bp.route("/sessions/<session_id>")
+def session_detail(session_id):
+    db = get_db()
+    row = sessions.session_or_404(db, session_id)
+    with transaction(db):
+        audit_user("session.view", "session", session_id)
+    return render_template("console/session.html", s=row,
+                           add_templates=bool(settings.value(db, "add_confirmed_templates")),
+                           threshold=greeting_threshold(db),
+                           min_margin=settings.value(db, "policy.margin"))
+
+
+def greeting_threshold(db):
+    """The distance devices accept now: the setting, tightened for the number of citizens
+    devices hold (recognition.decision.Policy.threshold_for)."""
+    enrolled = db.execute(
+        "SELECT count(DISTINCT c.id) FROM citizens c JOIN face_templates t ON t.citizen_id = c.id"
+        " WHERE c.removed_at IS NULL AND c.consent = 1").fetchone()[0]
+    policy = Policy(threshold=float(settings.value(db, "policy.threshold")))
+    return policy.threshold_for(enrolled)
+
+
+@bp.route("/sessions/<session_id>/snapshot")
+def snapshot(session_id):
+    """The device's snapshot of the visitor (audited; gone once purged by retention)."""
+    db = get_db()
+    row = sessions.session_or_404(db, session_id)
+    if not row["snapshot_path"]:
+        abort(404, t("The snapshot was not kept or has been purged."))
+    with transaction(db):
+        audit_user("session.snapshot.view", "session", session_id)
+    return private_image(current_app.config["SNAPSHOTS_DIR"], row["snapshot_path"])
+
+
+class ReviewRefused(ValueError):
+    """A review decision that does not apply to this session (e.g. confirming an unknown visitor)."""
+
+
+def review_session(db, row, decision, note, user_id, snapshots_dir, add_template):
+    """Record a clerk's decision on a session; returns a message about the face template, or "".
+
+    A confirmed match may become an extra face template for the citizen (add_template, the
+    admin setting); a rejected one never is, and a template added by an earlier confirmation
+    is withdrawn, with a new sync_seq so devices drop it at their next sync.
+    """
+    status = DECISIONS.get(decision)
+    if status is None:
+        raise ReviewRefused(t("Choose confirm, reject or close."))
+    if status in ("confirmed", "rejected") and row["citizen_id"] is None:
+        raise ReviewRefused(t("An unknown visitor has no match to confirm or reject."))
+    encoding, message = None, ""
+    if status == "confirmed" and add_template:
+        encoding, message = _snapshot_template(row, snapshots_dir)
+    with transaction(db):
+        db.execute("UPDATE sessions SET review_status = ?, reviewed_by = ?, reviewed_at = ?,"
+                   " review_note = ? WHERE id = ?",
+                   [status, user_id, now_iso(), note, row["id"]])
+        withdrawn = _withdraw_templates(db, row) if status == "rejected" else 0
+        if encoding is not None:
+            _add_template(db, row, encoding)
+        audit_user(f"session.{decision}", "session", row["id"],
+                   {"note": note, "template_added": encoding is not None,
+                    "templates_withdrawn": withdrawn})
+    return message
+
+
+def _snapshot_template(row, snapshots_dir):
+    """(encoding, "") from the session's snapshot, or (None, why not)."""
+    from recognition.errors import PhotoRejected
+    from recognition.images import load_image
+    from recognition.quality import enrolment_template
+    if row["citizen_removed_at"]:
+        return None, t("The citizen has been removed; no template was added.")
+    if not row["consent"]:
+        return None, t("The citizen has not consented to face templates; none was added.")
+    if not row["snapshot_path"]:
+        return None, t("No snapshot is kept for this session; no template was added.")
+    if _has_session_template(get_db(), row["id"]):
+        return None, ""
+    try:
+        rgb = load_image(safe_join(snapshots_dir, row["snapshot_path"]) or "")
+        return enrolment_template(rgb).encoding, t("The snapshot was added as a face template.")
+    except PhotoRejected as e:
+        return None, t("The snapshot was not added as a face template: {reason}").format(
+            reason=e.reason)
+
+
+def _has_session_template(db, session_id):
+    return db.execute("SELECT 1 FROM face_templates WHERE session_id = ?",
+                      [session_id]).fetchone() is not None
+
+
+def _add_template(db, row, encoding):
+    from recognition.templates import to_blob
+    db.execute("INSERT INTO face_templates (citizen_id, encoding, source, session_id,"
+               " created_at) VALUES (?, ?, 'confirmed_session', ?, ?)",
+               [row["citizen_id"], to_blob(encoding), row["id"], now_iso()])
+    _bump_citizen(db, row["citizen_id"])
+
+
+def _withdraw_templates(db, row):
+    deleted = db.execute("DELETE FROM face_templates WHERE session_id = ?",
+                         [row["id"]]).rowcount
+    if deleted and row["citizen_id"] is not None:
+        _bump_citizen(db, row["citizen_id"])
+    return deleted
+
+
+def _bump_citizen(db, citizen_id):
+    db.execute("UPDATE citizens SET sync_seq = ?, updated_at = ? WHERE id = ?",
+               [next_sync_seq(db), now_iso(), citizen_id])
+
+
+@bp.route("/sessions/<session_id>/review", methods=["POST"])
+def review(session_id):
+    db = get_db()
+    row = sessions.session_or_404(db, session_id)
+    note = request.form.get("note", "").strip()
+    if len(note) > MAX_NOTE:
+        raise ApiError(400, t("The note is too long."))
+    seen = request.form.get("seen_status")
+    if seen and seen != row["review_status"]:
+        # another clerk decided while this one was looking: show them that decision first
+        flash(t("{user} has already marked this session as {status}. Look again before changing it.")
+              .format(user=row["reviewer"] or "?", status=label(row["review_status"])), "error")
+        return redirect(url_for("review.session_detail", session_id=session_id))
+    try:
+        message = review_session(db, row, request.form.get("decision", ""), note, current_user.id,
+                                 current_app.config["SNAPSHOTS_DIR"],
+                                 bool(settings.value(db, "add_confirmed_templates")))
+    except ReviewRefused as e:
+        flash(str(e), "error")
+        return redirect(url_for("review.session_detail", session_id=session_id))
+    flash(t("Review saved.") + (" " + message if message else ""), "ok")
+    return redirect(url_for("review.session_detail", session_id=session_id))

@@ -1,0 +1,150 @@
+"""Every setting of the server, in one registry: its name, default and what it does.
+
+Two kinds:
+  - CONFIG: read once at start, from defaults -> instance/config.py -> the environment
+    variable named by `env` (if any) -> a test's overrides (create_app(test_config)).
+  - ADMIN: kept in the database's settings table; admins change them at /admin/settings
+    (those with a `label`), and devices read the ones they need from /api/v1/config.
+The README documents each one (a test reads this registry to check).
+"""
+import os
+from dataclasses import dataclass
+
+from db.queries import get_setting
+from recognition.decision import Policy
+
+MB = 1024 * 1024
+GREETINGS = {"zh": "{name}，您好！", "yue": "{name}，你好！", "en": "Hello, {name}!"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: object          # a value, or for CONFIG a function of the instance folder
+    help: str
+    env: str = None          # CONFIG: an environment variable that overrides the file
+    kind: str = ""           # ADMIN: "float", "int", "bool" or "greetings" (how the form reads it)
+    label: str = ""          # ADMIN: shown on /admin/settings; no label = not on the form
+    low: float = None
+    high: float = None
+
+
+def _in_instance(name):
+    return lambda instance: os.path.join(instance, name)
+
+
+CONFIG = (
+    Setting("DATABASE", _in_instance("civic.db"), "The SQLite database file."),
+    Setting("PHOTOS_DIR", _in_instance("photos"), "Enrolled photos, named by their SHA-256."),
+    Setting("SNAPSHOTS_DIR", _in_instance("snapshots"), "Device snapshots of visitors."),
+    Setting("REPORTS_DIR", _in_instance("reports"), "Row-by-row reports of web imports."),
+    Setting("UPLOADS_DIR", _in_instance("uploads"), "Files of a web import while it runs."),
+    Setting("MAX_CONTENT_LENGTH", 512 * MB, "Largest upload (the bulk zip of photos); every"
+            " other request is capped at 4 MB before its body is read."),
+    Setting("ID_NUMBER_RULE", "prc18", "prc18: 18-character PRC resident ID with its check"
+            " digit; any: 1 to 32 letters and digits."),
+    Setting("IMPORT_WORKERS", lambda _: os.cpu_count() or 1, "Processes that check and encode"
+            " photos during an import."),
+    Setting("LOGIN_SLOW_AFTER", 3, "Failed logins before each further attempt must wait."),
+    Setting("LOGIN_LOCK_AFTER", 6, "Failed logins before the account locks."),
+    Setting("LOGIN_LOCK_MINUTES", 15, "How long a locked account stays locked."),
+    Setting("PASSWORD_HASH_METHOD", "scrypt", "werkzeug's password hash method (a cheap one"
+            " only in tests)."),
+    Setting("SESSION_COOKIE_HTTPONLY", True, "The sign-in cookie is not readable by scripts."),
+    Setting("SESSION_COOKIE_SAMESITE", "Lax", "The sign-in cookie is not sent by other sites'"
+            " forms."),
+    Setting("CASEFILE_SESSION_MAX_AGE_S", 300, "A device may open a case file this long after"
+            " the greeting."),
+    Setting("SECOND_FACTOR_TRIES", 3, "Wrong phone digits in one visit before the details lock."),
+    Setting("SECOND_FACTOR_WAIT_S", 2, "Wait after the first wrong try; doubles each time."),
+    Setting("TIMEZONE", "", "The bureau's time zone, e.g. Asia/Shanghai (the console's"
+            " \"today\"); empty: the server's.", env="CIVIC_TIMEZONE"),
+    Setting("PURGE_INTERVAL_SECONDS", 3600, "How often the server deletes expired snapshots"
+            " (0: never; run `purge` from cron instead)."),
+    Setting("PURGE_FIRST_DELAY_SECONDS", 60, "Delay of the first scheduled purge after start."),
+)
+
+ADMIN = (
+    Setting("policy.threshold", Policy.threshold, "Loosest face distance that may be greeted by"
+            " name; devices tighten it as the number of enrolled citizens grows. Lower is"
+            " stricter.", kind="float", label="Match threshold", low=0.20, high=0.60),
+    Setting("policy.margin", Policy.margin, "How much closer the best citizen must be than the"
+            " next one.", kind="float", label="Match margin", low=0.0, high=0.30),
+    Setting("policy.min_frames", Policy.min_frames, "Frames in a row naming the same citizen"
+            " before the greeting.", kind="int", label="Frames that must agree", low=1, high=30),
+    Setting("greeting.templates", GREETINGS, "Placeholders: {name}, {surname}, {honorific}.",
+            kind="greetings", label="Greeting per language"),
+    Setting("retention_days", 30, "Device snapshots older than this are deleted; the session"
+            " record stays.", kind="int", label="Snapshot retention (days)", low=1, high=3650),
+    Setting("add_confirmed_templates", False, "A clerk-confirmed snapshot becomes an extra"
+            " template for that citizen.", kind="bool",
+            label="Add confirmed matches as face templates"),
+    Setting("second_factor", True, "Citizens type the last four digits of their phone before"
+            " case details show.", kind="bool", label="Second factor for case details"),
+    Setting("gallery.by_site", False, "A device gets the citizens whose district is its site"
+            " (and those without a district): smaller galleries name fewer strangers and greet"
+            " more citizens.", kind="bool", label="Each device holds only its own site's citizens"),
+    Setting("policy.unknown_after", Policy.unknown_after, "Frames of a face track without an"
+            " acceptable match before the visitor counts as unknown."),
+    Setting("greeting.honorifics", {"zh": "", "yue": "", "en": ""}, "Per language, what"
+            " {honorific} stands for in a greeting."),
+    Setting("greeting.regreet_after_s", 60, "Seconds out of sight before a citizen is greeted"
+            " again."),
+    Setting("device.sync_interval_s", 30, "How often devices fetch gallery changes."),
+)
+
+ON_FORM = tuple(s for s in ADMIN if s.label)
+_ADMIN = {s.name: s for s in ADMIN}
+
+
+def config_defaults(instance):
+    """{name: value} of every CONFIG setting for an instance folder, environment applied."""
+    values = {}
+    for spec in CONFIG:
+        value = spec.default(instance) if callable(spec.default) else spec.default
+        values[spec.name] = value
+    return values
+
+
+def environment_overrides():
+    """{name: value} of CONFIG settings set in the environment (applied over instance/config.py)."""
+    return {s.name: os.environ[s.env] for s in CONFIG if s.env and os.environ.get(s.env)}
+
+
+def value(db, name):
+    """An ADMIN setting's current value (its default until an admin saves one)."""
+    spec = _ADMIN[name]
+    stored = get_setting(db, name, spec.default)
+    if isinstance(spec.default, dict):
+        return {**spec.default, **(stored or {})}  # languages added later keep their default
+    return stored
+
+
+def values(db):
+    """{name: current value} of every ADMIN setting."""
+    return {spec.name: value(db, spec.name) for spec in ADMIN}
+
+
+def markdown():
+    """docs/settings.md: every setting with its default and help (a test keeps the file current)."""
+    lines = ["# Settings", "",
+             "Generated from `server/settings.py` by `python -m server.settings > docs/settings.md`.",
+             "", "## Server configuration", "",
+             "Python assignments in `instance/config.py` (e.g. `TIMEZONE = \"Asia/Shanghai\"`);"
+             " an environment variable, where one is named, overrides the file.", "",
+             "| setting | default | what it does |", "|---|---|---|"]
+    for spec in CONFIG:
+        default = "in the instance folder" if callable(spec.default) else f"`{spec.default!r}`"
+        env = f" (env `{spec.env}`)" if spec.env else ""
+        lines.append(f"| `{spec.name}`{env} | {default} | {spec.help} |")
+    lines += ["", "## Admin settings", "",
+              "Kept in the database. Those with a label are on `/admin/settings`; devices read"
+              " theirs from `/api/v1/config` when they start.", "",
+              "| setting | default | on the admin page as | what it does |", "|---|---|---|---|"]
+    for spec in ADMIN:
+        lines.append(f"| `{spec.name}` | `{spec.default!r}` | {spec.label or '—'} | {spec.help} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
