@@ -63,18 +63,18 @@ def enrol(db, name, photo):
 
 def run_agent(video, url, token, store_path):
     """The real kiosk agent, real-time paced; its greeting time and frame rate."""
-    from kiosk.agent import Agent, KioskFrontEnd
-    from kiosk.camera import open_source
-    from kiosk.client import ApiClient
-    from kiosk.events import EventLog
-    from kiosk.store import Store
-    from kiosk.sync import Syncer
+    from device.agent import Agent, FrontEnd
+    from device.camera import open_source
+    from device.client import ApiClient
+    from device.events import EventLog
+    from device.store import Store
+    from device.sync import Syncer
     greetings = []
     events = EventLog()
     events.add_listener(lambda e: e["event"] == "greeted" and greetings.append((time.monotonic(), e)))
     store = Store(store_path)
     camera = open_source(video, realtime=True)
-    agent = Agent(camera, store, Syncer(store, ApiClient(url, token), events), events, KioskFrontEnd())
+    agent = Agent(camera, store, Syncer(store, ApiClient(url, token), events), events, FrontEnd())
     ended = []
     events.add_listener(lambda e: e["event"] == "end" and ended.append(time.monotonic()))
     agent.run(exit_at_end=True)
@@ -92,7 +92,7 @@ def run_naive(video, names, encodings):
     """face_recognition on every full frame, compare_faces at 0.6; the first match greets."""
     import cv2
     import face_recognition
-    from kiosk.camera import open_source
+    from device.camera import open_source
     camera = open_source(video, realtime=True)
     first = greeted = None
     frames = 0

@@ -1,6 +1,5 @@
-"""The kiosk: an edge agent with a screen, a thin program over the face engine (recognition/).
+"""The kiosk: the shared device runtime (device/) with a screen and a voice.
 
-camera (frames) -> greeter (tracks, votes, one greeting per visit) -> agent (sessions into
-the outbox, events, front end hooks) -> sync (gallery deltas in, sessions out) and the front
-end (screen, speech). The robot receptionist reuses Agent with its own front end.
+screen.py serves the kiosk's own page on 127.0.0.1 (kiosk/templates, kiosk/static);
+presenter.py is what the citizen sees and hears; casefile_screen.py the case file on screen.
 """

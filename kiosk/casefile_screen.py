@@ -1,27 +1,19 @@
-"""The case file on the kiosk screen: the blink request, the open cases in large type, and
-the four-digit phone check before case details.
+"""The case file on the kiosk screen: the open cases in large type and the four-digit phone
+check before case details.
 
-KioskCaseFilePresenter is the kiosk's screen and voice (KioskFrontEnd) plus the case-file
-hooks CaseFileFlow calls. CaseFileDesk holds the one case file on screen and answers the
-page's requests on 127.0.0.1 (blueprint below): GET /casefile/state, POST /casefile/details.
-The file leaves the screen when the citizen's face track ends, or after hold_s at most.
+CaseFileDesk holds the one case file on screen and answers the page's requests on 127.0.0.1
+(blueprint below): GET /casefile/state, POST /casefile/details. The file leaves the screen
+when the citizen's face track ends, or after hold_s at most (kiosk/presenter.py).
 """
 import threading
 import time
 
 from flask import Blueprint, jsonify, request
 
-from .agent import KioskFrontEnd
-from .client import Offline, Rejected, Revoked
-from .phrases import LIVENESS_FAILED, blink_request, language_of, next_step, phrase
+from device.client import Offline, Rejected, Revoked
+from device.phrases import language_of
 
 CASE_FILE_HOLD_S = 90.0     # the longest a case file stays on screen
-REFRESH_S = 2.0             # how often the screen's mode is renewed while a file is shown
-SEE_A_CLERK = {
-    "zh": "暂时无法打开您的业务档案，请到服务台。",
-    "yue": "暫時打唔開你嘅業務檔案，請去服務台。",
-    "en": "Your case file cannot be opened now. Please go to the service desk.",
-}
 
 
 class CaseFileDesk:
@@ -137,71 +129,3 @@ def desk_blueprint(desk):
         return jsonify(state)
 
     return bp
-
-
-class KioskCaseFilePresenter(KioskFrontEnd):
-    """The kiosk's screen and voice, with the blink request and the case file."""
-
-    def __init__(self, screen_state=None, speaker=None, desk=None):
-        super().__init__(screen_state, speaker)
-        self.desk = desk
-        self._refresher = None
-        if screen_state is not None and desk is not None:
-            self._refresher = threading.Thread(target=self._keep_on_screen, daemon=True,
-                                               name="casefile-screen")
-            self._stop = threading.Event()
-            self._refresher.start()
-
-    def _show(self, mode, visit, text):
-        if self.screen is not None:
-            self.screen.show(mode, text, visit.name, visit.language)
-
-    def _say(self, text, language):
-        if self.speaker is not None:
-            self.speaker.say(text, language_of(language))
-
-    def on_blink_request(self, visit):
-        text = blink_request(visit.language)
-        if self.desk is not None:
-            self.desk.prompt("blink", visit, text)
-        self._show("blink", visit, text)
-        self._say(text, visit.language)
-
-    def on_liveness_failed(self, visit):
-        self._notice(visit, phrase(LIVENESS_FAILED, visit.language))
-
-    def on_case_file_unavailable(self, visit):
-        self._notice(visit, phrase(SEE_A_CLERK, visit.language))
-
-    def _notice(self, visit, text):
-        if self.desk is not None:
-            self.desk.prompt("notice", visit, text)
-        self._show("notice", visit, text)
-        self._say(text, visit.language)
-
-    def on_case_file(self, visit, summary):
-        text = next_step(summary["cases"], visit.language)
-        if self.desk is not None:
-            self.desk.show(visit, summary, text)
-        self._show("casefile", visit, text)
-        self._say(text, visit.language)
-
-    def on_left(self, track):
-        """The citizen walked away: their case file leaves the screen at once."""
-        if self.desk is not None and self.desk.clear(track) and self.screen is not None:
-            self.screen.show("idle")
-
-    def _keep_on_screen(self):
-        """Renew the screen's mode while a case file is up (the screen falls back to idle
-        after its own hold time otherwise)."""
-        while not self._stop.wait(REFRESH_S):
-            if self.desk.expire():
-                self.screen.show("idle")
-            state = self.desk.state()
-            if state["mode"] is not None:
-                self.screen.show(state["mode"], state["prompt"], state["name"], state["language"])
-
-    def close(self):
-        if self._refresher is not None:
-            self._stop.set()
-        super().close()

@@ -1,6 +1,6 @@
 """The kiosk screen: a local web page served on 127.0.0.1, fed by the agent's state.
 
-The page (templates/kiosk/screen.html + static/js/kiosk.js) polls /state, a small JSON
+The page (kiosk/templates/kiosk/screen.html + kiosk/static/js/kiosk.js) polls /state, a small JSON
 document: {"mode": "idle" | "greeting" | "unknown", "text": ..., "name": ..., "language": ...,
 "seq": n}. A greeting or the "please see a clerk" notice shows for hold_s seconds, then the
 screen goes back to idle. Only 127.0.0.1 is served: the screen is the kiosk's own display.
@@ -12,7 +12,7 @@ import time
 from flask import Flask, jsonify, render_template
 from werkzeug.serving import make_server
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))   # the kiosk owns its templates and static files
 
 
 class ScreenState:
@@ -44,8 +44,8 @@ class ScreenState:
 def create_screen_app(state, blueprints=()):
     """The Flask app of the kiosk screen (no database, no login: it only shows state).
     blueprints add features to the page (the case file: kiosk/casefile_screen.py)."""
-    app = Flask("kiosk.screen", root_path=ROOT, template_folder=os.path.join(ROOT, "templates"),
-                static_folder=os.path.join(ROOT, "static"))
+    app = Flask("kiosk.screen", root_path=HERE, template_folder=os.path.join(HERE, "templates"),
+                static_folder=os.path.join(HERE, "static"))
     for bp in blueprints:
         app.register_blueprint(bp)
 

@@ -1,13 +1,13 @@
 """python -m robot --server URL --token TOKEN --camera SOURCE [--realtime] [--headless]
                  [--speech on|off|FILE.wav] [--events FILE|-] [--exit-at-end]
 
-The kiosk's options and agent (see `python -m kiosk`), with the robot's voice as the front
+The shared device runtime (device/, the same options as `python -m kiosk`), with the robot's voice as the front
 end: greeting, blink request, next step from the case file, and a queue ticket per visit.
 The robot has no screen: --headless is accepted so the same command lines work for both.
 """
-from kiosk.__main__ import build_parser, default_store_path, parse_args, run_device
-from kiosk.casefile import CaseFileFlow
-from kiosk.speech import Speaker
+from device.casefile import CaseFileFlow
+from device.cli import build_parser, default_store_path, parse_args, run_device
+from device.speech import Speaker
 from recognition.liveness import BlinkPolicy
 
 from .voice import RobotVoice

@@ -6,10 +6,9 @@ FILE.wav (k = 1) or FILE-k.wav, so what was said can be checked against the audi
 """
 import threading
 
-from kiosk.agent import FrontEnd
-from kiosk.casefile_screen import SEE_A_CLERK
-from kiosk.phrases import (LIVENESS_FAILED, UNKNOWN_VISITOR, blink_request, language_of,
-                           next_step, phrase, ticket_text)
+from device.agent import FrontEnd
+from device.phrases import (LIVENESS_FAILED, SEE_A_CLERK, UNKNOWN_VISITOR, blink_request,
+                            language_of, next_step, phrase, ticket_text)
 
 # An unknown visitor's language is unknown: the hall's language first, then English.
 UNKNOWN_LANGUAGES = ("zh", "en")

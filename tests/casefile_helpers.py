@@ -9,12 +9,13 @@ import numpy as np
 from conftest import VIDEO
 from db import now_iso, transaction
 from device_helpers import enrol
-from kiosk.agent import Agent
-from kiosk.camera import open_source
-from kiosk.casefile import CaseFileClient, CaseFileFlow
-from kiosk.events import EventLog
-from kiosk.store import Store
-from kiosk.sync import Syncer
+from device.agent import Agent
+from device.camera import open_source
+from device.casefile import CaseFileFlow
+from device.client import ApiClient
+from device.events import EventLog
+from device.store import Store
+from device.sync import Syncer
 from recognition import engine
 import liveness_videos
 
@@ -67,7 +68,7 @@ def run_flow(server_url, token, camera, store_path, make_presenter, tickets=Fals
     log = EventLog()
     log.add_listener(events.append)
     store = Store(store_path)
-    client = CaseFileClient(server_url, token, timeout=2.0)
+    client = ApiClient(server_url, token, timeout=2.0)
     syncer = Syncer(store, client, log, retry_s=0.5)
     flow = CaseFileFlow(make_presenter(log, client), client, log, policy, tickets=tickets)
     agent = Agent(open_source(camera), store, syncer, log, flow)

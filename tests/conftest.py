@@ -1,5 +1,4 @@
 """Fixtures: the app on a temp instance folder, client, runner, auth helper, a live server."""
-import os
 import re
 import threading
 from pathlib import Path

@@ -86,12 +86,13 @@ def run_agent(server_url, token, camera, store_path, speaker=None, screen=None, 
               settings=None, timeout=2.0):
     """Run the real kiosk agent in this process over a video until its end (--exit-at-end);
     returns (events, agent). The models stay loaded between runs, unlike a subprocess."""
-    from kiosk.agent import Agent, KioskFrontEnd
-    from kiosk.camera import open_source
-    from kiosk.client import ApiClient
-    from kiosk.events import EventLog
-    from kiosk.store import Store
-    from kiosk.sync import Syncer
+    from device.agent import Agent
+    from kiosk.presenter import KioskFrontEnd
+    from device.camera import open_source
+    from device.client import ApiClient
+    from device.events import EventLog
+    from device.store import Store
+    from device.sync import Syncer
     events = []
     log = EventLog()
     log.add_listener(events.append)

@@ -256,7 +256,8 @@ from browser import screenshot  # noqa: E402
 @pytest.fixture
 def kiosk_screen():
     """The kiosk's screen server with the case-file desk; the desk is made with the client."""
-    from kiosk.casefile_screen import CaseFileDesk, KioskCaseFilePresenter, desk_blueprint
+    from kiosk.casefile_screen import CaseFileDesk, desk_blueprint
+    from kiosk.presenter import KioskCaseFilePresenter
     from kiosk.screen import ScreenServer, ScreenState
     parts = {"state": ScreenState(hold_s=120)}
 
@@ -324,7 +325,8 @@ def test_case_file_leaves_the_kiosk_screen_when_held_too_long():
 
 
 def test_case_file_leaves_the_kiosk_screen_when_the_citizen_walks_away():
-    from kiosk.casefile_screen import CaseFileDesk, KioskCaseFilePresenter
+    from kiosk.casefile_screen import CaseFileDesk
+    from kiosk.presenter import KioskCaseFilePresenter
     from kiosk.screen import ScreenState
     from types import SimpleNamespace
     state, desk = ScreenState(hold_s=120), CaseFileDesk(client=None)

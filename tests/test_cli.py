@@ -1,8 +1,7 @@
 """Server commands and the README: every command and setting a user needs is documented."""
-import re
 from pathlib import Path
 
-from kiosk.__main__ import build_parser
+from device.cli import build_parser
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

@@ -4,7 +4,7 @@ import cv2
 
 from device_helpers import person_encoding
 from recognition.gallery import Gallery
-from kiosk.greeter import Greeter, GreeterSettings
+from device.greeter import Greeter, GreeterSettings
 from videos import background, face_patch, paste
 
 FPS = 10

@@ -821,10 +821,10 @@ def test_a_gallery_of_the_wrong_shape_keeps_the_cache_and_the_sync_worker(nonsen
                                                                          body):
     # each of these raised out of Syncer.sync_gallery and ended the sync thread: the kiosk
     # then never synced or delivered its outbox again until restarted
-    from kiosk.client import ApiClient
-    from kiosk.events import EventLog
-    from kiosk.store import Store
-    from kiosk.sync import Syncer
+    from device.client import ApiClient
+    from device.events import EventLog
+    from device.store import Store
+    from device.sync import Syncer
     events = []
     log = EventLog()
     log.add_listener(events.append)

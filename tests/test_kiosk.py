@@ -13,7 +13,7 @@ import pytest
 
 from conftest import VIDEO
 from device_helpers import enrol, new_device, of_kind, run_agent, session_count
-from kiosk.speech import Speaker
+from device.speech import Speaker
 from videos import visitor_video
 
 GREETING_TARGET_S = 0.5
@@ -126,7 +126,7 @@ def test_cli_runs_the_agent_and_writes_json_lines(kiosk, db, obama_biden, tmp_pa
 # --- camera sources --------------------------------------------------------------------------
 
 def test_video_file_without_realtime_yields_every_frame_with_its_time(tmp_path):
-    from kiosk.camera import open_source
+    from device.camera import open_source
     camera = open_source(visitor_video(tmp_path / "v.avi", [], seconds=1.0, present=[(9, 9)]))
     frames = list(iter(camera.read, None))
     assert [f.index for f in frames] == list(range(15))
@@ -136,7 +136,7 @@ def test_video_file_without_realtime_yields_every_frame_with_its_time(tmp_path):
 def test_realtime_file_drops_frames_a_slow_engine_missed(tmp_path):
     """Like a live camera: after a slow frame, the next one is the newest, not the next in line."""
     import time
-    from kiosk.camera import open_source
+    from device.camera import open_source
     camera = open_source(visitor_video(tmp_path / "v.avi", [], seconds=2.0, present=[(9, 9)]),
                          realtime=True)
     first = camera.read()
@@ -148,7 +148,7 @@ def test_realtime_file_drops_frames_a_slow_engine_missed(tmp_path):
 
 def test_folder_of_images_is_a_source_in_natural_order(tmp_path):
     import cv2
-    from kiosk.camera import open_source
+    from device.camera import open_source
     from videos import background
     for n in (10, 2, 1):
         cv2.imwrite(str(tmp_path / f"frame{n}.jpg"), background(n))
@@ -158,7 +158,7 @@ def test_folder_of_images_is_a_source_in_natural_order(tmp_path):
 
 
 def test_bad_camera_source_is_refused(tmp_path):
-    from kiosk.camera import SourceError, open_source
+    from device.camera import SourceError, open_source
     with pytest.raises(SourceError):
         open_source(tmp_path / "missing.mp4")
     (tmp_path / "junk.mp4").write_bytes(b"not a video")
@@ -179,12 +179,12 @@ def test_bad_camera_source_is_refused(tmp_path):
     ("Joe Biden", "en", {"en": "Hello {nickname}"}, None, "Hello, Joe Biden!"),  # broken: default
 ])
 def test_greeting_text_follows_the_template(name, language, templates, honorifics, text):
-    from kiosk.speech import greeting_text
+    from device.speech import greeting_text
     assert greeting_text(name, language, templates, honorifics) == text
 
 
 def test_speech_writes_numbered_wavs_in_each_language(tmp_path):
-    from kiosk.speech import greeting_text
+    from device.speech import greeting_text
     speaker = Speaker(str(tmp_path / "hello.wav"), backlog=3)
     for name, language in [("王小明", "zh"), ("陈大文", "yue"), ("Joe Biden", "en")]:
         speaker.say(greeting_text(name, language), language)

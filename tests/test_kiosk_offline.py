@@ -15,12 +15,12 @@ from werkzeug.serving import make_server
 
 from device_helpers import (enrol, new_device, of_kind, remove_citizen, run_agent, session_count,
                             session_payload)
-from kiosk.agent import Agent, KioskFrontEnd
-from kiosk.camera import open_source
-from kiosk.client import ApiClient
-from kiosk.events import EventLog
-from kiosk.store import Store
-from kiosk.sync import Syncer
+from device.agent import Agent, FrontEnd
+from device.camera import open_source
+from device.client import ApiClient
+from device.events import EventLog
+from device.store import Store
+from device.sync import Syncer
 from server.devices import revoke_device
 from videos import visitor_video
 
@@ -85,7 +85,7 @@ def test_server_down_then_up_sessions_delivered_exactly_once(app, db, token, oba
     store = Store(tmp_path / "kiosk.db")
     syncer = Syncer(store, ApiClient(url, token, timeout=1.0), log, retry_s=0.3)
     video = visitor_video(tmp_path / "obama.avi", [("barack_obama", 2)], seconds=1.5)
-    agent = Agent(open_source(video), store, syncer, log, KioskFrontEnd())
+    agent = Agent(open_source(video), store, syncer, log, FrontEnd())
     runner = threading.Thread(target=agent.run, daemon=True)
     runner.start()
     wait_for(lambda: of_kind(events, "end"), what="the end of the video")

@@ -134,5 +134,5 @@ def case(number, status, counter="", appointment_at="", kind="Individual income 
     ([case("A-1", "ready", "2")], "fr", "您的Individual income tax业务 A-1 已可以办理，请到2号窗口。"),
 ])
 def test_next_step_tells_the_case_that_matters_first(cases, language, expected):
-    from kiosk.phrases import next_step
+    from device.phrases import next_step
     assert next_step(cases, language) == expected

@@ -10,7 +10,7 @@ sees and hears is a front end's job. A front end is any object with these hooks:
     on_left(track)        a face track ended
     close()
 
-KioskFrontEnd (screen + voice) is the kiosk's; the robot brings its own voice-first one.
+The kiosk (kiosk/presenter.py) and the robot (robot/voice.py) bring their own front ends.
 """
 import logging
 import threading
@@ -27,7 +27,6 @@ from .speech import greeting_text
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_PROMPT = {"text": "请到柜台咨询工作人员", "language": "zh"}
 SNAPSHOT_MARGIN = 0.6      # face crop grows by this share of the face size on each side
 SNAPSHOT_QUALITY = 85
 
@@ -236,23 +235,3 @@ class FrontEnd:
     def close(self):
         if self.speaker is not None:
             self.speaker.close()
-
-
-class KioskFrontEnd(FrontEnd):
-    """The kiosk's screen and voice."""
-
-    def __init__(self, screen_state=None, speaker=None):
-        self.screen = screen_state
-        self.speaker = speaker
-
-    def on_greeted(self, visit):
-        if self.screen is not None:
-            self.screen.show("greeting", visit.greeting, visit.name, visit.language)
-        if self.speaker is not None:
-            self.speaker.say(visit.greeting, visit.language)
-
-    def on_unknown(self, visit):
-        if self.screen is not None:
-            self.screen.show("unknown")
-        if self.speaker is not None:
-            self.speaker.say(UNKNOWN_PROMPT["text"], UNKNOWN_PROMPT["language"])

@@ -22,6 +22,16 @@ UNKNOWN_VISITOR = {
     "yue": "你好，歡迎光臨。請去服務台攞籌，職員會幫你。",
     "en": "Welcome. Please go to the service desk; a clerk will help you.",
 }
+UNKNOWN_PROMPT = {        # the kiosk's spoken line for a visitor it does not know
+    "zh": "请到柜台咨询工作人员",
+    "yue": "請到櫃檯搵職員",
+    "en": "Please see a clerk at the counter.",
+}
+SEE_A_CLERK = {
+    "zh": "暂时无法打开您的业务档案，请到服务台。",
+    "yue": "暫時打唔開你嘅業務檔案，請去服務台。",
+    "en": "Your case file cannot be opened now. Please go to the service desk.",
+}
 NO_OPEN_CASES = {
     "zh": "您目前没有在办的业务，请取号等候。",
     "yue": "你而家冇辦緊嘅業務，請攞籌等候。",

@@ -1,6 +1,6 @@
 """After the greeting: the blink challenge, then the case file (and a queue ticket).
 
-CaseFileFlow is an agent front end (see kiosk/agent.py) that wraps a presenter, the part
+CaseFileFlow is an agent front end (see device/agent.py) that wraps a presenter, the part
 that shows and says things (the kiosk's screen and voice, or the robot's voice):
 
     greeted -> presenter.on_greeted, presenter.on_blink_request, a BlinkChallenge on that track
@@ -15,7 +15,6 @@ order. The session reaches the server through the outbox; until it has arrived t
 answers 404, so the worker retries for up to upload_wait_s. Presenter hooks beyond the agent's
 four are optional: a presenter without on_ticket simply does not show tickets.
 """
-import json
 import logging
 import queue
 import threading
@@ -23,30 +22,10 @@ import time
 
 from recognition.liveness import BlinkPolicy
 
-from .client import ApiClient, Offline, Rejected, Revoked
+from .client import Offline, Rejected, Revoked
 from .liveness_step import BlinkChallenge
 
 log = logging.getLogger(__name__)
-
-
-class CaseFileClient(ApiClient):
-    """ApiClient plus the case-file calls of server/casefile.py."""
-
-    def report_liveness(self, session_id, result, t):
-        return self._post(f"/api/v1/sessions/{session_id}/liveness", {"result": result, "t": t})
-
-    def open_case_file(self, session_id, citizen_id):
-        return self._post(f"/api/v1/sessions/{session_id}/casefile", {"citizen_id": citizen_id})
-
-    def case_details(self, session_id, phone_last4=None):
-        body = {} if phone_last4 is None else {"phone_last4": phone_last4}
-        return self._post(f"/api/v1/sessions/{session_id}/casefile/details", body)
-
-    def ticket(self, session_id):
-        return self._post(f"/api/v1/sessions/{session_id}/ticket", {})
-
-    def _post(self, path, body):
-        return self._request("POST", path, json.dumps(body).encode("utf-8"), "application/json")
 
 
 def once_uploaded(call, wait_s, poll_s=0.25, give_up=None, clock=time.monotonic):

@@ -1,4 +1,5 @@
-"""The device API client (urllib, short timeouts): gallery deltas, config, session uploads.
+"""The device API client (urllib, short timeouts): gallery deltas, config, session uploads,
+and the case-file calls of server/casefile.py.
 
 Every failure is one of three exceptions, because the caller does three different things:
   Offline       no answer, a timeout, a 5xx, 408 or 429: keep the data, try again later
@@ -60,6 +61,22 @@ class ApiClient:
         body, content_type = _multipart({"session": json.dumps(session)},
                                         {"snapshot": ("snapshot.jpg", snapshot, "image/jpeg")})
         return self._request("POST", "/api/v1/sessions", body, content_type)
+
+    def report_liveness(self, session_id, result, t):
+        return self._post(f"/api/v1/sessions/{session_id}/liveness", {"result": result, "t": t})
+
+    def open_case_file(self, session_id, citizen_id):
+        return self._post(f"/api/v1/sessions/{session_id}/casefile", {"citizen_id": citizen_id})
+
+    def case_details(self, session_id, phone_last4=None):
+        body = {} if phone_last4 is None else {"phone_last4": phone_last4}
+        return self._post(f"/api/v1/sessions/{session_id}/casefile/details", body)
+
+    def ticket(self, session_id):
+        return self._post(f"/api/v1/sessions/{session_id}/ticket", {})
+
+    def _post(self, path, body):
+        return self._request("POST", path, json.dumps(body).encode("utf-8"), "application/json")
 
     def _request(self, method, path, body=None, content_type=None):
         request = urllib.request.Request(self.base_url + path, data=body, method=method)

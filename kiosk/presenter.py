@@ -1,0 +1,101 @@
+"""The kiosk's screen and voice: the agent's front end (device/agent.py) and the case-file
+presenter (device/casefile.py) in one.
+
+What the citizen sees comes from ScreenState (kiosk/screen.py) and the case file on screen
+from CaseFileDesk (kiosk/casefile_screen.py); what they hear from the Speaker.
+"""
+import threading
+
+from device.agent import FrontEnd
+from device.phrases import (LIVENESS_FAILED, SEE_A_CLERK, UNKNOWN_PROMPT, blink_request,
+                            language_of, next_step, phrase)
+
+REFRESH_S = 2.0             # how often the screen's mode is renewed while a file is shown
+
+
+class KioskFrontEnd(FrontEnd):
+    """The kiosk's screen and voice."""
+
+    def __init__(self, screen_state=None, speaker=None):
+        self.screen = screen_state
+        self.speaker = speaker
+
+    def on_greeted(self, visit):
+        if self.screen is not None:
+            self.screen.show("greeting", visit.greeting, visit.name, visit.language)
+        if self.speaker is not None:
+            self.speaker.say(visit.greeting, visit.language)
+
+    def on_unknown(self, visit):
+        if self.screen is not None:
+            self.screen.show("unknown")
+        if self.speaker is not None:
+            self.speaker.say(phrase(UNKNOWN_PROMPT, "zh"), "zh")
+
+
+class KioskCaseFilePresenter(KioskFrontEnd):
+    """The kiosk's screen and voice, with the blink request and the case file."""
+
+    def __init__(self, screen_state=None, speaker=None, desk=None):
+        super().__init__(screen_state, speaker)
+        self.desk = desk
+        self._refresher = None
+        if screen_state is not None and desk is not None:
+            self._refresher = threading.Thread(target=self._keep_on_screen, daemon=True,
+                                               name="casefile-screen")
+            self._stop = threading.Event()
+            self._refresher.start()
+
+    def _show(self, mode, visit, text):
+        if self.screen is not None:
+            self.screen.show(mode, text, visit.name, visit.language)
+
+    def _say(self, text, language):
+        if self.speaker is not None:
+            self.speaker.say(text, language_of(language))
+
+    def on_blink_request(self, visit):
+        text = blink_request(visit.language)
+        if self.desk is not None:
+            self.desk.prompt("blink", visit, text)
+        self._show("blink", visit, text)
+        self._say(text, visit.language)
+
+    def on_liveness_failed(self, visit):
+        self._notice(visit, phrase(LIVENESS_FAILED, visit.language))
+
+    def on_case_file_unavailable(self, visit):
+        self._notice(visit, phrase(SEE_A_CLERK, visit.language))
+
+    def _notice(self, visit, text):
+        if self.desk is not None:
+            self.desk.prompt("notice", visit, text)
+        self._show("notice", visit, text)
+        self._say(text, visit.language)
+
+    def on_case_file(self, visit, summary):
+        text = next_step(summary["cases"], visit.language)
+        if self.desk is not None:
+            self.desk.show(visit, summary, text)
+        self._show("casefile", visit, text)
+        self._say(text, visit.language)
+
+    def on_left(self, track):
+        """The citizen walked away: their case file leaves the screen at once."""
+        if self.desk is not None and self.desk.clear(track) and self.screen is not None:
+            self.screen.show("idle")
+
+    def _keep_on_screen(self):
+        """Renew the screen's mode while a case file is up (the screen falls back to idle
+        after its own hold time otherwise)."""
+        while not self._stop.wait(REFRESH_S):
+            if self.desk.expire():
+                self.screen.show("idle")
+            state = self.desk.state()
+            if state["mode"] is not None:
+                self.screen.show(state["mode"], state["prompt"], state["name"], state["language"])
+
+    def close(self):
+        if self._refresher is not None:
+            self._stop.set()
+        super().close()
