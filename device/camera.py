@@ -29,15 +29,16 @@ class Frame:
     index: int          # position in the source (frames skipped in realtime mode count too)
 
 
-def open_source(spec, realtime=False, folder_fps=5.0):
-    """A frame source for a camera index ("0"), a video file, or a folder of images."""
+def open_source(spec, realtime=False, folder_fps=5.0, clock=None):
+    """A frame source for a camera index ("0"), a video file, or a folder of images.
+    clock (time.monotonic and time.sleep by default) paces a realtime file."""
     spec = str(spec)
     if spec.isdigit():
         return CameraSource(int(spec))
     if os.path.isdir(spec):
-        return FolderSource(spec, fps=folder_fps, realtime=realtime)
+        return FolderSource(spec, fps=folder_fps, realtime=realtime, clock=clock)
     if os.path.isfile(spec):
-        return VideoFileSource(spec, realtime=realtime)
+        return VideoFileSource(spec, realtime=realtime, clock=clock)
     raise SourceError(f"camera source {spec!r} is not a camera index, a video file or a folder")
 
 
@@ -70,12 +71,18 @@ class CameraSource:
         self._capture.release()
 
 
+class WallClock:
+    now = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+
+
 class _PacedSource:
     """Shared pacing: frame i is due at start + i / fps on the wall clock."""
 
-    def __init__(self, fps, realtime):
+    def __init__(self, fps, realtime, clock=None):
         self.fps = fps
         self.realtime = realtime
+        self.clock = clock or WallClock()
         self.dropped = 0
         self._start = None
         self._next = 0
@@ -84,12 +91,12 @@ class _PacedSource:
         """The index to hand out now: the newest frame whose time has come."""
         if not self.realtime:
             return self._next
-        now = time.monotonic()
+        now = self.clock.now()
         if self._start is None:
             self._start = now
         due = int((now - self._start) * self.fps)
         if due < self._next:  # ahead of the clock: wait for the frame's time, like a camera
-            time.sleep((self._next / self.fps) - (now - self._start))
+            self.clock.sleep((self._next / self.fps) - (now - self._start))
             due = self._next
         return due
 
@@ -97,13 +104,13 @@ class _PacedSource:
 class VideoFileSource(_PacedSource):
     """A video file; t is the frame's time in the file (index / fps)."""
 
-    def __init__(self, path, realtime=False):
+    def __init__(self, path, realtime=False, clock=None):
         import cv2
         self._capture = cv2.VideoCapture(path)
         if not self._capture.isOpened():
             raise SourceError(f"video {path!r} cannot be opened")
         fps = self._capture.get(cv2.CAP_PROP_FPS)
-        super().__init__(fps if fps and fps > 0 else 25.0, realtime)
+        super().__init__(fps if fps and fps > 0 else 25.0, realtime, clock)
 
     def read(self):
         """The next Frame (the newest due one in realtime mode), or None at the end."""
@@ -127,8 +134,8 @@ class VideoFileSource(_PacedSource):
 class FolderSource(_PacedSource):
     """A folder of images in natural name order, played at `fps`."""
 
-    def __init__(self, folder, fps=5.0, realtime=False):
-        super().__init__(fps, realtime)
+    def __init__(self, folder, fps=5.0, realtime=False, clock=None):
+        super().__init__(fps, realtime, clock)
         self._paths = sorted((os.path.join(folder, name) for name in os.listdir(folder)
                               if name.lower().endswith(IMAGE_SUFFIXES)), key=_natural_key)
         if not self._paths:

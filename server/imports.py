@@ -36,6 +36,7 @@ RECENT_JOBS = 20
 FINISHED = ("done", "failed")
 HEARTBEAT_S = 10         # a running job says so this often
 STALE_S = 60             # a job silent this long was interrupted
+RUNNING = {}             # job id -> the thread running it in this process
 MAX_PROBLEMS_SHOWN = 500  # the report holds them all
 
 
@@ -64,8 +65,18 @@ def start_job(config, job_id, files, actor):
     """Run the import of `files` (records, photos, cases paths) in a background thread."""
     thread = threading.Thread(target=run_job, args=(dict(config), job_id, files, actor),
                               name=f"import-job-{job_id}", daemon=True)
+    RUNNING[job_id] = thread
     thread.start()
     return thread
+
+
+def wait_for_job(job_id, timeout=None):
+    """Block until the job this process runs has ended (True), or timeout (False)."""
+    thread = RUNNING.get(job_id)
+    if thread is not None:
+        thread.join(timeout)
+        return not thread.is_alive()
+    return True
 
 
 def run_job(config, job_id, files, actor):
@@ -88,6 +99,7 @@ def run_job(config, job_id, files, actor):
         _update_job(db, job_id, status="failed", finished_at=now_iso(),
                     error="internal error; rows already written are complete, see the server log")
     finally:
+        RUNNING.pop(job_id, None)
         beating.set()
         shutil.rmtree(os.path.dirname(files["records"]), ignore_errors=True)
         db.close()

@@ -69,22 +69,36 @@ def retention_days(db):
 def init_app(app):
     """Run the purge on a schedule in a daemon thread while the server runs (not in tests).
 
-    Config: PURGE_INTERVAL_SECONDS (default 3600; 0 turns the schedule off) and
-    PURGE_FIRST_DELAY_SECONDS (default 60, so one-shot `flask` commands exit before it runs).
+    Config: PURGE_INTERVAL_SECONDS (0 turns the schedule off) and PURGE_FIRST_DELAY_SECONDS
+    (so one-shot `flask` commands exit before it runs). Returns the Schedule, or None.
     """
-    interval = app.config.get("PURGE_INTERVAL_SECONDS", 3600)
+    interval = app.config["PURGE_INTERVAL_SECONDS"]
     if app.config.get("TESTING") or not interval:
         return None
-    thread = threading.Thread(target=_purge_loop, name="snapshot-purge", daemon=True,
-                              args=(app, interval, app.config.get("PURGE_FIRST_DELAY_SECONDS", 60)))
-    thread.start()
-    return thread
+    return Schedule(app, interval, app.config["PURGE_FIRST_DELAY_SECONDS"]).start()
 
 
-def _purge_loop(app, interval, first_delay):
-    wait = threading.Event().wait
-    wait(first_delay)
-    while True:
+class Schedule:
+    """The purge every `interval` seconds in a daemon thread; `ran` is set after each run."""
+
+    def __init__(self, app, interval, first_delay):
+        self.app, self.interval, self.first_delay = app, interval, first_delay
+        self.ran = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="snapshot-purge", daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def _loop(self):
+        wait = threading.Event().wait
+        wait(self.first_delay)
+        while True:
+            self.run_once()
+            wait(self.interval)
+
+    def run_once(self):
+        app = self.app
         try:
             with app.app_context():
                 db = open_db(app.config["DATABASE"], migrate_now=False)
@@ -94,4 +108,4 @@ def _purge_loop(app, interval, first_delay):
                     db.close()
         except Exception:  # the next run tries again; a crashed thread would never purge again
             app.logger.exception("scheduled snapshot purge failed")
-        wait(interval)
+        self.ran.set()

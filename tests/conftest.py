@@ -46,6 +46,13 @@ def db(app):
 
 
 @pytest.fixture
+def token(db):
+    """The bearer token of a registered kiosk ("kiosk-1")."""
+    from server.devices import register_device
+    return register_device(db, "kiosk-1", "kiosk", site="Hall A")
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 
@@ -98,3 +105,10 @@ def live_server(app):
 
 def person_photo(name, index=1):
     return PEOPLE / name / f"{index}.jpg"
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that opens Chromium is a browser test (pytest -m "not browser" skips them)."""
+    for item in items:
+        if "chromium_page" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)

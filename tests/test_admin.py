@@ -1,14 +1,12 @@
 """Admin pages: users, devices, settings, the audit log; the snapshot purge (CLI and schedule)."""
 import os
 import re
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from console_helpers import add_citizen, add_device, add_session
+from helpers import add_citizen, add_device, add_session
 from conftest import PASSWORD, csrf_from
-from db import open_db
 from db.queries import get_setting, set_setting
 from server.purge import init_app as start_purge_schedule, purge_snapshots
 from server.settings import ON_FORM as SETTINGS
@@ -281,15 +279,11 @@ def test_purge_runs_on_a_schedule_when_the_server_runs(app, db, aged_sessions):
     old, _ = aged_sessions
     old_file = snapshot_file(app, db, old)
     app.config.update(TESTING=False, PURGE_FIRST_DELAY_SECONDS=0, PURGE_INTERVAL_SECONDS=3600)
-    thread = start_purge_schedule(app)
-    assert thread is not None and thread.daemon
-    check = open_db(app.config["DATABASE"])
-    for _ in range(100):  # wait for the thread's first run (not a speed assertion)
-        if check.execute("SELECT snapshot_path FROM sessions WHERE id = ?",
-                         [old]).fetchone()[0] is None:
-            break
-        time.sleep(0.1)
+    schedule = start_purge_schedule(app)
+    assert schedule is not None and schedule.thread.daemon
+    assert schedule.ran.wait(60)
     assert not os.path.exists(old_file)
+    assert db.execute("SELECT snapshot_path FROM sessions WHERE id = ?", [old]).fetchone()[0] is None
 
 
 def test_no_schedule_under_testing(app):

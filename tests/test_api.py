@@ -9,8 +9,8 @@ from PIL import Image
 
 from conftest import FACES, person_photo
 from db.queries import set_setting
-from device_helpers import (enrol, new_device, person_encoding, remove_citizen, session_count,
-                            session_payload)
+from helpers import (enrol, new_device, person_encoding, remove_citizen, session_count,
+                     session_payload)
 from recognition.decision import Policy
 from server.devices import hash_token
 from server.gallery import gallery_delta
@@ -21,11 +21,6 @@ ENDPOINTS = [("get", "/api/v1/gallery?since=0"), ("get", "/api/v1/config"),
 
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def token(db):
-    return new_device(db)
 
 
 def jpeg_bytes(path=None, size=(320, 240)):

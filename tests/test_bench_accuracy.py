@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import PEOPLE
+
+pytestmark = pytest.mark.video
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,18 +6,13 @@ import pytest
 
 from db import now_iso, transaction
 from db.queries import set_setting
-from device_helpers import enrol, new_device, session_payload
+from helpers import enrol, new_device, session_payload
 
 PHONE = "138-1234-5678"
 
 
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def token(db):
-    return new_device(db, "kiosk-1")
 
 
 @pytest.fixture
@@ -270,9 +265,10 @@ def kiosk_screen():
         parts["server"].stop()
 
 
+@pytest.mark.video
 def test_kiosk_opens_the_case_file_after_a_blink_and_shows_details_after_the_phone_check(
         app, live_server, db, tmp_path, kiosk_screen, chromium_page):
-    from casefile_helpers import PHONE, blinking_clip, enrol_her, of_kind, run_flow
+    from helpers import PHONE, blinking_clip, enrol_her, of_kind, run_flow
     app.config["SECOND_FACTOR_WAIT_S"] = 0
     enrol_her(db, name="林小姐", language="zh")
     token = new_device(db, "kiosk-hall-a")

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from import_helpers import CASE_HEADER, RECORD_HEADER, id_number, people_photo, photo_folder, record, write_csv
+from helpers import CASE_HEADER, RECORD_HEADER, id_number, people_photo, photo_folder, record, write_csv
 from server.privacy import mask
 from server.importer import Settings, run_import
 

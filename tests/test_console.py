@@ -4,8 +4,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from console_helpers import (add_case, add_citizen, add_device, add_session, bulk_sessions,
-                             iso)
+from helpers import (add_case, add_citizen, add_device, add_session, bulk_sessions,
+                     iso)
 from conftest import FACES, csrf_from
 from db.queries import set_setting
 from server.dashboard import dashboard_stats

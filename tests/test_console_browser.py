@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from browser import log_in, screenshot
-from console_helpers import add_case, add_citizen, add_device, add_session
+from helpers import add_case, add_citizen, add_device, add_session
 
 
 @pytest.fixture

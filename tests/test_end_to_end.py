@@ -4,11 +4,14 @@ clerk in real Chromium finds that session, confirms it, opens the case file and 
 admin then reads the audit trail of every view."""
 import shutil
 
+import pytest
+
 from browser import log_in, screenshot
 from conftest import PEOPLE
-from device_helpers import of_kind, run_agent
-from import_helpers import id_number, write_csv
+from helpers import id_number, of_kind, run_agent, write_csv
 from videos import visitor_video
+
+pytestmark = pytest.mark.video
 
 OBAMA_ID = id_number(17)
 

@@ -1,11 +1,14 @@
 """The greeter's visit rules, fed frames directly (no server): when a track becomes an
 unknown visitor, and that a citizen first seen at a bad angle is still greeted."""
 import cv2
+import pytest
 
-from device_helpers import person_encoding
+from helpers import person_encoding
 from recognition.gallery import Gallery
 from device.greeter import Greeter, GreeterSettings
 from videos import background, face_patch, paste
+
+pytestmark = pytest.mark.video
 
 FPS = 10
 

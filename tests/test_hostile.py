@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 from conftest import PASSWORD, AuthActions, person_photo
-from console_helpers import add_case, add_citizen, add_device, add_session
-from device_helpers import new_device, session_count, session_payload
-from import_helpers import (RECORD_HEADER, huge_png_header, id_number, make_zip, people_photo,
-                            record, write_csv)
+from helpers import add_case, add_citizen, add_device, add_session
+from helpers import new_device, session_count, session_payload
+from helpers import (RECORD_HEADER, huge_png_header, id_number, make_zip, people_photo,
+                     record, write_csv)
 
 HUGE = 10 ** 30          # beyond SQLite's 64-bit integers and beyond float's exact range
 SQLITE_MAX = 2 ** 63 - 1
@@ -57,11 +57,6 @@ def raw_json(client, token, body, path="/api/v1/sessions"):
     """POST text as application/json exactly as given (NaN, huge numbers: what json.dumps writes)."""
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
     return client.post(path, data=data, content_type="application/json", headers=bearer(token))
-
-
-@pytest.fixture
-def token(db):
-    return new_device(db)
 
 
 @pytest.fixture
@@ -540,16 +535,12 @@ def upload(client, records, photos):
 
 
 def wait_for_job(client, response, timeout=120):
-    import time
+    """The job the upload started, once it has ended: (job id, its progress JSON)."""
+    from server.imports import wait_for_job as join_job
     assert response.status_code == 302, response.get_data(as_text=True)[:300]
     job_id = int(response.headers["Location"].rstrip("/").split("/")[-1])
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = client.get(f"/imports/{job_id}/progress").get_json()
-        if state["status"] in ("done", "failed"):
-            return job_id, state
-        time.sleep(0.1)
-    raise AssertionError("the import did not finish")
+    assert join_job(job_id, timeout), "the import did not finish"
+    return job_id, client.get(f"/imports/{job_id}/progress").get_json()
 
 
 def records_csv(tmp_path, rows):

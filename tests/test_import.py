@@ -2,15 +2,14 @@
 import io
 import json
 import socket
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from import_helpers import (CASE_HEADER, RECORD_HEADER, bad_check_digit, edge_photo, group_photo,
-                            huge_png_header, id_number, make_zip, people_photo, photo_folder,
-                            record, text_as_jpg, truncated_jpeg, write_csv)
+from helpers import (CASE_HEADER, RECORD_HEADER, bad_check_digit, edge_photo, group_photo,
+                     huge_png_header, id_number, make_zip, people_photo, photo_folder,
+                     record, text_as_jpg, truncated_jpeg, write_csv)
 from recognition.templates import from_blob
 from server import importer
 from server.importer import ImportFailed, Settings, run_import
@@ -421,14 +420,10 @@ def test_cli_exits_non_zero_with_one_line_when_it_cannot_run(runner, tmp_path, p
 # --- the web page ---------------------------------------------------------------------------
 
 def wait_for_job(client, job_id, timeout=120):
-    """Poll the job's progress endpoint as the page does, until it ends."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = client.get(f"/imports/{job_id}/progress").get_json()
-        if state["status"] in ("done", "failed"):
-            return state
-        time.sleep(0.2)
-    raise AssertionError(f"import job {job_id} did not finish")
+    """The job's progress JSON (as the page polls it) once the job has ended."""
+    from server.imports import wait_for_job as join_job
+    assert join_job(job_id, timeout), f"import job {job_id} did not finish"
+    return client.get(f"/imports/{job_id}/progress").get_json()
 
 
 def upload(client, auth, records, photos, cases=None):

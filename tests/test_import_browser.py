@@ -1,8 +1,8 @@
 """An admin imports records through the web page in real Chromium and reads the report."""
 from browser import screenshot
 from conftest import PASSWORD
-from import_helpers import (CASE_HEADER, RECORD_HEADER, bad_check_digit, group_photo, id_number,
-                            make_zip, people_photo, record, write_csv)
+from helpers import (CASE_HEADER, RECORD_HEADER, bad_check_digit, group_photo, id_number,
+                     make_zip, people_photo, record, write_csv)
 
 
 def login(page, url, username="admin"):

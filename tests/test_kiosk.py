@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from conftest import VIDEO
-from device_helpers import enrol, new_device, of_kind, run_agent, session_count
+from helpers import enrol, new_device, of_kind, run_agent, session_count
 from device.speech import Speaker
 from videos import visitor_video
+
+pytestmark = pytest.mark.video
 
 GREETING_TARGET_S = 0.5
 
@@ -133,14 +135,26 @@ def test_video_file_without_realtime_yields_every_frame_with_its_time(tmp_path):
     assert frames[-1].t == pytest.approx(14 / 15) and frames[0].image.shape == (360, 640, 3)
 
 
+class FakeClock:
+    """A clock that moves only when someone sleeps on it."""
+    def __init__(self):
+        self.t = 0.0
+
+    def now(self):
+        return self.t
+
+    def sleep(self, seconds):
+        self.t += max(0.0, seconds)
+
+
 def test_realtime_file_drops_frames_a_slow_engine_missed(tmp_path):
     """Like a live camera: after a slow frame, the next one is the newest, not the next in line."""
-    import time
     from device.camera import open_source
+    clock = FakeClock()
     camera = open_source(visitor_video(tmp_path / "v.avi", [], seconds=2.0, present=[(9, 9)]),
-                         realtime=True)
+                         realtime=True, clock=clock)
     first = camera.read()
-    time.sleep(0.6)   # the engine is busy with the first frame
+    clock.sleep(0.6)   # the engine is busy with the first frame
     second = camera.read()
     assert first.t == 0 and second.t >= 0.6 - 1 / 15
     assert camera.dropped == second.index - 1 > 0

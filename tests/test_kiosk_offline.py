@@ -8,13 +8,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from werkzeug.serving import make_server
 
-from device_helpers import (enrol, new_device, of_kind, remove_citizen, run_agent, session_count,
-                            session_payload)
+from helpers import (EventWaiter, enrol, of_kind, remove_citizen, run_agent,
+                     session_count, session_payload)
 from device.agent import Agent, FrontEnd
 from device.camera import open_source
 from device.client import ApiClient
@@ -24,10 +23,7 @@ from device.sync import Syncer
 from server.devices import revoke_device
 from videos import visitor_video
 
-
-@pytest.fixture
-def token(db):
-    return new_device(db)
+pytestmark = pytest.mark.video
 
 
 @pytest.fixture
@@ -64,40 +60,30 @@ def prime_store(url, token, path):
     return count
 
 
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_server_down_then_up_sessions_delivered_exactly_once(app, db, token, obama, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with serving(app, port):
         assert prime_store(url, token, tmp_path / "kiosk.db") == 1
     # The server is down for the whole video: the kiosk still greets and keeps the session.
-    events, log = [], EventLog()
-    log.add_listener(events.append)
+    log = EventLog()
+    events = EventWaiter(log)
     store = Store(tmp_path / "kiosk.db")
     syncer = Syncer(store, ApiClient(url, token, timeout=1.0), log, retry_s=0.3)
     video = visitor_video(tmp_path / "obama.avi", [("barack_obama", 2)], seconds=1.5)
     agent = Agent(open_source(video), store, syncer, log, FrontEnd())
     runner = threading.Thread(target=agent.run, daemon=True)
     runner.start()
-    wait_for(lambda: of_kind(events, "end"), what="the end of the video")
-    greeted = of_kind(events, "greeted")
+    events.wait("end")
+    greeted = of_kind(events.events, "greeted")
     assert [g["citizen_id"] for g in greeted] == [obama]
-    assert of_kind(events, "offline") and store.outbox_count() == 1
+    assert of_kind(events.events, "offline") and store.outbox_count() == 1
     assert session_count(db) == 0
     with serving(app, port):   # the server comes back; the kiosk delivers without being asked
-        wait_for(lambda: of_kind(events, "session_uploaded"), what="the upload")
-        time.sleep(1.0)        # further retries would show up now as duplicates
-        agent.stop()
+        events.wait("session_uploaded")
+        agent.stop()           # the agent's last flush would repeat an upload it thought lost
         runner.join(30)
+    events = events.events
     assert [e["session_id"] for e in of_kind(events, "session_uploaded")] == [greeted[0]["session_id"]]
     assert session_count(db) == 1 and session_count(db, id=greeted[0]["session_id"]) == 1
     assert store.outbox_count() == 0
@@ -134,11 +120,22 @@ def test_permanently_refused_session_goes_to_dead_letter_and_others_still_flow(
 
 
 def agent_process(url, token, camera, store, events_path, *extra):
+    """The kiosk as a process; events_path "-" sends its events to a pipe (process.stdout)."""
     return subprocess.Popen(
         [sys.executable, "-m", "kiosk", "--server", url, "--token", token, "--camera", str(camera),
          "--headless", "--speech", "off", "--events", str(events_path), "--store", str(store),
          "--timeout", "1", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdout=subprocess.PIPE if str(events_path) == "-" else subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+
+
+def next_event(process, kind):
+    """Read the process's event pipe up to the first event of kind (blocking, no polling)."""
+    for line in process.stdout:
+        event = json.loads(line)
+        if event["event"] == kind:
+            return event
+    raise AssertionError(f"the kiosk exited without a {kind!r} event")
 
 
 def read_events(path):
@@ -153,10 +150,9 @@ def test_kill_9_after_greeting_then_restart_delivers_the_outbox(live_server, db,
     prime_store(live_server.url, token, store_path)
     dead_url = f"http://127.0.0.1:{free_port()}"
     video = visitor_video(tmp_path / "obama.avi", [("barack_obama", 2)], seconds=2)
-    first = agent_process(dead_url, token, video, store_path, tmp_path / "run1.jsonl")
+    first = agent_process(dead_url, token, video, store_path, "-")
     try:
-        greeted = wait_for(lambda: of_kind(read_events(tmp_path / "run1.jsonl"), "greeted"),
-                           what="a greeting")[0]
+        greeted = next_event(first, "greeted")
     finally:
         first.send_signal(signal.SIGKILL)   # no chance to flush or close anything
         first.wait(10)
@@ -165,7 +161,7 @@ def test_kill_9_after_greeting_then_restart_delivers_the_outbox(live_server, db,
     second = agent_process(live_server.url, token, empty, store_path, tmp_path / "run2.jsonl",
                            "--exit-at-end")
     _, stderr = second.communicate(timeout=120)
-    assert second.returncode == 0, stderr.decode()
+    assert second.returncode == 0, stderr
     uploaded = of_kind(read_events(tmp_path / "run2.jsonl"), "session_uploaded")
     assert [u["session_id"] for u in uploaded] == [greeted["session_id"]]
     assert session_count(db) == 1

@@ -15,6 +15,8 @@ from recognition.liveness import BlinkDetector, BlinkPolicy, blinks_in
 from conftest import VIDEO, person_photo
 import liveness_videos as videos
 
+pytestmark = pytest.mark.video
+
 # In the test clip the face appears at 1.5 s and the first blink starts at 2.17 s.
 SLICE_START, SLICE_END = 1.0, 4.5
 

@@ -12,7 +12,7 @@ import pytest
 
 from app import create_app
 from conftest import AuthActions, csrf_from
-from console_helpers import add_case, add_citizen, add_device, add_session
+from helpers import add_case, add_citizen, add_device, add_session
 
 # Who may use each blueprint's routes.
 OWNERS = {"queue": "clerk", "review": "clerk", "cases": "clerk", "dashboard": "clerk",

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from casefile_helpers import (blinking_clip, enrol_her, of_kind, run_flow, still_clip,
-                              wav_duration_and_rms)
-from device_helpers import enrol
+from helpers import (blinking_clip, enrol_her, of_kind, run_flow, still_clip,
+                     wav_duration_and_rms)
+from helpers import enrol
 from robot.voice import RobotVoice
 from server.devices import register_device
+
+pytestmark = pytest.mark.video
 
 
 @pytest.fixture(scope="module")
