@@ -1,4 +1,5 @@
 """Recorded schema migrations. Append new ones; never edit one that has shipped."""
+import json
 from datetime import datetime, timezone
 
 MIGRATIONS = []
@@ -203,4 +204,25 @@ def m004_import_job_lease(db):
         "ALTER TABLE import_jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE import_jobs ADD COLUMN heartbeat_at TEXT",
     ]:
+        db.execute(sql)
+
+
+@migration
+def m005_identity(db):
+    """A random id for this registry, and a stable random key per citizen.
+
+    Devices name citizens by key, never by row id: a device store filled from another
+    registry (or from this one before it was rebuilt, when row ids start again at 1) must
+    not name this registry's citizen 1. Sessions keep what the device's decision saw
+    (its nearest candidates, the rule that refused a match) for the clerk and calibration.
+    """
+    from .queries import new_citizen_key, new_registry_id
+    db.execute("ALTER TABLE citizens ADD COLUMN key TEXT")
+    for row in db.execute("SELECT id FROM citizens").fetchall():
+        db.execute("UPDATE citizens SET key = ? WHERE id = ?", [new_citizen_key(), row[0]])
+    db.execute("CREATE UNIQUE INDEX idx_citizens_key ON citizens(key)")
+    db.execute("INSERT INTO settings (key, value) VALUES ('registry.id', ?)",
+               [json.dumps(new_registry_id())])
+    for sql in ["ALTER TABLE sessions ADD COLUMN candidates TEXT NOT NULL DEFAULT '[]'",
+                "ALTER TABLE sessions ADD COLUMN refused_by TEXT"]:
         db.execute(sql)

@@ -1,5 +1,6 @@
 """Queries shared across features. Feature-specific ones live beside their blueprint."""
 import json
+import secrets
 
 from .connection import now_iso
 
@@ -49,3 +50,17 @@ def search_citizens(db, q, limit=50, after_id=0):
 def citizen_cases(db, citizen_id):
     return db.execute("SELECT * FROM cases WHERE citizen_id = ? ORDER BY case_number",
                       [citizen_id]).fetchall()
+
+
+def new_citizen_key():
+    """A citizen's key for devices: random, so it says nothing and cannot be guessed."""
+    return "c_" + secrets.token_urlsafe(12)
+
+
+def new_registry_id():
+    return "r_" + secrets.token_urlsafe(12)
+
+
+def registry_id(db):
+    """This registry's random id (devices bind their cached gallery and outbox to it)."""
+    return get_setting(db, "registry.id")

@@ -38,7 +38,7 @@ class Visit:
     track: object
     frame: object
     t: float
-    citizen_id: object = None
+    citizen_key: object = None
     name: str = ""
     language: str = ""
     greeting: str = ""
@@ -153,14 +153,14 @@ class Agent:
 
     def _greeted(self, outcome, frame):
         track, decision = outcome.track, outcome.track.decision
-        citizen = self.citizens.get(track.citizen_id, {"display_name": "", "language": "zh"})
+        citizen = self.citizens.get(track.citizen_key, {"display_name": "", "language": "zh"})
         session = self._session(track, outcome.t, "greeted", decision)
         self.record_session(session, frame, track.location)
-        visit = Visit(session, track, frame, outcome.t, track.citizen_id, citizen["display_name"],
+        visit = Visit(session, track, frame, outcome.t, track.citizen_key, citizen["display_name"],
                       citizen["language"],
                       greeting_text(citizen["display_name"], citizen["language"],
                                     self.config.get("greeting_templates"), self.config.get("honorifics")))
-        self.events.emit("greeted", citizen_id=track.citizen_id, name=visit.name, t=round(outcome.t, 3),
+        self.events.emit("greeted", citizen_key=track.citizen_key, name=visit.name, t=round(outcome.t, 3),
                          distance=round(decision.distance, 4), margin=round(decision.margin, 4),
                          session_id=session["id"])
         self.front_end.on_greeted(visit)
@@ -169,6 +169,8 @@ class Agent:
         track = outcome.track
         best = min(track.votes.decisions, key=lambda d: d.distance, default=None)
         session = self._session(track, outcome.t, "unknown", best)
+        # the best frame's own refusal, or "agreement": it passed, but the frames did not agree
+        session["refused_by"] = (best.rule or "agreement") if best is not None else None
         self.record_session(session, frame, track.location)
         self.events.emit("unknown_visitor", t=round(outcome.t, 3), session_id=session["id"])
         self.front_end.on_unknown(Visit(session, track, frame, outcome.t))
@@ -177,8 +179,11 @@ class Agent:
         started = datetime.now(timezone.utc) - timedelta(seconds=max(0.0, t - track.first_t))
         finite = decision is not None and decision.distance != float("inf")
         return {"id": str(uuid.uuid4()),
-                "citizen_id": track.citizen_id if outcome == "greeted" else None,
+                "registry_id": self.store.registry_id,
+                "citizen_key": track.citizen_key if outcome == "greeted" else None,
                 "outcome": outcome,
+                "candidates": [{"key": hit.citizen_id, "distance": round(hit.distance, 4)}
+                               for hit in (decision.candidates if decision is not None else ())],
                 "distance": round(decision.distance, 4) if finite else None,
                 "margin": round(min(decision.margin, 1e6), 4) if finite else None,
                 "time_to_greet": round(t - track.first_t, 3) if outcome == "greeted" else None,

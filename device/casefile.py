@@ -126,7 +126,7 @@ class CaseFileFlow:
 
     def _decided(self, track_id, verdict, t, reason):
         visit = self._challenges.pop(track_id).visit
-        fields = {"t": round(t, 3), "session_id": visit.session["id"], "citizen_id": visit.citizen_id}
+        fields = {"t": round(t, 3), "session_id": visit.session["id"], "citizen_key": visit.citizen_key}
         if verdict == "passed":
             self.events.emit("liveness_passed", **fields)
             self._later(visit, t, self._open_case_file)
@@ -147,7 +147,7 @@ class CaseFileFlow:
         session_id = visit.session["id"]
         try:
             self._server(lambda: self.client.report_liveness(session_id, "passed", t_of()))
-            summary = self._server(lambda: self.client.open_case_file(session_id, visit.citizen_id))
+            summary = self._server(lambda: self.client.open_case_file(session_id, visit.citizen_key))
         except (Offline, Rejected, Revoked) as e:
             self.events.emit("case_file_unavailable", session_id=session_id, reason=str(e), t=t_of())
             _call(self.presenter, "on_case_file_unavailable", visit)

@@ -65,8 +65,8 @@ class ApiClient:
     def report_liveness(self, session_id, result, t):
         return self._post(f"/api/v1/sessions/{session_id}/liveness", {"result": result, "t": t})
 
-    def open_case_file(self, session_id, citizen_id):
-        return self._post(f"/api/v1/sessions/{session_id}/casefile", {"citizen_id": citizen_id})
+    def open_case_file(self, session_id, citizen_key):
+        return self._post(f"/api/v1/sessions/{session_id}/casefile", {"citizen_key": citizen_key})
 
     def case_details(self, session_id, phone_last4=None):
         body = {} if phone_last4 is None else {"phone_last4": phone_last4}

@@ -45,7 +45,7 @@ class Track:
     last_t: float
     votes: TrackVotes = field(default_factory=TrackVotes)
     state: str = "pending"         # pending -> named | unknown; "revisit" = named, not greeted again
-    citizen_id: object = None
+    citizen_key: object = None
     decision: object = None        # the FrameDecision that named it
     frames: deque = field(default_factory=deque)   # (t, rgb, location), newest last
 
@@ -71,7 +71,7 @@ class Greeter:
         self.settings = settings or GreeterSettings()
         self.tracks = []
         self._ids = itertools.count(1)
-        self._last_seen = {}       # citizen_id -> last t a track named them was seen
+        self._last_seen = {}       # citizen key -> last t a track named them was seen
 
     def process(self, rgb, t):
         """Outcomes of one RGB frame at time t: greetings, unknown visitors, tracks that left."""
@@ -127,7 +127,7 @@ class Greeter:
 
     def _update(self, track, rgb, location, t, gallery):
         if track.named:
-            self._last_seen[track.citizen_id] = t
+            self._last_seen[track.citizen_key] = t
             return None
         age = t - track.first_t
         if track.state == "unknown" and age > self.settings.recheck_unknown_s:
@@ -143,7 +143,7 @@ class Greeter:
         return None
 
     def _named(self, track, decision, t):
-        track.citizen_id, track.decision = decision.citizen_id, decision
+        track.citizen_key, track.decision = decision.citizen_id, decision
         last = self._last_seen.get(decision.citizen_id)
         self._last_seen[decision.citizen_id] = t
         if last is not None and t - last < self.settings.regreet_after_s:

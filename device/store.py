@@ -16,8 +16,9 @@ import numpy as np
 from recognition.gallery import Gallery
 
 _SCHEMA = [
+    # citizen_key: the registry's random key for the citizen (never its row id, never an ID number)
     """CREATE TABLE IF NOT EXISTS gallery (
-        citizen_id INTEGER PRIMARY KEY,
+        citizen_key TEXT PRIMARY KEY,
         display_name TEXT NOT NULL,
         language TEXT NOT NULL,
         templates BLOB NOT NULL)""",
@@ -35,6 +36,13 @@ _SCHEMA = [
         snapshot BLOB,
         reason TEXT NOT NULL,
         failed_at TEXT NOT NULL)""",
+    # sessions recorded for another registry (or another device): kept, never delivered
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        snapshot BLOB,
+        registry_id TEXT,
+        quarantined_at TEXT NOT NULL)""",
 ]
 
 
@@ -53,6 +61,11 @@ class Store:
         self._lock = threading.Lock()
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(gallery)")}
+        if columns and "citizen_key" not in columns:
+            # a cache from before citizen keys: drop it (the next sync fills it again)
+            self._conn.execute("DROP TABLE gallery")
+            self._conn.execute("DELETE FROM meta WHERE key = 'sync_seq'")
         for sql in _SCHEMA:
             self._conn.execute(sql)
 
@@ -84,15 +97,18 @@ class Store:
         return int(rows[0][0]) if rows else 0
 
     def apply_delta(self, delta):
-        """Apply a gallery delta from the server (upserts, removals, new seq) atomically."""
+        """Apply a gallery delta from the server (upserts, removals, new seq) atomically.
+        The delta must come from the registry this store is bound to (see bind)."""
+        if delta.get("registry_id") != self.get_meta("registry_id"):
+            raise RegistryMismatch(delta.get("registry_id"))
         statements = [("DELETE FROM gallery", ())] if delta.get("full") else []
-        for citizen_id in delta.get("removals", []):
-            statements.append(("DELETE FROM gallery WHERE citizen_id = ?", (citizen_id,)))
+        for key in delta.get("removals", []):
+            statements.append(("DELETE FROM gallery WHERE citizen_key = ?", (_key(key),)))
         for entry in delta.get("upserts", []):
             statements.append((
-                "INSERT OR REPLACE INTO gallery (citizen_id, display_name, language, templates)"
+                "INSERT OR REPLACE INTO gallery (citizen_key, display_name, language, templates)"
                 " VALUES (?, ?, ?, ?)",
-                (entry["citizen_id"], entry["display_name"], entry["language"],
+                (_key(entry["key"]), entry["display_name"], entry["language"],
                  _templates_blob(entry["templates"]))))
         statements.append(("INSERT OR REPLACE INTO meta (key, value) VALUES ('sync_seq', ?)",
                            (str(int(delta["seq"])),)))
@@ -103,20 +119,54 @@ class Store:
         self._write([("DELETE FROM gallery", ()), ("DELETE FROM meta WHERE key = 'sync_seq'", ())])
 
     def citizens(self):
-        """{citizen_id: {"display_name", "language"}} for everyone in the cache."""
-        rows = self._read("SELECT citizen_id, display_name, language FROM gallery")
-        return {r["citizen_id"]: {"display_name": r["display_name"], "language": r["language"]}
+        """{citizen_key: {"display_name", "language"}} for everyone in the cache."""
+        rows = self._read("SELECT citizen_key, display_name, language FROM gallery")
+        return {r["citizen_key"]: {"display_name": r["display_name"], "language": r["language"]}
                 for r in rows}
 
     def gallery(self):
-        """The cached templates as a recognition Gallery."""
+        """The cached templates as a recognition Gallery (citizens named by key)."""
         ids, blocks = [], []
-        for row in self._read("SELECT citizen_id, templates FROM gallery ORDER BY citizen_id"):
+        for row in self._read("SELECT citizen_key, templates FROM gallery ORDER BY citizen_key"):
             block = np.frombuffer(row["templates"], dtype="<f4").reshape(-1, 128)
-            ids += [row["citizen_id"]] * len(block)
+            ids += [row["citizen_key"]] * len(block)
             blocks.append(block)
         matrix = np.vstack(blocks) if blocks else np.empty((0, 128), np.float32)
         return Gallery.from_arrays(ids, matrix)
+
+    # --- which registry and device this store belongs to -----------------------------------
+
+    @property
+    def registry_id(self):
+        return self.get_meta("registry_id")
+
+    def bind(self, registry_id, device_name):
+        """Bind the store to a registry and device. A store that held another's data drops its
+        cache and config, and quarantines its outbox (those sessions name citizens by that
+        registry's keys: delivered here they would be filed under someone else or refused).
+        Returns the number of sessions quarantined, or None when the binding is unchanged."""
+        bound = (self.get_meta("registry_id"), self.get_meta("device_name"))
+        if bound == (registry_id, device_name):
+            return None
+        identity = [("INSERT OR REPLACE INTO meta (key, value) VALUES ('registry_id', ?)",
+                     (json.dumps(registry_id),)),
+                    ("INSERT OR REPLACE INTO meta (key, value) VALUES ('device_name', ?)",
+                     (json.dumps(device_name),))]
+        if bound == (None, None):   # a new store: nothing of anyone else's to drop
+            self._write(identity)
+            return None
+        moved = self.outbox_count()
+        self._write([
+            ("INSERT OR REPLACE INTO quarantine (id, body, snapshot, registry_id, quarantined_at)"
+             " SELECT id, body, snapshot, ?, ? FROM outbox", (bound[0], _now())),
+            ("DELETE FROM outbox", ()),
+            ("DELETE FROM gallery", ()),
+            ("DELETE FROM meta", ())] + identity)
+        return moved
+
+    def quarantined(self):
+        return [dict(r) for r in self._read("SELECT id, registry_id, quarantined_at FROM quarantine"
+                                            " ORDER BY quarantined_at, id")]
 
     # --- outbox ----------------------------------------------------------------------------
 
@@ -158,6 +208,16 @@ class Store:
 
     def set_meta(self, key, value):
         self._write([("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))])
+
+
+class RegistryMismatch(ValueError):
+    """A gallery delta from another registry than the store is bound to."""
+
+
+def _key(value):
+    if not isinstance(value, str) or not value:
+        raise ValueError("a citizen key must be a non-empty string")
+    return value
 
 
 def _templates_blob(templates):

@@ -7,11 +7,15 @@ after the server's 2xx, and the server keys sessions by their id, so a retry aft
 answer delivers it once. A revoked token stops all syncing and deletes the cached face templates; the sessions stay
 on the device.
 """
+import logging
 import sqlite3
 import threading
 import time
 
 from .client import Offline, Rejected, Revoked
+from .store import RegistryMismatch
+
+log = logging.getLogger(__name__)
 
 
 class Syncer:
@@ -44,6 +48,15 @@ class Syncer:
                     break
                 try:
                     self.store.apply_delta(delta)  # one transaction: all of it or nothing
+                except RegistryMismatch:
+                    # The server is another registry now (rebuilt, restored, or another token):
+                    # rebind from its config, then start the gallery over.
+                    if not self._bind(self._call(self.client.config)):
+                        self._note_failure(Offline("server sent the gallery of another registry"
+                                                   " and no config to bind to it"))
+                        break
+                    changed = True
+                    continue
                 except (KeyError, TypeError, ValueError, OverflowError, sqlite3.InterfaceError,
                         sqlite3.ProgrammingError) as e:
                     # A delta of the wrong shape raised out of the worker thread and ended it:
@@ -62,12 +75,28 @@ class Syncer:
         return changed
 
     def fetch_config(self):
-        """The server's device config, cached in the store; the cached one when offline."""
+        """The server's device config, cached in the store; the cached one when offline.
+        The store is bound to the registry and device the config names (see Store.bind)."""
         with self._lock:
             config = None if self.revoked else self._call(self.client.config)
-        if config is not None:
-            self.store.set_meta("config", config)
+            if config is not None and self._bind(config):
+                self.store.set_meta("config", config)
         return self.store.get_meta("config")
+
+    def _bind(self, config):
+        """Bind the store to the config's registry and device; False if the config says neither."""
+        if not isinstance(config, dict) or not isinstance(config.get("registry_id"), str):
+            return False
+        device = config.get("device") if isinstance(config.get("device"), dict) else {}
+        quarantined = self.store.bind(config["registry_id"], device.get("name"))
+        if quarantined is not None:
+            message = (f"this store held data of another registry or device: cache dropped,"
+                       f" {quarantined} session(s) quarantined (kept, never delivered here)")
+            log.warning(message)
+            self.events.emit("registry_changed", registry_id=config["registry_id"],
+                             device=device.get("name"), quarantined=quarantined, message=message)
+            self.on_gallery()
+        return True
 
     def flush_outbox(self):
         """Deliver waiting sessions, oldest first; stops at the first network failure.

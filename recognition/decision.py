@@ -52,19 +52,30 @@ class Policy:
 
 @dataclass(frozen=True)
 class FrameDecision:
-    citizen_id: object           # int, or None for "no acceptable match"
+    citizen_id: object           # the citizen named, or None for "no acceptable match"
     distance: float
     margin: float
+    candidates: tuple = ()       # the nearest citizens, closest first: (Hit, ...)
+    rule: object = None          # why no one was named: "threshold", "margin", "empty_gallery"
+
+
+CANDIDATES = 5   # nearest citizens a decision reports (the clerk sees them; calibration uses them)
 
 
 def decide(gallery, encoding, policy):
-    """One probe against the gallery: the citizen if the match is acceptable, else None."""
-    best, runner_up = gallery.nearest_two(encoding)
-    if best is None:
-        return FrameDecision(None, float("inf"), 0.0)
-    margin = (runner_up.distance - best.distance) if runner_up else NO_RUNNER_UP
-    accepted = best.distance <= policy.threshold_for(len(gallery)) and margin >= policy.margin
-    return FrameDecision(best.citizen_id if accepted else None, best.distance, margin)
+    """One probe against the gallery: the citizen if the match is acceptable, else None,
+    with the nearest citizens and the rule that refused the best one."""
+    hits = tuple(gallery.nearest(encoding, CANDIDATES))
+    if not hits:
+        return FrameDecision(None, float("inf"), 0.0, (), "empty_gallery")
+    best = hits[0]
+    margin = (hits[1].distance - best.distance) if len(hits) > 1 else NO_RUNNER_UP
+    rule = None
+    if best.distance > policy.threshold_for(len(gallery)):
+        rule = "threshold"
+    elif margin < policy.margin:
+        rule = "margin"
+    return FrameDecision(None if rule else best.citizen_id, best.distance, margin, hits, rule)
 
 
 def naive_decide(gallery, encoding, tolerance=0.6):

@@ -10,7 +10,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Hit:
-    citizen_id: int
+    citizen_id: object     # whatever the gallery's owner names citizens by (a device: their key)
     distance: float
 
 
@@ -18,7 +18,7 @@ class Gallery:
     """Templates by citizen id; a citizen may have several (enrolment + confirmed visits)."""
 
     def __init__(self):
-        self._ids = np.empty(0, dtype=np.int64)
+        self._ids = np.empty(0, dtype=object)
         self._matrix = np.empty((0, 128), dtype=np.float32)
         self._citizens = None
 
@@ -27,7 +27,7 @@ class Gallery:
         """A gallery built in one step from n citizen ids and an n x 128 matrix (row i is
         a template of citizen_ids[i]); adding 10k templates one by one copies the matrix 10k times."""
         gallery = cls()
-        gallery._ids = np.asarray(citizen_ids, dtype=np.int64).reshape(-1)
+        gallery._ids = np.asarray(list(citizen_ids), dtype=object).reshape(-1)
         gallery._matrix = np.asarray(matrix, dtype=np.float32).reshape(len(gallery._ids), 128)
         return gallery
 
@@ -38,7 +38,7 @@ class Gallery:
         return self._citizens
 
     def add(self, citizen_id, encoding):
-        self._ids = np.append(self._ids, np.int64(citizen_id))
+        self._ids = np.append(self._ids, np.array([citizen_id], dtype=object))
         self._citizens = None
         self._matrix = np.vstack([self._matrix, np.asarray(encoding, np.float32).reshape(1, 128)])
 
@@ -53,18 +53,30 @@ class Gallery:
         self._ids, self._matrix = self._ids[keep], self._matrix[keep]
         self._citizens = None
 
+    def nearest(self, encoding, k=5):
+        """The k closest *citizens* (each once, at their closest template), closest first."""
+        if not len(self._ids):
+            return []
+        distances = np.linalg.norm(self._matrix - np.asarray(encoding, np.float32), axis=1)
+        hits, seen = [], set()
+        for i in np.argsort(distances):
+            if self._ids[i] not in seen:
+                seen.add(self._ids[i])
+                hits.append(Hit(_plain(self._ids[i]), float(distances[i])))
+                if len(hits) == k:
+                    break
+        return hits
+
     def nearest_two(self, encoding):
         """(best, runner_up): the closest citizen and the closest *other* citizen, or None.
 
         The runner-up is another person, never a second template of the best one: the
         margin between them is what tells a clear match from a lookalike.
         """
-        if not len(self._ids):
-            return None, None
-        distances = np.linalg.norm(self._matrix - np.asarray(encoding, np.float32), axis=1)
-        order = np.argsort(distances)
-        best = Hit(int(self._ids[order[0]]), float(distances[order[0]]))
-        for i in order[1:]:
-            if self._ids[i] != best.citizen_id:
-                return best, Hit(int(self._ids[i]), float(distances[i]))
-        return best, None
+        hits = self.nearest(encoding, 2) + [None, None]
+        return hits[0], hits[1]
+
+
+def _plain(value):
+    """A numpy scalar id as the plain Python value it was given as."""
+    return value.item() if hasattr(value, "item") else value

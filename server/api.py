@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from flask import Blueprint, current_app, g, jsonify, request
 
 from db import now_iso, transaction
+from db.queries import registry_id
 from recognition import PhotoRejected
 from recognition.images import load_image
 
@@ -24,8 +25,7 @@ from . import settings
 from .database import get_db
 from .devices import audit_device, device_required
 from .errors import ApiError
-from .gallery import gallery_delta
-from .requests import MAX_ROW_ID
+from .gallery import gallery_delta, in_scope
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -37,6 +37,9 @@ SESSION_MAX_BYTES = SNAPSHOT_MAX_BYTES + 64 * 1024   # the snapshot plus the JSO
 # What a replay must repeat to be the same visit. Liveness is left out: the server changes it
 # after the upload (POST .../liveness), and a retried upload still says "not_run".
 REPLAY_KEYS = ("outcome", "citizen_id", "started_at", "distance", "margin", "time_to_greet")
+REFUSAL_RULES = ("threshold", "margin", "agreement", "empty_gallery")
+MAX_CANDIDATES = 5
+KEY_MAX = 64
 
 
 @bp.route("/gallery")
@@ -52,9 +55,12 @@ def gallery():
 
 # --- config --------------------------------------------------------------------------------
 
-def device_config(db):
-    """What a device needs to decide and greet; admin settings override the shipped defaults."""
+def device_config(db, device):
+    """What a device needs to decide and greet (admin settings over the shipped defaults),
+    and who it is: the registry and the device the token belongs to."""
     return {
+        "registry_id": registry_id(db),
+        "device": {"name": device["name"], "kind": device["kind"], "site": device["site"]},
         "threshold": settings.value(db, "policy.threshold"),
         "margin": settings.value(db, "policy.margin"),
         "min_frames": settings.value(db, "policy.min_frames"),
@@ -69,7 +75,7 @@ def device_config(db):
 @bp.route("/config")
 @device_required
 def config():
-    return jsonify(device_config(get_db()))
+    return jsonify(device_config(get_db(), g.device))
 
 
 # --- sessions ------------------------------------------------------------------------------
@@ -79,17 +85,23 @@ class SessionInvalid(ValueError):
 
 
 def parse_session(payload):
-    """Validate a posted session dict; return the columns to store. Raises SessionInvalid."""
+    """Validate a posted session dict. Returns (columns to store, the citizen's key or None,
+    the registry id the device recorded it for). Raises SessionInvalid."""
     if not isinstance(payload, dict):
         raise SessionInvalid("the session must be a JSON object")
     session = {"id": _uuid(payload.get("id")),
                "outcome": _choice(payload, "outcome", OUTCOMES, None),
                "liveness": _choice(payload, "liveness", LIVENESS, "not_run"),
-               "started_at": _timestamp(payload.get("started_at"))}
+               "started_at": _timestamp(payload.get("started_at")),
+               "candidates": json.dumps(_candidates(payload.get("candidates", []))),
+               "refused_by": _refusal(payload.get("refused_by"), payload.get("outcome"))}
     for key in ("distance", "margin", "time_to_greet"):
         session[key] = _number(payload, key)
-    session["citizen_id"] = _citizen_id(payload.get("citizen_id"), session["outcome"])
-    return session
+    key = _citizen_key(payload.get("citizen_key"), session["outcome"])
+    registry = payload.get("registry_id")
+    if not (registry is None or (isinstance(registry, str) and len(registry) <= KEY_MAX)):
+        raise SessionInvalid("registry_id must be the id of the registry the device synced with")
+    return session, key, registry
 
 
 def _uuid(value):
@@ -130,15 +142,37 @@ def _number(payload, key):
     return float(value)
 
 
-def _citizen_id(value, outcome):
+def _citizen_key(value, outcome):
     if outcome == "unknown":
         if value is not None:
-            raise SessionInvalid("citizen_id must be null when the outcome is unknown")
+            raise SessionInvalid("citizen_key must be null when the outcome is unknown")
         return None
-    # beyond SQLite's integer range the lookup raised OverflowError (a 500)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ROW_ID:
-        raise SessionInvalid("citizen_id must be a citizen's id when the outcome is greeted")
+    if not isinstance(value, str) or not 0 < len(value) <= KEY_MAX:
+        raise SessionInvalid("citizen_key must be the key of the citizen greeted (from the gallery)")
     return value
+
+
+def _candidates(value):
+    """The device's nearest citizens, as [{"key", "distance"}] (keys only: no templates)."""
+    if not isinstance(value, list) or len(value) > MAX_CANDIDATES:
+        raise SessionInvalid(f"candidates must be a list of at most {MAX_CANDIDATES} entries")
+    checked = []
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) \
+                or len(entry["key"]) > KEY_MAX:
+            raise SessionInvalid('each candidate is {"key": citizen key, "distance": number}')
+        distance = _number(entry, "distance")
+        if distance is None or distance > 4:   # two unit-length 128-d templates are at most 2 apart
+            raise SessionInvalid("a candidate's distance must be a number from 0 to 4")
+        checked.append({"key": entry["key"], "distance": round(distance, 4)})
+    return checked
+
+
+def _refusal(value, outcome):
+    if value is None or (outcome == "unknown" and value in REFUSAL_RULES):
+        return value
+    raise SessionInvalid(f"refused_by is null, or for an unknown visitor one of: "
+                         f"{', '.join(REFUSAL_RULES)}")
 
 
 def _request_session():
@@ -188,13 +222,20 @@ def _save_snapshot(session_id, data):
     return name
 
 
-def session_json(row):
-    """A session as the device sees it (no clerk notes)."""
-    keys = ("id", "citizen_id", "outcome", "distance", "margin", "time_to_greet", "liveness",
+def session_json(db, row):
+    """A session as the device sees it (no clerk notes; the citizen by key)."""
+    keys = ("id", "outcome", "distance", "margin", "time_to_greet", "liveness",
             "started_at", "received_at", "review_status", "ticket_number", "case_opened_at")
     body = {key: row[key] for key in keys}
+    body["citizen_key"] = citizen_key(db, row["citizen_id"])
     body["snapshot"] = bool(row["snapshot_path"])
     return body
+
+
+def citizen_key(db, citizen_id):
+    if citizen_id is None:
+        return None
+    return db.execute("SELECT key FROM citizens WHERE id = ?", [citizen_id]).fetchone()[0]
 
 
 def device_session(db, session_id, device_id):
@@ -221,21 +262,44 @@ def _existing(db, session_id, session=None):
 def post_session():
     payload, snapshot = _request_session()
     try:
-        session = parse_session(payload)
+        session, key, registry = parse_session(payload)
     except SessionInvalid as e:
         raise ApiError(400, str(e))
     db = get_db()
+    _check_registry(db, registry, session["outcome"])
+    session["citizen_id"] = _greeted_citizen(db, key, session["started_at"])
     row = _existing(db, session["id"], session)
     if row is not None:
-        return jsonify(session_json(row)), 200
-    if session["citizen_id"] is not None and not db.execute(
-            "SELECT 1 FROM citizens WHERE id = ?", [session["citizen_id"]]).fetchone():
-        raise ApiError(400, "citizen_id is not a known citizen")
+        return jsonify(session_json(db, row)), 200
     if snapshot is not None:
         _check_snapshot(snapshot)
         session["snapshot_path"] = _save_snapshot(session["id"], snapshot)
     row, created = _insert_session(db, session)
-    return jsonify(session_json(row)), 201 if created else 200
+    return jsonify(session_json(db, row)), 201 if created else 200
+
+
+def _check_registry(db, registry, outcome):
+    """A session recorded against another registry's gallery (a store reused, a registry
+    rebuilt) must never be filed here: its citizen keys mean nothing, or someone else."""
+    if registry is None and outcome == "unknown":
+        return   # a device that never synced can only have met unknown visitors
+    if registry != registry_id(db):
+        raise ApiError(409, "this session was recorded for another registry; it is not filed here")
+
+
+def _greeted_citizen(db, key, started_at):
+    """The row id of the citizen a session names by key, or ApiError(409) when this device
+    could never have greeted them: unknown key, removed before the visit, no consent, or
+    (per-site galleries on) of another site."""
+    if key is None:
+        return None
+    row = db.execute("SELECT id, removed_at, consent, district FROM citizens WHERE key = ?",
+                     [key]).fetchone()
+    site = g.device["site"] if settings.value(db, "gallery.by_site") else None
+    if row is None or not row["consent"] or not in_scope(row["district"], site) \
+            or (row["removed_at"] is not None and row["removed_at"] <= started_at):
+        raise ApiError(409, "citizen_key names no citizen this device's gallery held")
+    return row["id"]
 
 
 def _insert_session(db, session):
@@ -263,4 +327,4 @@ def get_session(session_id):
     row = device_session(get_db(), session_id, g.device["id"])
     if row is None:
         raise ApiError(404, "no such session from this device")
-    return jsonify(session_json(row))
+    return jsonify(session_json(get_db(), row))

@@ -3,7 +3,7 @@
 A kiosk or robot that greeted a citizen may open that citizen's case file, and only then:
 
     POST /api/v1/sessions/<id>/liveness   {"result": "passed"|"failed", "t": seconds}
-    POST /api/v1/sessions/<id>/casefile   {"citizen_id": N}  -> open cases, citizen-safe
+    POST /api/v1/sessions/<id>/casefile   {"citizen_key": K}  -> open cases, citizen-safe
     POST /api/v1/sessions/<id>/casefile/details  {"phone_last4": "1234"}  -> case details
     POST /api/v1/sessions/<id>/ticket     -> a queue ticket number for this visit
 
@@ -122,7 +122,7 @@ def second_factor_on(db):
 def citizen_summary(db, person, session_id):
     """The citizen-safe case file: display name, language and open cases. No ID number,
     no phone, no notes, no case summaries."""
-    return {"session_id": session_id, "citizen_id": person["id"], "name": person["name"],
+    return {"session_id": session_id, "citizen_key": person["key"], "name": person["name"],
             "language": person["language"], "cases": open_cases(db, person["id"]),
             "second_factor": second_factor_on(db)}
 
@@ -165,24 +165,29 @@ def report_liveness(session_id):
     return jsonify({"session_id": row["id"], "liveness": result}), 201 if changed else 200
 
 
+def _citizen_id_of(db, key):
+    row = db.execute("SELECT id FROM citizens WHERE key = ?", [key]).fetchone()
+    return row[0] if row else None
+
+
 # --- opening ----------------------------------------------------------------------------------
 
-def _citizen_id_body():
+def _citizen_key_body():
     body = request.get_json(silent=True)
-    value = body.get("citizen_id") if isinstance(body, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(400, 'send {"citizen_id": N}, the citizen the device greeted')
+    value = body.get("citizen_key") if isinstance(body, dict) else None
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        raise ApiError(400, 'send {"citizen_key": KEY}, the key of the citizen the device greeted')
     return value
 
 
 @bp.route("/sessions/<session_id>/casefile", methods=["POST"])
 @device_required
 def open_case_file(session_id):
-    citizen_id = _citizen_id_body()
+    key = _citizen_key_body()
     db = get_db()
     row = own_session(db, session_id)
     try:
-        person = check_opening(db, row, citizen_id)
+        person = check_opening(db, row, _citizen_id_of(db, key))
     except CaseFileRefused as refused:
         _refuse(db, row, refused)
     summary = citizen_summary(db, person, row["id"])

@@ -6,7 +6,7 @@ phones: a device in a public hall can be stolen.
 """
 import base64
 
-from db.queries import next_sync_seq
+from db.queries import next_sync_seq, registry_id
 from recognition.templates import from_blob
 
 from . import settings
@@ -15,7 +15,8 @@ GALLERY_PAGE = 500                      # citizens per delta response; the devic
 
 
 def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
-    """Citizens changed after sync seq `since`: upserts (templates to hold) and removals.
+    """Citizens changed after sync seq `since`: upserts (templates to hold) and removals,
+    both naming citizens by their key, with the registry's id (the device binds to it).
 
     A citizen removed, without consent, or with no template is a removal: the device must
     forget them. With the gallery.by_site setting on, so is a citizen of another site than
@@ -30,14 +31,14 @@ def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
             since = 0
         upto = _page_end(db, since, current, limit)
         rows = db.execute(
-            "SELECT id, name, language, consent, removed_at, district FROM citizens"
+            "SELECT id, key, name, language, consent, removed_at, district FROM citizens"
             " WHERE sync_seq > ? AND sync_seq <= ? ORDER BY sync_seq, id", [since, upto]).fetchall()
         scope = site if site and settings.value(db, "gallery.by_site") else None
         upserts, removals = _split_changes(db, rows, scope)
     finally:
         db.execute("COMMIT")
-    return {"seq": upto, "upserts": upserts, "removals": removals, "full": since == 0,
-            "more": upto < current}
+    return {"registry_id": registry_id(db), "seq": upto, "upserts": upserts,
+            "removals": removals, "full": since == 0, "more": upto < current}
 
 
 def _page_end(db, since, current, limit):
@@ -55,10 +56,10 @@ def _split_changes(db, rows, site=None):
         wanted = row["consent"] and not row["removed_at"] and in_scope(row["district"], site)
         templates = _templates(db, row["id"]) if wanted else []
         if templates:
-            upserts.append({"citizen_id": row["id"], "display_name": row["name"],
+            upserts.append({"key": row["key"], "display_name": row["name"],
                             "language": row["language"], "templates": templates})
         else:
-            removals.append(row["id"])
+            removals.append(row["key"])
     return upserts, removals
 
 

@@ -30,7 +30,7 @@ from datetime import datetime
 import numpy as np
 
 from db import now_iso, transaction
-from db.queries import next_sync_seq
+from db.queries import new_citizen_key, next_sync_seq
 from recognition import PhotoRejected
 from recognition.decision import Policy
 from recognition.gallery import Gallery
@@ -753,7 +753,7 @@ def upsert_citizen(db, record, existing, photo_path, photo_sha256, row_sha256):
         db.execute(f"UPDATE citizens SET {assignments}, removed_at = NULL WHERE id = ?",
                    [*values.values(), existing["id"]])
         return existing["id"]
-    values.update(id_number=record.id_number, created_at=values["updated_at"])
+    values.update(id_number=record.id_number, key=new_citizen_key(), created_at=values["updated_at"])
     return db.insert(
         f"INSERT INTO citizens ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})"
         " RETURNING id", list(values.values()))

@@ -25,7 +25,7 @@ import numpy as np
 import liveness_videos
 from conftest import FACES, PEOPLE, VIDEO, person_photo
 from db import now_iso, transaction
-from db.queries import next_sync_seq
+from db.queries import new_citizen_key, next_sync_seq, registry_id
 from device.agent import Agent
 from device.camera import open_source
 from device.casefile import CaseFileFlow
@@ -63,9 +63,9 @@ def add_citizen(app, db, name="王小明", id_number="110101199003074514", photo
     stamp = now_iso()
     with transaction(db):
         return db.insert(
-            "INSERT INTO citizens (id_number, name, phone, language, photo_path, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            [id_number, name, phone, language, photo_path, stamp, stamp])
+            "INSERT INTO citizens (id_number, key, name, phone, language, photo_path, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            [id_number, new_citizen_key(), name, phone, language, photo_path, stamp, stamp])
 
 
 def add_session(app, db, device_id, citizen_id=None, snapshot=None, received_at=None,
@@ -146,10 +146,10 @@ def enrol(db, person, photos=(1,), language="en", name=None, encodings=None):
     with transaction(db):
         seq = next_sync_seq(db)
         citizen_id = db.insert(
-            "INSERT INTO citizens (id_number, name, phone, language, sync_seq, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            [f"T{next(_id_numbers):08d}{uuid.uuid4().hex[:6]}", name or display_name(person),
-             "13800000000", language, seq, stamp, stamp])
+            "INSERT INTO citizens (id_number, key, name, phone, language, sync_seq, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            [f"T{next(_id_numbers):08d}{uuid.uuid4().hex[:6]}", new_citizen_key(),
+             name or display_name(person), "13800000000", language, seq, stamp, stamp])
         for encoding in encodings:
             db.execute("INSERT INTO face_templates (citizen_id, encoding, created_at)"
                        " VALUES (?, ?, ?)", [citizen_id, to_blob(encoding), stamp])
@@ -171,11 +171,28 @@ def new_device(db, name="kiosk-1", kind="kiosk"):
 
 def session_payload(**fields):
     """A valid session upload (an unknown visitor unless fields say otherwise)."""
-    body = {"id": str(uuid.uuid4()), "citizen_id": None, "outcome": "unknown", "distance": 0.7,
+    body = {"id": str(uuid.uuid4()), "citizen_key": None, "outcome": "unknown", "distance": 0.7,
             "margin": 0.01, "time_to_greet": None, "liveness": "not_run",
             "started_at": datetime.now(timezone.utc).isoformat()}
     body.update(fields)
     return body
+
+
+def key_of(db, citizen_id):
+    """The key devices know a citizen by."""
+    return db.execute("SELECT key FROM citizens WHERE id = ?", [citizen_id]).fetchone()[0]
+
+
+def id_of(db, key):
+    """The row id of the citizen a device names by key."""
+    return db.execute("SELECT id FROM citizens WHERE key = ?", [key]).fetchone()[0]
+
+
+def greeted_payload(db, citizen_id, **fields):
+    """A valid upload of a greeting of citizen_id, recorded against this registry."""
+    return session_payload(**{"outcome": "greeted", "citizen_key": key_of(db, citizen_id),
+                              "registry_id": registry_id(db), "distance": 0.3, "margin": 0.2,
+                              "time_to_greet": 0.5, **fields})
 
 
 def session_count(db, **where):

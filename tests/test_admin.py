@@ -45,7 +45,7 @@ def test_settings_are_saved_audited_and_reach_the_device_config(app, db, client,
     assert get_setting(db, "add_confirmed_templates") is True
     assert get_setting(db, "second_factor") is False  # unchecked box
     from server.api import device_config
-    config = device_config(db)
+    config = device_config(db, {"name": "kiosk-1", "kind": "kiosk", "site": ""})
     assert (config["threshold"], config["margin"], config["min_frames"]) == (0.42, 0.08, 4)
     assert config["greeting_templates"]["en"] == "Good morning, {name}."
     entry = db.execute("SELECT actor_name, detail FROM audit_log WHERE action = 'settings.update'")

@@ -9,8 +9,8 @@ from PIL import Image
 
 from conftest import FACES, person_photo
 from db.queries import set_setting
-from helpers import (enrol, new_device, person_encoding, remove_citizen, session_count,
-                     session_payload)
+from helpers import (enrol, greeted_payload, id_of, key_of, new_device, person_encoding,
+                     remove_citizen, session_count, session_payload)
 from recognition.decision import Policy
 from server.devices import hash_token
 from server.gallery import gallery_delta
@@ -92,7 +92,7 @@ def test_gallery_full_sync_holds_templates_and_names_but_no_id_numbers_or_phones
     response = client.get("/api/v1/gallery?since=0", headers=bearer(token))
     body = response.get_json()
     assert body["full"] is True and body["removals"] == []
-    by_id = {u["citizen_id"]: u for u in body["upserts"]}
+    by_id = {id_of(db, u["key"]): u for u in body["upserts"]}
     assert by_id[obama]["display_name"] == "Barack Obama" and by_id[obama]["language"] == "en"
     assert np.allclose(decode_templates(by_id[obama])[0], person_encoding("barack_obama"))
     assert {u["display_name"] for u in body["upserts"]} == {"Barack Obama", "拜登"}
@@ -107,8 +107,8 @@ def test_gallery_delta_has_only_changes_since_and_removals(client, db, token):
     remove_citizen(db, obama)
     delta = client.get(f"/api/v1/gallery?since={first['seq']}", headers=bearer(token)).get_json()
     assert delta["full"] is False
-    assert [u["citizen_id"] for u in delta["upserts"]] == [biden]
-    assert delta["removals"] == [obama]
+    assert [u["key"] for u in delta["upserts"]] == [key_of(db, biden)]
+    assert delta["removals"] == [key_of(db, obama)]
     again = client.get(f"/api/v1/gallery?since={delta['seq']}", headers=bearer(token)).get_json()
     assert again["upserts"] == [] and again["removals"] == [] and again["seq"] == delta["seq"]
 
@@ -119,7 +119,7 @@ def test_citizen_without_consent_or_templates_is_a_removal(client, db, token):
     no_face = enrol(db, "joe_biden", encodings=[])
     body = client.get("/api/v1/gallery?since=0", headers=bearer(token)).get_json()
     assert body["upserts"] == []
-    assert sorted(body["removals"]) == sorted([no_consent, no_face])
+    assert sorted(body["removals"]) == sorted([key_of(db, no_consent), key_of(db, no_face)])
 
 
 def test_gallery_pages_end_on_whole_sequence_numbers(db):
@@ -129,7 +129,7 @@ def test_gallery_pages_end_on_whole_sequence_numbers(db):
     seen, since, more = [], 0, True
     while more:
         page = gallery_delta(db, since, limit=2)
-        seen += [u["citizen_id"] for u in page["upserts"]]
+        seen += [id_of(db, u["key"]) for u in page["upserts"]]
         since, more = page["seq"], page["more"]
     assert sorted(seen) == ids
 
@@ -142,22 +142,21 @@ def test_gallery_since_must_be_a_number(client, token):
 def test_gallery_starts_over_when_device_is_ahead_of_server(client, db, token):
     obama = enrol(db, "barack_obama")
     body = client.get("/api/v1/gallery?since=999", headers=bearer(token)).get_json()
-    assert body["full"] is True and [u["citizen_id"] for u in body["upserts"]] == [obama]
+    assert body["full"] is True and [u["key"] for u in body["upserts"]] == [key_of(db, obama)]
 
 
 # --- sessions ------------------------------------------------------------------------------
 
 def test_session_upload_is_idempotent(client, db, token):
     obama = enrol(db, "barack_obama")
-    payload = session_payload(citizen_id=obama, outcome="greeted", distance=0.31, margin=0.3,
-                              time_to_greet=0.4)
+    payload = greeted_payload(db, obama, distance=0.31, margin=0.3, time_to_greet=0.4)
     first = client.post("/api/v1/sessions", json=payload, headers=bearer(token))
     assert first.status_code == 201, first.get_json()
     replay = client.post("/api/v1/sessions", json=payload, headers=bearer(token))
     assert replay.status_code == 200
     assert replay.get_json() == first.get_json()
     assert session_count(db, id=payload["id"]) == 1
-    assert first.get_json()["citizen_id"] == obama and first.get_json()["distance"] == 0.31
+    assert first.get_json()["citizen_key"] == key_of(db, obama) and first.get_json()["distance"] == 0.31
     audits = db.execute("SELECT actor_type, actor_name FROM audit_log WHERE action = 'session.upload'"
                         ).fetchall()
     assert [tuple(a) for a in audits] == [("device", "kiosk-1")]
@@ -198,10 +197,13 @@ BAD_FIELDS = [
     ({"id": 12}, "id"),
     ({"id": None}, "id"),
     ({"outcome": "maybe"}, "outcome"),
-    ({"outcome": "greeted"}, "citizen_id"),
-    ({"outcome": "greeted", "citizen_id": 99999}, "citizen_id"),
-    ({"outcome": "greeted", "citizen_id": "1"}, "citizen_id"),
-    ({"outcome": "unknown", "citizen_id": 1}, "citizen_id"),
+    ({"outcome": "greeted"}, "citizen_key"),
+    ({"outcome": "greeted", "citizen_key": 1}, "citizen_key"),
+    ({"outcome": "greeted", "citizen_key": ""}, "citizen_key"),
+    ({"outcome": "unknown", "citizen_key": "c_x"}, "citizen_key"),
+    ({"candidates": [{"key": "c_x", "distance": float("nan")}]}, "distance"),
+    ({"candidates": [{"key": "c_x"}] * 6}, "candidates"),
+    ({"refused_by": "luck"}, "refused_by"),
     ({"distance": "close"}, "distance"),
     ({"distance": -1}, "distance"),
     ({"margin": True}, "margin"),
@@ -281,7 +283,8 @@ def test_devices_hold_only_their_sites_citizens_when_the_setting_is_on(client, d
 
     def held(token, since=0):
         body = client.get(f"/api/v1/gallery?since={since}", headers=bearer(token)).get_json()
-        return {u["citizen_id"] for u in body["upserts"]}, set(body["removals"]), body["seq"]
+        return ({id_of(db, u["key"]) for u in body["upserts"]},
+                {id_of(db, k) for k in body["removals"]}, body["seq"])
 
     assert held(east)[0] == {in_a, in_b, anywhere}          # off by default: everyone
     _, _, seq = held(west)
@@ -302,3 +305,56 @@ def test_device_tokens_can_be_passed_on_a_command_line(db):
     tokens = [register_device(db, f"kiosk-{i}", "kiosk") for i in range(200)]
     assert not any(token.startswith("-") for token in tokens)
     assert len(set(tokens)) == 200 and all(len(token) > 40 for token in tokens)
+
+
+# --- identity: sessions name citizens by key, for this registry only ---------------------------
+
+def test_a_session_naming_a_key_this_registry_never_had_is_refused(client, db, token):
+    enrol(db, "barack_obama")
+    payload = greeted_payload(db, enrol(db, "joe_biden"), citizen_key="c_from_elsewhere")
+    response = client.post("/api/v1/sessions", json=payload, headers=bearer(token))
+    assert response.status_code == 409 and "citizen_key" in response.get_json()["error"]["message"]
+    assert session_count(db) == 0
+
+
+def test_a_session_recorded_for_another_registry_is_never_filed(client, db, token):
+    obama = enrol(db, "barack_obama")
+    payload = greeted_payload(db, obama, registry_id="r_another_registry")
+    response = client.post("/api/v1/sessions", json=payload, headers=bearer(token))
+    assert response.status_code == 409 and "another registry" in response.get_json()["error"]["message"]
+    assert session_count(db) == 0
+
+
+def test_a_citizen_removed_before_the_visit_cannot_be_greeted(client, db, token):
+    obama = enrol(db, "barack_obama")
+    payload = greeted_payload(db, obama, started_at="2026-01-02T10:00:00+00:00")
+    db.execute("UPDATE citizens SET removed_at = '2026-01-01T00:00:00Z' WHERE id = ?", [obama])
+    assert client.post("/api/v1/sessions", json=payload, headers=bearer(token)).status_code == 409
+    db.execute("UPDATE citizens SET removed_at = '2026-01-03T00:00:00Z' WHERE id = ?", [obama])
+    assert client.post("/api/v1/sessions", json=payload, headers=bearer(token)).status_code == 201
+
+
+def test_with_site_galleries_a_citizen_of_another_site_cannot_be_greeted(client, db, token):
+    other_site = enrol(db, "barack_obama")
+    db.execute("UPDATE citizens SET district = 'Hall B' WHERE id = ?", [other_site])
+    set_setting(db, "gallery.by_site", True)           # the token's kiosk stands in Hall A
+    payload = greeted_payload(db, other_site)
+    assert client.post("/api/v1/sessions", json=payload, headers=bearer(token)).status_code == 409
+
+
+def test_sessions_keep_the_nearest_candidates_and_the_rule_that_refused(client, db, token):
+    obama = enrol(db, "barack_obama")
+    payload = session_payload(candidates=[{"key": key_of(db, obama), "distance": 0.43},
+                                          {"key": "c_other", "distance": 0.64}],
+                              refused_by="threshold", distance=0.43, margin=0.21)
+    assert client.post("/api/v1/sessions", json=payload, headers=bearer(token)).status_code == 201
+    row = db.execute("SELECT candidates, refused_by FROM sessions").fetchone()
+    assert row["refused_by"] == "threshold"
+    assert [c["distance"] for c in json.loads(row["candidates"])] == [0.43, 0.64]
+
+
+def test_keys_are_random_and_survive_a_rebuilt_registry_never(db):
+    """Two registries never share keys, so a store of one cannot name a citizen of the other."""
+    first = key_of(db, enrol(db, "barack_obama"))
+    assert first.startswith("c_") and len(first) > 12
+    assert db.execute("SELECT count(DISTINCT key) FROM citizens").fetchone()[0] == 1

@@ -4,9 +4,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from db import now_iso, transaction
+from db import now_iso, open_db, transaction
 from db.queries import set_setting
-from helpers import enrol, new_device, session_payload
+from helpers import enrol, greeted_payload, key_of, new_device, session_payload
 
 PHONE = "138-1234-5678"
 
@@ -35,12 +35,24 @@ def citizen_id(db):
     return cid
 
 
+def key(client, citizen_id):
+    """The key the device knows citizen_id by (read from the app's database)."""
+    db = open_db(client.application.config["DATABASE"], migrate_now=False)
+    try:
+        return key_of(db, citizen_id)
+    finally:
+        db.close()
+
+
 def post_session(client, token, citizen_id, started_at=None, **fields):
     """Post a visit: a greeting of citizen_id, or an unknown visitor when it is None."""
-    started_at = started_at or datetime.now(timezone.utc)
-    outcome = "unknown" if citizen_id is None else "greeted"
-    body = session_payload(outcome=outcome, citizen_id=citizen_id, distance=0.3, margin=0.2,
-                           time_to_greet=0.4, started_at=started_at.isoformat(), **fields)
+    started_at = (started_at or datetime.now(timezone.utc)).isoformat()
+    if citizen_id is None:
+        body = session_payload(started_at=started_at, **fields)
+    else:
+        db = open_db(client.application.config["DATABASE"], migrate_now=False)
+        body = greeted_payload(db, citizen_id, time_to_greet=0.4, started_at=started_at, **fields)
+        db.close()
     response = client.post("/api/v1/sessions", json=body, headers=bearer(token))
     assert response.status_code == 201, response.get_json()
     return body["id"]
@@ -52,8 +64,8 @@ def report(client, token, session_id, result="passed"):
 
 
 def open_file(client, token, session_id, citizen_id):
-    return client.post(f"/api/v1/sessions/{session_id}/casefile", json={"citizen_id": citizen_id},
-                       headers=bearer(token))
+    return client.post(f"/api/v1/sessions/{session_id}/casefile",
+                       json={"citizen_key": key(client, citizen_id)}, headers=bearer(token))
 
 
 def details(client, token, session_id, digits=None):
@@ -148,7 +160,8 @@ def test_unknown_visitor_session_cannot_open(client, token, citizen_id):
 @pytest.mark.parametrize("path, body", [
     ("liveness", {"result": "maybe"}),
     ("liveness", {"result": "passed", "t": "soon"}),
-    ("casefile", {"citizen_id": "7"}),
+    ("casefile", {"citizen_key": 7}),
+    ("casefile", {"citizen_id": 1}),
     ("casefile", {}),
 ])
 def test_bad_bodies_get_a_json_error(client, token, citizen_id, path, body):

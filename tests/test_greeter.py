@@ -28,7 +28,7 @@ def frames_of(schedule):
 def outcomes(greeter, schedule):
     out = []
     for t, rgb in frames_of(schedule):
-        out += [(o.kind, o.track.citizen_id, round(t, 2)) for o in greeter.process(rgb, t)]
+        out += [(o.kind, o.track.citizen_key, round(t, 2)) for o in greeter.process(rgb, t)]
     return out
 
 

@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 from conftest import PASSWORD, AuthActions, person_photo
-from helpers import add_case, add_citizen, add_device, add_session
-from helpers import new_device, session_count, session_payload
-from helpers import (RECORD_HEADER, huge_png_header, id_number, make_zip, people_photo,
-                     record, write_csv)
+from db import open_db
+from helpers import (RECORD_HEADER, add_case, add_citizen, add_device, add_session, greeted_payload,
+                     huge_png_header, id_number, key_of, make_zip, new_device, people_photo, record,
+                     session_count, session_payload, write_csv)
 
 HUGE = 10 ** 30          # beyond SQLite's 64-bit integers and beyond float's exact range
 SQLITE_MAX = 2 ** 63 - 1
@@ -118,7 +118,7 @@ def test_wrong_methods_get_405_json(client, token):
 def test_odd_session_ids_in_the_url_are_404(client, token, session_id):
     for path in (f"/api/v1/sessions/{session_id}", ):
         assert_error(client.get(path, headers=bearer(token)), 404)
-    assert_error(client.post(f"/api/v1/sessions/{session_id}/casefile", json={"citizen_id": 1},
+    assert_error(client.post(f"/api/v1/sessions/{session_id}/casefile", json={"citizen_key": "c_nobody"},
                              headers=bearer(token)), 404)
 
 
@@ -150,11 +150,15 @@ def test_session_bodies_that_are_not_a_json_object(client, db, token, body, word
     ({"time_to_greet": -0.5}, "time_to_greet"),
     ({"time_to_greet": 1e300}, "time_to_greet"),
     ({"time_to_greet": "0.4"}, "time_to_greet"),
-    ({"outcome": "greeted", "citizen_id": HUGE}, "citizen_id"),
-    ({"outcome": "greeted", "citizen_id": SQLITE_MAX + 1}, "citizen_id"),
-    ({"outcome": "greeted", "citizen_id": -3}, "citizen_id"),
-    ({"outcome": "greeted", "citizen_id": 1.0}, "citizen_id"),
-    ({"outcome": "greeted", "citizen_id": [1]}, "citizen_id"),
+    ({"outcome": "greeted", "citizen_key": HUGE}, "citizen_key"),
+    ({"outcome": "greeted", "citizen_key": "k" * 65}, "citizen_key"),
+    ({"outcome": "greeted", "citizen_key": -3}, "citizen_key"),
+    ({"outcome": "greeted", "citizen_key": 1.0}, "citizen_key"),
+    ({"outcome": "greeted", "citizen_key": ["c_1"]}, "citizen_key"),
+    ({"registry_id": ["r"]}, "registry_id"),
+    ({"candidates": "c_1"}, "candidates"),
+    ({"candidates": [{"key": "c_1", "distance": HUGE}]}, "distance"),
+    ({"candidates": [{"key": ["c_1"], "distance": 0.3}]}, "candidate"),
     ({"outcome": ["greeted"]}, "outcome"),
     ({"outcome": {"greeted": 1}}, "outcome"),
     ({"liveness": None}, "liveness"),
@@ -177,7 +181,8 @@ def test_replay_with_other_content_is_a_conflict_and_keeps_the_first(client, db,
     first = client.post("/api/v1/sessions", json=payload, headers=bearer(token))
     assert first.status_code == 201
     # Answering 200 here told the device its greeting was stored: it would delete the only copy.
-    other = dict(payload, outcome="greeted", citizen_id=citizen_id, distance=0.2, margin=0.3)
+    other = greeted_payload(db, citizen_id, id=payload["id"], started_at=payload["started_at"],
+                            distance=0.2, margin=0.3)
     assert_error(client.post("/api/v1/sessions", json=other, headers=bearer(token)), 409, "different")
     row = db.execute("SELECT outcome, citizen_id, distance FROM sessions").fetchone()
     assert tuple(row) == ("unknown", None, 0.7) and session_count(db) == 1
@@ -321,8 +326,9 @@ def test_a_chunked_body_without_length_is_capped(app, live_server, db, token, pa
 # --- device API: liveness, case file, second factor -----------------------------------------
 
 def greeted_session(client, token, citizen_id):
-    payload = session_payload(outcome="greeted", citizen_id=citizen_id, distance=0.3, margin=0.2,
-                              time_to_greet=0.4)
+    db = open_db(client.application.config["DATABASE"], migrate_now=False)
+    payload = greeted_payload(db, citizen_id, time_to_greet=0.4)
+    db.close()
     assert client.post("/api/v1/sessions", json=payload, headers=bearer(token)).status_code == 201
     return payload["id"]
 
@@ -354,8 +360,9 @@ def test_liveness_twice_same_is_200_and_different_is_409(client, db, token, citi
 
 
 @pytest.mark.parametrize("body, status", [
-    ({"citizen_id": HUGE}, 403), ({"citizen_id": "1"}, 400), ({"citizen_id": 1.0}, 400),
-    ({"citizen_id": None}, 400), ({}, 400), ([1], 400), ({"citizen_id": -1}, 403),
+    ({"citizen_key": HUGE}, 400), ({"citizen_key": "k" * 65}, 400), ({"citizen_key": 1.0}, 400),
+    ({"citizen_key": None}, 400), ({}, 400), ([1], 400), ({"citizen_key": "c_nobody"}, 403),
+    ({"citizen_id": 1}, 400),
 ])
 def test_odd_case_file_requests_never_open_it(client, db, token, citizen_id, body, status):
     session_id = greeted_session(client, token, citizen_id)
@@ -366,11 +373,11 @@ def test_odd_case_file_requests_never_open_it(client, db, token, citizen_id, bod
 
 
 @pytest.fixture
-def opened(client, token, citizen_id):
+def opened(client, db, token, citizen_id):
     session_id = greeted_session(client, token, citizen_id)
     client.post(f"/api/v1/sessions/{session_id}/liveness", json={"result": "passed"}, headers=bearer(token))
-    response = client.post(f"/api/v1/sessions/{session_id}/casefile", json={"citizen_id": citizen_id},
-                           headers=bearer(token))
+    response = client.post(f"/api/v1/sessions/{session_id}/casefile",
+                           json={"citizen_key": key_of(db, citizen_id)}, headers=bearer(token))
     assert response.status_code == 200
     return session_id
 
@@ -509,7 +516,7 @@ def test_greeting_templates_with_formats_or_odd_fields_are_refused(client, db, s
         response = client.post("/admin/settings",
                                data=settings_form(client, **{"greeting.templates.zh": greeting}))
         assert_page(response, 400)
-        assert db.execute("SELECT count(*) FROM settings").fetchone()[0] == 0, greeting
+        assert db.execute("SELECT count(*) FROM settings WHERE key != 'registry.id'").fetchone()[0] == 0, greeting
 
 
 def test_settings_out_of_range_save_nothing(client, db, staff):
@@ -517,7 +524,7 @@ def test_settings_out_of_range_save_nothing(client, db, staff):
                          ("policy.min_frames", str(HUGE)), ("retention_days", "-1"),
                          ("policy.margin", "0x10"), ("policy.min_frames", "2.5")]:
         assert_page(client.post("/admin/settings", data=settings_form(client, **{field: value})), 400)
-        assert db.execute("SELECT count(*) FROM settings").fetchone()[0] == 0, (field, value)
+        assert db.execute("SELECT count(*) FROM settings WHERE key != 'registry.id'").fetchone()[0] == 0, (field, value)
 
 
 def test_a_big_body_outside_the_bulk_upload_is_refused_before_it_is_read(client, staff):
@@ -800,12 +807,12 @@ def nonsense_server():
 
 
 @pytest.mark.parametrize("body", [
-    b"[]", b'"text"', b"{}", b'{"seq": "x", "upserts": [], "removals": []}',
-    b'{"seq": 5, "upserts": [{"citizen_id": 1}], "removals": []}',
-    b'{"seq": 5, "upserts": [{"citizen_id": 1, "display_name": "A", "language": "en",'
-    b' "templates": ["!!"]}], "removals": []}',
-    b'{"seq": 5, "upserts": [], "removals": [[1]]}',
-    b'{"seq": 1e400, "upserts": [], "removals": []}',
+    b"[]", b'"text"', b"{}", b'{"registry_id": "r_test", "seq": "x", "upserts": [], "removals": []}',
+    b'{"registry_id": "r_test", "seq": 5, "upserts": [{"key": "c_1"}], "removals": []}',
+    b'{"registry_id": "r_test", "seq": 5, "upserts": [{"key": "c_1", "display_name": "A",'
+    b' "language": "en", "templates": ["!!"]}], "removals": []}',
+    b'{"registry_id": "r_test", "seq": 5, "upserts": [], "removals": [["c_1"]]}',
+    b'{"registry_id": "r_test", "seq": 1e400, "upserts": [], "removals": []}',
 ], ids=["list", "string", "empty", "seq-text", "upsert-short", "template-junk", "removal-list",
         "seq-inf"])
 def test_a_gallery_of_the_wrong_shape_keeps_the_cache_and_the_sync_worker(nonsense_server, tmp_path,
@@ -821,14 +828,15 @@ def test_a_gallery_of_the_wrong_shape_keeps_the_cache_and_the_sync_worker(nonsen
     log.add_listener(events.append)
     store = Store(tmp_path / "device.db")
     try:
-        store.apply_delta({"seq": 3, "full": True, "removals": [], "upserts": [
-            {"citizen_id": 7, "display_name": "Kept", "language": "en",
+        store.bind("r_test", "kiosk-1")
+        store.apply_delta({"registry_id": "r_test", "seq": 3, "full": True, "removals": [], "upserts": [
+            {"key": "c_7", "display_name": "Kept", "language": "en",
              "templates": [base64.b64encode(bytes(512)).decode()]}]})
         nonsense_server.body = body
         syncer = Syncer(store, ApiClient(nonsense_server.url, "token", timeout=2), log)
         assert syncer.sync_gallery() is False
         assert [e["event"] for e in events] == ["offline"]
-        assert store.sync_seq == 3 and list(store.citizens()) == [7]
+        assert store.sync_seq == 3 and list(store.citizens()) == ["c_7"]
     finally:
         store.close()
 

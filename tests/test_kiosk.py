@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import VIDEO
-from helpers import enrol, new_device, of_kind, run_agent, session_count
+from helpers import enrol, key_of, new_device, of_kind, run_agent, session_count
 from device.speech import Speaker
 from videos import visitor_video
 
@@ -44,7 +44,7 @@ def test_enrolled_citizen_is_greeted_by_name_within_target_and_the_visit_recorde
     speaker = Speaker(str(tmp_path / "greeting.wav"))
     events, _ = run_agent(*kiosk, video, tmp_path / "kiosk.db", speaker=speaker)
     greeted = of_kind(events, "greeted")
-    assert [(g["citizen_id"], g["name"]) for g in greeted] == [(obama, "Barack Obama")]
+    assert [(g["citizen_key"], g["name"]) for g in greeted] == [(key_of(db, obama), "Barack Obama")]
     assert greeted[0]["t"] <= GREETING_TARGET_S
     assert greeted[0]["distance"] < 0.45 and greeted[0]["margin"] > 0.06
     assert not of_kind(events, "unknown_visitor")
@@ -70,7 +70,7 @@ def test_unknown_visitor_is_never_named(kiosk, db, obama_biden, tmp_path):
 def test_two_faces_are_each_greeted_once(kiosk, db, obama_biden, tmp_path):
     video = visitor_video(tmp_path / "two.avi", [("barack_obama", 2), ("joe_biden", 2)], seconds=2)
     events, _ = run_agent(*kiosk, video, tmp_path / "kiosk.db")
-    assert sorted(g["citizen_id"] for g in of_kind(events, "greeted")) == sorted(obama_biden)
+    assert sorted(g["citizen_key"] for g in of_kind(events, "greeted")) == sorted(key_of(db, c) for c in obama_biden)
     assert of_kind(events, "unknown_visitor") == []
     assert session_count(db, outcome="greeted") == 2
 
@@ -120,7 +120,7 @@ def test_cli_runs_the_agent_and_writes_json_lines(kiosk, db, obama_biden, tmp_pa
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     greeted = of_kind(events, "greeted")[0]
-    assert set(greeted) >= {"event", "citizen_id", "name", "t", "distance", "margin"}
+    assert set(greeted) >= {"event", "citizen_key", "name", "t", "distance", "margin"}
     assert of_kind(events, "session_uploaded")[0]["session_id"] == greeted["session_id"]
     assert events[-1] == {"event": "exit", "outbox": 0, "dead_letters": 0}
 

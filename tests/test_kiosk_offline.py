@@ -12,8 +12,8 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
-from helpers import (EventWaiter, enrol, of_kind, remove_citizen, run_agent,
-                     session_count, session_payload)
+from helpers import (EventWaiter, enrol, greeted_payload, key_of, new_device, of_kind,
+                     remove_citizen, run_agent, session_count, session_payload)
 from device.agent import Agent, FrontEnd
 from device.camera import open_source
 from device.client import ApiClient
@@ -76,7 +76,7 @@ def test_server_down_then_up_sessions_delivered_exactly_once(app, db, token, oba
     runner.start()
     events.wait("end")
     greeted = of_kind(events.events, "greeted")
-    assert [g["citizen_id"] for g in greeted] == [obama]
+    assert [g["citizen_key"] for g in greeted] == [key_of(db, obama)]
     assert of_kind(events.events, "offline") and store.outbox_count() == 1
     assert session_count(db) == 0
     with serving(app, port):   # the server comes back; the kiosk delivers without being asked
@@ -105,7 +105,7 @@ def test_answer_lost_after_upload_is_not_duplicated(live_server, db, token, tmp_
 def test_permanently_refused_session_goes_to_dead_letter_and_others_still_flow(
         live_server, db, token, tmp_path):
     store = Store(tmp_path / "kiosk.db")
-    bad = session_payload(outcome="greeted", citizen_id=424242)   # no such citizen on the server
+    bad = greeted_payload(db, enrol(db, "joe_biden"), citizen_key="c_nobody")  # no such citizen
     good = session_payload()
     store.add_session(bad)
     store.add_session(good)
@@ -113,7 +113,7 @@ def test_permanently_refused_session_goes_to_dead_letter_and_others_still_flow(
     log.add_listener(events.append)
     assert Syncer(store, ApiClient(live_server.url, token), log).flush_outbox() == 0
     assert [d["id"] for d in store.dead_letters()] == [bad["id"]]
-    assert "citizen_id" in store.dead_letters()[0]["reason"]
+    assert "citizen_key" in store.dead_letters()[0]["reason"]
     assert session_count(db) == 1 and session_count(db, id=good["id"]) == 1
     assert of_kind(events, "dead_letter")[0]["session_id"] == bad["id"]
     store.close()
@@ -190,7 +190,7 @@ def test_revoked_device_stops_syncing_and_keeps_its_sessions(app, live_server, d
 def test_removed_citizen_is_forgotten_at_next_sync(live_server, db, token, obama, tmp_path):
     video = visitor_video(tmp_path / "obama.avi", [("barack_obama", 2)], seconds=1.5)
     events, _ = run_agent(live_server.url, token, video, tmp_path / "kiosk.db")
-    assert [g["citizen_id"] for g in of_kind(events, "greeted")] == [obama]
+    assert [g["citizen_key"] for g in of_kind(events, "greeted")] == [key_of(db, obama)]
     remove_citizen(db, obama)
     events, _ = run_agent(live_server.url, token, video, tmp_path / "kiosk.db")
     assert of_kind(events, "sync")[0]["removals"] == 1
@@ -209,8 +209,43 @@ def test_store_keeps_sessions_across_reopen_and_applies_deltas_atomically(tmp_pa
     store = Store(tmp_path / "kiosk.db")
     assert store.pending() == [(session, b"\xff\xd8\xffjpeg")]
     with pytest.raises(ValueError):   # a broken template: nothing of the delta applies
-        store.apply_delta({"seq": 5, "full": False, "removals": [],
-                           "upserts": [{"citizen_id": 1, "display_name": "A", "language": "en",
+        store.apply_delta({"registry_id": None, "seq": 5, "full": False, "removals": [],
+                           "upserts": [{"key": "c_1", "display_name": "A", "language": "en",
                                         "templates": ["AAAA"]}]})
     assert store.sync_seq == 0 and store.citizens() == {}
+    store.close()
+
+
+def test_a_store_used_with_another_registry_greets_no_one_from_it_and_quarantines_its_outbox(
+        tmp_path, monkeypatch):
+    """A kiosk ran against registry A (Obama enrolled); its store is then pointed at registry B,
+    where citizen 1 is someone else. It must not greet Obama from A's templates, and the session
+    it recorded for A must never be filed in B."""
+    from app import create_app
+    from db import open_db
+    registries = {}
+    for name, person in (("a", "barack_obama"), ("b", "joe_biden")):
+        monkeypatch.setenv("CIVIC_INSTANCE_PATH", str(tmp_path / name))
+        app = create_app({"TESTING": True})
+        db = open_db(app.config["DATABASE"])
+        enrol(db, person)                      # both registries: citizen id 1
+        registries[name] = (app, db, new_device(db))
+    store_path = tmp_path / "kiosk.db"
+    video = visitor_video(tmp_path / "obama.avi", [("barack_obama", 2)], seconds=1.5)
+    app_a, db_a, token_a = registries["a"]
+    with serving(app_a, free_port()) as url_a:
+        events, _ = run_agent(url_a, token_a, video, store_path)
+        assert [g["name"] for g in of_kind(events, "greeted")] == ["Barack Obama"]
+    offline = Store(store_path)                 # one more visit recorded while A is away
+    offline.add_session(greeted_payload(db_a, 1))
+    offline.close()
+    app_b, db_b, token_b = registries["b"]
+    with serving(app_b, free_port()) as url_b:
+        events, _ = run_agent(url_b, token_b, video, store_path)
+    assert of_kind(events, "registry_changed")[0]["quarantined"] == 1
+    assert of_kind(events, "greeted") == []    # B's citizen 1 is Biden: Obama is unknown here
+    assert session_count(db_b, outcome="greeted") == 0
+    store = Store(store_path)
+    assert len(store.quarantined()) == 1 and store.outbox_count() == 0
+    assert [c["display_name"] for c in store.citizens().values()] == ["Joe Biden"]
     store.close()

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (blinking_clip, enrol_her, of_kind, run_flow, still_clip,
+from helpers import (blinking_clip, enrol, enrol_her, key_of, of_kind, run_flow, still_clip,
                      wav_duration_and_rms)
-from helpers import enrol
 from robot.voice import RobotVoice
 from server.devices import register_device
 
@@ -64,7 +63,7 @@ def test_robot_greets_checks_liveness_and_says_next_step_and_ticket(
     events = run_robot(robot, clips["blinking"], tmp_path, speech)
 
     greeted = of_kind(events, "greeted")
-    assert [(g["citizen_id"], g["name"]) for g in greeted] == [(citizen_id, name)]
+    assert [(g["citizen_key"], g["name"]) for g in greeted] == [(key_of(db, citizen_id), name)]
     passed = of_kind(events, "liveness_passed")
     assert len(passed) == 1 and passed[0]["t"] > greeted[0]["t"]
     assert of_kind(events, "case_file_opened")[0]["case_numbers"] == ["TX-2026-0107"]
