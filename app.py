@@ -11,7 +11,8 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from server import (admin, api, auth, casefile, cases, citizens, commands, dashboard, database,
-                    errors, i18n, imports, purge, queue, requests, review, settings, times)
+                    errors, i18n, imports, purge, queue, requests, review, security, settings,
+                    times)
 
 # One blueprint per feature; the device API (api, casefile) authenticates with bearer tokens,
 # not cookies, so CSRF does not apply to it.
@@ -28,7 +29,7 @@ def instance_path():
 
 def create_app(test_config=None):
     app = Flask(__name__, instance_path=instance_path(), instance_relative_config=True)
-    os.makedirs(app.instance_path, exist_ok=True)
+    private_folder(app.instance_path)
     app.config.from_mapping(settings.config_defaults(app.instance_path))
     app.config.from_pyfile("config.py", silent=True)
     app.config.update(settings.environment_overrides())
@@ -37,13 +38,14 @@ def create_app(test_config=None):
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
     for key in ("PHOTOS_DIR", "SNAPSHOTS_DIR", "REPORTS_DIR", "UPLOADS_DIR"):
-        os.makedirs(app.config[key], exist_ok=True)
+        private_folder(app.config[key])
     _wire(app)
     return app
 
 
 def _wire(app):
     database.init_app(app)
+    security.init_app(app)   # headers on every response; JSON that cannot crash the parser
     requests.init_app(app)   # before the routes: the <int:> converter, the body limit
     csrf.init_app(app)
     for bp in TOKEN_BLUEPRINTS:
@@ -58,6 +60,12 @@ def _wire(app):
         app.cli.add_command(command)
     imports.init_app(app)    # end import jobs a stopped server left running
     purge.init_app(app)      # scheduled snapshot purge while the server runs (not in tests)
+
+
+def private_folder(path):
+    """A folder only the server's own user can enter: it holds ID numbers, phones and faces."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
 
 
 def _instance_secret(instance):

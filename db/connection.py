@@ -5,6 +5,7 @@ portable SQL (RETURNING for new ids, ON CONFLICT for upserts, row values for key
 so the same statements serve the embedded SQLite file and a PostgreSQL server.
 """
 import contextlib
+import os
 import sqlite3
 from datetime import datetime, timezone
 
@@ -21,6 +22,7 @@ class Database:
 
     def __init__(self, path):
         self.path = str(path)
+        _owner_only(self.path)
         conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         conn.row_factory = sqlite3.Row
         # WAL lets the clerk console read while an import or a device upload writes.
@@ -57,6 +59,13 @@ class Database:
 
     def close(self):
         self.conn.close()
+
+
+def _owner_only(path):
+    """Create the database file readable by its owner alone (SQLite's WAL and shared-memory
+    files take the same mode); an existing file is left as its owner set it."""
+    if path != ":memory:" and not os.path.exists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def open_db(path, migrate_now=True):

@@ -226,3 +226,47 @@ def m005_identity(db):
     for sql in ["ALTER TABLE sessions ADD COLUMN candidates TEXT NOT NULL DEFAULT '[]'",
                 "ALTER TABLE sessions ADD COLUMN refused_by TEXT"]:
         db.execute(sql)
+
+
+@migration
+def m006_trust_limits(db):
+    """What a leaked password or device token can do, bounded in the database:
+
+    login_failures: failed sign-ins by username (known or not) and address; a lock is per
+      (username, address), so nobody can lock an admin out from elsewhere;
+    user_sessions: signed-in browser sessions the server can revoke (logout, password change)
+      and time out (idle, absolute);
+    factor_failures: wrong phone digits per citizen and device across all sessions; a citizen
+      over the day's budget is locked until a clerk unlocks them (factor_locked_at);
+    sessions.device_started_at: the device's own claim of the visit's start, kept as a note
+      (started_at is bounded by the server's clock).
+    """
+    for sql in [
+        """CREATE TABLE login_failures (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            at TEXT NOT NULL)""",
+        "CREATE INDEX idx_login_failures_pair ON login_failures(username, ip, at)",
+        "CREATE INDEX idx_login_failures_ip ON login_failures(ip, at)",
+        """CREATE TABLE user_sessions (
+            id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            ip TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            revoked_at TEXT)""",
+        "CREATE INDEX idx_user_sessions_user ON user_sessions(user_id)",
+        """CREATE TABLE factor_failures (
+            id INTEGER PRIMARY KEY,
+            citizen_id INTEGER NOT NULL REFERENCES citizens(id) ON DELETE CASCADE,
+            device_id INTEGER NOT NULL REFERENCES devices(id),
+            session_id TEXT NOT NULL,
+            at TEXT NOT NULL)""",
+        "CREATE INDEX idx_factor_failures_citizen ON factor_failures(citizen_id, at)",
+        "CREATE INDEX idx_factor_failures_device ON factor_failures(device_id, at)",
+        "ALTER TABLE citizens ADD COLUMN factor_locked_at TEXT",
+        "ALTER TABLE sessions ADD COLUMN device_started_at TEXT",
+        "CREATE INDEX idx_sessions_opened ON sessions(device_id, case_opened_at)",
+    ]:
+        db.execute(sql)

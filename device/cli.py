@@ -74,7 +74,7 @@ def run_device(args, name, make_front_end):
         camera = open_source(args.camera, realtime=args.realtime, folder_fps=args.fps)
     except SourceError as e:
         sys.exit(f"{name}: {e}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.store)), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.store)), mode=0o700, exist_ok=True)
     store = Store(args.store)
     client = ApiClient(args.server, args.token, timeout=args.timeout)
     front_end, cleanup = make_front_end(args, client, events)

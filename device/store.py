@@ -7,6 +7,7 @@ A session the server refuses for good (a 4xx that no retry can fix) moves to dea
 with the reason, so one bad record never blocks the others.
 """
 import json
+import os
 import sqlite3
 import threading
 from datetime import datetime, timezone
@@ -55,6 +56,8 @@ class Store:
 
     def __init__(self, path):
         self.path = str(path)
+        if not os.path.exists(self.path):   # templates and names: owner-only, like the server's
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                      check_same_thread=False)
         self._conn.row_factory = sqlite3.Row

@@ -9,9 +9,10 @@ import os
 import threading
 import time
 
-from flask import Flask, jsonify, render_template
+from flask import Flask, abort, jsonify, render_template, request
 from werkzeug.serving import make_server
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
 HERE = os.path.dirname(os.path.abspath(__file__))   # the kiosk owns its templates and static files
 
 
@@ -59,10 +60,18 @@ def create_screen_app(state, blueprints=()):
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    @app.before_request
+    def _own_host_only():
+        """Only the kiosk's own browser: a page on another site that points a name at
+        127.0.0.1 (DNS rebinding) sends its own Host, and is refused."""
+        if request.host.rsplit(":", 1)[0] not in LOCAL_HOSTS:
+            abort(400)
+
     @app.after_request
     def _no_framing(response):
         response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = "default-src 'self'"
+        response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'"
+        response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
     return app

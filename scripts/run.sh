@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 .venv/bin/flask --app app init-db
 echo "serving on http://${HOST:-127.0.0.1}:${PORT:-5000} (instance: ${CIVIC_INSTANCE_PATH:-./instance})"
+# --max-request-body-size: waitress refuses a larger body before buffering it (the app then
+# caps every request but an admin's bulk upload at 4 MB before reading it).
 exec .venv/bin/waitress-serve --host "${HOST:-127.0.0.1}" --port "${PORT:-5000}" --threads 8 \
-  --call app:create_app
+  --max-request-body-size=536870912 --call app:create_app

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from datetime import date
 
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
-                   url_for)
+                   session, url_for)
 from flask_login import current_user
 
 from db import transaction
 from db.queries import set_setting
 
 from . import devices as device_registry
+from . import limits, logins, user_sessions
 from . import settings as registry
 from .auth import ROLES, UserError, audit_user, create_user, hash_password, role_required, user_actor
 from .database import get_db
@@ -155,23 +156,34 @@ def change_user(db, row, acting_user_id, role=None, disabled=None):
     if disabled is not None and bool(disabled) != bool(row["disabled"]):
         changes["disabled"] = [bool(row["disabled"]), bool(disabled)]
     with transaction(db):
-        db.execute("UPDATE users SET role = ?, disabled = ?, failed_logins = 0,"
-                   " locked_until = NULL WHERE id = ?",
+        db.execute("UPDATE users SET role = ?, disabled = ? WHERE id = ?",
                    [role or row["role"], int(row["disabled"] if disabled is None else disabled),
                     row["id"]])
+        if disabled:
+            user_sessions.revoke_all(db, row["id"])
         if changes:
             audit_user("user.update", "user", row["username"], changes)
     return changes
 
 
 def reset_password(db, row, password):
-    """Set a new password and clear any lockout. Raises UserError for a short password."""
+    """Set a new password, end every session signed in with the old one and clear the
+    sign-in locks. Raises UserError for a short password."""
     if len(password or "") < 10:
         raise UserError(t("A password needs at least 10 characters."))
     with transaction(db):
-        db.execute("UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL"
-                   " WHERE id = ?", [hash_password(password), row["id"]])
+        db.execute("UPDATE users SET password_hash = ? WHERE id = ?",
+                   [hash_password(password), row["id"]])
+        user_sessions.revoke_all(db, row["id"], keep=session.get("sid"))
+        logins.clear(db, row["username"])
         audit_user("user.password_reset", "user", row["username"])
+
+
+def unlock_user(db, row):
+    """Clear the sign-in locks of a user, from every address."""
+    with transaction(db):
+        logins.clear(db, row["username"])
+        audit_user("user.unlock", "user", row["username"])
 
 
 @bp.route("/users", methods=["GET", "POST"])
@@ -190,7 +202,8 @@ def users():
             flash(t("User created."), "ok")
             return redirect(url_for("admin.users"))
     rows = db.execute("SELECT * FROM users ORDER BY username").fetchall()
-    return render_template("admin/users.html", users=rows, roles=ROLES), status
+    failures = {row["username"]: logins.recent_failures(db, row["username"]) for row in rows}
+    return render_template("admin/users.html", users=rows, roles=ROLES, failures=failures), status
 
 
 @bp.route("/users/<int:user_id>", methods=["POST"])
@@ -207,6 +220,9 @@ def update_user(user_id):
             flash(t("User updated."), "ok")
         elif action == "role":
             change_user(db, row, current_user.id, role=request.form.get("role", ""))
+            flash(t("User updated."), "ok")
+        elif action == "unlock":
+            unlock_user(db, row)
             flash(t("User updated."), "ok")
         else:
             abort(400, t("Unknown action."))
@@ -334,4 +350,5 @@ def index():
         "pending": db.execute("SELECT count(*) FROM sessions WHERE review_status = 'pending'")
                      .fetchone()[0],
     }
-    return render_template("admin/index.html", counts=counts, settings=registry.values(db))
+    return render_template("admin/index.html", counts=counts, settings=registry.values(db),
+                           alerts=limits.recent_alerts(db))

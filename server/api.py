@@ -36,7 +36,7 @@ SNAPSHOT_MAX_PIXELS = 4_000_000
 SESSION_MAX_BYTES = SNAPSHOT_MAX_BYTES + 64 * 1024   # the snapshot plus the JSON and multipart framing
 # What a replay must repeat to be the same visit. Liveness is left out: the server changes it
 # after the upload (POST .../liveness), and a retried upload still says "not_run".
-REPLAY_KEYS = ("outcome", "citizen_id", "started_at", "distance", "margin", "time_to_greet")
+REPLAY_KEYS = ("outcome", "citizen_id", "device_started_at", "distance", "margin", "time_to_greet")
 REFUSAL_RULES = ("threshold", "margin", "agreement", "empty_gallery")
 MAX_CANDIDATES = 5
 KEY_MAX = 64
@@ -266,6 +266,7 @@ def post_session():
     except SessionInvalid as e:
         raise ApiError(400, str(e))
     db = get_db()
+    session["device_started_at"] = session["started_at"]   # the device's claim, kept as a note
     _check_registry(db, registry, session["outcome"])
     session["citizen_id"] = _greeted_citizen(db, key, session["started_at"])
     row = _existing(db, session["id"], session)
@@ -304,7 +305,10 @@ def _greeted_citizen(db, key, started_at):
 
 def _insert_session(db, session):
     """(row, created): the stored session, and whether this request stored it."""
-    session.update(device_id=g.device["id"], received_at=now_iso())
+    received = now_iso()
+    # The server's clock bounds the visit: a device cannot date a session after its arrival.
+    session.update(device_id=g.device["id"], received_at=received,
+                   started_at=min(session["started_at"], received))
     columns = ", ".join(session)
     marks = ", ".join("?" for _ in session)
     try:

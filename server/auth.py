@@ -1,9 +1,8 @@
 """People: users, login/logout, lockout after repeated failures, role checks."""
 import functools
-from datetime import datetime, timedelta, timezone
 
 from flask import (Blueprint, abort, current_app, flash, has_app_context, redirect,
-                   render_template, request, url_for)
+                   render_template, request, session, url_for)
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -12,9 +11,10 @@ from wtforms.validators import DataRequired
 
 from db import now_iso, transaction
 
-from . import audit
+from . import audit, logins, user_sessions
 from .database import get_db
 from .i18n import t
+from .redirects import safe_path
 from .requests import client_ip
 
 bp = Blueprint("auth", __name__)
@@ -45,9 +45,12 @@ def init_app(app):
 
 @login_manager.user_loader
 def _load_user(user_id):
-    row = get_db().execute("SELECT * FROM users WHERE id = ? AND disabled = 0",
-                           [user_id]).fetchone()
-    return User(row) if row else None
+    """The signed-in user, only while their server-side session lives (see user_sessions)."""
+    db = get_db()
+    row = db.execute("SELECT * FROM users WHERE id = ? AND disabled = 0", [user_id]).fetchone()
+    if row is None or not user_sessions.check(db, session.get("sid"), row["id"], current_app.config):
+        return None
+    return User(row)
 
 
 def hash_password(password):
@@ -116,7 +119,11 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    """Sign out here and on the server: the old cookie no longer works anywhere."""
+    if session.get("sid"):
+        user_sessions.revoke(get_db(), session["sid"])
     logout_user()
+    session.clear()
     return redirect(url_for("auth.login"))
 
 
@@ -128,52 +135,40 @@ def index():
 
 
 def _check_login(username, password):
-    """None on success (user logged in), else the message to show."""
-    db = get_db()
-    row = db.execute("SELECT * FROM users WHERE username = ?", [username]).fetchone()
-    now = datetime.now(timezone.utc)
-    if row and row["locked_until"] and _parse(row["locked_until"]) > now:
-        wait = int((_parse(row["locked_until"]) - now).total_seconds()) + 1
+    """None on success (user signed in), else the message to show. Unknown and known usernames
+    take the same path: the same messages, a password hash checked either way."""
+    db, ip, config = get_db(), client_ip(), current_app.config
+    wait = logins.wait_seconds(db, config, username, ip)
+    if wait:
         return t("Too many failed attempts. Try again in {n} seconds.").format(n=wait)
-    if not row or row["disabled"] or not check_password_hash(row["password_hash"], password):
-        if row:
-            _record_failure(db, row, now)
+    row = db.execute("SELECT * FROM users WHERE username = ?", [username]).fetchone()
+    matches = check_password_hash(row["password_hash"] if row else _dummy_hash(), password)
+    if not (row and matches and not row["disabled"]):
+        failures = logins.record_failure(db, username, ip)
+        with transaction(db):
+            audit.record(db, audit.Actor("user", row["id"] if row else None, username, ip),
+                         "login.failed", detail={"failures": failures})
         return t("Wrong username or password.")
     with transaction(db):
-        db.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?",
-                   [row["id"]])
-        audit.record(db, audit.Actor("user", row["id"], username, client_ip()), "login")
+        logins.clear(db, username, ip)
+        session_id = user_sessions.start(db, row["id"], ip)
+        audit.record(db, audit.Actor("user", row["id"], username, ip), "login")
+    session.clear()       # a fresh cookie at sign-in: nothing set before it carries over
+    session["sid"] = session_id
     login_user(User(row))
     return None
 
 
-def _record_failure(db, row, now):
-    """Each failure past LOGIN_SLOW_AFTER makes the next attempt wait longer; past
-    LOGIN_LOCK_AFTER the account locks for LOGIN_LOCK_MINUTES."""
-    cfg = current_app.config
-    failures = row["failed_logins"] + 1
-    locked_until = None
-    if failures >= cfg["LOGIN_LOCK_AFTER"]:
-        locked_until = now + timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"])
-    elif failures >= cfg["LOGIN_SLOW_AFTER"]:
-        locked_until = now + timedelta(seconds=2 ** (failures - cfg["LOGIN_SLOW_AFTER"] + 1))
-    with transaction(db):
-        db.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
-                   [failures, locked_until and locked_until.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    row["id"]])
-        audit.record(db, audit.Actor("user", row["id"], row["username"], client_ip()),
-                     "login.failed", detail={"failures": failures})
+@functools.lru_cache(maxsize=None)
+def _dummy_hash_of(method):
+    return generate_password_hash("not anyone's password", method=method)
 
 
-def _parse(stamp):
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+def _dummy_hash():
+    """A hash to check unknown usernames against, so they take as long as known ones."""
+    return _dummy_hash_of(current_app.config["PASSWORD_HASH_METHOD"])
 
 
 def _safe_next(target):
-    """Only same-site paths: a login link must not bounce a clerk to another site.
-    No control characters or backslashes either: "/<TAB>/evil.com" left werkzeug's redirect
-    as "//evil.com" (the tab is dropped), and browsers read a backslash as a slash."""
-    if target and target.startswith("/") and not target.startswith("//") \
-            and target.isprintable() and "\\" not in target:
-        return target
-    return url_for("auth.index")
+    """Only same-site paths: a login link must not bounce a clerk to another site."""
+    return safe_path(target) or url_for("auth.index")

@@ -24,13 +24,14 @@ from db.queries import citizen
 from . import settings
 from .api import device_session
 from .database import get_db
-from .devices import audit_device, device_required
+from . import limits
+from .devices import audit_device, device_actor, device_required
+from .gallery import in_scope
 from .errors import ApiError, error_body
 from .times import local_today
 
 bp = Blueprint("casefile", __name__, url_prefix="/api/v1")
 
-CLOCK_SKEW_S = 60           # a device clock this far ahead is still believed
 SUMMARY_FIELDS = ("case_number", "type", "status", "counter", "appointment_at")
 DETAIL_FIELDS = SUMMARY_FIELDS + ("summary", "updated_at")
 FULL_WIDTH_DIGITS = {0xFF10 + i: str(i) for i in range(10)}  # "０".."９"
@@ -69,16 +70,15 @@ def own_session(db, session_id):
 
 
 def check_recent(row, now=None):
-    """Refuse a visit that started too long ago: an old session must not open a file."""
+    """Refuse a visit that is not live: a case file opens only within
+    CASEFILE_SESSION_MAX_AGE_S of the visit, by the server's clock (when the session reached
+    it, and when the device says it began: a device cannot make an old visit new)."""
     now = now or datetime.now(timezone.utc)
-    started = _parse_stamp(row["started_at"])
     max_age = current_app.config["CASEFILE_SESSION_MAX_AGE_S"]
-    if now - started > timedelta(seconds=max_age):
+    received, started = _parse_stamp(row["received_at"]), _parse_stamp(row["started_at"])
+    if now - received > timedelta(seconds=max_age) or now - started > timedelta(seconds=max_age):
         raise CaseFileRefused(403, "session_too_old",
                               f"the session started more than {max_age} seconds ago; greet again")
-    if started - now > timedelta(seconds=CLOCK_SKEW_S):
-        raise CaseFileRefused(403, "session_in_future", "the session starts in the future;"
-                              " check the device clock")
 
 
 def check_opening(db, row, citizen_id):
@@ -91,9 +91,15 @@ def check_opening(db, row, citizen_id):
     if row["liveness"] != "passed":
         raise CaseFileRefused(403, "liveness_not_passed",
                               "liveness has not passed for this session")
+    if not row["snapshot_path"]:
+        # the clerk must be able to see who was there when a case file was opened
+        raise CaseFileRefused(403, "no_snapshot", "the session has no snapshot of the visitor")
     person = citizen(db, citizen_id)
     if person is None or not person["consent"]:
         raise CaseFileRefused(404, "citizen_gone", "no such citizen")
+    site = g.device["site"] if settings.value(db, "gallery.by_site") else None
+    if not in_scope(person["district"], site):
+        raise CaseFileRefused(403, "other_site", "the citizen is not one of this site's")
     return person
 
 
@@ -190,6 +196,8 @@ def open_case_file(session_id):
         person = check_opening(db, row, _citizen_id_of(db, key))
     except CaseFileRefused as refused:
         _refuse(db, row, refused)
+    if not row["case_opened_at"]:
+        limits.check_casefile_rate(db, g.device, current_app.config, device_actor())
     summary = citizen_summary(db, person, row["id"])
     with transaction(db):
         db.execute("UPDATE sessions SET case_opened_at = coalesce(case_opened_at, ?)"
@@ -233,6 +241,7 @@ def check_second_factor(db, row, person, digits):
     counting a wrong try. Locks after SECOND_FACTOR_TRIES wrong tries; waits between tries."""
     if row["factor_passed_at"]:
         return
+    limits.check_factor_budget(db, person, g.device["id"], current_app.config)
     tries = current_app.config["SECOND_FACTOR_TRIES"]
     if row["factor_failures"] >= tries:
         raise ApiError(423, "too many wrong tries: case details are locked; please see a clerk")
@@ -250,18 +259,20 @@ def check_second_factor(db, row, person, digits):
             db.execute("UPDATE sessions SET factor_passed_at = ? WHERE id = ?",
                        [now_iso(), row["id"]])
         return
-    _wrong_try(db, row, tries)
+    _wrong_try(db, row, person, tries)
 
 
-def _wrong_try(db, row, tries):
+def _wrong_try(db, row, person, tries):
     failures = row["factor_failures"] + 1
     with transaction(db):
         db.execute("UPDATE sessions SET factor_failures = ?, factor_failed_at = ? WHERE id = ?",
                    [failures, now_iso(), row["id"]])
         audit_device("casefile.second_factor_failed", "citizen", row["citizen_id"],
                      {"session_id": row["id"], "failures": failures})
+        locked = limits.record_factor_failure(db, person, g.device["id"], row["id"],
+                                              current_app.config, device_actor())
     left = tries - failures
-    if left <= 0:
+    if left <= 0 or locked:
         raise ApiError(423, "too many wrong tries: case details are locked; please see a clerk")
     raise FactorWrong(left)
 

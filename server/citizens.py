@@ -6,12 +6,14 @@ photo served, writes an audit entry: who looked at whom, and when.
 """
 import re
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
+                   url_for)
 
 from db import transaction
 from db.queries import citizen, citizen_cases, search_citizens
 
-from .auth import audit_user, role_required
+from . import limits
+from .auth import audit_user, role_required, user_actor
 from .database import get_db
 from .i18n import t
 from .privacy import mask, mask_phone, private_image
@@ -81,3 +83,14 @@ def photo(citizen_id):
     with transaction(db):
         audit_user("citizen.photo.view", "citizen", citizen_id)
     return private_image(current_app.config["PHOTOS_DIR"], row["photo_path"])
+
+
+@bp.route("/<int:citizen_id>/unlock-factor", methods=["POST"])
+@role_required("clerk")
+def unlock_factor(citizen_id):
+    """After checking the citizen's ID document, a clerk lets them type their digits again."""
+    db = get_db()
+    citizen_or_404(db, citizen_id)
+    limits.unlock_factor(db, citizen_id, user_actor())
+    flash(t("The phone check is unlocked for this citizen."), "ok")
+    return redirect(url_for("citizens.detail", citizen_id=citizen_id))

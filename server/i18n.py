@@ -9,6 +9,8 @@ import os
 
 from flask import has_request_context, redirect, request, session
 
+from .redirects import safe_path
+
 UI_LANGUAGES = ("zh", "en")
 CATALOGUE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "messages", "zh.json")
@@ -22,6 +24,10 @@ LABELS = {
     "failed": "Failed", "not_run": "Not run", "open": "Opened", "in_progress": "In progress",
     "waiting_documents": "Waiting for documents", "ready": "Ready", "admin": "Administrator",
     "clerk": "Clerk", "kiosk": "Kiosk", "robot": "Robot",
+    "device.throttled": "Device paused: case files opened too fast",
+    "device.factor_budget": "Device used up its phone-check tries",
+    "citizen.factor_locked": "Phone check locked for a citizen",
+    "device": "Device", "citizen": "Citizen",
 }
 
 
@@ -45,10 +51,11 @@ def label(code):
 
 
 def set_language(code):
+    """Switch the page language and go back to the page the switch was on (the form says which:
+    pages send no Referer)."""
     if code in UI_LANGUAGES:
         session["lang"] = code
-    target = request.referrer or "/"
-    return redirect(target if target.startswith(request.host_url) else "/")
+    return redirect(safe_path(request.form.get("next")) or "/")
 
 
 def init_app(app):

@@ -486,8 +486,22 @@ def image_format(data):
 
 
 def _warm_worker():
+    _die_with_parent()
     from recognition import engine
     engine.warm_up()
+
+
+def _die_with_parent():
+    """A worker whose server process is killed gets SIGTERM instead of staying behind
+    (Linux's parent-death signal); elsewhere the pool's own shutdown is all there is."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:   # the parent died before the signal was set up
+        os._exit(1)
 
 
 class Encoder:

@@ -6,6 +6,8 @@ string never reaches a query in a form that raises (a 500).
 from datetime import date
 
 from flask import current_app, request
+from flask_login import current_user
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
 from .errors import ApiError
@@ -31,12 +33,17 @@ class RowIdConverter(IntegerConverter):
 
 
 def limit_body():
-    """Cap the body of every request but the bulk upload. A chunked body has no
-    Content-Length to refuse up front, so without this a JSON or form request was read whole
-    into memory up to MAX_CONTENT_LENGTH (512 MB) before anything looked at it."""
-    if request.endpoint not in BIG_UPLOAD_ENDPOINTS:
-        request.max_content_length = min(BODY_MAX_BYTES, current_app.config["MAX_CONTENT_LENGTH"]
-                                          or BODY_MAX_BYTES)
+    """Cap the body of every request before it is read: 4 MB, or MAX_CONTENT_LENGTH for the
+    bulk upload of a signed-in admin (an anonymous 600 MB POST to the upload page was read to
+    disk before the login check refused it). A chunked body has no Content-Length to refuse
+    up front; max_content_length stops reading it at the cap."""
+    limit = min(BODY_MAX_BYTES, current_app.config["MAX_CONTENT_LENGTH"] or BODY_MAX_BYTES)
+    if request.endpoint in BIG_UPLOAD_ENDPOINTS and current_user.is_authenticated \
+            and current_user.is_admin:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+    request.max_content_length = limit
+    if (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()
 
 
 def client_ip():

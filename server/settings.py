@@ -45,9 +45,17 @@ CONFIG = (
             " digit; any: 1 to 32 letters and digits."),
     Setting("IMPORT_WORKERS", lambda _: os.cpu_count() or 1, "Processes that check and encode"
             " photos during an import."),
-    Setting("LOGIN_SLOW_AFTER", 3, "Failed logins before each further attempt must wait."),
-    Setting("LOGIN_LOCK_AFTER", 6, "Failed logins before the account locks."),
-    Setting("LOGIN_LOCK_MINUTES", 15, "How long a locked account stays locked."),
+    Setting("LOGIN_SLOW_AFTER", 3, "Failed sign-ins (for one username from one address) before"
+            " each further attempt must wait, doubling."),
+    Setting("LOGIN_LOCK_AFTER", 6, "Failed sign-ins for one username from one address before"
+            " that address is locked out of it (others, the real user included, are not)."),
+    Setting("LOGIN_LOCK_MINUTES", 15, "How long such a lock lasts; an admin can unlock sooner."),
+    Setting("LOGIN_ADDRESS_LIMIT", 30, "Failed sign-ins from one address, whatever the username,"
+            " within 15 minutes before it must wait."),
+    Setting("SESSION_IDLE_MINUTES", 30, "A signed-in session ends after this long without a request."),
+    Setting("SESSION_MAX_HOURS", 12, "A signed-in session ends this long after sign-in."),
+    Setting("SESSION_COOKIE_SECURE", False, "Send the sign-in cookie over HTTPS only: set True"
+            " when the registry is served with TLS (behind the reverse proxy)."),
     Setting("PASSWORD_HASH_METHOD", "scrypt", "werkzeug's password hash method (a cheap one"
             " only in tests)."),
     Setting("SESSION_COOKIE_HTTPONLY", True, "The sign-in cookie is not readable by scripts."),
@@ -57,6 +65,11 @@ CONFIG = (
             " the greeting."),
     Setting("SECOND_FACTOR_TRIES", 3, "Wrong phone digits in one visit before the details lock."),
     Setting("SECOND_FACTOR_WAIT_S", 2, "Wait after the first wrong try; doubles each time."),
+    Setting("SECOND_FACTOR_CITIZEN_DAILY", 5, "Wrong phone digits for one citizen in a day, from"
+            " any devices, before their case details lock until a clerk unlocks them."),
+    Setting("SECOND_FACTOR_DEVICE_DAILY", 20, "Wrong phone digits one device may send in a day."),
+    Setting("CASEFILE_DEVICE_LIMIT", 30, "Case files one device may open in 10 minutes before it"
+            " is paused and the admins are alerted."),
     Setting("TIMEZONE", "", "The bureau's time zone, e.g. Asia/Shanghai (the console's"
             " \"today\"); empty: the server's.", env="CIVIC_TIMEZONE"),
     Setting("PURGE_INTERVAL_SECONDS", 3600, "How often the server deletes expired snapshots"

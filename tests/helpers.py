@@ -10,6 +10,7 @@ import csv
 import functools
 import io
 import itertools
+import json
 import shutil
 import struct
 import threading
@@ -193,6 +194,27 @@ def greeted_payload(db, citizen_id, **fields):
     return session_payload(**{"outcome": "greeted", "citizen_key": key_of(db, citizen_id),
                               "registry_id": registry_id(db), "distance": 0.3, "margin": 0.2,
                               "time_to_greet": 0.5, **fields})
+
+
+@functools.lru_cache(maxsize=None)
+def snapshot_jpeg():
+    """A real face photo as a device would send it: a JPEG of a few tens of KB."""
+    from PIL import Image
+    img = Image.open(person_photo("rose_leslie", 1)).convert("RGB")
+    img.thumbnail((320, 320))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def post_visit(client, token, payload, snapshot=True):
+    """Upload a session as devices do: multipart with its snapshot (JSON alone without)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    if not snapshot:
+        return client.post("/api/v1/sessions", json=payload, headers=headers)
+    data = {"session": json.dumps(payload), "snapshot": (io.BytesIO(snapshot_jpeg()), "face.jpg")}
+    return client.post("/api/v1/sessions", data=data, headers=headers,
+                       content_type="multipart/form-data")
 
 
 def session_count(db, **where):

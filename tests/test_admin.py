@@ -7,6 +7,7 @@ import pytest
 
 from helpers import add_citizen, add_device, add_session
 from conftest import PASSWORD, csrf_from
+from db import now_iso
 from db.queries import get_setting, set_setting
 from server.purge import init_app as start_purge_schedule, purge_snapshots
 from server.settings import ON_FORM as SETTINGS
@@ -105,12 +106,12 @@ def test_disabling_a_user_ends_their_access_at_once(app, db, client, auth):
 
 
 def test_reset_password_unlocks_and_replaces_the_old_one(app, db, client, auth):
-    db.execute("UPDATE users SET failed_logins = 6, locked_until = '2999-01-01T00:00:00Z'"
-               " WHERE username = 'clerk'")
+    db.executemany("INSERT INTO login_failures (username, ip, at) VALUES ('clerk', '127.0.0.1', ?)",
+                   [(now_iso(),)] * 6)
     auth.login("admin")
     post_form(client, "/admin/users", f"/admin/users/{user(db, 'clerk')['id']}",
               {"action": "password", "password": "brand-new-password"})
-    assert user(db, "clerk")["locked_until"] is None
+    assert db.execute("SELECT count(*) FROM login_failures").fetchone()[0] == 0
     auth.logout()
     assert auth.login("clerk", PASSWORD).status_code == 401
     assert auth.login("clerk", "brand-new-password").status_code == 302

@@ -1,5 +1,9 @@
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
+from conftest import AuthActions
 from server.auth import UserError, create_user
 
 
@@ -18,15 +22,80 @@ def test_wrong_password_is_refused_with_a_message(client, auth):
         "用户名或密码错误" in response.get_data(as_text=True)
 
 
-def test_repeated_failures_lock_the_account_even_for_the_right_password(client, auth, db):
+def test_repeated_failures_lock_the_account_for_that_address_even_for_the_right_password(
+        app, client, auth, db):
     for _ in range(6):
-        # wait out each slow-down (as a patient attacker would) before the next guess
-        db.execute("UPDATE users SET locked_until = NULL WHERE username='admin'")
         auth.login(password="wrong-password")
-    row = db.execute("SELECT failed_logins, locked_until FROM users WHERE username='admin'").fetchone()
-    assert row["failed_logins"] == 6 and row["locked_until"] > "2026"
+        db.execute("UPDATE login_failures SET at = ?", [recent(60)])  # waited out the slow-down
+    assert db.execute("SELECT count(*) FROM login_failures WHERE username = 'admin'").fetchone()[0] == 6
     response = auth.login()
-    assert response.status_code == 401
+    assert response.status_code == 401 and client.get("/citizens/").status_code == 302
+    # the real admin at another desk is not locked out by whoever guessed from this one
+    other_desk = app.test_client()
+    other_desk.environ_base["REMOTE_ADDR"] = "10.1.2.3"
+    assert AuthActions(other_desk).login().status_code == 302
+
+
+def recent(seconds_ago):
+    return (datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_parallel_wrong_passwords_all_count(app, db):
+    """Every guess that was judged (not turned away to wait) is a failure on record: parallel
+    guesses can no longer overwrite each other's count."""
+    def guess(_):
+        with app.test_client() as c:
+            c.post("/lang/en", data={"csrf_token": AuthActions(c).csrf_token()})
+            return "Wrong username or password" in AuthActions(c).login(
+                password="wrong-password").get_data(as_text=True)
+    with ThreadPoolExecutor(8) as pool:
+        judged = sum(pool.map(guess, range(16)))
+    assert judged >= 3
+    assert db.execute("SELECT count(*) FROM login_failures").fetchone()[0] == judged
+
+
+def test_unknown_and_known_usernames_are_answered_alike(client, auth):
+    """Neither the message nor the lock tells whether a username exists."""
+    def answers(username):
+        pages = [auth.login(username, "wrong-password").get_data(as_text=True) for _ in range(4)]
+        return [_message(page) for page in pages]
+    assert answers("admin") == answers("no-such-user")
+
+
+def _message(page):
+    import re
+    return re.sub(r"\d+", "N", re.search(r'class="flash[^"]*"[^>]*>([^<]*)<', page).group(1))
+
+
+def test_logout_ends_the_session_on_the_server(app, client, auth):
+    auth.login()
+    copied = client.get_cookie("session").value
+    auth.logout()
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/citizens/").status_code == 302
+
+
+def test_a_password_change_ends_other_sessions(app, client, auth, db):
+    auth.login("clerk")
+    copied = client.get_cookie("session").value
+    admin = app.test_client()
+    admin_auth = AuthActions(admin)
+    admin_auth.login("admin")
+    clerk_id = db.execute("SELECT id FROM users WHERE username = 'clerk'").fetchone()[0]
+    token = admin_auth.csrf_token("/admin/users")
+    admin.post(f"/admin/users/{clerk_id}", data={"action": "password", "password": "a-new-password-9",
+                                                 "csrf_token": token})
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/citizens/").status_code == 302
+
+
+@pytest.mark.parametrize("column, minutes", [("last_seen_at", 31), ("created_at", 12 * 60 + 1)])
+def test_idle_and_old_sessions_end(client, auth, db, column, minutes):
+    auth.login()
+    assert client.get("/citizens/").status_code == 200
+    db.execute(f"UPDATE user_sessions SET {column} = ?", [recent(minutes * 60)])
     assert client.get("/citizens/").status_code == 302
 
 

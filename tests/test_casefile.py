@@ -6,7 +6,7 @@ import pytest
 
 from db import now_iso, open_db, transaction
 from db.queries import set_setting
-from helpers import enrol, greeted_payload, key_of, new_device, session_payload
+from helpers import enrol, greeted_payload, key_of, new_device, post_visit, session_payload
 
 PHONE = "138-1234-5678"
 
@@ -53,7 +53,7 @@ def post_session(client, token, citizen_id, started_at=None, **fields):
         db = open_db(client.application.config["DATABASE"], migrate_now=False)
         body = greeted_payload(db, citizen_id, time_to_greet=0.4, started_at=started_at, **fields)
         db.close()
-    response = client.post("/api/v1/sessions", json=body, headers=bearer(token))
+    response = post_visit(client, token, body)
     assert response.status_code == 201, response.get_json()
     return body["id"]
 

@@ -63,7 +63,7 @@ def test_clerk_reviews_a_session_and_admin_sees_the_audit(app, db, live_server, 
     page.locator(f'tr[data-id="{other}"] .badge.status-rejected').wait_for(timeout=15_000)
 
     waiting_row.get_by_role("link").click()
-    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+    page.wait_for_load_state("load")   # the load event waits for every image
     assert images_loaded(page)
     assert "0.318" in page.inner_text("table.facts")
     screenshot(page, "console_session_review")

@@ -54,7 +54,7 @@ def test_import_greet_review_and_audit(app, db, runner, live_server, chromium_pa
     row = page.locator(f'tr[data-id="{session_id}"]')
     assert "Barack Obama" in row.inner_text()
     row.get_by_role("link").click()
-    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+    page.wait_for_load_state("load")   # the load event waits for every image
     assert page.evaluate("Array.from(document.images).every(i => i.naturalWidth > 0)"), \
         "the kiosk snapshot and the enrolled photo are both shown"
     screenshot(page, "e2e_session_review")

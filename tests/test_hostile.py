@@ -17,8 +17,8 @@ from PIL import Image
 from conftest import PASSWORD, AuthActions, person_photo
 from db import open_db
 from helpers import (RECORD_HEADER, add_case, add_citizen, add_device, add_session, greeted_payload,
-                     huge_png_header, id_number, key_of, make_zip, new_device, people_photo, record,
-                     session_count, session_payload, write_csv)
+                     huge_png_header, id_number, key_of, make_zip, new_device, people_photo,
+                     post_visit, record, session_count, session_payload, write_csv)
 
 HUGE = 10 ** 30          # beyond SQLite's 64-bit integers and beyond float's exact range
 SQLITE_MAX = 2 ** 63 - 1
@@ -329,7 +329,7 @@ def greeted_session(client, token, citizen_id):
     db = open_db(client.application.config["DATABASE"], migrate_now=False)
     payload = greeted_payload(db, citizen_id, time_to_greet=0.4)
     db.close()
-    assert client.post("/api/v1/sessions", json=payload, headers=bearer(token)).status_code == 201
+    assert post_visit(client, token, payload).status_code == 201
     return payload["id"]
 
 

@@ -1,0 +1,85 @@
+"""Limits on what one device token can do, however many sessions it opens.
+
+A token is a secret on a machine in a public hall; it can be stolen. With one it could post
+"I greeted citizen N", report a blink and read N's case summary, or try phone digits in
+session after session. So:
+  - wrong phone digits are counted per citizen across all devices and per device, per local
+    day: over SECOND_FACTOR_CITIZEN_DAILY the citizen's details lock until a clerk unlocks
+    them on the citizen's page; over SECOND_FACTOR_DEVICE_DAILY the device is refused;
+  - a device opening case files faster than CASEFILE_DEVICE_LIMIT per 10 minutes is throttled,
+    and that is an alert on the admin overview and in the audit log.
+"""
+from datetime import datetime, timedelta, timezone
+
+from db import now_iso, transaction
+
+from . import audit
+from .errors import ApiError
+from .times import day_bounds, local_today, utc_stamp
+
+THROTTLE_WINDOW_MIN = 10
+ALERT_ACTIONS = ("device.throttled", "device.factor_budget", "citizen.factor_locked")
+
+
+def check_factor_budget(db, person, device_id, config):
+    """ApiError when the citizen's details are locked or the device used up its day's tries."""
+    if person["factor_locked_at"]:
+        raise ApiError(423, "too many wrong tries for this citizen today: case details are"
+                            " locked until a clerk unlocks them; please see a clerk")
+    start, end = day_bounds(local_today())
+    used = db.execute("SELECT count(*) FROM factor_failures WHERE device_id = ? AND at >= ?"
+                      " AND at < ?", [device_id, start, end]).fetchone()[0]
+    if used >= config["SECOND_FACTOR_DEVICE_DAILY"]:
+        raise ApiError(429, "this device has used up its wrong tries for today; please see a clerk")
+
+
+def record_factor_failure(db, person, device_id, session_id, config, actor):
+    """Count one wrong answer (inside the caller's transaction); lock the citizen's details
+    when that was one too many today. Returns True when it locked them."""
+    db.execute("INSERT INTO factor_failures (citizen_id, device_id, session_id, at)"
+               " VALUES (?, ?, ?, ?)", [person["id"], device_id, session_id, now_iso()])
+    start, end = day_bounds(local_today())
+    today = db.execute("SELECT count(*) FROM factor_failures WHERE citizen_id = ? AND at >= ?"
+                       " AND at < ?", [person["id"], start, end]).fetchone()[0]
+    if today < config["SECOND_FACTOR_CITIZEN_DAILY"]:
+        return False
+    db.execute("UPDATE citizens SET factor_locked_at = ? WHERE id = ? AND factor_locked_at IS NULL",
+               [now_iso(), person["id"]])
+    audit.record(db, actor, "citizen.factor_locked", "citizen", person["id"],
+                 {"wrong_today": today, "session_id": session_id})
+    return True
+
+
+def unlock_factor(db, citizen_id, actor):
+    """A clerk, having seen the citizen's ID document, lets them try their digits again."""
+    with transaction(db):
+        db.execute("UPDATE citizens SET factor_locked_at = NULL WHERE id = ?", [citizen_id])
+        audit.record(db, actor, "citizen.factor_unlocked", "citizen", citizen_id)
+
+
+def check_casefile_rate(db, device, config, actor, now=None):
+    """ApiError(429) when the device opened too many case files in the last 10 minutes; the
+    first refusal in a window writes the alert."""
+    now = now or datetime.now(timezone.utc)
+    since = utc_stamp(now - timedelta(minutes=THROTTLE_WINDOW_MIN))
+    opened = db.execute("SELECT count(*) FROM sessions WHERE device_id = ? AND case_opened_at >= ?",
+                        [device["id"], since]).fetchone()[0]
+    if opened < config["CASEFILE_DEVICE_LIMIT"]:
+        return
+    alerted = db.execute("SELECT 1 FROM audit_log WHERE action = 'device.throttled' AND"
+                         " target_type = 'device' AND target_id = ? AND at >= ?",
+                         [device["name"], since]).fetchone()
+    if not alerted:
+        with transaction(db):
+            audit.record(db, actor, "device.throttled", "device", device["name"],
+                         {"case_files_opened": opened, "minutes": THROTTLE_WINDOW_MIN})
+    raise ApiError(429, "this device is opening case files unusually fast; it is paused and"
+                        " an administrator has been alerted")
+
+
+def recent_alerts(db, hours=24, limit=20):
+    """Throttled devices and locked citizens of the last hours, newest first (admin overview)."""
+    since = utc_stamp(datetime.now(timezone.utc) - timedelta(hours=hours))
+    marks = ", ".join("?" * len(ALERT_ACTIONS))
+    return db.execute(f"SELECT * FROM audit_log WHERE action IN ({marks}) AND at >= ?"
+                      " ORDER BY id DESC LIMIT ?", [*ALERT_ACTIONS, since, limit]).fetchall()
