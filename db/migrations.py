@@ -10,7 +10,11 @@ def migration(fn):
 
 
 def migrate(db):
-    """Apply every migration not yet recorded in _migrations, each in its own transaction."""
+    """Apply every migration not yet recorded in _migrations, each in its own transaction.
+
+    Several server processes may start at once: each migration takes a database-wide lock
+    and checks again that no other process has applied it meanwhile.
+    """
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
     for fn in MIGRATIONS:
@@ -18,9 +22,11 @@ def migrate(db):
             continue
         db.begin()
         try:
-            fn(db)
-            db.execute("INSERT INTO _migrations VALUES (?, ?)",
-                       [fn.__name__, datetime.now(timezone.utc).isoformat(timespec="seconds")])
+            db.lock("migrations")
+            if not db.execute("SELECT 1 FROM _migrations WHERE name = ?", [fn.__name__]).fetchone():
+                fn(db)
+                db.execute("INSERT INTO _migrations VALUES (?, ?)",
+                           [fn.__name__, datetime.now(timezone.utc).isoformat(timespec="seconds")])
         except BaseException:
             db.rollback()
             raise
@@ -76,13 +82,7 @@ _INITIAL = [
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL)""",
     "CREATE INDEX idx_cases_citizen ON cases(citizen_id)",
-    """CREATE TABLE case_notes (
-        id INTEGER PRIMARY KEY,
-        case_id INTEGER NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
-        user_id INTEGER REFERENCES users(id),
-        body TEXT NOT NULL,
-        created_at TEXT NOT NULL)""",
-    "CREATE INDEX idx_case_notes_case ON case_notes(case_id)",
+    # users before case_notes, which refers to it: PostgreSQL checks references at once
     """CREATE TABLE users (
         id INTEGER PRIMARY KEY,
         username TEXT NOT NULL UNIQUE,
@@ -92,6 +92,13 @@ _INITIAL = [
         locked_until TEXT,
         disabled INTEGER NOT NULL DEFAULT 0,
         created_at TEXT NOT NULL)""",
+    """CREATE TABLE case_notes (
+        id INTEGER PRIMARY KEY,
+        case_id INTEGER NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
+        user_id INTEGER REFERENCES users(id),
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL)""",
+    "CREATE INDEX idx_case_notes_case ON case_notes(case_id)",
     """CREATE TABLE devices (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,

@@ -151,16 +151,18 @@ def _record_failure(db, row, now):
     """Each failure past LOGIN_SLOW_AFTER makes the next attempt wait longer; past
     LOGIN_LOCK_AFTER the account locks for LOGIN_LOCK_MINUTES."""
     cfg = current_app.config
-    failures = row["failed_logins"] + 1
-    locked_until = None
-    if failures >= cfg["LOGIN_LOCK_AFTER"]:
-        locked_until = now + timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"])
-    elif failures >= cfg["LOGIN_SLOW_AFTER"]:
-        locked_until = now + timedelta(seconds=2 ** (failures - cfg["LOGIN_SLOW_AFTER"] + 1))
     with transaction(db):
-        db.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
-                   [failures, locked_until and locked_until.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    row["id"]])
+        # counted in the UPDATE, not from the row read before: two server processes failing
+        # the same account at once must both count (the UPDATE holds the row until commit)
+        failures = db.execute("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?"
+                              " RETURNING failed_logins", [row["id"]]).fetchone()[0]
+        locked_until = None
+        if failures >= cfg["LOGIN_LOCK_AFTER"]:
+            locked_until = now + timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"])
+        elif failures >= cfg["LOGIN_SLOW_AFTER"]:
+            locked_until = now + timedelta(seconds=2 ** (failures - cfg["LOGIN_SLOW_AFTER"] + 1))
+        db.execute("UPDATE users SET locked_until = ? WHERE id = ?",
+                   [locked_until and locked_until.strftime("%Y-%m-%dT%H:%M:%SZ"), row["id"]])
         audit.record(db, audit.Actor("user", row["id"], row["username"], client_ip()),
                      "login.failed", detail={"failures": failures})
 

@@ -34,7 +34,9 @@ def _in_instance(name):
 
 
 CONFIG = (
-    Setting("DATABASE", _in_instance("civic.db"), "The SQLite database file."),
+    Setting("DATABASE", _in_instance("civic.db"), "The SQLite database file, or a PostgreSQL"
+            " server's URL (postgresql://user@host/dbname): no SQLite file is made then.",
+            env="CIVIC_DATABASE_URL"),
     Setting("PHOTOS_DIR", _in_instance("photos"), "Enrolled photos, named by their SHA-256."),
     Setting("SNAPSHOTS_DIR", _in_instance("snapshots"), "Device snapshots of visitors."),
     Setting("REPORTS_DIR", _in_instance("reports"), "Row-by-row reports of web imports."),
