@@ -211,3 +211,15 @@ def m004_import_job_lease(db):
         "ALTER TABLE import_jobs ADD COLUMN heartbeat_at TEXT",
     ]:
         db.execute(sql)
+
+
+@migration
+def m040_scale_schedule_runs(db):
+    """When each scheduled task (the snapshot purge) last ran and is next due, and which
+    process ran it: with several server processes, the one whose UPDATE moves next_at wins
+    the run; the others see it already moved and skip it."""
+    db.execute("""CREATE TABLE schedule_runs (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL DEFAULT '',
+        ran_at TEXT NOT NULL DEFAULT '',
+        next_at TEXT NOT NULL DEFAULT '')""")

@@ -41,6 +41,8 @@ CONFIG = (
     Setting("SNAPSHOTS_DIR", _in_instance("snapshots"), "Device snapshots of visitors."),
     Setting("REPORTS_DIR", _in_instance("reports"), "Row-by-row reports of web imports."),
     Setting("UPLOADS_DIR", _in_instance("uploads"), "Files of a web import while it runs."),
+    Setting("FACEINDEX_DIR", _in_instance("faceindex"), "The import's 1:N index of enrolled"
+            " templates (rebuilt from the database when missing or out of date)."),
     Setting("MAX_CONTENT_LENGTH", 512 * MB, "Largest upload (the bulk zip of photos); every"
             " other request is capped at 4 MB before its body is read."),
     Setting("ID_NUMBER_RULE", "prc18", "prc18: 18-character PRC resident ID with its check"

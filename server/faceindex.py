@@ -1,0 +1,265 @@
+"""The server's 1:N search over every enrolled template: an HNSW index (faiss) with an exact
+re-rank, persisted in the instance folder and rebuilt from the database when missing or stale.
+
+Same calls as recognition.gallery.Gallery (add, remove, nearest_two, len = citizens), so the
+importer's duplicate check reads the same either way. Devices keep the exact Gallery: their
+galleries are hundreds of citizens, where exact search takes microseconds.
+
+How a probe is answered: below `exact_below` live templates, exact numpy search (nothing to
+gain from a graph). Above, HNSW proposes `candidates` rows, their exact distances are computed
+from the float32 templates held here, and best / runner-up are chosen among those exactly as
+Gallery does. The decision equals exact search whenever the true nearest other citizen is in
+the short list; bench.scale measures how often that holds (recall_at_1) at a million templates.
+
+Removal: HNSW graphs cannot drop a node, so a removed template is a tombstone, skipped when
+results are read; the graph is rebuilt from the live rows when tombstones pass a quarter.
+"""
+import os
+import tempfile
+
+import numpy as np
+
+from recognition.gallery import Hit
+from recognition.templates import DIMENSIONS, from_blob
+
+EXACT_BELOW = 20_000        # live templates under which exact search is as fast as the graph
+HNSW_M = 32                 # graph links per node: more is better recall, more memory and build
+EF_CONSTRUCTION = 80        # build-time beam: better graph, slower build
+EF_SEARCH = 128             # query-time beam: better recall, slower search
+CANDIDATES = 64             # rows re-ranked exactly per probe
+FILE = "faceindex.npz"
+
+
+class FaceIndex:
+    """Templates by citizen id (several per citizen), with their template ids for staleness."""
+
+    def __init__(self, exact_below=None, candidates=CANDIDATES, ef_search=EF_SEARCH):
+        self.exact_below = EXACT_BELOW if exact_below is None else exact_below
+        self.candidates, self.ef_search = candidates, ef_search
+        self._vectors = np.empty((0, DIMENSIONS), np.float32)   # capacity grows by doubling
+        self._citizens = np.empty(0, np.int64)
+        self._template_ids = np.empty(0, np.int64)
+        self._alive = np.empty(0, bool)
+        self._rows = 0
+        self._graph = None          # faiss index over rows [0, _graph.ntotal)
+        self._count = None          # cached number of live citizens
+
+    # --- building ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_arrays(cls, citizen_ids, matrix, template_ids=None, **options):
+        index = cls(**options)
+        index._append(np.asarray(citizen_ids, np.int64).reshape(-1),
+                      np.asarray(matrix, np.float32).reshape(-1, DIMENSIONS),
+                      None if template_ids is None else np.asarray(template_ids, np.int64))
+        index._build_graph()
+        return index
+
+    def _append(self, citizens, vectors, template_ids=None):
+        n = len(citizens)
+        if template_ids is None:
+            template_ids = np.full(n, -1, np.int64)
+        need = self._rows + n
+        if need > len(self._vectors):
+            capacity = max(need, 2 * len(self._vectors), 1024)
+            self._vectors = _grown(self._vectors, capacity)
+            self._citizens = _grown(self._citizens, capacity)
+            self._template_ids = _grown(self._template_ids, capacity)
+            self._alive = _grown(self._alive, capacity)
+        rows = slice(self._rows, need)
+        self._vectors[rows], self._citizens[rows] = vectors, citizens
+        self._template_ids[rows], self._alive[rows] = template_ids, True
+        self._rows = need
+        self._count = None
+
+    def _build_graph(self):
+        """(Re)build the HNSW graph over the live rows (compacting tombstones away first)."""
+        self._compact()
+        self._graph = None
+        if self._rows >= self.exact_below:
+            self._graph = _new_graph()
+            self._graph.add(self._vectors[:self._rows])
+
+    def _compact(self):
+        live = np.flatnonzero(self._alive[:self._rows])
+        if len(live) == self._rows:
+            return
+        for name in ("_vectors", "_citizens", "_template_ids", "_alive"):
+            setattr(self, name, getattr(self, name)[live].copy())
+        self._rows = len(live)
+
+    # --- the Gallery interface -------------------------------------------------------------
+
+    def __len__(self):
+        """Citizens (not templates) with a live template."""
+        if self._count is None:
+            self._count = len(np.unique(self._citizens[:self._rows][self._alive[:self._rows]]))
+        return self._count
+
+    @property
+    def templates(self):
+        return int(self._alive[:self._rows].sum())
+
+    def add(self, citizen_id, encoding, template_id=None):
+        """Add one template; the graph takes it at once (HNSW inserts incrementally)."""
+        vector = np.asarray(encoding, np.float32).reshape(1, DIMENSIONS)
+        self._append(np.array([citizen_id], np.int64), vector,
+                     None if template_id is None else np.array([template_id], np.int64))
+        if self._graph is not None:
+            self._graph.add(vector)
+        elif self._rows >= self.exact_below:
+            self._build_graph()
+
+    def remove(self, citizen_id):
+        """Drop every template of the citizen (tombstones until the next rebuild)."""
+        hit = self._alive[:self._rows] & (self._citizens[:self._rows] == citizen_id)
+        if not hit.any():
+            return
+        self._alive[:self._rows][hit] = False
+        self._count = None
+        if self._graph is not None and self._rows - self.templates > self._rows // 4:
+            self._build_graph()
+
+    def replace(self, citizen_id, encodings):
+        self.remove(citizen_id)
+        for encoding in encodings:
+            self.add(citizen_id, encoding)
+
+    def nearest_two(self, encoding):
+        """(best, runner_up) as Gallery.nearest_two, from exact distances of the short list."""
+        probe = np.asarray(encoding, np.float32).reshape(DIMENSIONS)
+        rows = self._candidate_rows(probe)
+        if not len(rows):
+            return None, None
+        distances = np.linalg.norm(self._vectors[rows] - probe, axis=1)
+        order = np.argsort(distances, kind="stable")
+        citizens = self._citizens[rows]
+        best = Hit(int(citizens[order[0]]), float(distances[order[0]]))
+        for i in order[1:]:
+            if citizens[i] != best.citizen_id:
+                return best, Hit(int(citizens[i]), float(distances[i]))
+        return best, None
+
+    def _candidate_rows(self, probe):
+        live = self._alive[:self._rows]
+        if self._graph is None:
+            return np.flatnonzero(live)              # exact: every live row
+        # tombstones take places in the list: ask for that many more (bounded by the rebuild)
+        k = min(self.candidates + (self._rows - self.templates), self._graph.ntotal)
+        params = _search_params(self.ef_search, k)
+        _d, found = self._graph.search(probe.reshape(1, -1), k, params=params)
+        found = found[0][found[0] >= 0]
+        return found[live[found]][:self.candidates]
+
+    # --- persistence ------------------------------------------------------------------------
+
+    def stamp(self):
+        """What the database must still say for this index to be current (see db_stamp)."""
+        live = self._alive[:self._rows]
+        ids = self._template_ids[:self._rows][live]
+        if not len(ids):
+            return (0, 0, 0, b"")
+        top = int(np.argmax(ids))
+        return (len(ids), int(ids.max()), int(ids.sum()),
+                self._vectors[:self._rows][live][top].tobytes())
+
+    def save(self, path):
+        """Write atomically (a crash mid-write leaves the previous file, or none)."""
+        graph = _serialised(self._graph)
+        stamp = self.stamp()
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, vectors=self._vectors[:self._rows], citizens=self._citizens[:self._rows],
+                     template_ids=self._template_ids[:self._rows], alive=self._alive[:self._rows],
+                     graph=graph, stamp_numbers=np.array(stamp[:3], np.int64),
+                     stamp_vector=np.frombuffer(stamp[3], np.uint8))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path, **options):
+        with np.load(path) as data:
+            index = cls(**options)
+            index._append(data["citizens"], data["vectors"], data["template_ids"])
+            index._alive[:index._rows] = data["alive"]
+            if data["graph"].size:
+                index._graph = _deserialised(data["graph"])
+            elif index._rows >= index.exact_below:
+                index._build_graph()
+        return index
+
+
+# --- the database side ------------------------------------------------------------------------
+
+LIVE_TEMPLATES = (" FROM face_templates t JOIN citizens c ON c.id = t.citizen_id"
+                  " WHERE c.removed_at IS NULL")
+
+
+def db_stamp(db):
+    """(live templates, max template id, sum of ids, encoding of the max id) in the database.
+
+    Ids only grow (PostgreSQL identities never reuse; SQLite gives max + 1 and can reuse only
+    the largest id after deleting it, which the max row's encoding catches), so any insert,
+    deletion, re-enrolment or citizen removal changes one of these.
+    """
+    count, top, total = db.execute(f"SELECT count(*), max(t.id), sum(t.id){LIVE_TEMPLATES}").fetchone()
+    if not count:
+        return (0, 0, 0, b"")
+    blob = db.execute("SELECT encoding FROM face_templates WHERE id = ?", [top]).fetchone()[0]
+    return (int(count), int(top), int(total), from_blob(bytes(blob)).tobytes())
+
+
+def load_from_db(db, **options):
+    """A FaceIndex of every live template, read in one pass."""
+    rows = db.execute(f"SELECT t.id, t.citizen_id, t.encoding{LIVE_TEMPLATES} ORDER BY t.id").fetchall()
+    matrix = np.frombuffer(b"".join(bytes(r[2]) for r in rows), dtype="<f4").reshape(-1, DIMENSIONS)
+    return FaceIndex.from_arrays([r[1] for r in rows], matrix, [r[0] for r in rows], **options)
+
+
+def open_index(db, folder, **options):
+    """The persisted index if it matches the database, else one rebuilt from it (and saved)."""
+    path = os.path.join(folder, FILE)
+    current = db_stamp(db)
+    if os.path.exists(path):
+        try:
+            index = FaceIndex.load(path, **options)
+            if index.stamp() == current:
+                return index
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: rebuilt below
+    index = load_from_db(db, **options)
+    os.makedirs(folder, exist_ok=True)
+    index.save(path)
+    return index
+
+
+# --- faiss, imported only when a graph is needed ------------------------------------------------
+
+def _new_graph():
+    import faiss
+    graph = faiss.IndexHNSWFlat(DIMENSIONS, HNSW_M)
+    graph.hnsw.efConstruction = EF_CONSTRUCTION
+    return graph
+
+
+def _search_params(ef_search, k):
+    import faiss
+    return faiss.SearchParametersHNSW(efSearch=max(ef_search, k))
+
+
+def _serialised(graph):
+    if graph is None:
+        return np.empty(0, np.uint8)
+    import faiss
+    return faiss.serialize_index(graph)
+
+
+def _deserialised(array):
+    import faiss
+    return faiss.deserialize_index(np.ascontiguousarray(array))
+
+
+def _grown(array, capacity):
+    grown = np.zeros((capacity, *array.shape[1:]), array.dtype)
+    grown[:len(array)] = array
+    return grown
