@@ -142,7 +142,7 @@ class FaceIndex:
 
     def _candidate_rows(self, probe):
         live = self._alive[:self._rows]
-        if self._graph is None:
+        if self._graph is None or not self._graph.ntotal:
             return np.flatnonzero(live)              # exact: every live row
         # tombstones take places in the list: ask for that many more (bounded by the rebuild)
         k = min(self.candidates + (self._rows - self.templates), self._graph.ntotal)
