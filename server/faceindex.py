@@ -16,6 +16,7 @@ results are read; the graph is rebuilt from the live rows when tombstones pass a
 """
 import os
 import tempfile
+import threading
 
 import numpy as np
 
@@ -43,6 +44,7 @@ class FaceIndex:
         self._rows = 0
         self._graph = None          # faiss index over rows [0, _graph.ntotal)
         self._count = None          # cached number of live citizens
+        self.unsaved = 0            # templates added or dropped since the file was written
 
     # --- building ---------------------------------------------------------------------------
 
@@ -102,21 +104,31 @@ class FaceIndex:
 
     def add(self, citizen_id, encoding, template_id=None):
         """Add one template; the graph takes it at once (HNSW inserts incrementally)."""
-        vector = np.asarray(encoding, np.float32).reshape(1, DIMENSIONS)
-        self._append(np.array([citizen_id], np.int64), vector,
-                     None if template_id is None else np.array([template_id], np.int64))
+        self._add_many([citizen_id], np.asarray(encoding, np.float32).reshape(1, DIMENSIONS),
+                       None if template_id is None else [template_id])
+
+    def _add_many(self, citizens, vectors, template_ids=None):
+        self._append(np.asarray(citizens, np.int64), vectors,
+                     None if template_ids is None else np.asarray(template_ids, np.int64))
+        self.unsaved += len(vectors)
         if self._graph is not None:
-            self._graph.add(vector)
+            self._graph.add(vectors)
         elif self._rows >= self.exact_below:
             self._build_graph()
 
     def remove(self, citizen_id):
         """Drop every template of the citizen (tombstones until the next rebuild)."""
-        hit = self._alive[:self._rows] & (self._citizens[:self._rows] == citizen_id)
-        if not hit.any():
+        self._drop(self._alive[:self._rows] & (self._citizens[:self._rows] == citizen_id))
+
+    def _drop(self, rows):
+        """Tombstone rows (a mask or positions); the graph is rebuilt past a quarter of dead rows."""
+        live = self._alive[:self._rows]
+        dropped = int(live[rows].sum())
+        if not dropped:
             return
-        self._alive[:self._rows][hit] = False
+        live[rows] = False
         self._count = None
+        self.unsaved += dropped
         if self._graph is not None and self._rows - self.templates > self._rows // 4:
             self._build_graph()
 
@@ -151,6 +163,34 @@ class FaceIndex:
         found = found[0][found[0] >= 0]
         return found[live[found]][:self.candidates]
 
+    # --- keeping up with the database ---------------------------------------------------------
+
+    def sync(self, db):
+        """Make the index hold exactly the database's live templates, touching only what changed.
+
+        Rows are matched on template id, citizen and the first two values of the encoding (so a
+        SQLite id reused for another face is seen). Returns the number of rows added + dropped.
+        """
+        rows = db.execute(f"SELECT t.id, t.citizen_id, substr(t.encoding, 1, 8){LIVE_TEMPLATES}"
+                          ).fetchall()
+        db_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        db_citizens = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+        db_heads = np.frombuffer(b"".join(bytes(r[2]) for r in rows), np.uint64)
+        live = np.flatnonzero(self._alive[:self._rows])
+        heads = self._vectors[live, :2].copy().view(np.uint64).reshape(-1)
+        _common, own, theirs = np.intersect1d(self._template_ids[live], db_ids,
+                                              return_indices=True)
+        same = (self._citizens[live][own] == db_citizens[theirs]) & (heads[own] == db_heads[theirs])
+        stale = np.delete(live, own[same])
+        missing = np.delete(db_ids, theirs[same])
+        self._drop(stale)
+        for start in range(0, len(missing), 500):
+            chunk = [int(i) for i in missing[start:start + 500]]
+            found = db.execute("SELECT id, citizen_id, encoding FROM face_templates WHERE id IN"
+                               f" ({', '.join('?' * len(chunk))})", chunk).fetchall()
+            self._add_many([r[1] for r in found], _matrix(r[2] for r in found), [r[0] for r in found])
+        return len(stale) + len(missing)
+
     # --- persistence ------------------------------------------------------------------------
 
     def stamp(self):
@@ -175,6 +215,7 @@ class FaceIndex:
                      graph=graph, stamp_numbers=np.array(stamp[:3], np.int64),
                      stamp_vector=np.frombuffer(stamp[3], np.uint8))
         os.replace(tmp, path)
+        self.unsaved = 0
 
     @classmethod
     def load(cls, path, **options):
@@ -186,6 +227,7 @@ class FaceIndex:
                 index._graph = _deserialised(data["graph"])
             elif index._rows >= index.exact_below:
                 index._build_graph()
+        index.unsaved = 0
         return index
 
 
@@ -212,25 +254,73 @@ def db_stamp(db):
 def load_from_db(db, **options):
     """A FaceIndex of every live template, read in one pass."""
     rows = db.execute(f"SELECT t.id, t.citizen_id, t.encoding{LIVE_TEMPLATES} ORDER BY t.id").fetchall()
-    matrix = np.frombuffer(b"".join(bytes(r[2]) for r in rows), dtype="<f4").reshape(-1, DIMENSIONS)
-    return FaceIndex.from_arrays([r[1] for r in rows], matrix, [r[0] for r in rows], **options)
+    return FaceIndex.from_arrays([r[1] for r in rows], _matrix(r[2] for r in rows),
+                                 [r[0] for r in rows], **options)
+
+
+# One index per folder per process, kept between imports (reading a million templates again
+# for every import would cost more than the import); the lock gives it to one import at a time.
+_HELD = {}
+_LOCKS = {}
+_LOCKS_LOCK = threading.Lock()
 
 
 def open_index(db, folder, **options):
-    """The persisted index if it matches the database, else one rebuilt from it (and saved)."""
+    """The index of every live template, for one import at a time in this process (release()
+    when done): this process's copy or the file, brought up to date with the database, or,
+    when neither exists or the file is unreadable, one rebuilt from the database and saved."""
+    folder = os.path.abspath(folder)
+    with _LOCKS_LOCK:
+        lock = _LOCKS.setdefault(folder, threading.Lock())
+    lock.acquire()
+    try:
+        index = _HELD.pop(folder, None) or _from_file(folder, options)
+        if index is None:
+            index = load_from_db(db, **options)
+            _save(index, folder)
+        elif index.stamp() != db_stamp(db):
+            index.sync(db)
+        return index
+    except BaseException:
+        lock.release()
+        raise
+
+
+def release(folder, index, ok=True):
+    """Hand the index back after an import: kept for the next one when the import ended well
+    (its writes committed), written to the file when much has changed since the last write;
+    dropped after a failure (it may hold templates of a rolled-back batch)."""
+    folder = os.path.abspath(folder)
+    try:
+        if ok:
+            if index.unsaved > max(SAVE_AFTER, index.templates // 50):
+                _save(index, folder)
+            _HELD[folder] = index
+    finally:
+        _LOCKS[folder].release()
+
+
+SAVE_AFTER = 1000   # changes before the file is rewritten (the next process syncs the rest)
+
+
+def _from_file(folder, options):
     path = os.path.join(folder, FILE)
-    current = db_stamp(db)
-    if os.path.exists(path):
-        try:
-            index = FaceIndex.load(path, **options)
-            if index.stamp() == current:
-                return index
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable: rebuilt below
-    index = load_from_db(db, **options)
+    if not os.path.exists(path):
+        return None
+    try:
+        return FaceIndex.load(path, **options)
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return None  # unreadable: rebuilt from the database
+
+
+def _save(index, folder):
     os.makedirs(folder, exist_ok=True)
-    index.save(path)
-    return index
+    index.save(os.path.join(folder, FILE))
+
+
+def _matrix(blobs):
+    return np.frombuffer(b"".join(bytes(b) for b in blobs), dtype="<f4").astype(
+        np.float32).reshape(-1, DIMENSIONS)
 
 
 # --- faiss, imported only when a graph is needed ------------------------------------------------

@@ -549,13 +549,15 @@ def run_import(db, records_path, photos_path, cases_path=None, settings=None, ac
     case_rows = read_csv(cases_path, CASE_COLUMNS, CASE_OPTIONAL, "cases") if cases_path else []
     photos = open_photos(photos_path)
     run = _Run(db, settings, actor, progress, len(record_rows) + len(case_rows))
-    run.progress(0, run.total)  # the page shows the size of the job before the first photo is done
+    ok = False
     try:
+        run.progress(0, run.total)  # the page shows the size of the job before the first photo
         run.records(record_rows, photos)
         run.cases(case_rows)
+        ok = True
     finally:
         photos.close()
-    run.save_index()
+        run.release_index(ok)
     run.result.rows.sort(key=lambda r: (r.file != "records", r.line))
     with transaction(db):
         audit.record(db, actor, "import.run", "import", "",
@@ -573,15 +575,15 @@ class _Run:
         self.progress = progress or (lambda processed, total: None)
         self.total, self.processed = total, 0
         self.result = ImportResult()
-        self.gallery = load_gallery(db, settings.index_dir)
         # A face the devices would greet as another citizen is a duplicate: the same policy
         # (loosest threshold from the settings, tightened for the gallery's size) decides.
         self.policy = Policy(threshold=float(registry.value(db, "policy.threshold")))
+        self.gallery = load_gallery(db, settings.index_dir)  # last: held until release_index
 
-    def save_index(self):
-        """Keep the index with this import's templates for the next one (committed by now)."""
+    def release_index(self, ok):
+        """Keep the index, with this import's templates, for the next import (or drop it)."""
         if self.settings.index_dir:
-            self.gallery.save(os.path.join(self.settings.index_dir, faceindex.FILE))
+            faceindex.release(self.settings.index_dir, self.gallery, ok)
 
     def records(self, rows, photos):
         valid = self._valid_records(rows)

@@ -79,47 +79,77 @@ def test_a_removed_citizen_is_never_found(app, db):
     assert best.citizen_id == biden and runner_up is None
 
 
-def test_index_is_persisted_and_rebuilt_only_when_the_database_changed(app, db, tmp_path,
-                                                                        monkeypatch):
-    folder = tmp_path / "index"
+@pytest.fixture
+def folder(tmp_path):
+    """An index folder, and this process's held copy forgotten before and after."""
+    faceindex._HELD.clear()
+    yield tmp_path / "index"
+    faceindex._HELD.clear()
+
+
+def opened(db, folder):
+    """open_index + release, as one import would: the index it saw."""
+    index = open_index(db, folder)
+    faceindex.release(folder, index)
+    return index
+
+
+def no_rebuilds(monkeypatch):
+    def rebuild(*_args, **_kwargs):
+        raise AssertionError("rebuilt from the database")
+    monkeypatch.setattr(faceindex, "load_from_db", rebuild)
+
+
+def test_index_is_built_once_saved_and_then_kept_current_without_a_rebuild(app, db, folder,
+                                                                          monkeypatch):
     enrol(db, "barack_obama")
     kit = enrol(db, "kit_harington")
-    first = open_index(db, folder)
+    first = opened(db, folder)
     assert (folder / faceindex.FILE).exists() and first.stamp() == db_stamp(db)
-    builds = []
-    monkeypatch.setattr(faceindex, "load_from_db",
-                        lambda *a, **k: builds.append(1) or FaceIndex.from_arrays([], []))
-    open_index(db, folder)
-    assert builds == []                                    # current: read from the file
+    no_rebuilds(monkeypatch)
     remove_citizen(db, kit)
-    monkeypatch.undo()
-    again = open_index(db, folder)                         # stale: rebuilt without Kit
-    assert len(again) == 1 and again.stamp() == db_stamp(db)
+    rose = enrol(db, "rose_leslie")
+    index = opened(db, folder)                         # this process's copy, synced
+    assert index is first and index.stamp() == db_stamp(db) and len(index) == 2
+    faceindex._HELD.clear()                            # another process: the file, synced
+    index = opened(db, folder)
+    assert index is not first and index.stamp() == db_stamp(db)
+    assert index.nearest_two(person_encoding("rose_leslie", 1))[0].citizen_id == rose
+    assert index.nearest_two(person_encoding("kit_harington", 1))[0].citizen_id != kit
 
 
-def test_a_reused_largest_id_with_another_face_is_seen_as_a_change(app, db, tmp_path):
-    """SQLite may give a deleted largest id to the next row: the stamp holds its encoding."""
+def test_after_a_failed_import_the_index_is_read_again(app, db, folder, monkeypatch):
+    obama = enrol(db, "barack_obama")
+    index = open_index(db, folder)
+    index.add(999, person_encoding("joe_biden"), template_id=999)   # a batch that rolled back
+    faceindex.release(folder, index, ok=False)
+    again = opened(db, folder)
+    assert again is not index and len(again) == 1
+    assert again.nearest_two(person_encoding("joe_biden"))[0].citizen_id == obama
+
+
+def test_a_reused_largest_id_with_another_face_is_seen_as_a_change(app, db, folder):
+    """SQLite may give a deleted largest id to the next row: the sync compares encodings too."""
     enrol(db, "barack_obama")
     rose = enrol(db, "rose_leslie")
-    folder = tmp_path / "index"
-    open_index(db, folder)
+    opened(db, folder)
     with transaction(db):
         top = db.execute("SELECT max(id) FROM face_templates").fetchone()[0]
         db.execute("DELETE FROM face_templates WHERE id = ?", [top])
         db.execute("INSERT INTO face_templates (id, citizen_id, encoding, created_at)"
                    " VALUES (?, ?, ?, '2026-01-01T00:00:00Z')",
                    [top, rose, to_blob(person_encoding("rose_leslie", 2))])
-    index = open_index(db, folder)
-    best, _ = index.nearest_two(person_encoding("rose_leslie", 2))
-    assert best.citizen_id == rose and best.distance == pytest.approx(0, abs=1e-6)
+    for _ in range(2):                                 # this process's copy, then the file
+        best, _ = opened(db, folder).nearest_two(person_encoding("rose_leslie", 2))
+        assert best.citizen_id == rose and best.distance == pytest.approx(0, abs=1e-6)
+        faceindex._HELD.clear()
 
 
-def test_an_unreadable_index_file_is_rebuilt(app, db, tmp_path):
+def test_an_unreadable_index_file_is_rebuilt(app, db, folder):
     enrol(db, "joe_biden")
-    folder = tmp_path / "index"
     folder.mkdir()
     (folder / faceindex.FILE).write_bytes(b"not an index")
-    assert len(open_index(db, folder)) == 1
+    assert len(opened(db, folder)) == 1
 
 
 def test_import_through_the_graph_flags_the_same_faces_as_exact_search(app, db, tmp_path,
@@ -129,6 +159,7 @@ def test_import_through_the_graph_flags_the_same_faces_as_exact_search(app, db, 
     from helpers import RECORD_HEADER, id_number, people_photo, photo_folder, record, write_csv
     from server.importer import Settings, run_import
     monkeypatch.setattr(faceindex, "EXACT_BELOW", 0)
+    faceindex._HELD.clear()
     settings = Settings.from_config(app.config)
     people = list(PHOTOS)
 
