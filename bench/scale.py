@@ -80,7 +80,7 @@ def measure_search(matrix, probes, sort_probes=3):
         search.append(took)
         truth, took = timed(exact_best, matrix, probe)
         exact.append(took)
-        same += best.citizen_id == truth
+        same += best.citizen_id == citizens[truth]
     gallery = Gallery.from_arrays(citizens, matrix)
     sort_ms = [timed(gallery.nearest_two, p)[1] for p in probes[:sort_probes]]
     return index, {

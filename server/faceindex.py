@@ -25,7 +25,7 @@ from recognition.templates import DIMENSIONS, from_blob
 
 EXACT_BELOW = 20_000        # live templates under which exact search is as fast as the graph
 HNSW_M = 32                 # graph links per node: more is better recall, more memory and build
-EF_CONSTRUCTION = 80        # build-time beam: better graph, slower build
+EF_CONSTRUCTION = 40        # build-time beam: better graph, slower build
 EF_SEARCH = 128             # query-time beam: better recall, slower search
 CANDIDATES = 64             # rows re-ranked exactly per probe
 FILE = "faceindex.npz"
@@ -42,6 +42,7 @@ class FaceIndex:
         self._template_ids = np.empty(0, np.int64)
         self._alive = np.empty(0, bool)
         self._rows = 0
+        self._dead = 0              # tombstoned rows among _rows
         self._graph = None          # faiss index over rows [0, _graph.ntotal)
         self._count = None          # cached number of live citizens
         self.unsaved = 0            # templates added or dropped since the file was written
@@ -88,7 +89,7 @@ class FaceIndex:
             return
         for name in ("_vectors", "_citizens", "_template_ids", "_alive"):
             setattr(self, name, getattr(self, name)[live].copy())
-        self._rows = len(live)
+        self._rows, self._dead = len(live), 0
 
     # --- the Gallery interface -------------------------------------------------------------
 
@@ -100,7 +101,7 @@ class FaceIndex:
 
     @property
     def templates(self):
-        return int(self._alive[:self._rows].sum())
+        return self._rows - self._dead
 
     def add(self, citizen_id, encoding, template_id=None):
         """Add one template; the graph takes it at once (HNSW inserts incrementally)."""
@@ -108,8 +109,16 @@ class FaceIndex:
                        None if template_id is None else [template_id])
 
     def _add_many(self, citizens, vectors, template_ids=None):
+        if self._count is not None and len(citizens) == 1:
+            # counted here, not recounted: np.unique over a million rows for every probe of an
+            # import would cost more than the search
+            self._count += not self._has(citizens[0])
+            count = self._count
+        else:
+            count = None
         self._append(np.asarray(citizens, np.int64), vectors,
                      None if template_ids is None else np.asarray(template_ids, np.int64))
+        self._count = count
         self.unsaved += len(vectors)
         if self._graph is not None:
             self._graph.add(vectors)
@@ -118,19 +127,26 @@ class FaceIndex:
 
     def remove(self, citizen_id):
         """Drop every template of the citizen (tombstones until the next rebuild)."""
-        self._drop(self._alive[:self._rows] & (self._citizens[:self._rows] == citizen_id))
+        count = self._count
+        if self._drop(self._alive[:self._rows] & (self._citizens[:self._rows] == citizen_id)):
+            self._count = None if count is None else count - 1
+
+    def _has(self, citizen_id):
+        return bool((self._alive[:self._rows] & (self._citizens[:self._rows] == citizen_id)).any())
 
     def _drop(self, rows):
         """Tombstone rows (a mask or positions); the graph is rebuilt past a quarter of dead rows."""
         live = self._alive[:self._rows]
         dropped = int(live[rows].sum())
         if not dropped:
-            return
+            return 0
         live[rows] = False
         self._count = None
+        self._dead += dropped
         self.unsaved += dropped
         if self._graph is not None and self._rows - self.templates > self._rows // 4:
             self._build_graph()
+        return dropped
 
     def replace(self, citizen_id, encodings):
         self.remove(citizen_id)
@@ -156,8 +172,9 @@ class FaceIndex:
         live = self._alive[:self._rows]
         if self._graph is None or not self._graph.ntotal:
             return np.flatnonzero(live)              # exact: every live row
-        # tombstones take places in the list: ask for that many more (bounded by the rebuild)
-        k = min(self.candidates + (self._rows - self.templates), self._graph.ntotal)
+        # tombstones take places in the list (under a quarter of the rows, the rebuild sees to
+        # that): twice the list leaves room for them
+        k = min(self.candidates * (2 if self._dead else 1), self._graph.ntotal)
         params = _search_params(self.ef_search, k)
         _d, found = self._graph.search(probe.reshape(1, -1), k, params=params)
         found = found[0][found[0] >= 0]
@@ -223,6 +240,7 @@ class FaceIndex:
             index = cls(**options)
             index._append(data["citizens"], data["vectors"], data["template_ids"])
             index._alive[:index._rows] = data["alive"]
+            index._dead = int(index._rows - data["alive"].sum())
             if data["graph"].size:
                 index._graph = _deserialised(data["graph"])
             elif index._rows >= index.exact_below:
