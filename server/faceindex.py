@@ -212,13 +212,17 @@ class FaceIndex:
 
     def stamp(self):
         """What the database must still say for this index to be current (see db_stamp)."""
-        live = self._alive[:self._rows]
-        ids = self._template_ids[:self._rows][live]
-        if not len(ids):
+        live = np.flatnonzero(self._alive[:self._rows])
+        if not len(live):
             return (0, 0, 0, b"")
-        top = int(np.argmax(ids))
-        return (len(ids), int(ids.max()), int(ids.sum()),
-                self._vectors[:self._rows][live][top].tobytes())
+        ids = self._template_ids[live]
+        top = live[np.argmax(ids)]
+        return (len(ids), int(ids.max()), int(ids.sum()), self._vectors[top].tobytes())
+
+    def catch_up(self, db):
+        """Take in what other processes (or the device API) changed since this index was read."""
+        if self.stamp() != db_stamp(db):
+            self.sync(db)
 
     def save(self, path):
         """Write atomically (a crash mid-write leaves the previous file, or none)."""
@@ -296,8 +300,8 @@ def open_index(db, folder, **options):
         if index is None:
             index = load_from_db(db, **options)
             _save(index, folder)
-        elif index.stamp() != db_stamp(db):
-            index.sync(db)
+        else:
+            index.catch_up(db)
         return index
     except BaseException:
         lock.release()

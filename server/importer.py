@@ -593,6 +593,10 @@ class _Run:
                 pending = [self._prepare(record, photos) for record in batch]
                 self._encode(pending, encoder)
                 with transaction(self.db):
+                    # one import at a time checks and writes faces, in any server process; the
+                    # index first takes in what others wrote since (cheap when nothing was)
+                    self.db.lock("faceindex")
+                    self.gallery.catch_up(self.db)
                     for item in pending:
                         self._write_record(item)
 

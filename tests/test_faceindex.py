@@ -177,3 +177,28 @@ def test_import_through_the_graph_flags_the_same_faces_as_exact_search(app, db, 
     for n, person in enumerate(people):
         row = next(r for r in second.rows if r.id_number == id_number(11 + n))
         assert row.outcome == "flagged" and id_number(1 + n) in row.reason, person
+
+
+def test_a_face_enrolled_by_another_process_during_an_import_is_flagged(app, db, tmp_path):
+    """Between two batches another server process enrols Biden: the next batch sees him."""
+    from helpers import RECORD_HEADER, people_photo, photo_folder, record, write_csv
+    from db import open_db
+    from server.importer import Settings, run_import
+    other = open_db(app.config["DATABASE"])
+    enrolled = []
+
+    def progress(processed, _total):
+        if processed == 1 and not enrolled:
+            enrolled.append(enrol(other, "joe_biden"))
+
+    photos = {"rose.jpg": people_photo("rose_leslie"), "biden.jpg": people_photo("joe_biden", 2)}
+    rows = [record(1, "Rose", "rose.jpg"), record(2, "Not Biden", "biden.jpg")]
+    records = write_csv(tmp_path / "RECORDS.csv", RECORD_HEADER, rows)
+    settings = Settings(app.config["PHOTOS_DIR"], batch_size=1, index_dir=str(tmp_path / "index"))
+    try:
+        result = run_import(db, str(records), str(photo_folder(tmp_path / "p", photos)), None,
+                            settings, progress=progress)
+    finally:
+        other.close()
+    assert enrolled
+    assert [r.outcome for r in result.rows] == ["imported", "flagged"]
