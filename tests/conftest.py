@@ -1,4 +1,5 @@
 """Fixtures: the app on a temp instance folder, client, runner, auth helper, a live server."""
+import os
 import re
 import threading
 from pathlib import Path
@@ -63,6 +64,8 @@ def app(tmp_path, monkeypatch, database_url):
                    [role, PASSWORD_HASH, role, now_iso()])
     db.close()
     yield app
+    if database_url:  # whatever the test did (imports, visits, pages), PostgreSQL held it all
+        assert not os.path.exists(os.path.join(app.instance_path, "civic.db"))
 
 
 @pytest.fixture
