@@ -1,5 +1,6 @@
 """The server's 1:N search over every enrolled template: an HNSW index (faiss) with an exact
-re-rank, persisted in the instance folder and rebuilt from the database when missing or stale.
+re-rank, persisted in the instance folder, kept by each server process between imports and
+brought up to date with the database (only what changed is read), rebuilt when missing.
 
 Same calls as recognition.gallery.Gallery (add, remove, nearest_two, len = citizens), so the
 importer's duplicate check reads the same either way. Devices keep the exact Gallery: their
@@ -13,6 +14,10 @@ the short list; bench.scale measures how often that holds (recall_at_1) at a mil
 
 Removal: HNSW graphs cannot drop a node, so a removed template is a tombstone, skipped when
 results are read; the graph is rebuilt from the live rows when tombstones pass a quarter.
+
+Why faiss HNSW: measured at 100k realistic templates on this 2-core machine (64-row exact
+re-rank), HNSW M=32 reached recall@1 1.0 in 0.37-0.43 ms; IVF-Flat (1,264 lists) 0.99 at
+nprobe 32 in 0.33 ms and 0.97 at 16; HNSW M=16 0.985. faiss-cpu is one prebuilt wheel.
 """
 import os
 import tempfile
