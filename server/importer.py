@@ -27,7 +27,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-
 from db import now_iso, transaction
 from db.queries import next_sync_seq
 from recognition import PhotoRejected
