@@ -1,4 +1,4 @@
-"""The store: SQLite through sqlite-utils, schema changes only through recorded migrations."""
-from .connection import open_db, transaction, now_iso
+"""The store: SQLite (embedded) or PostgreSQL, schema changes only through recorded migrations."""
+from .connection import open_db, snapshot, transaction, now_iso
 
-__all__ = ["open_db", "transaction", "now_iso"]
+__all__ = ["open_db", "snapshot", "transaction", "now_iso"]

@@ -1,5 +1,7 @@
 """One connection to the store, whatever the engine: execute(), transactions, close().
 
+The embedded default is a SQLite file; a postgresql:// URL opens db/postgres.py instead.
+
 Every query in the project goes through Database.execute() with `?` placeholders and
 portable SQL (RETURNING for new ids, ON CONFLICT for upserts, row values for keyset pages),
 so the same statements serve the embedded SQLite file and a PostgreSQL server.
@@ -19,6 +21,8 @@ class Database:
 
     dialect = "sqlite"
     IntegrityError = sqlite3.IntegrityError
+    like = "LIKE"     # case-insensitive for ASCII, as PostgreSQL's ILIKE
+    for_update = ""   # BEGIN IMMEDIATE already holds the file's one write lock
 
     def __init__(self, path):
         self.path = str(path)
@@ -51,6 +55,14 @@ class Database:
         # try to upgrade (which SQLite answers with "database is locked" for one of them).
         self.conn.execute("BEGIN IMMEDIATE")
 
+    def begin_snapshot(self):
+        """A transaction whose every query sees the same committed state (WAL readers do)."""
+        self.conn.execute("BEGIN")
+
+    def lock(self, name):
+        """Serialise with other processes until this transaction ends: BEGIN IMMEDIATE already
+        holds the one write lock of the file, so there is nothing more to take."""
+
     def commit(self):
         self.conn.execute("COMMIT")
 
@@ -69,11 +81,28 @@ def _owner_only(path):
 
 
 def open_db(path, migrate_now=True):
-    """Open (and create/upgrade) the database at path."""
-    db = Database(path)
+    """Open (and create/upgrade) the database: a SQLite file path, or a postgresql:// URL."""
+    db = _engine(str(path))
     if migrate_now:
         migrate(db)
     return db
+
+
+def _engine(target):
+    if target.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresDatabase  # psycopg is needed only with PostgreSQL
+        return PostgresDatabase(target)
+    return Database(target)
+
+
+@contextlib.contextmanager
+def snapshot(db):
+    """Reads inside agree with each other (one snapshot of the database); nothing is written."""
+    db.begin_snapshot()
+    try:
+        yield db
+    finally:
+        db.commit()
 
 
 @contextlib.contextmanager

@@ -11,7 +11,11 @@ def migration(fn):
 
 
 def migrate(db):
-    """Apply every migration not yet recorded in _migrations, each in its own transaction."""
+    """Apply every migration not yet recorded in _migrations, each in its own transaction.
+
+    Several server processes may start at once: each migration takes a database-wide lock
+    and checks again that no other process has applied it meanwhile.
+    """
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
     for fn in MIGRATIONS:
@@ -19,9 +23,11 @@ def migrate(db):
             continue
         db.begin()
         try:
-            fn(db)
-            db.execute("INSERT INTO _migrations VALUES (?, ?)",
-                       [fn.__name__, datetime.now(timezone.utc).isoformat(timespec="seconds")])
+            db.lock("migrations")
+            if not db.execute("SELECT 1 FROM _migrations WHERE name = ?", [fn.__name__]).fetchone():
+                fn(db)
+                db.execute("INSERT INTO _migrations VALUES (?, ?)",
+                           [fn.__name__, datetime.now(timezone.utc).isoformat(timespec="seconds")])
         except BaseException:
             db.rollback()
             raise
@@ -77,13 +83,7 @@ _INITIAL = [
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL)""",
     "CREATE INDEX idx_cases_citizen ON cases(citizen_id)",
-    """CREATE TABLE case_notes (
-        id INTEGER PRIMARY KEY,
-        case_id INTEGER NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
-        user_id INTEGER REFERENCES users(id),
-        body TEXT NOT NULL,
-        created_at TEXT NOT NULL)""",
-    "CREATE INDEX idx_case_notes_case ON case_notes(case_id)",
+    # users before case_notes, which refers to it: PostgreSQL checks references at once
     """CREATE TABLE users (
         id INTEGER PRIMARY KEY,
         username TEXT NOT NULL UNIQUE,
@@ -93,6 +93,13 @@ _INITIAL = [
         locked_until TEXT,
         disabled INTEGER NOT NULL DEFAULT 0,
         created_at TEXT NOT NULL)""",
+    """CREATE TABLE case_notes (
+        id INTEGER PRIMARY KEY,
+        case_id INTEGER NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
+        user_id INTEGER REFERENCES users(id),
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL)""",
+    "CREATE INDEX idx_case_notes_case ON case_notes(case_id)",
     """CREATE TABLE devices (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
@@ -270,3 +277,15 @@ def m006_trust_limits(db):
         "CREATE INDEX idx_sessions_opened ON sessions(device_id, case_opened_at)",
     ]:
         db.execute(sql)
+
+
+@migration
+def m040_scale_schedule_runs(db):
+    """When each scheduled task (the snapshot purge) last ran and is next due, and which
+    process ran it: with several server processes, the one whose UPDATE moves next_at wins
+    the run; the others see it already moved and skip it."""
+    db.execute("""CREATE TABLE schedule_runs (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL DEFAULT '',
+        ran_at TEXT NOT NULL DEFAULT '',
+        next_at TEXT NOT NULL DEFAULT '')""")

@@ -41,9 +41,10 @@ def citizen(db, citizen_id):
 def search_citizens(db, q, limit=50, after_id=0):
     """Citizens whose ID number, name or phone contains q (keyset pagination by id)."""
     like = f"%{q.strip()}%"
+    op = db.like  # case-insensitive on both engines
     return db.execute(
         "SELECT * FROM citizens WHERE removed_at IS NULL AND id > ? AND"
-        " (? = '%%' OR id_number LIKE ? OR name LIKE ? OR phone LIKE ?)"
+        f" (? = '%%' OR id_number {op} ? OR name {op} ? OR phone {op} ?)"
         " ORDER BY id LIMIT ?", [after_id, like, like, like, like, min(limit, 100)]).fetchall()
 
 

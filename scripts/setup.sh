@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine: Debian packages (when missing), the virtual environment, Python packages.
-# Usage: scripts/setup.sh [--dev]   (--dev adds the test tools and Chromium for browser tests)
+# Usage: scripts/setup.sh [--dev] [--postgres]
+#   --dev       adds the test tools and Chromium for browser tests
+#   --postgres  adds Debian's PostgreSQL server (also when CIVIC_TEST_POSTGRES=1): the tests'
+#               throwaway cluster (CIVIC_TEST_DATABASE=postgres) or a registry on this machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEV=${1:-}
+DEV=""
+POSTGRES=${CIVIC_TEST_POSTGRES:-0}
+for arg in "$@"; do
+  case "$arg" in
+    --dev) DEV=--dev ;;
+    --postgres) POSTGRES=1 ;;
+    *) echo "setup: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 [ "$DEV" = "--dev" ] && { [ -x /usr/bin/chromium ] || need_apt+=(chromium); dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk); }
+[ "$POSTGRES" = 1 ] && { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql); }
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "setup: installing Debian packages: ${need_apt[*]}"

@@ -309,7 +309,7 @@ def audit_page(db, flt, before_id=None, limit=50):
     if before_id:
         where.append("id < ?")
         params.append(before_id)
-    sql = (f"SELECT * FROM audit_log WHERE {' AND '.join(where) or '1'}"
+    sql = (f"SELECT * FROM audit_log WHERE {' AND '.join(where) or '1 = 1'}"
            " ORDER BY id DESC LIMIT ?")
     return db.execute(sql, params + [limit]).fetchall()
 

@@ -308,12 +308,13 @@ def issue_ticket(db, session_id, site, day):
     """The session's ticket number, issued now if it has none: sequential per site per day,
     written with the session in one transaction so a retried request gets the same number."""
     with transaction(db):
-        row = db.execute("SELECT ticket_number FROM sessions WHERE id = ?",
+        # locked until the end: two retries of one visit in two server processes get one number
+        row = db.execute("SELECT ticket_number FROM sessions WHERE id = ?" + db.for_update,
                          [session_id]).fetchone()
         if row["ticket_number"]:
             return row["ticket_number"], False
         db.execute("INSERT INTO tickets (site, day, last_number) VALUES (?, ?, 1)"
-                   " ON CONFLICT(site, day) DO UPDATE SET last_number = last_number + 1",
+                   " ON CONFLICT(site, day) DO UPDATE SET last_number = tickets.last_number + 1",
                    [site, day])
         number = db.execute("SELECT last_number FROM tickets WHERE site = ? AND day = ?",
                             [site, day]).fetchone()[0]

@@ -6,6 +6,7 @@ phones: a device in a public hall can be stolen.
 """
 import base64
 
+from db import snapshot
 from db.queries import next_sync_seq, registry_id
 from recognition.templates import from_blob
 
@@ -24,8 +25,7 @@ def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
     cache first (since=0). About `limit` citizens come per call; "more" says to ask again
     from the returned "seq".
     """
-    db.execute("BEGIN")  # one snapshot: the counter and the rows it covers agree
-    try:
+    with snapshot(db):  # the counter and the rows it covers agree
         current = _current_seq(db)
         if since > current:  # the server's database was replaced: start the device over
             since = 0
@@ -35,9 +35,8 @@ def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
             " WHERE sync_seq > ? AND sync_seq <= ? ORDER BY sync_seq, id", [since, upto]).fetchall()
         scope = site if site and settings.value(db, "gallery.by_site") else None
         upserts, removals = _split_changes(db, rows, scope)
-    finally:
-        db.execute("COMMIT")
-    return {"registry_id": registry_id(db), "seq": upto, "upserts": upserts,
+        registry = registry_id(db)
+    return {"registry_id": registry, "seq": upto, "upserts": upserts,
             "removals": removals, "full": since == 0, "more": upto < current}
 
 

@@ -27,17 +27,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import numpy as np
-
 from db import now_iso, transaction
 from db.queries import new_citizen_key, next_sync_seq
 from recognition import PhotoRejected
 from recognition.decision import Policy
-from recognition.gallery import Gallery
 from recognition.images import MAX_BYTES
 from recognition.templates import from_blob, to_blob
 
-from . import audit
+from . import audit, faceindex
 from . import settings as registry
 from .audit import Actor
 
@@ -114,12 +111,14 @@ class Settings:
     id_number_rule: str = "prc18"
     workers: int = 1
     batch_size: int = BATCH_SIZE
+    index_dir: str = None            # where the 1:N index is kept (None: built in memory)
 
     @classmethod
     def from_config(cls, config):
         return cls(photos_dir=config["PHOTOS_DIR"],
                    id_number_rule=config.get("ID_NUMBER_RULE", "prc18"),
-                   workers=max(1, int(config.get("IMPORT_WORKERS") or 1)))
+                   workers=max(1, int(config.get("IMPORT_WORKERS") or 1)),
+                   index_dir=config.get("FACEINDEX_DIR"))
 
 
 @dataclass
@@ -562,12 +561,15 @@ def run_import(db, records_path, photos_path, cases_path=None, settings=None, ac
     case_rows = read_csv(cases_path, CASE_COLUMNS, CASE_OPTIONAL, "cases") if cases_path else []
     photos = open_photos(photos_path)
     run = _Run(db, settings, actor, progress, len(record_rows) + len(case_rows))
-    run.progress(0, run.total)  # the page shows the size of the job before the first photo is done
+    ok = False
     try:
+        run.progress(0, run.total)  # the page shows the size of the job before the first photo
         run.records(record_rows, photos)
         run.cases(case_rows)
+        ok = True
     finally:
         photos.close()
+        run.release_index(ok)
     run.result.rows.sort(key=lambda r: (r.file != "records", r.line))
     with transaction(db):
         audit.record(db, actor, "import.run", "import", "",
@@ -585,10 +587,15 @@ class _Run:
         self.progress = progress or (lambda processed, total: None)
         self.total, self.processed = total, 0
         self.result = ImportResult()
-        self.gallery, self.id_numbers = load_gallery(db)
         # A face the devices would greet as another citizen is a duplicate: the same policy
         # (loosest threshold from the settings, tightened for the gallery's size) decides.
         self.policy = Policy(threshold=float(registry.value(db, "policy.threshold")))
+        self.gallery = load_gallery(db, settings.index_dir)  # last: held until release_index
+
+    def release_index(self, ok):
+        """Keep the index, with this import's templates, for the next import (or drop it)."""
+        if self.settings.index_dir:
+            faceindex.release(self.settings.index_dir, self.gallery, ok)
 
     def records(self, rows, photos):
         valid = self._valid_records(rows)
@@ -598,6 +605,10 @@ class _Run:
                 pending = [self._prepare(record, photos) for record in batch]
                 self._encode(pending, encoder)
                 with transaction(self.db):
+                    # one import at a time checks and writes faces, in any server process; the
+                    # index first takes in what others wrote since (cheap when nothing was)
+                    self.db.lock("faceindex")
+                    self.gallery.catch_up(self.db)
                     for item in pending:
                         self._write_record(item)
 
@@ -674,7 +685,7 @@ class _Run:
         best, runner_up = self.gallery.nearest_two(from_blob(item.template))
         other = runner_up if best and best.citizen_id == own else best
         if other and other.distance <= self.policy.threshold_for(len(self.gallery)):
-            return self.id_numbers.get(other.citizen_id, "?"), other.distance
+            return id_number_of(self.db, other.citizen_id), other.distance
         return None
 
     def _flag(self, record, other):
@@ -701,9 +712,8 @@ class _Run:
             self.db.execute("DELETE FROM face_templates WHERE citizen_id = ?", [citizen_id])
             self.gallery.remove(citizen_id)
         if item.template is not None:
-            add_template(self.db, citizen_id, item.template)
-            self.gallery.add(citizen_id, from_blob(item.template))
-        self.id_numbers[citizen_id] = record.id_number
+            template_id = add_template(self.db, citizen_id, item.template)
+            self.gallery.add(citizen_id, from_blob(item.template), template_id)
         return citizen_id
 
     def _record_result(self, record, outcome, reason=""):
@@ -736,14 +746,17 @@ class _Run:
 
 # --- rows in the database -------------------------------------------------------------------
 
-def load_gallery(db):
-    """(Gallery of every enrolled template, {citizen id: ID number}) for the duplicate check."""
-    rows = db.execute(
-        "SELECT c.id, c.id_number, t.encoding FROM face_templates t"
-        " JOIN citizens c ON c.id = t.citizen_id WHERE c.removed_at IS NULL").fetchall()
-    id_numbers = {row["id"]: row["id_number"] for row in rows}
-    matrix = np.array([from_blob(row["encoding"]) for row in rows], dtype=np.float32).reshape(-1, 128)
-    return Gallery.from_arrays([row["id"] for row in rows], matrix), id_numbers
+def load_gallery(db, index_dir=None):
+    """The 1:N index of every enrolled template for the duplicate check: the one kept in
+    index_dir when it still matches the database, else rebuilt from the database."""
+    if index_dir:
+        return faceindex.open_index(db, index_dir)
+    return faceindex.load_from_db(db)
+
+
+def id_number_of(db, citizen_id):
+    row = db.execute("SELECT id_number FROM citizens WHERE id = ?", [citizen_id]).fetchone()
+    return row[0] if row else "?"
 
 
 def citizen_row(db, id_number):
@@ -774,9 +787,10 @@ def upsert_citizen(db, record, existing, photo_path, photo_sha256, row_sha256):
 
 
 def add_template(db, citizen_id, blob):
-    db.execute("INSERT INTO face_templates (citizen_id, encoding, source, model, num_jitters,"
-               " created_at) VALUES (?, ?, 'enrolment', 'small', 1, ?)",
-               [citizen_id, blob, now_iso()])
+    """Store one enrolment template; returns its id."""
+    return db.insert("INSERT INTO face_templates (citizen_id, encoding, source, model, num_jitters,"
+                     " created_at) VALUES (?, ?, 'enrolment', 'small', 1, ?) RETURNING id",
+                     [citizen_id, blob, now_iso()])
 
 
 def save_photo(photos_dir, data, sha256, fmt):

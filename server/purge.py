@@ -9,7 +9,7 @@ from werkzeug.utils import safe_join
 
 from db import open_db, transaction
 
-from . import audit, settings
+from . import audit, schedules, settings
 from .times import utc_stamp
 
 PURGE_ACTOR = audit.Actor("system", None, "purge")
@@ -79,7 +79,11 @@ def init_app(app):
 
 
 class Schedule:
-    """The purge every `interval` seconds in a daemon thread; `ran` is set after each run."""
+    """The purge every `interval` seconds in a daemon thread; `ran` is set after each turn.
+
+    Every server process runs one; the database decides which of them purges in each interval
+    (server/schedules.py), so two processes never delete the same files or double the audit.
+    """
 
     def __init__(self, app, interval, first_delay):
         self.app, self.interval, self.first_delay = app, interval, first_delay
@@ -97,15 +101,21 @@ class Schedule:
             self.run_once()
             wait(self.interval)
 
-    def run_once(self):
-        app = self.app
+    def run_once(self, now=None):
+        """Purge if this process wins this interval; returns whether it did."""
+        app, purged = self.app, False
         try:
             with app.app_context():
                 db = open_db(app.config["DATABASE"], migrate_now=False)
                 try:
-                    purge_snapshots(db, app.config["SNAPSHOTS_DIR"], retention_days(db))
+                    # a little under the interval: this process's next turn must find it due
+                    if schedules.claim(db, "snapshots.purge", schedules.this_process(),
+                                       max(self.interval - 1, 0), now):
+                        purge_snapshots(db, app.config["SNAPSHOTS_DIR"], retention_days(db), now)
+                        purged = True
                 finally:
                     db.close()
         except Exception:  # the next run tries again; a crashed thread would never purge again
             app.logger.exception("scheduled snapshot purge failed")
         self.ran.set()
+        return purged

@@ -153,7 +153,7 @@ def _device_scope(db, flt):
 
 def _page_sql(where, descending):
     order = "DESC" if descending else "ASC"
-    return (f"SELECT {sessions.COLUMNS} FROM {sessions.FROM} WHERE {' AND '.join(where) or '1'}"
+    return (f"SELECT {sessions.COLUMNS} FROM {sessions.FROM} WHERE {' AND '.join(where) or '1 = 1'}"
             f" ORDER BY s.received_at {order}, s.id {order} LIMIT ?")
 
 

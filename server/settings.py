@@ -34,11 +34,15 @@ def _in_instance(name):
 
 
 CONFIG = (
-    Setting("DATABASE", _in_instance("civic.db"), "The SQLite database file."),
+    Setting("DATABASE", _in_instance("civic.db"), "The SQLite database file, or a PostgreSQL"
+            " server's URL (postgresql://user@host/dbname): no SQLite file is made then.",
+            env="CIVIC_DATABASE_URL"),
     Setting("PHOTOS_DIR", _in_instance("photos"), "Enrolled photos, named by their SHA-256."),
     Setting("SNAPSHOTS_DIR", _in_instance("snapshots"), "Device snapshots of visitors."),
     Setting("REPORTS_DIR", _in_instance("reports"), "Row-by-row reports of web imports."),
     Setting("UPLOADS_DIR", _in_instance("uploads"), "Files of a web import while it runs."),
+    Setting("FACEINDEX_DIR", _in_instance("faceindex"), "The import's 1:N index of enrolled"
+            " templates (rebuilt from the database when missing or out of date)."),
     Setting("MAX_CONTENT_LENGTH", 512 * MB, "Largest upload (the bulk zip of photos); every"
             " other request is capped at 4 MB before its body is read."),
     Setting("ID_NUMBER_RULE", "prc18", "prc18: 18-character PRC resident ID with its check"

@@ -1,4 +1,5 @@
 """Fixtures: the app on a temp instance folder, client, runner, auth helper, a live server."""
+import os
 import re
 import threading
 from pathlib import Path
@@ -9,6 +10,8 @@ from werkzeug.serving import make_server
 
 from app import create_app
 from db import now_iso, open_db
+
+import pgcluster
 
 # Real photos and a real clip committed with the tests (sources and licences: tests/data/README.md).
 DATA = Path(__file__).resolve().parent / "data"
@@ -26,16 +29,43 @@ TEST_HASH_METHOD = "pbkdf2:sha256:1000"
 PASSWORD_HASH = generate_password_hash(PASSWORD, method=TEST_HASH_METHOD)
 
 
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throwaway PostgreSQL server for the run (only with CIVIC_TEST_DATABASE=postgres)."""
+    cluster = pgcluster.Cluster().start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def app(tmp_path, monkeypatch):
+def database_url(request, monkeypatch):
+    """The app's database: None (the SQLite file in the instance folder) or, with
+    CIVIC_TEST_DATABASE=postgres, a new migrated PostgreSQL database for this test. The
+    environment names it too, so commands run in a child process use the same one."""
+    if not pgcluster.enabled():
+        yield None
+        return
+    cluster = request.getfixturevalue("postgres_cluster")
+    url = cluster.new_database()
+    monkeypatch.setenv("CIVIC_DATABASE_URL", url)
+    yield url
+    cluster.drop_database(url)
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch, database_url):
     monkeypatch.setenv("CIVIC_INSTANCE_PATH", str(tmp_path / "instance"))
-    app = create_app({"TESTING": True, "IMPORT_WORKERS": 1, "PASSWORD_HASH_METHOD": TEST_HASH_METHOD})
+    overrides = {"DATABASE": database_url} if database_url else {}
+    app = create_app({"TESTING": True, "IMPORT_WORKERS": 1, "PASSWORD_HASH_METHOD": TEST_HASH_METHOD,
+                      **overrides})
     db = open_db(app.config["DATABASE"])
     for role in ("admin", "clerk"):
         db.execute("INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
                    [role, PASSWORD_HASH, role, now_iso()])
     db.close()
     yield app
+    if database_url:  # whatever the test did (imports, visits, pages), PostgreSQL held it all
+        assert not os.path.exists(os.path.join(app.instance_path, "civic.db"))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from helpers import add_citizen, add_device, add_session
 from conftest import PASSWORD, csrf_from
 from db import now_iso
 from db.queries import get_setting, set_setting
-from server.purge import init_app as start_purge_schedule, purge_snapshots
+from server.purge import Schedule, init_app as start_purge_schedule, purge_snapshots
 from server.settings import ON_FORM as SETTINGS
 
 
@@ -285,6 +285,20 @@ def test_purge_runs_on_a_schedule_when_the_server_runs(app, db, aged_sessions):
     assert schedule.ran.wait(60)
     assert not os.path.exists(old_file)
     assert db.execute("SELECT snapshot_path FROM sessions WHERE id = ?", [old]).fetchone()[0] is None
+
+
+def test_only_one_of_several_server_processes_purges_in_an_interval(app, db, aged_sessions):
+    """Each process has its own Schedule; the database gives each interval to one of them."""
+    old, _ = aged_sessions
+    first, second = (Schedule(app, 3600, 0) for _ in range(2))
+    now = datetime.now(timezone.utc)
+    assert first.run_once(now) is True
+    assert second.run_once(now + timedelta(seconds=5)) is False
+    assert first.run_once(now + timedelta(minutes=30)) is False
+    assert second.run_once(now + timedelta(hours=1)) is True       # the next interval
+    assert snapshot_file(app, db, old) is None
+    owner = db.execute("SELECT owner FROM schedule_runs WHERE name = 'snapshots.purge'").fetchone()[0]
+    assert owner.endswith(f":{os.getpid()}")
 
 
 def test_no_schedule_under_testing(app):

@@ -26,12 +26,12 @@ def citizen_id(db):
                 ("TX-2026-0001", "Individual income tax", "ready", "3", "2026-03-02T09:30", "Refund 1,280.00 CNY"),
                 ("TX-2026-0002", "Invoice application", "waiting_documents", "", "", "Missing lease contract"),
                 ("TX-2025-0099", "Property tax", "closed", "5", "", "Paid 3,400.00 CNY")]:
-            cursor = db.execute(
+            case_id = db.insert(
                 "INSERT INTO cases (case_number, citizen_id, type, status, counter, appointment_at,"
-                " summary, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " summary, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 [number, cid, kind, status, counter, at, summary, stamp, stamp])
             db.execute("INSERT INTO case_notes (case_id, body, created_at) VALUES (?, ?, ?)",
-                       [cursor.lastrowid, "clerk-only note", stamp])
+                       [case_id, "clerk-only note", stamp])
     return cid
 
 
