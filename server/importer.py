@@ -40,6 +40,8 @@ from recognition.templates import from_blob, to_blob
 from . import audit
 from . import settings as registry
 from .audit import Actor
+from .privacy import mask
+from .vocabulary import normalise_counter, parse_status
 
 RECORD_COLUMNS = ("id_number", "name", "phone", "photo")
 RECORD_OPTIONAL = ("language", "district", "consent")
@@ -332,9 +334,9 @@ def parse_case(line, cells, rule):
             if not cells[column]:
                 raise ValueError(f"{column} is empty")
         _check_lengths(cells)
-        status = re.sub(r"\s+", "_", cells["status"].lower())
-        return Case(line, case_number, id_number, cells["type"], status, cells["summary"],
-                    cells.get("counter", ""), _appointment(cells.get("appointment_at", "")))
+        return Case(line, case_number, id_number, cells["type"], parse_status(cells["status"]),
+                    cells["summary"], normalise_counter(cells.get("counter", "")),
+                    _appointment(cells.get("appointment_at", "")))
     except ValueError as e:
         raise RowInvalid(line, str(e))
 
@@ -699,6 +701,7 @@ class _Run:
         self.result.rows.append(RowResult(file, line, id_number, name, outcome, reason))
 
     def cases(self, rows):
+        self.case_lines = {}  # case number -> the line that first named it in this file
         for start in range(0, len(rows), self.settings.batch_size):
             batch = rows[start:start + self.settings.batch_size]
             with transaction(self.db):
@@ -708,7 +711,7 @@ class _Run:
 
     def _write_case(self, line, cells):
         try:
-            case = parse_case(line, cells, self.settings.id_number_rule)
+            case = self._valid_case(line, cells)
         except RowInvalid as e:
             return self._add("cases", line, cells.get("id_number", ""), cells.get("case_number", ""),
                              "rejected", e.reason)
@@ -716,8 +719,27 @@ class _Run:
         if owner is None or owner["removed_at"] is not None:
             return self._add("cases", line, case.id_number, case.case_number, "rejected",
                              f"ID number {case.id_number} is not among the citizen records")
+        holder = case_holder(self.db, case.case_number)
+        if holder is not None and holder["citizen_id"] != owner["id"]:
+            # A case never moves to another citizen by import: a typo in one ID number
+            # would hand one citizen's tax file to another (and flip back on the next file).
+            return self._add("cases", line, case.id_number, case.case_number, "rejected",
+                             f"case number {case.case_number} belongs to ID number"
+                             f" {mask(holder['id_number'])}, not to {mask(case.id_number)};"
+                             " a case is never moved to another citizen by import")
         outcome = upsert_case(self.db, case, owner["id"])
         self._add("cases", line, case.id_number, case.case_number, outcome)
+
+    def _valid_case(self, line, cells):
+        """The parsed case, or RowInvalid; a case number named again later in the file is
+        refused for the later rows (which of two owners is meant is for a person to say)."""
+        number = cells.get("case_number", "")
+        first = self.case_lines.setdefault(number, line) if number else line
+        case = parse_case(line, cells, self.settings.id_number_rule)
+        if first != line:
+            raise RowInvalid(line, f"case number {number} is also on line {first};"
+                                   " a case number may appear once in a file")
+        return case
 
 
 # --- rows in the database -------------------------------------------------------------------
@@ -776,6 +798,13 @@ def save_photo(photos_dir, data, sha256, fmt):
             f.write(data)
         os.replace(temporary, path)
     return name
+
+
+def case_holder(db, case_number):
+    """The case's citizen (citizen_id, id_number), or None for a new case number."""
+    return db.execute("SELECT k.citizen_id, c.id_number FROM cases k"
+                      " JOIN citizens c ON c.id = k.citizen_id WHERE k.case_number = ?",
+                      [case_number]).fetchone()
 
 
 def upsert_case(db, case, citizen_id):
