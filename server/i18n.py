@@ -22,6 +22,9 @@ LABELS = {
     "failed": "Failed", "not_run": "Not run", "open": "Opened", "in_progress": "In progress",
     "waiting_documents": "Waiting for documents", "ready": "Ready", "admin": "Administrator",
     "clerk": "Clerk", "kiosk": "Kiosk", "robot": "Robot",
+    # duplicate review decisions
+    "import": "Imported as a different person", "discard": "Discarded as the same person",
+    "add_to_existing": "Added to the registered citizen",
 }
 
 

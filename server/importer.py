@@ -32,13 +32,11 @@ import numpy as np
 from db import now_iso, transaction
 from db.queries import new_citizen_key, next_sync_seq
 from recognition import PhotoRejected
-from recognition.decision import Policy
 from recognition.gallery import Gallery
 from recognition.images import MAX_BYTES
 from recognition.templates import from_blob, to_blob
 
-from . import audit
-from . import settings as registry
+from . import audit, duplicates
 from .audit import Actor
 from .privacy import mask
 from .vocabulary import normalise_counter, parse_status
@@ -53,9 +51,8 @@ REPORT_COLUMNS = ("file", "line", "id_number", "name", "outcome", "reason")
 BATCH_SIZE = 50
 MAX_CSV_BYTES = 100 * 1024 * 1024
 MAX_FIELD = 500  # longer cells are a wrong column or pasted junk, not a name or a summary
-# The duplicate-identity check uses the devices' greeting threshold: a face close enough to
-# be greeted as someone else's name is close enough to need a person's look before enrolment.
-# An admin who loosens the threshold (setting policy.threshold) widens the check with it.
+# The duplicate-identity check has its own, looser threshold (server/duplicates.py): a face
+# that might be another citizen's is held for an admin's look (/admin/duplicates/).
 _PRC_WEIGHTS = [2 ** (17 - i) % 11 for i in range(17)]
 _PRC_CHECK = "10X98765432"
 _YES = {"yes", "y", "true", "1", "是"}
@@ -574,9 +571,8 @@ class _Run:
         self.total, self.processed = total, 0
         self.result = ImportResult()
         self.gallery, self.id_numbers = load_gallery(db)
-        # A face the devices would greet as another citizen is a duplicate: the same policy
-        # (loosest threshold from the settings, tightened for the gallery's size) decides.
-        self.policy = Policy(threshold=float(registry.value(db, "policy.threshold")))
+        # The fraud check's own threshold (recall over precision): server/duplicates.py.
+        self.threshold = None
 
     def records(self, rows, photos):
         valid = self._valid_records(rows)
@@ -650,27 +646,41 @@ class _Run:
                 and existing["removed_at"] is None:
             self._record_result(record, "unchanged")
         elif duplicate:
-            self._flag(record, duplicate)
+            self._flag(item, duplicate)
         else:
             self._store_citizen(item)
             self._record_result(record, "updated" if existing else "imported",
                                 "" if record.consent else "stored without a face template (consent is no)")
 
     def _duplicate_of(self, item):
-        """(ID number, distance) of another citizen whose enrolled face is this close, or None."""
+        """(citizen id, ID number, distance) of another citizen whose enrolled face is within
+        the duplicate threshold, or None."""
         own = item.existing["id"] if item.existing else None
         best, runner_up = self.gallery.nearest_two(from_blob(item.template))
         other = runner_up if best and best.citizen_id == own else best
-        if other and other.distance <= self.policy.threshold_for(len(self.gallery)):
-            return self.id_numbers.get(other.citizen_id, "?"), other.distance
+        if other is None:
+            return None
+        if self.threshold is None or self.threshold[0] != len(self.gallery):
+            size = len(self.gallery)
+            self.threshold = (size, duplicates.duplicate_threshold(self.db, size))
+        if other.distance <= self.threshold[1]:
+            return other.citizen_id, self.id_numbers.get(other.citizen_id, "?"), other.distance
         return None
 
-    def _flag(self, record, other):
-        id_number, distance = other
+    def _flag(self, item, other):
+        """Hold the record, its photo and template for an admin's decision (/admin/duplicates/)."""
+        record = item.record
+        citizen_id, id_number, distance = other
+        photo_path = save_photo(self.settings.photos_dir, item.photo, item.photo_sha256,
+                                item.image_format)
+        review_id = duplicates.hold(self.db, self.actor, record_fields(record), photo_path,
+                                    item.photo_sha256, item.template, citizen_id, distance,
+                                    self.threshold[1])
         reason = (f"possible duplicate identity: face matches ID number {id_number}"
-                  f" (distance {distance:.2f}); not imported, check both records")
+                  f" (distance {distance:.2f}); not imported, held for review"
+                  f" (duplicate review {review_id})")
         audit.record(self.db, self.actor, "import.flagged", "citizen", record.id_number,
-                     {"matches": id_number, "distance": round(distance, 3)})
+                     {"matches": id_number, "distance": round(distance, 3), "review": review_id})
         self._record_result(record, "flagged", reason)
 
     def _store_citizen(self, item):
@@ -689,7 +699,7 @@ class _Run:
             self.db.execute("DELETE FROM face_templates WHERE citizen_id = ?", [citizen_id])
             self.gallery.remove(citizen_id)
         if item.template is not None:
-            add_template(self.db, citizen_id, item.template)
+            add_template(self.db, citizen_id, item.template, photo_path)
             self.gallery.add(citizen_id, from_blob(item.template))
         self.id_numbers[citizen_id] = record.id_number
         return citizen_id
@@ -781,10 +791,17 @@ def upsert_citizen(db, record, existing, photo_path, photo_sha256, row_sha256):
         " RETURNING id", list(values.values()))
 
 
-def add_template(db, citizen_id, blob):
+def add_template(db, citizen_id, blob, photo_path=None):
     db.execute("INSERT INTO face_templates (citizen_id, encoding, source, model, num_jitters,"
-               " created_at) VALUES (?, ?, 'enrolment', 'small', 1, ?)",
-               [citizen_id, blob, now_iso()])
+               " photo_path, created_at) VALUES (?, ?, 'enrolment', 'small', 1, ?, ?)",
+               [citizen_id, blob, photo_path, now_iso()])
+
+
+def record_fields(record):
+    """A Record as the form fields it came from (kept with a held duplicate)."""
+    return {"id_number": record.id_number, "name": record.name, "phone": record.phone,
+            "language": record.language, "district": record.district,
+            "consent": "yes" if record.consent else "no"}
 
 
 def save_photo(photos_dir, data, sha256, fmt):
