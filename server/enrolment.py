@@ -231,9 +231,8 @@ def decide_duplicate(db, actor, review, decision, settings):
     citizen_id = None
     with transaction(db):
         if decision == "import":
+            # as the import would have: a new citizen, or the ID number's record updated
             existing = importer.citizen_row(db, record.id_number)
-            if existing and existing["removed_at"] is None and existing["photo_sha256"]:
-                raise RecordRefused(f"ID number {record.id_number} has been registered since")
             citizen_id = importer.upsert_citizen(db, record, existing, review["photo_path"],
                                                  review["photo_sha256"],
                                                  record.row_sha256(review["photo_sha256"]))
