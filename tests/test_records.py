@@ -254,3 +254,23 @@ def test_duplicate_review_pages_show_both_photos_and_record_the_decision(app, db
         == "Obama again"
     entry = db.execute("SELECT * FROM audit_log WHERE action = 'duplicate.import'").fetchone()
     assert entry["actor_name"] == "admin" and entry["target_id"] == str(review_id)
+
+
+def test_every_photo_of_the_same_people_under_new_id_numbers_is_held(db, tmp_path, settings):
+    """The 645-photos-of-38-people report: each person's photos under different ID numbers.
+    Only each person's first photo is imported; every other one is held for review, matching
+    its own person (the shared photos: 15 of 5 people)."""
+    from conftest import PEOPLE
+    photos, rows, person_of = {}, [], {}
+    for person in sorted(p.name for p in PEOPLE.iterdir()):
+        for path in sorted(PEOPLE.joinpath(person).glob("*.jpg")):
+            n = len(rows) + 1
+            photos[f"{n}.jpg"] = path.read_bytes()
+            rows.append(record(n, person, f"{n}.jpg"))
+            person_of[id_number(n)] = person
+    result = import_people(db, tmp_path, settings, rows, photos)
+    imported = [r for r in result.rows if r.outcome == "imported"]
+    assert sorted(r.name for r in imported) == sorted(set(person_of.values()))
+    held = duplicates.pending_reviews(db, limit=100)
+    assert len(held) == len(rows) - len(imported)
+    assert all(person_of[h["id_number"]] == h["match_name"] for h in held)
