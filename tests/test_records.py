@@ -274,3 +274,21 @@ def test_every_photo_of_the_same_people_under_new_id_numbers_is_held(db, tmp_pat
     held = duplicates.pending_reviews(db, limit=100)
     assert len(held) == len(rows) - len(imported)
     assert all(person_of[h["id_number"]] == h["match_name"] for h in held)
+
+
+def test_the_web_import_page_leads_to_the_held_duplicates(app, db, client, auth, tmp_path):
+    from helpers import make_zip
+    from test_import import upload, wait_for_job
+    auth.login("admin")
+    records = write_csv(tmp_path / "r.csv", RECORD_HEADER, [record(1, "Rose", "r1.jpg"),
+                                                           record(2, "Rose again", "r2.jpg")]).read_bytes()
+    photos = make_zip(tmp_path / "p.zip", {"r1.jpg": people_photo("rose_leslie", 1),
+                                           "r2.jpg": people_photo("rose_leslie", 2)}).read_bytes()
+    job_id = int(upload(client, auth, records, photos).headers["Location"].rstrip("/").split("/")[-1])
+    assert wait_for_job(client, job_id)["status"] == "done"
+    page = client.get(f"/imports/{job_id}").get_data(as_text=True)
+    assert 'id="duplicates-link"' in page and "held for review" in page
+    held = duplicates.pending_reviews(db)
+    assert [h["id_number"] for h in held] == [id_number(2)]
+    entry = db.execute("SELECT * FROM audit_log WHERE action = 'duplicate.held'").fetchone()
+    assert entry["actor_name"] == "admin"
