@@ -289,3 +289,35 @@ def m040_scale_schedule_runs(db):
         owner TEXT NOT NULL DEFAULT '',
         ran_at TEXT NOT NULL DEFAULT '',
         next_at TEXT NOT NULL DEFAULT '')""")
+
+
+@migration
+def m030_records_template_photos(db):
+    """A citizen may hold several photos: each enrolment template keeps the photo it was made
+    from (citizens.photo_path stays the main one), so an admin sees what each template is."""
+    db.execute("ALTER TABLE face_templates ADD COLUMN photo_path TEXT")
+    db.execute("UPDATE face_templates SET photo_path = (SELECT c.photo_path FROM citizens c"
+               " WHERE c.id = face_templates.citizen_id) WHERE source = 'enrolment'")
+
+
+@migration
+def m030_records_duplicate_reviews(db):
+    """Records the duplicate-identity check flagged, kept whole until an admin decides:
+    the pending record (its CSV fields as JSON), its photo file and template, the citizen it
+    resembles and how closely. Decided rows stay as the record of the decision."""
+    db.execute("""CREATE TABLE duplicate_reviews (
+        id INTEGER PRIMARY KEY,
+        id_number TEXT NOT NULL,
+        record TEXT NOT NULL,
+        photo_path TEXT,
+        photo_sha256 TEXT,
+        encoding BLOB NOT NULL,
+        match_citizen_id INTEGER NOT NULL REFERENCES citizens(id),
+        distance REAL NOT NULL,
+        threshold REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        decided_by INTEGER REFERENCES users(id),
+        decided_at TEXT,
+        created_citizen_id INTEGER REFERENCES citizens(id),
+        created_at TEXT NOT NULL)""")
+    db.execute("CREATE INDEX idx_duplicate_reviews_status ON duplicate_reviews(status, id)")

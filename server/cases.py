@@ -13,9 +13,9 @@ from .citizens import citizen_or_404
 from .database import get_db
 from .i18n import t
 from .sessions import recent_sessions
+from .vocabulary import CASE_STATUSES, normalise_counter
 
 bp = Blueprint("cases", __name__, url_prefix="/console")
-CASE_STATUSES = ("open", "in_progress", "waiting_documents", "ready", "closed")
 MAX_NOTE = 4000
 
 
@@ -92,11 +92,14 @@ def update(case_id):
     db = get_db()
     row = case_or_404(db, case_id)
     status = request.form.get("status", row["status"]).strip()
-    counter = request.form.get("counter", row["counter"]).strip()
+    try:
+        counter = normalise_counter(request.form.get("counter", row["counter"] or ""))
+    except ValueError:
+        counter = None
     if status not in CASE_STATUSES and status != row["status"]:
         flash(t("Unknown case status."), "error")
-    elif len(counter) > 20:
-        flash(t("A counter is at most 20 characters."), "error")
+    elif counter is None:
+        flash(t("A counter is a number like 11 or a code like A3."), "error")
     else:
         _save_case(db, row, status, counter)
         flash(t("Case updated."), "ok")

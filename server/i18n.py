@@ -28,6 +28,9 @@ LABELS = {
     "device.factor_budget": "Device used up its phone-check tries",
     "citizen.factor_locked": "Phone check locked for a citizen",
     "device": "Device", "citizen": "Citizen",
+    # duplicate review decisions
+    "import": "Imported as a different person", "discard": "Discarded as the same person",
+    "add_to_existing": "Added to the registered citizen",
 }
 
 

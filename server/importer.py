@@ -30,13 +30,13 @@ from datetime import datetime
 from db import now_iso, transaction
 from db.queries import new_citizen_key, next_sync_seq
 from recognition import PhotoRejected
-from recognition.decision import Policy
 from recognition.images import MAX_BYTES
 from recognition.templates import from_blob, to_blob
 
-from . import audit, faceindex
-from . import settings as registry
+from . import audit, duplicates, faceindex
 from .audit import Actor
+from .privacy import mask
+from .vocabulary import normalise_counter, parse_status
 
 RECORD_COLUMNS = ("id_number", "name", "phone", "photo")
 RECORD_OPTIONAL = ("language", "district", "consent")
@@ -48,9 +48,8 @@ REPORT_COLUMNS = ("file", "line", "id_number", "name", "outcome", "reason")
 BATCH_SIZE = 50
 MAX_CSV_BYTES = 100 * 1024 * 1024
 MAX_FIELD = 500  # longer cells are a wrong column or pasted junk, not a name or a summary
-# The duplicate-identity check uses the devices' greeting threshold: a face close enough to
-# be greeted as someone else's name is close enough to need a person's look before enrolment.
-# An admin who loosens the threshold (setting policy.threshold) widens the check with it.
+# The duplicate-identity check has its own, looser threshold (server/duplicates.py): a face
+# that might be another citizen's is held for an admin's look (/admin/duplicates/).
 _PRC_WEIGHTS = [2 ** (17 - i) % 11 for i in range(17)]
 _PRC_CHECK = "10X98765432"
 _YES = {"yes", "y", "true", "1", "是"}
@@ -331,9 +330,9 @@ def parse_case(line, cells, rule):
             if not cells[column]:
                 raise ValueError(f"{column} is empty")
         _check_lengths(cells)
-        status = re.sub(r"\s+", "_", cells["status"].lower())
-        return Case(line, case_number, id_number, cells["type"], status, cells["summary"],
-                    cells.get("counter", ""), _appointment(cells.get("appointment_at", "")))
+        return Case(line, case_number, id_number, cells["type"], parse_status(cells["status"]),
+                    cells["summary"], normalise_counter(cells.get("counter", "")),
+                    _appointment(cells.get("appointment_at", "")))
     except ValueError as e:
         raise RowInvalid(line, str(e))
 
@@ -587,10 +586,9 @@ class _Run:
         self.progress = progress or (lambda processed, total: None)
         self.total, self.processed = total, 0
         self.result = ImportResult()
-        # A face the devices would greet as another citizen is a duplicate: the same policy
-        # (loosest threshold from the settings, tightened for the gallery's size) decides.
-        self.policy = Policy(threshold=float(registry.value(db, "policy.threshold")))
         self.gallery = load_gallery(db, settings.index_dir)  # last: held until release_index
+        # The fraud check's own threshold (recall over precision): server/duplicates.py.
+        self.threshold = None
 
     def release_index(self, ok):
         """Keep the index, with this import's templates, for the next import (or drop it)."""
@@ -673,27 +671,41 @@ class _Run:
                 and existing["removed_at"] is None:
             self._record_result(record, "unchanged")
         elif duplicate:
-            self._flag(record, duplicate)
+            self._flag(item, duplicate)
         else:
             self._store_citizen(item)
             self._record_result(record, "updated" if existing else "imported",
                                 "" if record.consent else "stored without a face template (consent is no)")
 
     def _duplicate_of(self, item):
-        """(ID number, distance) of another citizen whose enrolled face is this close, or None."""
+        """(citizen id, ID number, distance) of another citizen whose enrolled face is within
+        the duplicate threshold, or None."""
         own = item.existing["id"] if item.existing else None
         best, runner_up = self.gallery.nearest_two(from_blob(item.template))
         other = runner_up if best and best.citizen_id == own else best
-        if other and other.distance <= self.policy.threshold_for(len(self.gallery)):
-            return id_number_of(self.db, other.citizen_id), other.distance
+        if other is None:
+            return None
+        if self.threshold is None or self.threshold[0] != len(self.gallery):
+            size = len(self.gallery)
+            self.threshold = (size, duplicates.duplicate_threshold(self.db, size))
+        if other.distance <= self.threshold[1]:
+            return other.citizen_id, id_number_of(self.db, other.citizen_id), other.distance
         return None
 
-    def _flag(self, record, other):
-        id_number, distance = other
+    def _flag(self, item, other):
+        """Hold the record, its photo and template for an admin's decision (/admin/duplicates/)."""
+        record = item.record
+        citizen_id, id_number, distance = other
+        photo_path = save_photo(self.settings.photos_dir, item.photo, item.photo_sha256,
+                                item.image_format)
+        review_id = duplicates.hold(self.db, self.actor, record_fields(record), photo_path,
+                                    item.photo_sha256, item.template, citizen_id, distance,
+                                    self.threshold[1])
         reason = (f"possible duplicate identity: face matches ID number {id_number}"
-                  f" (distance {distance:.2f}); not imported, check both records")
+                  f" (distance {distance:.2f}); not imported, held for review"
+                  f" (duplicate review {review_id})")
         audit.record(self.db, self.actor, "import.flagged", "citizen", record.id_number,
-                     {"matches": id_number, "distance": round(distance, 3)})
+                     {"matches": id_number, "distance": round(distance, 3), "review": review_id})
         self._record_result(record, "flagged", reason)
 
     def _store_citizen(self, item):
@@ -712,7 +724,7 @@ class _Run:
             self.db.execute("DELETE FROM face_templates WHERE citizen_id = ?", [citizen_id])
             self.gallery.remove(citizen_id)
         if item.template is not None:
-            template_id = add_template(self.db, citizen_id, item.template)
+            template_id = add_template(self.db, citizen_id, item.template, photo_path)
             self.gallery.add(citizen_id, from_blob(item.template), template_id)
         return citizen_id
 
@@ -723,6 +735,7 @@ class _Run:
         self.result.rows.append(RowResult(file, line, id_number, name, outcome, reason))
 
     def cases(self, rows):
+        self.case_lines = {}  # case number -> the line that first named it in this file
         for start in range(0, len(rows), self.settings.batch_size):
             batch = rows[start:start + self.settings.batch_size]
             with transaction(self.db):
@@ -732,7 +745,7 @@ class _Run:
 
     def _write_case(self, line, cells):
         try:
-            case = parse_case(line, cells, self.settings.id_number_rule)
+            case = self._valid_case(line, cells)
         except RowInvalid as e:
             return self._add("cases", line, cells.get("id_number", ""), cells.get("case_number", ""),
                              "rejected", e.reason)
@@ -740,8 +753,27 @@ class _Run:
         if owner is None or owner["removed_at"] is not None:
             return self._add("cases", line, case.id_number, case.case_number, "rejected",
                              f"ID number {case.id_number} is not among the citizen records")
+        holder = case_holder(self.db, case.case_number)
+        if holder is not None and holder["citizen_id"] != owner["id"]:
+            # A case never moves to another citizen by import: a typo in one ID number
+            # would hand one citizen's tax file to another (and flip back on the next file).
+            return self._add("cases", line, case.id_number, case.case_number, "rejected",
+                             f"case number {case.case_number} belongs to ID number"
+                             f" {mask(holder['id_number'])}, not to {mask(case.id_number)};"
+                             " a case is never moved to another citizen by import")
         outcome = upsert_case(self.db, case, owner["id"])
         self._add("cases", line, case.id_number, case.case_number, outcome)
+
+    def _valid_case(self, line, cells):
+        """The parsed case, or RowInvalid; a case number named again later in the file is
+        refused for the later rows (which of two owners is meant is for a person to say)."""
+        number = cells.get("case_number", "")
+        first = self.case_lines.setdefault(number, line) if number else line
+        case = parse_case(line, cells, self.settings.id_number_rule)
+        if first != line:
+            raise RowInvalid(line, f"case number {number} is also on line {first};"
+                                   " a case number may appear once in a file")
+        return case
 
 
 # --- rows in the database -------------------------------------------------------------------
@@ -786,11 +818,18 @@ def upsert_citizen(db, record, existing, photo_path, photo_sha256, row_sha256):
         " RETURNING id", list(values.values()))
 
 
-def add_template(db, citizen_id, blob):
-    """Store one enrolment template; returns its id."""
+def add_template(db, citizen_id, blob, photo_path=None):
+    """Store one enrolment template (with the photo it came from); returns its id."""
     return db.insert("INSERT INTO face_templates (citizen_id, encoding, source, model, num_jitters,"
-                     " created_at) VALUES (?, ?, 'enrolment', 'small', 1, ?) RETURNING id",
-                     [citizen_id, blob, now_iso()])
+                     " photo_path, created_at) VALUES (?, ?, 'enrolment', 'small', 1, ?, ?)"
+                     " RETURNING id", [citizen_id, blob, photo_path, now_iso()])
+
+
+def record_fields(record):
+    """A Record as the form fields it came from (kept with a held duplicate)."""
+    return {"id_number": record.id_number, "name": record.name, "phone": record.phone,
+            "language": record.language, "district": record.district,
+            "consent": "yes" if record.consent else "no"}
 
 
 def save_photo(photos_dir, data, sha256, fmt):
@@ -804,6 +843,13 @@ def save_photo(photos_dir, data, sha256, fmt):
             f.write(data)
         os.replace(temporary, path)
     return name
+
+
+def case_holder(db, case_number):
+    """The case's citizen (citizen_id, id_number), or None for a new case number."""
+    return db.execute("SELECT k.citizen_id, c.id_number FROM cases k"
+                      " JOIN citizens c ON c.id = k.citizen_id WHERE k.case_number = ?",
+                      [case_number]).fetchone()
 
 
 def upsert_case(db, case, citizen_id):

@@ -1,9 +1,13 @@
 """Reviewing one session: the device's snapshot beside the enrolled photo, and the clerk's
-decision (confirm, reject, close) with a note.
+decision (confirm, reject, close) with a note. For an unknown visitor: the nearest citizens the
+device saw and the rule that refused them, and attaching the visit to a citizen once the clerk
+has checked an ID document.
 
 A confirmed match may become an extra face template (admin setting); a rejected one never
 does, and withdraws a template an earlier confirmation added. Every view is audited.
 """
+import json
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.utils import safe_join
@@ -14,10 +18,11 @@ from recognition.decision import Policy
 
 from . import sessions, settings
 from .auth import audit_user, role_required
+from .importer import citizen_row, normalise_id_number
 from .database import get_db
 from .errors import ApiError
 from .i18n import label, t
-from .privacy import private_image
+from .privacy import mask, private_image
 
 bp = Blueprint("review", __name__, url_prefix="/console")
 DECISIONS = {"confirm": "confirmed", "reject": "rejected", "close": "closed"}
@@ -39,7 +44,41 @@ def session_detail(session_id):
     return render_template("console/session.html", s=row,
                            add_templates=bool(settings.value(db, "add_confirmed_templates")),
                            threshold=greeting_threshold(db),
-                           min_margin=settings.value(db, "policy.margin"))
+                           min_margin=settings.value(db, "policy.margin"),
+                           candidates=nearest_citizens(db, row), refusal=refusal_text(row),
+                           mask=mask)
+
+
+SHOWN_CANDIDATES = 3
+
+
+def nearest_citizens(db, row, limit=SHOWN_CANDIDATES):
+    """The device's nearest citizens for this visit, closest first, as dicts: key, distance,
+    margin (how much further the next one was: for the first, the device's margin) and the
+    citizen row (None when the key is unknown here or the citizen was removed since)."""
+    try:
+        seen = json.loads(row["candidates"] or "[]")
+    except ValueError:
+        seen = []
+    nearest = []
+    for i, entry in enumerate(seen[:limit]):
+        following = seen[i + 1]["distance"] if i + 1 < len(seen) else None
+        person = db.execute("SELECT id, name, id_number, photo_path FROM citizens"
+                            " WHERE key = ? AND removed_at IS NULL", [entry["key"]]).fetchone()
+        nearest.append({"key": entry["key"], "distance": entry["distance"], "citizen": person,
+                        "margin": None if following is None else following - entry["distance"]})
+    return nearest
+
+
+def refusal_text(row):
+    """Why the device named nobody, in words (None for a greeting or an older device)."""
+    texts = {
+        "threshold": t("The nearest citizen was further away than the match threshold."),
+        "margin": t("Two citizens were almost equally close (the margin was too small)."),
+        "agreement": t("The camera frames did not agree on one citizen."),
+        "empty_gallery": t("The device held no enrolled citizens."),
+    }
+    return texts.get(row["refused_by"]) if row["refused_by"] else None
 
 
 def greeting_threshold(db):
@@ -165,3 +204,58 @@ def review(session_id):
         return redirect(url_for("review.session_detail", session_id=session_id))
     flash(t("Review saved.") + (" " + message if message else ""), "ok")
     return redirect(url_for("review.session_detail", session_id=session_id))
+
+
+def attach_session(db, row, person, id_checked, user_id, snapshots_dir, add_template):
+    """Attach an unknown visitor's session to a citizen, after the clerk checked an ID document;
+    returns a message about the face template, or "". The session is marked confirmed; with
+    add_template the snapshot becomes a template when it passes the enrolment quality gate."""
+    if not id_checked:
+        raise ReviewRefused(t("Confirm that you checked the visitor's ID document."))
+    if row["citizen_id"] is not None:
+        raise ReviewRefused(t("This visit is already attached to a citizen."))
+    with transaction(db):
+        db.execute("UPDATE sessions SET citizen_id = ?, review_status = 'confirmed',"
+                   " reviewed_by = ?, reviewed_at = ? WHERE id = ? AND citizen_id IS NULL",
+                   [person["id"], user_id, now_iso(), row["id"]])
+        audit_user("session.attach", "session", row["id"],
+                   {"citizen_id": person["id"], "id_document_checked": True})
+    if not add_template:
+        return ""
+    attached = sessions.session_or_404(db, row["id"])
+    encoding, message = _snapshot_template(attached, snapshots_dir)
+    if encoding is not None:
+        with transaction(db):
+            _add_template(db, attached, encoding)
+            audit_user("session.template_added", "session", row["id"], {"citizen_id": person["id"]})
+    return message
+
+
+@bp.route("/sessions/<session_id>/attach", methods=["POST"])
+def attach(session_id):
+    db = get_db()
+    row = sessions.session_or_404(db, session_id)
+    back = redirect(url_for("review.session_detail", session_id=session_id))
+    try:
+        person = _attach_target(db, request.form.get("id_number", ""))
+        message = attach_session(db, row, person, request.form.get("id_checked") == "yes",
+                                 current_user.id, current_app.config["SNAPSHOTS_DIR"],
+                                 request.form.get("add_template") == "yes")
+    except ReviewRefused as e:
+        flash(str(e), "error")
+        return back
+    flash(t("The visit is attached to {name}.").format(name=person["name"])
+          + (" " + message if message else ""), "ok")
+    return back
+
+
+def _attach_target(db, typed):
+    """The citizen whose ID number the clerk typed from the document, or ReviewRefused."""
+    try:
+        id_number = normalise_id_number(typed, current_app.config.get("ID_NUMBER_RULE", "prc18"))
+    except ValueError:
+        raise ReviewRefused(t("Type the ID number from the visitor's document."))
+    person = citizen_row(db, id_number)
+    if person is None or person["removed_at"] is not None:
+        raise ReviewRefused(t("No citizen has this ID number."))
+    return person

@@ -101,6 +101,11 @@ ADMIN = (
     Setting("gallery.by_site", False, "A device gets the citizens whose district is its site"
             " (and those without a district): smaller galleries name fewer strangers and greet"
             " more citizens.", kind="bool", label="Each device holds only its own site's citizens"),
+    Setting("duplicates.review_budget", 0.05, "Fraud review: how many false duplicate flags per"
+            " imported record admins accept to look at, so that the same face under a second ID"
+            " number is rarely missed. Higher flags more (never past distance 0.60).",
+            kind="float", label="Duplicate review budget (false flags per record)",
+            low=0.001, high=1.0),
     Setting("policy.unknown_after", Policy.unknown_after, "Frames of a face track without an"
             " acceptable match before the visitor counts as unknown."),
     Setting("greeting.honorifics", {"zh": "", "yue": "", "en": ""}, "Per language, what"

@@ -293,7 +293,8 @@ def test_devices_hold_only_their_sites_citizens_when_the_setting_is_on(client, d
     form = {"csrf_token": token, "policy.threshold": "0.5", "policy.margin": "0.06",
             "policy.min_frames": "3", "greeting.templates.zh": "{name}，您好！",
             "greeting.templates.yue": "{name}，你好！", "greeting.templates.en": "Hello, {name}!",
-            "retention_days": "30", "second_factor": "on", "gallery.by_site": "on"}
+            "retention_days": "30", "second_factor": "on", "gallery.by_site": "on",
+                "duplicates.review_budget": "0.05"}
     assert client.post("/admin/settings", data=form).status_code in (200, 302)
     assert held(east)[0] == {in_a, anywhere}
     upserts, removals, _ = held(west, since=seq)            # the next delta moves hall A out

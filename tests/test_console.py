@@ -335,7 +335,8 @@ def test_clerk_adds_a_note_and_sets_status_and_counter(app, db, client, auth, ha
 
 @pytest.mark.parametrize("data,message", [
     ({"status": "bribed"}, "Unknown case status"),
-    ({"counter": "x" * 21}, "at most 20"),
+    ({"counter": "x" * 21}, "a number like 11"),
+    ({"counter": "请到前台"}, "a number like 11"),
 ])
 def test_bad_case_updates_change_nothing(app, db, client, auth, hall, data, message):
     auth.login("clerk")

@@ -503,6 +503,7 @@ def test_forms_without_a_valid_csrf_token_change_nothing(client, db, staff, path
 def settings_form(client, **fields):
     form = {"csrf_token": AuthActions(client).csrf_token("/admin/settings"), "policy.threshold": "0.4",
             "policy.margin": "0.06", "policy.min_frames": "3", "retention_days": "30",
+            "duplicates.review_budget": "0.05",
             "greeting.templates.zh": "{name}", "greeting.templates.yue": "{name}",
             "greeting.templates.en": "Hello, {name}!"}
     form.update(fields)

@@ -332,6 +332,74 @@ def test_cases_are_upserted_by_case_number_and_need_a_known_citizen(db, tmp_path
     assert db.execute("SELECT status FROM cases").fetchone()[0] == "in_progress"
 
 
+def case_rows(result):
+    return {r.line: (r.outcome, r.reason) for r in result.rows if r.file == "cases"}
+
+
+def owner_of(db, case_number):
+    return db.execute("SELECT c.id_number FROM cases k JOIN citizens c ON c.id = k.citizen_id"
+                      " WHERE k.case_number = ?", [case_number]).fetchone()[0]
+
+
+def test_a_case_number_belongs_to_one_citizen_and_never_moves(db, tmp_path, settings):
+    rows = [record(1, "张三", "", consent="no"), record(2, "李四", "", consent="no")]
+    cases = [["GS-001", id_number(1), "个税", "open", "", "", ""],
+             ["GS-001", id_number(2), "个税", "open", "", "", ""],
+             ["GS-002", id_number(2), "发票", "ready", "", "5", ""]]
+    first = run(db, tmp_path, settings, rows, {}, cases=cases)
+    assert case_rows(first)[2] == ("imported", "")
+    assert case_rows(first)[3] == ("rejected", "case number GS-001 is also on line 2;"
+                                               " a case number may appear once in a file")
+    assert owner_of(db, "GS-001") == id_number(1)
+    again = run(db, tmp_path, settings, rows, {}, cases=cases)  # the same files: nothing flips
+    assert [o for o, _ in case_rows(again).values()] == ["unchanged", "rejected", "unchanged"]
+    assert owner_of(db, "GS-001") == id_number(1)
+
+    later = run(db, tmp_path, settings, rows, {}, cases=[["GS-001", id_number(2), "个税", "closed", "", "", ""]])
+    outcome_, reason = case_rows(later)[2]
+    assert outcome_ == "rejected" and reason.startswith("case number GS-001 belongs to ID number 4401")
+    assert id_number(1) not in reason and id_number(2) not in reason
+    assert importer.mask(id_number(1)) in reason and importer.mask(id_number(2)) in reason
+    assert owner_of(db, "GS-001") == id_number(1)
+    assert db.execute("SELECT status FROM cases WHERE case_number = 'GS-001'").fetchone()[0] == "open"
+
+
+@pytest.mark.parametrize("status,stored", [
+    ("open", "open"), ("In progress", "in_progress"), ("待补材料", "waiting_documents"),
+    ("WAITING-DOCUMENTS", "waiting_documents"), ("已办结", "closed"), ("可办理", "ready"),
+    ("pending", None), ("approved", None)])
+def test_case_status_comes_from_the_vocabulary(db, tmp_path, settings, status, stored):
+    result = run(db, tmp_path, settings, [record(1, "张三", "", consent="no")], {},
+                 cases=[["GS-001", id_number(1), "个税", status, "", "", ""]])
+    outcome_, reason = case_rows(result)[2]
+    if stored:
+        assert outcome_ == "imported"
+        assert db.execute("SELECT status FROM cases").fetchone()[0] == stored
+    else:
+        assert outcome_ == "rejected"
+        assert reason.startswith(f"status {status!r} is not one of open, in_progress,"
+                                 " waiting_documents, ready, closed")
+
+
+@pytest.mark.parametrize("counter,stored", [
+    ("11", "11"), ("11号窗口", "11"), ("第11号窗口", "11"), ("１１号", "11"), ("窗口 7", "7"),
+    ("Counter 3", "3"), ("a3", "A3"), ("", ""), ("请到前台办理", None), ("11号窗口号窗口x", None)])
+def test_counter_is_stored_as_its_code_so_speech_never_doubles_it(db, tmp_path, settings, counter,
+                                                                   stored):
+    from device.phrases import next_step
+    result = run(db, tmp_path, settings, [record(1, "张三", "", consent="no")], {},
+                 cases=[["GS-001", id_number(1), "个税", "ready", "", counter, ""]])
+    outcome_, reason = case_rows(result)[2]
+    if stored is None:
+        assert outcome_ == "rejected" and "must be a counter number like 11" in reason
+        return
+    case = db.execute("SELECT * FROM cases").fetchone()
+    assert case["counter"] == stored
+    if stored:
+        said = next_step([dict(case)], "zh")
+        assert f"请到{stored}号窗口。" in said and "号窗口号窗口" not in said
+
+
 # --- transactions, progress, report ---------------------------------------------------------
 
 def test_a_failure_mid_batch_leaves_only_whole_batches(db, tmp_path, app, monkeypatch):

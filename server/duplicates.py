@@ -1,0 +1,93 @@
+"""The duplicate-identity check: how close a new face may be to another citizen's before a
+person must look, and the list of records held for that look.
+
+A plain module (no Flask). The import and the one-citizen pages call duplicate_threshold();
+the admin pages (server/records.py) list what is held and record the decision through
+server/enrolment.py.
+
+Why its own threshold: greeting and fraud review fail in opposite directions. A device must
+not say a wrong name, so its threshold is strict (precision). The fraud check must not let
+the same face in under a second ID number, and a false flag only costs an admin a look, so
+it is loose (recall): the largest distance whose expected false flags per imported row,
+N x FMR(t) over the N enrolled citizens, stay within the admin's review budget
+(setting duplicates.review_budget), never stricter than the greeting threshold and never
+looser than MAX_THRESHOLD.
+"""
+import json
+import math
+
+from db import now_iso
+from recognition.decision import FMR_LOG10_AT_0, FMR_LOG10_SLOPE, Policy
+
+from . import audit
+from . import settings as registry
+
+# face_recognition's 1:1 verification tolerance: past it even the same person's photos
+# rarely fall, and different people's start to in bulk (on LFW ~ 1 pair in 100).
+MAX_THRESHOLD = 0.60
+
+
+def enrolled_count(db):
+    """Citizens with at least one face template (those a new face is compared with)."""
+    return db.execute(
+        "SELECT count(DISTINCT c.id) FROM citizens c JOIN face_templates t ON t.citizen_id = c.id"
+        " WHERE c.removed_at IS NULL").fetchone()[0]
+
+
+def duplicate_threshold(db, enrolled=None):
+    """The distance under which a new face counts as possibly another citizen's.
+
+    The one place the fraud-review threshold is decided. Today it inverts the prior FMR model
+    of recognition.decision (fitted to dlib on LFW): the largest t with
+    enrolled x FMR(t) <= review budget. When the registry's measured false-match curve
+    exists (issue 9's calibration module), invert that curve here instead.
+    """
+    enrolled = enrolled_count(db) if enrolled is None else enrolled
+    budget = float(registry.value(db, "duplicates.review_budget"))
+    greeting = Policy(threshold=float(registry.value(db, "policy.threshold"))).threshold_for(enrolled)
+    fitted = (math.log10(budget / max(enrolled, 1)) - FMR_LOG10_AT_0) / FMR_LOG10_SLOPE
+    return round(min(MAX_THRESHOLD, max(greeting, fitted)), 4)
+
+
+def hold(db, actor, record, photo_path, photo_sha256, encoding, match_citizen_id, distance,
+         threshold):
+    """Keep a flagged record for review (inside the caller's transaction); returns its id.
+
+    record: the row's fields as a dict. The same record and photo already waiting is not
+    held twice (re-importing a file flags it again, but the list shows it once)."""
+    waiting = db.execute(
+        "SELECT id FROM duplicate_reviews WHERE status = 'pending' AND id_number = ?"
+        " AND photo_sha256 = ? AND match_citizen_id = ?",
+        [record["id_number"], photo_sha256, match_citizen_id]).fetchone()
+    if waiting:
+        return waiting["id"]
+    review_id = db.insert(
+        "INSERT INTO duplicate_reviews (id_number, record, photo_path, photo_sha256, encoding,"
+        " match_citizen_id, distance, threshold, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
+        [record["id_number"], json.dumps(record, ensure_ascii=False), photo_path, photo_sha256,
+         encoding, match_citizen_id, float(distance), float(threshold), now_iso()])
+    audit.record(db, actor, "duplicate.held", "duplicate_review", review_id,
+                 {"id_number": record["id_number"], "match_citizen_id": match_citizen_id,
+                  "distance": round(float(distance), 3)})
+    return review_id
+
+
+def pending_reviews(db, limit=100):
+    return db.execute(
+        "SELECT r.*, c.name AS match_name, c.id_number AS match_id_number"
+        " FROM duplicate_reviews r JOIN citizens c ON c.id = r.match_citizen_id"
+        " WHERE r.status = 'pending' ORDER BY r.id LIMIT ?", [limit]).fetchall()
+
+
+def review_row(db, review_id):
+    return db.execute(
+        "SELECT r.*, c.name AS match_name, c.id_number AS match_id_number,"
+        " c.photo_path AS match_photo_path, c.removed_at AS match_removed_at, u.username AS decider"
+        " FROM duplicate_reviews r JOIN citizens c ON c.id = r.match_citizen_id"
+        " LEFT JOIN users u ON u.id = r.decided_by WHERE r.id = ?", [review_id]).fetchone()
+
+
+def record_of(row):
+    """The held record's fields (dict) of a duplicate_reviews row."""
+    return json.loads(row["record"])
