@@ -24,10 +24,10 @@ from .gallery import resend_gallery
 from .i18n import t
 from .requests import clamp_page_size, parse_day, parse_row_id
 from .times import day_bounds
+from .vocabulary import LANGUAGES
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-LANGUAGES = ("zh", "yue", "en")          # a citizen's language: what devices speak to them
 GREETING_FIELDS = {"name", "surname", "honorific"}
 AUDIT_TARGET_TYPES = ("session", "citizen", "case", "user", "device", "setting", "import")
 

@@ -36,13 +36,12 @@ from recognition.templates import from_blob, to_blob
 from . import audit, duplicates, faceindex
 from .audit import Actor
 from .privacy import mask
-from .vocabulary import normalise_counter, parse_status
+from .vocabulary import LANGUAGES, normalise_counter, parse_status
 
 RECORD_COLUMNS = ("id_number", "name", "phone", "photo")
 RECORD_OPTIONAL = ("language", "district", "consent")
 CASE_COLUMNS = ("case_number", "id_number", "type", "status", "summary")
 CASE_OPTIONAL = ("counter", "appointment_at")
-LANGUAGES = ("zh", "yue", "en")
 OUTCOMES = ("imported", "updated", "unchanged", "rejected", "flagged")
 REPORT_COLUMNS = ("file", "line", "id_number", "name", "outcome", "reason")
 BATCH_SIZE = 50

@@ -14,9 +14,9 @@ from .citizens import citizen_or_404
 from .database import get_db
 from .i18n import t
 from .privacy import mask, private_image
+from .vocabulary import LANGUAGES
 
 bp = Blueprint("records", __name__, url_prefix="/admin")
-LANGUAGES = importer.LANGUAGES
 MAX_PHOTOS = 5
 
 

@@ -15,6 +15,8 @@ import re
 import unicodedata
 
 CASE_STATUSES = ("open", "in_progress", "waiting_documents", "ready", "closed")
+# A citizen's language: what devices speak to them (Mandarin, Cantonese, English).
+LANGUAGES = ("zh", "yue", "en")
 
 # Other spellings accepted in CASES.csv (compared in lower case, spaces and dashes as "_").
 STATUS_SPELLINGS = {
