@@ -226,3 +226,18 @@ def m005_identity(db):
     for sql in ["ALTER TABLE sessions ADD COLUMN candidates TEXT NOT NULL DEFAULT '[]'",
                 "ALTER TABLE sessions ADD COLUMN refused_by TEXT"]:
         db.execute(sql)
+
+
+@migration
+def m020_calib_measurements(db):
+    """The registry's own false-match curve, measured after imports and on the purge
+    schedule: one row per measurement (the report is JSON: curve, histograms, thresholds)."""
+    db.execute("""CREATE TABLE calibrations (
+        id INTEGER PRIMARY KEY,
+        measured_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        people INTEGER NOT NULL DEFAULT 0,
+        pairs INTEGER NOT NULL DEFAULT 0,
+        operational INTEGER NOT NULL DEFAULT 0,
+        genuine INTEGER NOT NULL DEFAULT 0,
+        report TEXT NOT NULL)""")

@@ -37,7 +37,7 @@ from recognition.gallery import Gallery
 from recognition.images import MAX_BYTES
 from recognition.templates import from_blob, to_blob
 
-from . import audit
+from . import audit, calibration
 from . import settings as registry
 from .audit import Actor
 
@@ -560,6 +560,7 @@ def run_import(db, records_path, photos_path, cases_path=None, settings=None, ac
                      {"records": os.path.basename(records_path),
                       "cases": os.path.basename(cases_path) if cases_path else "",
                       **run.result.counts("records"), "cases_counts": run.result.counts("cases")})
+    calibration.measure_registry(db)  # new faces move the registry's false-match curve
     return run.result
 
 

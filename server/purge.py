@@ -1,5 +1,6 @@
 """Snapshot retention: delete device snapshots older than the retention setting, on a
-schedule while the server runs and from `flask --app app purge`. Session records stay."""
+schedule while the server runs and from `flask --app app purge`. Session records stay.
+The schedule also re-measures the registry's false-match curve (server.calibration)."""
 import os
 import threading
 from datetime import datetime, timedelta, timezone
@@ -9,7 +10,7 @@ from werkzeug.utils import safe_join
 
 from db import open_db, transaction
 
-from . import audit, settings
+from . import audit, calibration, settings
 from .times import utc_stamp
 
 PURGE_ACTOR = audit.Actor("system", None, "purge")
@@ -104,6 +105,7 @@ class Schedule:
                 db = open_db(app.config["DATABASE"], migrate_now=False)
                 try:
                     purge_snapshots(db, app.config["SNAPSHOTS_DIR"], retention_days(db))
+                    calibration.measure_registry(db)
                 finally:
                     db.close()
         except Exception:  # the next run tries again; a crashed thread would never purge again
