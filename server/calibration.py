@@ -164,6 +164,7 @@ def _report(db, curve, distances, ops, genuine, devices, sizes, flagged):
                       "operational": maths.histogram(ops_distances),
                       "genuine": maths.histogram(genuine)},
         "prior": [min(1.0, maths.false_match_rate(t)) for t in curve.grid],
+        "registry": row(gallery_size(db)),
         "by_size": [row(n) for n in GALLERY_SIZES],
         "devices": [{"name": d["name"], "site": d["site"], **row(sizes[d["site"]])} for d in devices],
     }

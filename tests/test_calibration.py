@@ -195,3 +195,43 @@ def test_a_real_photo_pair_is_measured_with_the_real_encoder(app, db):
     assert sum(report["histogram"]["non_mated"]) == 1       # but their pair is shown
     distance = np.linalg.norm(person_encoding("barack_obama") - person_encoding("rose_leslie"))
     assert distance > 0.6
+
+
+# --- the page -----------------------------------------------------------------------------
+
+def test_the_calibration_page_draws_the_curve_for_admins_only(app, db, client, auth, token):
+    for i, face in enumerate(spread_faces(30, 0.62, seed=13)):
+        enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
+    auth.login("clerk")
+    assert client.get("/admin/calibration").status_code == 403
+    auth.logout()
+    auth.login("admin")
+    page = client.get("/admin/calibration", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "435 pairs of different citizens (30 people)" in page
+    assert page.count("<svg") == 2 and "<polyline" in page and "<rect" in page
+    assert 'data-device="kiosk-1"' in page                  # the threshold of each device
+    zh = client.get("/admin/calibration", headers={"Accept-Language": "zh"}).get_data(as_text=True)
+    assert "各阈值下的误匹配率" in zh and "按人脸库规模的阈值" in zh
+
+
+def test_an_empty_registry_page_says_the_prior_decides(app, db, client, auth):
+    auth.login("admin")
+    page = client.get("/admin/calibration", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'id="prior-note"' in page and "LFW prior" in page
+    response = client.post("/admin/calibration", data={"csrf_token": auth.csrf_token("/admin/calibration")})
+    assert response.status_code == 302
+    assert db.execute("SELECT count(*) FROM calibrations").fetchone()[0] == 2
+
+
+@pytest.mark.browser
+def test_calibration_page_in_chromium(app, db, live_server, chromium_page):
+    from browser import log_in, screenshot
+    rng = np.random.default_rng(21)
+    for i, face in enumerate(spread_faces(45, 0.6, seed=14) + rng.normal(0, 0.02, (45, 128))):
+        enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
+    add_device(db, "kiosk-east", site="hall-a")
+    log_in(chromium_page, live_server.url, "admin")
+    chromium_page.goto(live_server.url + "/admin/calibration")
+    assert chromium_page.locator("svg.chart").count() == 2
+    assert chromium_page.locator("#by-device tr[data-device=kiosk-east]").count() == 1
+    screenshot(chromium_page, "admin_calibration")
