@@ -11,7 +11,7 @@ CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_work", "encod
 
 def _key(path, kind, model, jitters):
     st = os.stat(path)
-    return (os.path.abspath(path), st.st_size, int(st.st_mtime), kind, model, jitters)
+    return (os.path.realpath(path), st.st_size, int(st.st_mtime), kind, model, jitters)
 
 
 def load():
