@@ -91,6 +91,9 @@ def save_settings(db, form):
     current = registry.values(db)
     values, errors = {}, {}
     for spec in registry.ON_FORM:
+        if spec.kind in ("float", "int") and spec.name not in form:
+            values[spec.name] = current[spec.name]   # a form from before the setting existed
+            continue
         try:
             values[spec.name] = parse_setting(spec, form)
         except SettingInvalid as e:
