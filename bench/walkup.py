@@ -1,6 +1,6 @@
 """Walk-up visits made from photos: time to greet and wrong names, evidence rule vs agreement.
 
-    python -m bench.walkup DATASET_DIR [--visits N] [--workers N] [--seed S]
+    python -m bench.walkup DATASET_DIR [--visits N] [--workers N] [--seed S] [--video VIDEO]
 
 DATASET_DIR holds <person>/<images> (or group folders of them, as bench.accuracy). The
 registry is built as bench.accuracy does (every 5th person not enrolled, the others from
@@ -15,6 +15,10 @@ and the two track rules are run on the same frames:
   evidence   agreement, or the mean template of the track's frames (TrackVotes.evidence).
 Prints JSON: per rule, visits greeted by the right name within 2 s, median time to greet,
 wrong names, strangers named. Frame encodings are cached under bench/_work.
+
+--video adds real footage: the person in VIDEO is enrolled from its last frame with a face
+(among the dataset's enrolled citizens, so she has lookalike competition), and every 8 s of
+the video is a 3 s visit sampled at the same 5 frames/s.
 """
 import argparse
 import json
@@ -126,12 +130,14 @@ def run_rule(gallery, ids, plan, encodings, policy, rule):
     return counts
 
 
-def run(root, count, workers, seed):
+def run(root, count, workers, seed, threshold=None):
     enrol, genuine, impostor = accuracy.dataset_plan(root)
     enrolled, _ = accuracy.encode_all(enrol, [], "small", 1, workers)
     gallery, ids = accuracy.build_gallery(enrol, enrolled)
     items = [(ids[p], e) for (p, _), e in zip(enrol, enrolled) if not isinstance(e, str)]
     policy, curve = accuracy.calibrated_policy(Policy(), items)
+    if threshold is not None:   # a fixed point instead of the calibrated one (to compare)
+        policy = Policy(threshold=threshold, margin=policy.margin, target_fpir=None)
     plan = visits(enrol, [g for g in genuine if g[0] in ids], impostor, count, seed)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         encodings = encoding_cache.cached_map(pool, _encode_walkup, [p for _, p in plan],
@@ -142,16 +148,66 @@ def run(root, count, workers, seed):
             "agreement": run_rule(gallery, ids, plan, encodings, policy, "agreement")}
 
 
+def _video_frames(path, starts, enrol_at):
+    """({start: [rgb frames at FPS for SECONDS]}, the rgb frame at enrol_at seconds)."""
+    capture = cv2.VideoCapture(path)
+
+    def frame_at(t):
+        capture.set(cv2.CAP_PROP_POS_MSEC, t * 1000)
+        ok, frame = capture.read()
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if ok else None
+
+    visits = {s: [frame_at(s + i / FPS) for i in range(int(SECONDS * FPS))] for s in starts}
+    enrolled = frame_at(enrol_at)
+    capture.release()
+    return visits, enrolled
+
+
+def _largest_encoding(rgb):
+    faces = engine.detect_faces(rgb, 480, 0) or engine.detect_faces(rgb, 480, 1)
+    if not faces:
+        return None
+    return engine.face_encoding(rgb, max(faces, key=lambda f: engine.face_height(f) * engine.face_width(f)))
+
+
+def run_video(video, root, workers):
+    """Visits cut from real footage of one person, enrolled from a later frame."""
+    capture = cv2.VideoCapture(video)
+    length = capture.get(cv2.CAP_PROP_FRAME_COUNT) / (capture.get(cv2.CAP_PROP_FPS) or 30)
+    capture.release()
+    starts = [float(s) for s in range(0, int(length - SECONDS - 4), 8)]
+    visits_rgb, enrol_rgb = _video_frames(video, starts, length - 1.0)
+    enrol, _, _ = accuracy.dataset_plan(root)
+    enrolled, _ = accuracy.encode_all(enrol, [], "small", 1, workers)
+    gallery, ids = accuracy.build_gallery(enrol, enrolled)
+    her = _largest_encoding(enrol_rgb)
+    ids["__video__"] = len(ids) + 1
+    gallery.add(ids["__video__"], her)
+    items = [(ids[p], e) for (p, _), e in zip(enrol, enrolled) if not isinstance(e, str)]
+    policy, _ = accuracy.calibrated_policy(Policy(), items + [(ids["__video__"], her)])
+    plan = [("__video__", s) for s in starts]
+    encodings = [[None if f is None else _largest_encoding(f) for f in visits_rgb[s]] for s in starts]
+    return {"video": os.path.abspath(video), "visits_at_s": starts, "gallery": len(gallery),
+            "threshold": policy.threshold,
+            "evidence": run_rule(gallery, ids, plan, encodings, policy, "evidence"),
+            "agreement": run_rule(gallery, ids, plan, encodings, policy, "agreement")}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset")
     parser.add_argument("--visits", type=int, default=30, help="genuine walk-ups (strangers: half)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--video", default=None, help="real footage of one person (see above)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="a fixed threshold instead of the one calibrated on the enrolled photos")
     args = parser.parse_args(argv)
     groups = accuracy.group_folders(args.dataset)
     roots = [os.path.join(args.dataset, g) for g in groups] or [args.dataset]
-    result = {os.path.basename(r): run(r, args.visits, args.workers, args.seed) for r in roots}
+    result = {os.path.basename(r): run(r, args.visits, args.workers, args.seed, args.threshold) for r in roots}
+    if args.video:
+        result["video"] = run_video(args.video, roots[0], args.workers)
     json.dump(result, sys.stdout, indent=1)
     print()
 
