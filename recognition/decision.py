@@ -31,11 +31,13 @@ def false_match_rate(threshold):
 class Policy:
     """The shipped operating point; see bench/accuracy.py and the README for how it was chosen.
 
-    threshold is the loosest distance ever accepted. With target_fpir set, the distance used
-    for a gallery of n citizens is the largest one whose expected share of strangers named,
-    n x FMR(t), stays within target_fpir (the margin rule cuts it further): about 0.50 for
-    10 citizens, 0.46 for 100, 0.40 for 1,000, 0.34 for 10,000. target_fpir=None keeps the
-    threshold fixed (the bench's sweep does that).
+    threshold is the loosest distance ever accepted. A registry that measured its own
+    false-match curve (recognition.calibration) sends each device the threshold for its
+    gallery, used as is (target_fpir=None). Otherwise, with target_fpir set, the distance
+    used for a gallery of n citizens is the largest one whose expected share of strangers
+    named, n x FMR(t) on the LFW prior, stays within target_fpir: about 0.50 for 10
+    citizens, 0.46 for 100, 0.40 for 1,000 — far too loose for East-Asian faces, which is
+    why the registry measures. The evidence rule's parameters are below (TrackVotes).
     """
     threshold: float = 0.50
     margin: float = 0.06
@@ -90,6 +92,9 @@ def naive_decide(gallery, encoding, tolerance=0.6):
     return FrameDecision(best.citizen_id, best.distance, 0.0)
 
 
+KEPT_ENCODINGS = 30   # frame templates a track keeps for the evidence rule (>= evidence_window)
+
+
 @dataclass
 class TrackVotes:
     """Frame decisions of one face track, oldest first, and the frames' templates.
@@ -110,6 +115,7 @@ class TrackVotes:
         self.decisions.append(decision)
         if encoding is not None:
             self.encodings.append(np.asarray(encoding, dtype=np.float32))
+            del self.encodings[:-KEPT_ENCODINGS]   # a long undecided track holds a bounded few
 
     def verdict(self, policy, gallery=None):
         """("named", decision) once the agreement or the evidence rule names a citizen,
