@@ -277,7 +277,7 @@ def run(root, model="small", jitters=1, workers=None, policy=None, calibrate=Fal
         extra["prior"] = {"threshold": prior_policy.threshold_for(len(gallery)), **prior}
         extra["calibration"] = {
             "source": curve.source, "people": curve.people, "pairs": curve.pairs,
-            "tail_slope": round(curve.slope, 2), "notes": list(curve.notes),
+            "tail_slope": round(curve.slope, 2), "notes": curve.as_dict()["notes"],
             "threshold": policy.threshold,
             "fmr_upper_at_threshold": calibration.fmr_at(curve, policy.threshold)[1],
             "lfw_prior_fmr_at_threshold": false_match_rate(policy.threshold),

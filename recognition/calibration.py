@@ -183,13 +183,14 @@ class Curve:
     pairs: int = 0                # enrolment pairs measured
     operational: int = 0          # comparisons from device sessions
     slope: float = FMR_LOG10_SLOPE
-    notes: tuple = ()
+    notes: tuple = ()             # (English template, {field: value}) pairs, for a page to translate
     histogram: dict = field(default_factory=dict)
 
     def as_dict(self):
         return {"source": self.source, "people": self.people, "pairs": self.pairs,
                 "operational_comparisons": self.operational, "tail_slope": round(self.slope, 2),
-                "notes": list(self.notes),
+                "notes": [text.format(**args) for text, args in self.notes],
+                "note_parts": [[text, args] for text, args in self.notes],
                 "curve": [{"t": t, "matches": int(m), "comparisons": int(c), "fmr": f, "fmr_upper": u}
                           for t, m, c, f, u in zip(self.grid, self.matches, self.comparisons,
                                                     self.fmr, self.fmr_upper)],
@@ -209,8 +210,8 @@ def measure(enrolled, people, operational=Operational(), confidence=CONFIDENCE):
     enrolled = finite(enrolled)
     notes = []
     if people < MIN_PEOPLE or not enrolled.size:
-        notes.append(f"fewer than {MIN_PEOPLE} citizens with a face to compare ({people}):"
-                     " the LFW prior decides")
+        notes.append(("Fewer than {min} citizens with a face to compare ({people}): the LFW prior"
+                      " decides.", {"min": MIN_PEOPLE, "people": people}))
         return prior_curve(notes)
     ordered = np.sort(enrolled)
     ops = [(finite(d), c, full) for d, c, full in operational.sessions if c > 0]
@@ -218,7 +219,8 @@ def measure(enrolled, people, operational=Operational(), confidence=CONFIDENCE):
     ops_comparisons = int(sum(c for _, c, _ in ops))
     censor = Operational(tuple((tuple(d), c, full) for d, c, full in ops)).censor
     if ops and censor < GRID[-1]:
-        notes.append(f"device reports count only up to {censor:.2f} (their candidate lists end there)")
+        notes.append(("Device reports count only up to distance {censor} (their candidate lists end"
+                      " there).", {"censor": round(censor, 3)}))
     matches, comparisons = [], []
     for t in GRID:
         k, n = int(np.searchsorted(ordered, t, side="right")), int(ordered.size)

@@ -145,9 +145,9 @@ def _report(db, curve, distances, ops, genuine, devices, sizes, flagged):
     target, loosest = _limits(db)
     notes = list(curve.notes)
     if flagged:
-        notes.append(f"{flagged} citizens flagged as possible duplicates left out")
+        notes.append(("{n} citizens flagged as possible duplicates are left out.", {"n": flagged}))
     if not genuine.size:
-        notes.append("no confirmed greetings yet: the share greeted is unknown")
+        notes.append(("No confirmed greetings yet: the share of citizens greeted is unknown.", {}))
     ops_distances = [d for s in ops.sessions for d in s[0]]
 
     def row(n):
@@ -157,7 +157,9 @@ def _report(db, curve, distances, ops, genuine, devices, sizes, flagged):
                 "share_greeted": maths.share_within(genuine, t)}
 
     return {
-        "measured_at": now_iso(), **curve.as_dict(), "notes": notes,
+        "measured_at": now_iso(), **curve.as_dict(),
+        "notes": [text.format(**args) for text, args in notes],
+        "note_parts": [[text, args] for text, args in notes],
         "target_fpir": target, "max_threshold": loosest, "flagged_left_out": flagged,
         "genuine": int(genuine.size), "bins": list(maths.HISTOGRAM_BINS),
         "histogram": {"non_mated": maths.histogram(distances),
@@ -182,14 +184,15 @@ def latest_curve(db):
     """The curve of the last measurement, or the LFW prior when there is none."""
     report = latest_report(db)
     if not report or report.get("source") != "measured":
-        return maths.prior_curve(report["notes"] if report else ("not measured yet",))
+        return maths.prior_curve([tuple(n) for n in report["note_parts"]] if report
+                                 else [("Not measured yet.", {})])
     points = report["curve"]
     return maths.Curve("measured", tuple(p["t"] for p in points),
                        tuple(p["matches"] for p in points), tuple(p["comparisons"] for p in points),
                        tuple(p["fmr"] for p in points), tuple(p["fmr_upper"] for p in points),
                        people=report["people"], pairs=report["pairs"],
                        operational=report["operational_comparisons"], slope=report["tail_slope"],
-                       notes=tuple(report["notes"]))
+                       notes=tuple(tuple(n) for n in report["note_parts"]))
 
 
 def threshold_for_size(db, n):

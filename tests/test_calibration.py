@@ -56,7 +56,7 @@ def test_a_registry_of_close_faces_gets_a_stricter_threshold_than_the_prior():
 
 def test_too_few_people_fall_back_to_the_prior_with_a_note():
     curve = maths.measure(maths.enrolled_non_mated([1, 2, 3], spread_faces(3, 0.9)), 3)
-    assert curve.source == "prior" and "prior" in curve.notes[0]
+    assert curve.source == "prior" and "prior" in curve.as_dict()["notes"][0]
     assert maths.threshold_for(curve, 3, 0.005, 0.50) == 0.50
     assert maths.threshold_for(curve, 1000, 0.005, 0.50) == pytest.approx(0.40, abs=0.01)
 
@@ -185,6 +185,20 @@ def test_citizens_flagged_as_duplicates_are_left_out(app, db):
                " 'import.flagged', ?)", [json.dumps({"matches": number, "distance": 0.2})])
     report = calibration.measure_registry(db)
     assert report["people"] == 11 and report["flagged_left_out"] == 1
+
+
+def test_all_citizens_flagged_fall_back_to_the_prior(app, db, client, auth):
+    ids = [enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
+           for i, face in enumerate(spread_faces(12, 0.5, seed=15))]
+    for (number,) in db.execute("SELECT id_number FROM citizens").fetchall():
+        db.execute("INSERT INTO audit_log (at, actor_type, action, detail) VALUES ('2026-01-01',"
+                   " 'user', 'import.flagged', ?)", [json.dumps({"matches": number})])
+    report = calibration.measure_registry(db)
+    assert report["source"] == "prior" and report["flagged_left_out"] == len(ids)
+    assert report["registry"]["threshold"] <= 0.50
+    auth.login("admin")
+    zh = client.get("/admin/calibration", headers={"Accept-Language": "zh"}).get_data(as_text=True)
+    assert "由 LFW 先验决定" in zh and "位被标记为可能重复身份的市民未计入" in zh
 
 
 def test_a_real_photo_pair_is_measured_with_the_real_encoder(app, db):
