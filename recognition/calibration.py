@@ -134,7 +134,7 @@ def _sampled_pairs(codes, matrix, max_pairs, block, seed):
     rng = np.random.default_rng(seed)
     n, out, total = len(codes), [], 0
     while total < max_pairs:
-        size = min(block * 256, max_pairs - total)
+        size = min(block * 16, max_pairs - total)   # 16k pairs x 128 floats: ~8 MB a step
         i, j = rng.integers(0, n, size), rng.integers(0, n, size)
         different = codes[i] != codes[j]
         i, j = i[different], j[different]
