@@ -1,6 +1,6 @@
 """Open-set identification accuracy of the shipped decision policy against the naive one.
 
-    python -m bench.accuracy DATASET_DIR [--model small|large] [--jitters N] [--workers N]
+    python -m bench.accuracy DATASET_DIR [--calibrate] [--model small|large] [--jitters N] [--workers N]
 
 DATASET_DIR holds <person>/<images>. People are sorted by name; every 5th person (the 5th,
 10th, ...) is not enrolled and all their photos are impostor probes. Every other person's
@@ -12,6 +12,12 @@ encoder) and recognition.decision.decide(), the code the devices run, one image 
 Prints JSON: the shipped policy and the naive one (nearest neighbour at tolerance 0.6), the
 false-match rate per comparison, the FPIR that implies at 1k/10k/100k enrolled, and a sweep
 of thresholds and margins to recalibrate on a bureau's own photos.
+
+--calibrate chooses the threshold the way the registry does (recognition.calibration):
+from the non-mated distances between the *enrolled* photos alone (no peeking at probes),
+the largest t with n x FMR_upper(t) <= target FPIR. The LFW-prior point is printed beside
+it ("prior"). When DATASET_DIR holds group folders (e.g. east_asian/, mixed/, each of
+<person>/<images>), "groups" repeats the figures for each group as a registry of its own.
 """
 import argparse
 import json
@@ -22,8 +28,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from recognition import PhotoRejected, engine, images, quality
-from recognition.decision import Policy, decide, naive_decide
+from bench import encoding_cache
+from recognition import PhotoRejected, calibration, engine, images, quality
+from recognition.decision import Policy, decide, false_match_rate, naive_decide
 from recognition.gallery import Gallery
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
@@ -85,9 +92,12 @@ def _probe_one(args):
 
 
 def encode_all(enrol, probes, model, jitters, workers):
+    """Enrolment templates and probe encodings; each photo is encoded once (bench/_work cache)."""
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        enrolled = list(pool.map(_enrol_one, [(p, model, jitters) for _, p in enrol], chunksize=4))
-        probed = list(pool.map(_probe_one, [(p, model) for _, p in probes], chunksize=4))
+        enrolled = encoding_cache.cached_map(pool, _enrol_one, [p for _, p in enrol], "enrol",
+                                             model, jitters, lambda p: (p, model, jitters))
+        probed = encoding_cache.cached_map(pool, _probe_one, [p for _, p in probes], "probe",
+                                           model, 0, lambda p: (p, model))
     return enrolled, probed
 
 
@@ -198,15 +208,83 @@ def best_point(rows, max_fpir=0.01):
     return max(ok, key=lambda r: (r["correct"], -r["threshold"] + r["margin"]), default=None)
 
 
-def run(root, model="small", jitters=1, workers=None, policy=None):
+def group_folders(root):
+    """Subfolders that are groups of people (their own subfolders hold the images), or []."""
+    subdirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    groups = [d for d in subdirs
+              if any(os.path.isdir(os.path.join(root, d, e)) for e in os.listdir(os.path.join(root, d)))]
+    return groups if groups and len(groups) == len(subdirs) else []
+
+
+def calibrated_policy(policy, items):
+    """The registry's procedure on the enrolled templates alone: (policy with the measured
+    threshold for this gallery, fixed; the curve it rests on)."""
+    owners = [owner for owner, _ in items]
+    distances = calibration.enrolled_non_mated(owners, np.stack([e for _, e in items]))
+    curve = calibration.measure(distances, len(set(owners)))
+    threshold = calibration.threshold_for(curve, len(set(owners)), policy.target_fpir or 0.005,
+                                          policy.threshold)
+    return Policy(threshold=threshold, margin=policy.margin, target_fpir=None), curve
+
+
+def run_groups(root, model="small", jitters=1, workers=None, policy=None, calibrate=False):
+    """Every group folder as a registry of its own; the top level is all groups together."""
+    groups = group_folders(root)
+    if not groups:
+        return run(root, model, jitters, workers, policy, calibrate)
+    with_groups = _combined_root(root, groups)
+    result = run(with_groups, model, jitters, workers, policy, calibrate)
+    result["dataset"] = os.path.abspath(root)
+    result["groups"] = {g: _headline(run(os.path.join(root, g), model, jitters, workers, policy,
+                                         calibrate)) for g in groups}
+    return result
+
+
+def _combined_root(root, groups):
+    """A folder of symlinks <group>__<person> -> the person's folder (under bench/_work)."""
+    combined = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_work", "combined",
+                            re.sub(r"\W+", "_", os.path.abspath(root)))
+    os.makedirs(combined, exist_ok=True)
+    for g in groups:
+        for person in os.listdir(os.path.join(root, g)):
+            link = os.path.join(combined, f"{g}__{person}")
+            if not os.path.exists(link):
+                os.symlink(os.path.abspath(os.path.join(root, g, person)), link)
+    return combined
+
+
+def _headline(result):
+    keys = ("policy", "correct", "wrong_person", "miss", "fpir", "tpir", "impostor_named",
+            "genuine_probes", "impostor_probes", "enrolled", "calibration", "prior", "naive",
+            "genuine_distances", "non_mated_distances", "best_point_on_this_data")
+    out = {k: result[k] for k in keys if k in result}
+    out["naive"] = {k: result["naive"][k] for k in ("correct", "wrong_person", "fpir", "tpir")}
+    return out
+
+
+def run(root, model="small", jitters=1, workers=None, policy=None, calibrate=False):
     policy = policy or Policy()
     enrol, genuine, impostor = dataset_plan(root)
     probes = genuine + impostor
     enrolled, probed = encode_all(enrol, probes, model, jitters, workers or os.cpu_count())
     gallery, ids = build_gallery(enrol, enrolled)
+    items = [(ids[p], e) for (p, _), e in zip(enrol, enrolled) if not isinstance(e, str)]
+    extra = {}
+    if calibrate and items:
+        prior_policy = policy
+        policy, curve = calibrated_policy(policy, items)
+        prior = score(gallery, ids, probes, probed, lambda g, e: decide(g, e, prior_policy))
+        extra["prior"] = {"threshold": prior_policy.threshold_for(len(gallery)), **prior}
+        extra["calibration"] = {
+            "source": curve.source, "people": curve.people, "pairs": curve.pairs,
+            "tail_slope": round(curve.slope, 2), "notes": curve.as_dict()["notes"],
+            "threshold": policy.threshold,
+            "fmr_upper_at_threshold": calibration.fmr_at(curve, policy.threshold)[1],
+            "lfw_prior_fmr_at_threshold": false_match_rate(policy.threshold),
+            "expected_fpir_bound": round(calibration.expected_fpir(curve, len(gallery),
+                                                                   policy.threshold), 5)}
     shipped = score(gallery, ids, probes, probed, lambda g, e: decide(g, e, policy))
     naive = score(gallery, ids, probes, probed, naive_decide)
-    items = [(ids[p], e) for (p, _), e in zip(enrol, enrolled) if not isinstance(e, str)]
     distances = non_mated_distances(items, probes, probed, ids)
     genuine_d = mated_distances(items, probes, probed, ids)
     threshold = policy.threshold_for(len(gallery))
@@ -217,7 +295,7 @@ def run(root, model="small", jitters=1, workers=None, policy=None):
         "dataset": os.path.abspath(root), "model": model, "num_jitters": jitters,
         "policy": {"threshold": threshold, "max_threshold": policy.threshold,
                    "margin": policy.margin, "target_fpir": policy.target_fpir},
-        **shipped,
+        **shipped, **extra,
         "enrol_rejected": sum(isinstance(e, str) for e in enrolled),
         "probes_without_face": sum(isinstance(e, str) for e in probed),
         "false_match_rate": round(fmr, 7), "non_mated_comparisons": int(distances.size),
@@ -261,6 +339,9 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--margin", type=float, default=None)
+    parser.add_argument("--calibrate", action="store_true",
+                        help="choose the threshold from the enrolled photos' own non-mated distances"
+                             " (as the registry does); the LFW-prior point is printed as \"prior\"")
     parser.add_argument("--fixed", action="store_true",
                         help="use --threshold as is, without tightening it for the gallery size")
     args = parser.parse_args(argv)
@@ -270,7 +351,8 @@ def main(argv=None):
     policy = Policy(threshold=args.threshold if args.threshold is not None else base.threshold,
                     margin=args.margin if args.margin is not None else base.margin,
                     target_fpir=None if args.fixed else base.target_fpir)
-    json.dump(run(args.dataset, args.model, args.jitters, args.workers, policy), sys.stdout, indent=1)
+    json.dump(run_groups(args.dataset, args.model, args.jitters, args.workers, policy, args.calibrate),
+              sys.stdout, indent=1)
     print()
 
 

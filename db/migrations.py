@@ -321,3 +321,18 @@ def m030_records_duplicate_reviews(db):
         created_citizen_id INTEGER REFERENCES citizens(id),
         created_at TEXT NOT NULL)""")
     db.execute("CREATE INDEX idx_duplicate_reviews_status ON duplicate_reviews(status, id)")
+
+
+@migration
+def m020_calib_measurements(db):
+    """The registry's own false-match curve, measured after imports and on the purge
+    schedule: one row per measurement (the report is JSON: curve, histograms, thresholds)."""
+    db.execute("""CREATE TABLE calibrations (
+        id INTEGER PRIMARY KEY,
+        measured_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        people INTEGER NOT NULL DEFAULT 0,
+        pairs INTEGER NOT NULL DEFAULT 0,
+        operational INTEGER NOT NULL DEFAULT 0,
+        genuine INTEGER NOT NULL DEFAULT 0,
+        report TEXT NOT NULL)""")

@@ -86,11 +86,16 @@ class Agent:
                          online=self.syncer.online is not False and not self.syncer.revoked)
 
     def _policy(self):
-        defaults = Policy()
-        return Policy(threshold=self.config.get("threshold", defaults.threshold),
-                      margin=self.config.get("margin", defaults.margin),
-                      min_frames=self.config.get("min_frames", defaults.min_frames),
-                      unknown_after=self.config.get("unknown_after", defaults.unknown_after))
+        defaults, c = Policy(), self.config
+        # "calibrated": the registry sent the threshold for this device's own gallery size
+        # (measured on its own faces); an older registry sends the loosest one to tighten here
+        return Policy(threshold=c.get("threshold", defaults.threshold),
+                      margin=c.get("margin", defaults.margin),
+                      min_frames=c.get("min_frames", defaults.min_frames),
+                      unknown_after=c.get("unknown_after", defaults.unknown_after),
+                      target_fpir=None if c.get("calibrated") else defaults.target_fpir,
+                      evidence_frames=c.get("evidence_frames", defaults.evidence_frames),
+                      evidence_window=c.get("evidence_window", defaults.evidence_window))
 
     def _greeter_settings(self):
         regreet = self.regreet_after_s

@@ -3,7 +3,8 @@
 Per frame: faces are found on a downscaled copy (the costly step; detect_max_side trades
 reach for speed), matched to the face tracks of earlier frames by overlap, and only the
 faces of undecided tracks are encoded and matched against the gallery. A track is named
-when recognition.decision.TrackVotes says several frames in a row agree; it is an unknown
+when recognition.decision.TrackVotes names it (several frames in a row agree, or the
+mean template of its frames is a clear match); it is an unknown
 visitor when they have not for unknown_after_s (it is still checked for a while after, so a
 bad first angle does not cost a citizen the greeting). A named track is not encoded again,
 which is where most of the speed over "encode every face in every frame" comes from.
@@ -133,8 +134,8 @@ class Greeter:
         if track.state == "unknown" and age > self.settings.recheck_unknown_s:
             return None
         encoding = engine.face_encoding(rgb, location)
-        track.votes.add(decide(gallery, encoding, self.policy))
-        verdict, decision = track.votes.verdict(self.policy)
+        track.votes.add(decide(gallery, encoding, self.policy), encoding)
+        verdict, decision = track.votes.verdict(self.policy, gallery)
         if verdict == "named":
             return self._named(track, decision, t)
         if verdict == "unknown" and track.state == "pending" and age >= self.settings.unknown_after_s:

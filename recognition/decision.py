@@ -11,6 +11,8 @@ Anything else is "unknown": the visitor is sent to a clerk, never greeted with a
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 NO_RUNNER_UP = 1.0  # margin reported when only one citizen is enrolled
 
 # dlib's false-match rate per comparison as a function of the distance threshold t:
@@ -29,11 +31,13 @@ def false_match_rate(threshold):
 class Policy:
     """The shipped operating point; see bench/accuracy.py and the README for how it was chosen.
 
-    threshold is the loosest distance ever accepted. With target_fpir set, the distance used
-    for a gallery of n citizens is the largest one whose expected share of strangers named,
-    n x FMR(t), stays within target_fpir (the margin rule cuts it further): about 0.50 for
-    10 citizens, 0.46 for 100, 0.40 for 1,000, 0.34 for 10,000. target_fpir=None keeps the
-    threshold fixed (the bench's sweep does that).
+    threshold is the loosest distance ever accepted. A registry that measured its own
+    false-match curve (recognition.calibration) sends each device the threshold for its
+    gallery, used as is (target_fpir=None). Otherwise, with target_fpir set, the distance
+    used for a gallery of n citizens is the largest one whose expected share of strangers
+    named, n x FMR(t) on the LFW prior, stays within target_fpir: about 0.50 for 10
+    citizens, 0.46 for 100, 0.40 for 1,000 — far too loose for East-Asian faces, which is
+    why the registry measures. The evidence rule's parameters are below (TrackVotes).
     """
     threshold: float = 0.50
     margin: float = 0.06
@@ -41,6 +45,8 @@ class Policy:
     unknown_after: int = 6       # frames of a track with no acceptable match -> unknown visitor
     target_fpir: object = 0.005  # share of strangers the threshold alone may name; None = fixed
     min_threshold: float = 0.30  # below this nobody is recognised anyway: don't tighten further
+    evidence_frames: int = 2     # frames whose mean template may name a track (0: off)
+    evidence_window: int = 10    # most recent frames averaged
 
     def threshold_for(self, gallery_size):
         """The distance threshold for a gallery of gallery_size citizens."""
@@ -86,21 +92,54 @@ def naive_decide(gallery, encoding, tolerance=0.6):
     return FrameDecision(best.citizen_id, best.distance, 0.0)
 
 
+KEPT_ENCODINGS = 30   # frame templates a track keeps for the evidence rule (>= evidence_window)
+
+
 @dataclass
 class TrackVotes:
-    """Frame decisions of one face track, oldest first."""
+    """Frame decisions of one face track, oldest first, and the frames' templates.
+
+    A track is named on either rule, both keeping the threshold and the margin:
+      - agreement: the last min_frames single-frame decisions name the same citizen;
+      - evidence: the mean template of the last evidence_window frames (at least
+        evidence_frames of them) is within the threshold of one citizen with the margin to
+        the runner-up, and the latest frame's nearest citizen is that one. Averaging cancels
+        the frame-to-frame noise of one face, so a citizen whose single frames hover just
+        above the threshold is named sooner, while a stranger's mean stays as far from
+        everyone else as their single frames are.
+    """
     decisions: list = field(default_factory=list)
+    encodings: list = field(default_factory=list)
 
-    def add(self, decision):
+    def add(self, decision, encoding=None):
         self.decisions.append(decision)
+        if encoding is not None:
+            self.encodings.append(np.asarray(encoding, dtype=np.float32))
+            del self.encodings[:-KEPT_ENCODINGS]   # a long undecided track holds a bounded few
 
-    def verdict(self, policy):
-        """("named", decision) once min_frames in a row agree on one citizen,
+    def verdict(self, policy, gallery=None):
+        """("named", decision) once the agreement or the evidence rule names a citizen,
         ("unknown", None) once unknown_after frames passed without that, else (None, None)."""
         recent = self.decisions[-policy.min_frames:]
         if len(recent) == policy.min_frames and recent[0].citizen_id is not None \
                 and all(d.citizen_id == recent[0].citizen_id for d in recent):
             return "named", min(recent, key=lambda d: d.distance)
+        evidence = self.evidence(policy, gallery)
+        if evidence is not None:
+            return "named", evidence
         if len(self.decisions) >= policy.unknown_after:
             return "unknown", None
         return None, None
+
+    def evidence(self, policy, gallery):
+        """The decision on the track's mean template when the evidence rule names someone."""
+        if gallery is None or not policy.evidence_frames \
+                or len(self.encodings) < policy.evidence_frames or not self.decisions:
+            return None
+        mean = np.mean(self.encodings[-policy.evidence_window:], axis=0)
+        pooled = decide(gallery, mean, policy)
+        latest = self.decisions[-1].candidates
+        if pooled.citizen_id is None or not latest or latest[0].citizen_id != pooled.citizen_id:
+            return None
+        return FrameDecision(pooled.citizen_id, pooled.distance, pooled.margin,
+                             pooled.candidates, None)

@@ -15,6 +15,8 @@ from flask_login import current_user
 from db import transaction
 from db.queries import set_setting
 
+from . import calibration as calibration_data
+from . import charts
 from . import devices as device_registry
 from . import limits, logins, user_sessions
 from . import settings as registry
@@ -90,6 +92,9 @@ def save_settings(db, form):
     current = registry.values(db)
     values, errors = {}, {}
     for spec in registry.ON_FORM:
+        if spec.kind in ("float", "int") and spec.name not in form:
+            values[spec.name] = current[spec.name]   # a form from before the setting existed
+            continue
         try:
             values[spec.name] = parse_setting(spec, form)
         except SettingInvalid as e:
@@ -339,6 +344,44 @@ def audit_log():
 
 
 # --- overview ---------------------------------------------------------------------------------
+
+# --- calibration ------------------------------------------------------------------------------
+
+@bp.route("/calibration", methods=["GET", "POST"])
+def calibration():
+    """The registry's measured false-match curve, the thresholds it gives, and the evidence."""
+    db = get_db()
+    report = None if request.method == "POST" else calibration_data.latest_report(db)
+    if report is None:   # never measured, or the admin asked to measure now
+        report = calibration_data.measure_registry(db)
+        with transaction(db):
+            audit_user("calibration.measured", "setting", "calibration",
+                       {"source": report["source"], "people": report["people"]})
+        if request.method == "POST":
+            return redirect(url_for("admin.calibration"))
+    return render_template("admin/calibration.html", r=report, charts=_calibration_charts(report))
+
+
+def _calibration_charts(r):
+    xs = [p["t"] for p in r["curve"]]
+    everyone = r.get("registry") or {}
+    marker = (everyone["threshold"], t("threshold for {n} citizens").format(n=everyone["gallery_size"])) \
+        if everyone else None
+    series = [(t("Different people (enrolment)"), r["histogram"]["non_mated"])]
+    if sum(r["histogram"]["operational"]):
+        series.append((t("Different people (device frames)"), r["histogram"]["operational"]))
+    if sum(r["histogram"]["genuine"]):
+        series.append((t("Same person (confirmed greetings)"), r["histogram"]["genuine"]))
+    return {
+        "histogram": charts.histogram(r["bins"], series, t("Face distances"), t("distance"),
+                                      t("share of pairs"), marker),
+        "fmr": charts.log_lines(xs, [(t("Measured false-match rate"), [p["fmr"] for p in r["curve"]]),
+                                     (t("95% upper bound"), [p["fmr_upper"] for p in r["curve"]]),
+                                     (t("LFW prior"), r["prior"])],
+                                t("False-match rate by threshold"), t("distance threshold"),
+                                t("false-match rate (log)"), marker),
+    }
+
 
 @bp.route("/", endpoint="index")
 def index():

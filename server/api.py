@@ -21,7 +21,7 @@ from db.queries import registry_id
 from recognition import PhotoRejected
 from recognition.images import load_image
 
-from . import settings
+from . import calibration, settings
 from .database import get_db
 from .devices import audit_device, device_required
 from .errors import ApiError
@@ -58,10 +58,15 @@ def gallery():
 def device_config(db, device):
     """What a device needs to decide and greet (admin settings over the shipped defaults),
     and who it is: the registry and the device the token belongs to."""
+    threshold, size = calibration.device_threshold(db, device["site"])
     return {
         "registry_id": registry_id(db),
         "device": {"name": device["name"], "kind": device["kind"], "site": device["site"]},
-        "threshold": settings.value(db, "policy.threshold"),
+        # for this device's own gallery size, from the registry's measured false-match curve
+        "threshold": threshold,
+        "calibrated": True,
+        "gallery_size": size,
+        "evidence_frames": settings.value(db, "policy.evidence_frames"),
         "margin": settings.value(db, "policy.margin"),
         "min_frames": settings.value(db, "policy.min_frames"),
         "unknown_after": settings.value(db, "policy.unknown_after"),

@@ -2,6 +2,7 @@
 
 Each command turns the module's own error into one readable line and a non-zero exit.
 """
+import json
 import os
 import sys
 
@@ -9,7 +10,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from . import importer, purge
+from . import calibration, importer, purge
 from .auth import UserError, create_user
 from .database import get_db
 from .devices import DEVICE_KINDS, DeviceError, register_device, revoke_device
@@ -116,5 +117,13 @@ def purge_command(days):
         raise SystemExit(1)
 
 
+@click.command("calibrate")
+@with_appcontext
+def calibrate_command():
+    """Measure the registry's false-match curve now; print it and the thresholds as JSON."""
+    report = calibration.measure_registry(get_db())
+    click.echo(json.dumps(report, indent=1, ensure_ascii=False))
+
+
 COMMANDS = (create_user_command, import_records_command, register_device_command,
-            revoke_device_command, purge_command)
+            revoke_device_command, purge_command, calibrate_command)

@@ -9,17 +9,16 @@ Why its own threshold: greeting and fraud review fail in opposite directions. A 
 not say a wrong name, so its threshold is strict (precision). The fraud check must not let
 the same face in under a second ID number, and a false flag only costs an admin a look, so
 it is loose (recall): the largest distance whose expected false flags per imported row,
-N x FMR(t) over the N enrolled citizens, stay within the admin's review budget
-(setting duplicates.review_budget), never stricter than the greeting threshold and never
-looser than MAX_THRESHOLD.
+N x FMR(t) over the N enrolled citizens on the registry's measured curve, stay within the
+admin's review budget (setting duplicates.review_budget), never stricter than the greeting
+threshold and never looser than MAX_THRESHOLD.
 """
 import json
-import math
 
 from db import now_iso
-from recognition.decision import FMR_LOG10_AT_0, FMR_LOG10_SLOPE, Policy
+from recognition import calibration as maths
 
-from . import audit
+from . import audit, calibration
 from . import settings as registry
 
 # face_recognition's 1:1 verification tolerance: past it even the same person's photos
@@ -35,18 +34,23 @@ def enrolled_count(db):
 
 
 def duplicate_threshold(db, enrolled=None):
-    """The distance under which a new face counts as possibly another citizen's.
-
-    The one place the fraud-review threshold is decided. Today it inverts the prior FMR model
-    of recognition.decision (fitted to dlib on LFW): the largest t with
-    enrolled x FMR(t) <= review budget. When the registry's measured false-match curve
-    exists (issue 9's calibration module), invert that curve here instead.
-    """
+    """The distance under which a new face counts as possibly another citizen's: the largest t
+    whose expected false flags per imported row, enrolled x FMR(t), stay within the review
+    budget, on the registry's own measured false-match curve (server/calibration.py; the LFW
+    prior until it can be measured). The point estimate, not its upper bound: here a false
+    flag costs a look, a missed duplicate a second identity. Never stricter than what devices
+    greet at, never looser than MAX_THRESHOLD."""
     enrolled = enrolled_count(db) if enrolled is None else enrolled
     budget = float(registry.value(db, "duplicates.review_budget"))
-    greeting = Policy(threshold=float(registry.value(db, "policy.threshold"))).threshold_for(enrolled)
-    fitted = (math.log10(budget / max(enrolled, 1)) - FMR_LOG10_AT_0) / FMR_LOG10_SLOPE
-    return round(min(MAX_THRESHOLD, max(greeting, fitted)), 4)
+    greeting = calibration.threshold_for_size(db, enrolled)
+    curve = calibration.latest_curve(db)
+    chosen = greeting
+    for t in curve.grid:
+        if t > MAX_THRESHOLD:
+            break
+        if max(enrolled, 1) * maths.fmr_at(curve, t)[0] <= budget:
+            chosen = max(chosen, t)
+    return round(min(MAX_THRESHOLD, chosen), 4)
 
 
 def hold(db, actor, record, photo_path, photo_sha256, encoding, match_citizen_id, distance,

@@ -33,7 +33,7 @@ from recognition import PhotoRejected
 from recognition.images import MAX_BYTES
 from recognition.templates import from_blob, to_blob
 
-from . import audit, duplicates, faceindex
+from . import audit, calibration, duplicates, faceindex
 from .audit import Actor
 from .privacy import mask
 from .vocabulary import LANGUAGES, normalise_counter, parse_status
@@ -574,6 +574,7 @@ def run_import(db, records_path, photos_path, cases_path=None, settings=None, ac
                      {"records": os.path.basename(records_path),
                       "cases": os.path.basename(cases_path) if cases_path else "",
                       **run.result.counts("records"), "cases_counts": run.result.counts("cases")})
+    calibration.measure_registry(db)  # new faces move the registry's false-match curve
     return run.result
 
 

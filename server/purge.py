@@ -1,5 +1,6 @@
 """Snapshot retention: delete device snapshots older than the retention setting, on a
-schedule while the server runs and from `flask --app app purge`. Session records stay."""
+schedule while the server runs and from `flask --app app purge`. Session records stay.
+The schedule also re-measures the registry's false-match curve (server.calibration)."""
 import os
 import threading
 from datetime import datetime, timedelta, timezone
@@ -9,7 +10,7 @@ from werkzeug.utils import safe_join
 
 from db import open_db, transaction
 
-from . import audit, schedules, settings
+from . import audit, calibration, schedules, settings
 from .times import utc_stamp
 
 PURGE_ACTOR = audit.Actor("system", None, "purge")
@@ -112,6 +113,7 @@ class Schedule:
                     if schedules.claim(db, "snapshots.purge", schedules.this_process(),
                                        max(self.interval - 1, 0), now):
                         purge_snapshots(db, app.config["SNAPSHOTS_DIR"], retention_days(db), now)
+                        calibration.measure_registry(db)
                         purged = True
                 finally:
                     db.close()

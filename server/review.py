@@ -14,9 +14,8 @@ from werkzeug.utils import safe_join
 
 from db import now_iso, transaction
 from db.queries import next_sync_seq
-from recognition.decision import Policy
 
-from . import sessions, settings
+from . import calibration, sessions, settings
 from .auth import audit_user, role_required
 from .importer import citizen_row, normalise_id_number
 from .database import get_db
@@ -82,13 +81,9 @@ def refusal_text(row):
 
 
 def greeting_threshold(db):
-    """The distance devices accept now: the setting, tightened for the number of citizens
-    devices hold (recognition.decision.Policy.threshold_for)."""
-    enrolled = db.execute(
-        "SELECT count(DISTINCT c.id) FROM citizens c JOIN face_templates t ON t.citizen_id = c.id"
-        " WHERE c.removed_at IS NULL AND c.consent = 1").fetchone()[0]
-    policy = Policy(threshold=float(settings.value(db, "policy.threshold")))
-    return policy.threshold_for(enrolled)
+    """The distance devices holding every citizen accept now: the registry's measured
+    curve for that many citizens, never looser than the setting (server.calibration)."""
+    return calibration.device_threshold(db)[0]
 
 
 @bp.route("/sessions/<session_id>/snapshot")

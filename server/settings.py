@@ -106,6 +106,14 @@ ADMIN = (
             " number is rarely missed. Higher flags more (never past distance 0.60).",
             kind="float", label="Duplicate review budget (false flags per record)",
             low=0.001, high=1.0),
+    Setting("calibration.target_fpir", 0.005, "Share of visitors who are not enrolled that the"
+            " threshold alone may name as someone, per device; the registry measures its own"
+            " false-match curve and gives each device the largest threshold (never looser than"
+            " the match threshold) that keeps within it for that device's number of citizens.",
+            kind="float", label="Strangers named at most (share)", low=0.0001, high=0.05),
+    Setting("policy.evidence_frames", Policy.evidence_frames, "Frames of a face track whose"
+            " mean template may name the citizen (threshold and margin still hold); 0 turns the"
+            " rule off and only frames in a row that agree name someone."),
     Setting("policy.unknown_after", Policy.unknown_after, "Frames of a face track without an"
             " acceptable match before the visitor counts as unknown."),
     Setting("greeting.honorifics", {"zh": "", "yue": "", "en": ""}, "Per language, what"

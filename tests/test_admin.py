@@ -32,7 +32,8 @@ def settings_form(**overrides):
     form = {"policy.threshold": "0.42", "policy.margin": "0.08", "policy.min_frames": "4",
             "greeting.templates.zh": "{surname}{honorific}，您好！", "greeting.templates.yue": "{name}，你好！",
             "greeting.templates.en": "Good morning, {name}.", "retention_days": "14",
-            "add_confirmed_templates": "1", "duplicates.review_budget": "0.1"}
+            "add_confirmed_templates": "1", "duplicates.review_budget": "0.1",
+            "calibration.target_fpir": "0.005"}
     form.update(overrides)
     return {key: value for key, value in form.items() if value is not None}
 

@@ -44,3 +44,21 @@ def test_bench_prints_policy_and_naive_figures(tmp_path):
     assert result["wrong_person"] == 0 and result["impostor_named"] == 0
     assert result["correct"] + result["miss"] == result["genuine_probes"] == 9
     assert set(result["expected_fpir_at_gallery_size"]) == {"1000", "10000", "100000"}
+
+
+def test_calibrate_per_group(tmp_path):
+    """--calibrate chooses the threshold from the enrolled photos alone; group folders get
+    their own figures, the top level keeps the shipped-point fields."""
+    dataset = tmp_path / "groups"
+    shutil.copytree(PEOPLE, dataset / "first")
+    shutil.copytree(PEOPLE, dataset / "second")
+    out = subprocess.run([sys.executable, "-m", "bench.accuracy", str(dataset), "--calibrate",
+                          "--workers", "1"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    result = json.loads(out)
+    assert set(result["groups"]) == {"first", "second"}
+    for figures in (result, *result["groups"].values()):
+        for key in ("correct", "wrong_person", "fpir", "genuine_probes", "impostor_probes"):
+            assert key in figures
+        assert figures["calibration"]["source"] == "prior"      # 4 or 8 people: too few to measure
+        assert figures["calibration"]["threshold"] <= 0.50 and figures["wrong_person"] == 0
+    assert result["groups"]["first"]["genuine_probes"] == 9

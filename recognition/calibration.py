@@ -1,0 +1,313 @@
+"""The registry's own false-match curve, and the thresholds it allows.
+
+dlib's model separates East-Asian faces far less well than the LFW pairs the shipped
+constants were fitted to (recognition/decision.py), so a registry measures how close the
+faces of *different* people come on its own data:
+
+  - non-mated distances between the enrolled templates of different citizens (all pairs,
+    or a uniform sample for a large registry, computed in blocks: memory stays bounded);
+  - operational non-mated distances reported by devices: each session carries the
+    distances to its nearest *other* citizens, so camera frames count too. A session is
+    gallery_size - 1 comparisons of which we know every distance below its last candidate
+    (the list is censored there, so it only counts up to that distance).
+
+FMR(t) = matches / comparisons, with a one-sided 95 % Clopper-Pearson upper bound. Below
+the distances where the data holds matches, the bound of each measured point is carried
+down the tail with a slope no steeper than the LFW prior's (the shape of the tail from the prior,
+its level from the registry): a registry of 50 citizens has ~1,200 pairs and cannot by
+itself show an FMR of 1e-4. The threshold for n citizens is the largest t with
+n x FMR_upper(t) <= target FPIR, never looser than the admin's maximum. A registry with
+fewer than MIN_PEOPLE measured people falls back to the LFW prior, with a note.
+
+Pure functions over numpy arrays; the server stores and shows what `measure` returns.
+The duplicate-identity check can ask `fmr_at(curve, t)` for the measured FMR at a distance.
+"""
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .decision import FMR_LOG10_SLOPE, false_match_rate
+
+GRID = tuple(round(0.20 + 0.005 * i, 3) for i in range(141))   # 0.20 ... 0.90
+HISTOGRAM_BINS = tuple(round(0.02 * i, 2) for i in range(61))  # 0.00 ... 1.20
+MIN_PEOPLE = 10          # fewer distinct people measured: the LFW prior decides
+MAX_PAIRS = 3_000_000    # more template pairs than this: a uniform sample of this many
+BLOCK = 1024             # rows per block of the all-pairs pass (BLOCK x n floats at a time)
+CONFIDENCE = 0.95
+TAIL = 0.01             # FMR bounds up to this are the tail a straight log-line describes
+
+
+# --- the bound ----------------------------------------------------------------------------
+
+def _log_binom_pmf(i, n, p):
+    return (math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+            + i * math.log(p) + (n - i) * math.log1p(-p))
+
+
+def _binom_cdf(k, n, p):
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (k small: the tail we care for)."""
+    if p <= 0:
+        return 1.0
+    if p >= 1:
+        return 0.0 if k < n else 1.0
+    logs = [_log_binom_pmf(i, n, p) for i in range(k + 1)]
+    top = max(logs)
+    return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
+
+
+def upper_bound(matches, comparisons, confidence=CONFIDENCE):
+    """One-sided Clopper-Pearson upper bound on a rate seen `matches` times in `comparisons`:
+    the p at which seeing so few matches has probability 1 - confidence (bisection on the
+    binomial tail, no scipy). Above 300 matches the Wilson bound (close to exact there)."""
+    if comparisons <= 0:
+        return 1.0
+    k, n = int(matches), int(comparisons)
+    if k >= n:
+        return 1.0
+    alpha = 1.0 - confidence
+    if k > 300:
+        z = 1.6448536269514722 if confidence == 0.95 else _z(confidence)
+        p = k / n
+        centre = p + z * z / (2 * n)
+        spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return min(1.0, (centre + spread) / (1 + z * z / n))
+    low, high = k / n, 1.0
+    for _ in range(80):
+        mid = (low + high) / 2
+        if _binom_cdf(k, n, mid) > alpha:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+def _z(confidence):
+    """Normal quantile by bisection on erf (only for confidences other than 95 %)."""
+    low, high = 0.0, 10.0
+    for _ in range(80):
+        mid = (low + high) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < confidence:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+# --- non-mated distances ------------------------------------------------------------------
+
+def enrolled_non_mated(owners, matrix, exclude=(), max_pairs=MAX_PAIRS, block=BLOCK, seed=0):
+    """Distances between templates of *different* citizens, as float32.
+
+    owners: one citizen id per row of matrix (n x 128). Citizens in `exclude` (possible
+    duplicates) are left out. All pairs when there are at most max_pairs, else a uniform
+    sample of max_pairs pairs; either way computed block by block.
+    """
+    owners = np.asarray(list(owners), dtype=object)
+    if len(owners) < 2:
+        return np.empty(0, np.float32)
+    matrix = np.asarray(matrix, dtype=np.float32).reshape(len(owners), -1)
+    if len(exclude):
+        keep = np.array([o not in set(exclude) for o in owners], dtype=bool)
+        owners, matrix = owners[keep], matrix[keep]
+    _, codes = np.unique(owners.astype(str), return_inverse=True)
+    n = len(codes)
+    if n < 2:
+        return np.empty(0, np.float32)
+    if n * (n - 1) // 2 <= max_pairs:
+        return _all_pairs(codes, matrix, block)
+    return _sampled_pairs(codes, matrix, max_pairs, block, seed)
+
+
+def _all_pairs(codes, matrix, block):
+    out = []
+    for start in range(0, len(codes), block):
+        rows = matrix[start:start + block]
+        d = _distances(rows, matrix[start:])
+        i, j = np.triu_indices(len(rows), k=1, m=d.shape[1])
+        different = codes[start + i] != codes[start + j]
+        out.append(d[i[different], j[different]])
+    return np.concatenate(out).astype(np.float32) if out else np.empty(0, np.float32)
+
+
+def _sampled_pairs(codes, matrix, max_pairs, block, seed):
+    rng = np.random.default_rng(seed)
+    n, out, total = len(codes), [], 0
+    while total < max_pairs:
+        size = min(block * 16, max_pairs - total)   # 16k pairs x 128 floats: ~8 MB a step
+        i, j = rng.integers(0, n, size), rng.integers(0, n, size)
+        different = codes[i] != codes[j]
+        i, j = i[different], j[different]
+        d = np.sqrt(((matrix[i] - matrix[j]) ** 2).sum(axis=1))
+        out.append(d.astype(np.float32))
+        total += len(d)
+    return np.concatenate(out)
+
+
+def _distances(a, b):
+    squared = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.clip(squared, 0, None))
+
+
+def finite(values):
+    """Only the finite, non-negative distances (a device may send NaN, inf or junk)."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    return values[np.isfinite(values) & (values >= 0)]
+
+
+# --- the curve ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Operational:
+    """Non-mated distances devices reported: per session the distances to its nearest other
+    citizens (closest first) and how many comparisons the session made (gallery size - 1)."""
+    sessions: tuple = ()          # ((distances...), comparisons, full) per session
+
+    @property
+    def censor(self):
+        """Distances up to which every reported list is complete."""
+        ends = [d[-1] for d, _, full in self.sessions if full and d]
+        return min(ends) if ends else 2.0
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A false-match curve over GRID: matches and comparisons at each t, and its bound."""
+    source: str                   # "measured" or "prior"
+    grid: tuple = GRID
+    matches: tuple = ()
+    comparisons: tuple = ()
+    fmr: tuple = ()
+    fmr_upper: tuple = ()
+    people: int = 0
+    pairs: int = 0                # enrolment pairs measured
+    operational: int = 0          # comparisons from device sessions
+    slope: float = FMR_LOG10_SLOPE
+    notes: tuple = ()             # (English template, {field: value}) pairs, for a page to translate
+    histogram: dict = field(default_factory=dict)
+
+    def as_dict(self):
+        return {"source": self.source, "people": self.people, "pairs": self.pairs,
+                "operational_comparisons": self.operational, "tail_slope": round(self.slope, 2),
+                "notes": [text.format(**args) for text, args in self.notes],
+                "note_parts": [[text, args] for text, args in self.notes],
+                "curve": [{"t": t, "matches": int(m), "comparisons": int(c), "fmr": f, "fmr_upper": u}
+                          for t, m, c, f, u in zip(self.grid, self.matches, self.comparisons,
+                                                    self.fmr, self.fmr_upper)],
+                "histogram": self.histogram}
+
+
+def prior_curve(notes=()):
+    """The LFW fit of decision.py as a curve (used when the registry is too small to measure)."""
+    rates = tuple(min(1.0, false_match_rate(t)) for t in GRID)
+    return Curve("prior", matches=(0,) * len(GRID), comparisons=(0,) * len(GRID), fmr=rates,
+                 fmr_upper=rates, notes=tuple(notes))
+
+
+def measure(enrolled, people, operational=Operational(), confidence=CONFIDENCE):
+    """The registry's curve from enrolment non-mated distances (of `people` distinct
+    citizens) and device-reported ones; the LFW prior when too few people were measured."""
+    enrolled = finite(enrolled)
+    notes = []
+    if people < MIN_PEOPLE or not enrolled.size:
+        notes.append(("Fewer than {min} citizens with a face to compare ({people}): the LFW prior"
+                      " decides.", {"min": MIN_PEOPLE, "people": people}))
+        return prior_curve(notes)
+    ordered = np.sort(enrolled)
+    ops = [(finite(d), c, full) for d, c, full in operational.sessions if c > 0]
+    ops_sorted = np.sort(np.concatenate([d for d, _, _ in ops])) if ops else np.empty(0)
+    ops_comparisons = int(sum(c for _, c, _ in ops))
+    censor = Operational(tuple((tuple(d), c, full) for d, c, full in ops)).censor
+    if ops and censor < GRID[-1]:
+        notes.append(("Device reports count only up to distance {censor} (their candidate lists end"
+                      " there).", {"censor": round(censor, 3)}))
+    matches, comparisons = [], []
+    for t in GRID:
+        k, n = int(np.searchsorted(ordered, t, side="right")), int(ordered.size)
+        if ops and t <= censor:
+            k += int(np.searchsorted(ops_sorted, t, side="right"))
+            n += ops_comparisons
+        matches.append(k)
+        comparisons.append(n)
+    rates = [k / n for k, n in zip(matches, comparisons)]
+    direct = [upper_bound(k, n, confidence) for k, n in zip(matches, comparisons)]
+    slope = tail_slope(GRID, matches, comparisons)
+    bound = _carry_down(GRID, matches, direct, slope)
+    return Curve("measured", GRID, tuple(matches), tuple(comparisons), tuple(rates), tuple(bound),
+                 people=people, pairs=int(ordered.size), operational=ops_comparisons,
+                 slope=slope, notes=tuple(notes))
+
+
+def tail_slope(grid, matches, comparisons, low=1e-4, high=1e-2):
+    """Decades of FMR per unit of distance in the measured lower tail (least squares over
+    points with FMR between low and high and at least 5 matches), never steeper than the
+    LFW prior's: a shallower slope bounds the unmeasured tail more cautiously."""
+    xs, ys = [], []
+    for t, k, n in zip(grid, matches, comparisons):
+        if k >= 5 and n and low <= k / n <= high:
+            xs.append(t)
+            ys.append(math.log10(k / n))
+    if len(xs) < 3:
+        return FMR_LOG10_SLOPE
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    fitted = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else FMR_LOG10_SLOPE
+    return max(4.0, min(FMR_LOG10_SLOPE, fitted))
+
+
+def _carry_down(grid, matches, direct, slope):
+    """FMR_upper(t): the smallest of the direct bound at t and, for every measured point
+    a >= t in the tail (bound <= TAIL), its bound carried down by `slope`; then made
+    non-decreasing in t.
+    (A point with no match still bounds the rate, at 3/comparisons or so, and carries down.)"""
+    bound = list(direct)
+    for a, ta in enumerate(grid):
+        if direct[a] > TAIL:
+            break   # the log-linear tail model says nothing about the bulk of the distribution
+        for i in range(a):
+            bound[i] = min(bound[i], direct[a] * 10 ** (-slope * (ta - grid[i])))
+    for i in range(1, len(bound)):
+        bound[i] = max(bound[i], bound[i - 1])
+    return bound
+
+
+def fmr_at(curve, t):
+    """(FMR, 95 % upper bound) of the curve at distance t (the grid point at or above t).
+    For the duplicate-identity check: how often two different people come this close."""
+    for g, rate, upper in zip(curve.grid, curve.fmr, curve.fmr_upper):
+        if g >= t - 1e-9:
+            return rate, upper
+    return curve.fmr[-1], curve.fmr_upper[-1]
+
+
+def threshold_for(curve, gallery_size, target_fpir=0.005, max_threshold=0.50, min_threshold=0.30):
+    """The largest grid t with gallery_size x FMR_upper(t) <= target_fpir, within
+    [min_threshold, max_threshold]: a stranger has gallery_size chances to resemble someone."""
+    n = max(1, int(gallery_size))
+    best = None
+    for t, upper in zip(curve.grid, curve.fmr_upper):
+        if t > max_threshold + 1e-9:
+            break
+        if n * upper <= target_fpir:
+            best = t
+    if best is None:
+        return min_threshold
+    return round(max(min_threshold, min(max_threshold, best)), 3)
+
+
+def expected_fpir(curve, gallery_size, threshold):
+    """n x FMR_upper(t): the share of strangers the threshold alone may name (upper bound)."""
+    return min(1.0, max(1, int(gallery_size)) * fmr_at(curve, threshold)[1])
+
+
+def histogram(values, bins=HISTOGRAM_BINS):
+    """Counts of finite values per bin (the last bin also holds everything beyond it)."""
+    values = np.clip(finite(values), bins[0], bins[-1] - 1e-9)
+    counts, _ = np.histogram(values, bins=np.asarray(bins))
+    return [int(c) for c in counts]
+
+
+def share_within(values, t):
+    """Share of the finite values at or under t (genuine distances: the share greeted)."""
+    values = finite(values)
+    return float((values <= t).mean()) if values.size else None

@@ -1,0 +1,251 @@
+"""The registry's own false-match curve: the bound, the thresholds it allows, the server
+running it (command, per-device threshold, bad input), and evidence across frames."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from helpers import add_device, enrol, greeted_payload, key_of, person_encoding, session_payload
+from recognition import calibration as maths
+from recognition.decision import Policy, TrackVotes, decide
+from recognition.gallery import Gallery
+from server import calibration
+
+
+def spread_faces(n, distance, seed=0):
+    """n synthetic templates, every pair about `distance` apart (random directions)."""
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(n, 128))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    return directions * distance / math.sqrt(2)
+
+
+# --- the maths ----------------------------------------------------------------------------
+
+def test_upper_bound_is_clopper_pearson():
+    assert maths.upper_bound(0, 1000) == pytest.approx(1 - 0.05 ** (1 / 1000), rel=1e-6)
+    assert maths.upper_bound(5, 1000) == pytest.approx(0.010476, rel=2e-3)  # published table value
+    assert maths.upper_bound(0, 0) == 1.0
+    # no matches in more comparisons bounds the rate lower: 0 is never taken at face value
+    assert maths.upper_bound(0, 100) > maths.upper_bound(0, 10_000) > 0
+
+
+def test_all_pairs_skip_a_citizens_own_templates_and_flagged_citizens():
+    owners = [1, 1, 2, 3]
+    matrix = np.vstack([np.zeros(128), np.zeros(128), np.ones(128) * 0.1, np.ones(128) * 0.2])
+    distances = maths.enrolled_non_mated(owners, matrix, block=2)
+    assert len(distances) == 5                  # 6 pairs minus citizen 1 with itself
+    assert len(maths.enrolled_non_mated(owners, matrix, exclude={3})) == 2
+
+
+def test_sampled_pairs_when_the_registry_is_large():
+    owners = list(range(300))
+    distances = maths.enrolled_non_mated(owners, spread_faces(300, 0.8), max_pairs=5000)
+    assert len(distances) == 5000 and abs(float(np.median(distances)) - 0.8) < 0.05
+
+
+def test_a_registry_of_close_faces_gets_a_stricter_threshold_than_the_prior():
+    close = maths.enrolled_non_mated(range(60), spread_faces(60, 0.52))
+    curve = maths.measure(close, 60)
+    assert curve.source == "measured"
+    threshold = maths.threshold_for(curve, 60, 0.005, 0.50)
+    assert threshold < Policy().threshold_for(60)
+    assert 60 * maths.fmr_at(curve, threshold)[1] <= 0.005 or threshold == 0.30
+
+
+def test_too_few_people_fall_back_to_the_prior_with_a_note():
+    curve = maths.measure(maths.enrolled_non_mated([1, 2, 3], spread_faces(3, 0.9)), 3)
+    assert curve.source == "prior" and "prior" in curve.as_dict()["notes"][0]
+    assert maths.threshold_for(curve, 3, 0.005, 0.50) == 0.50
+    assert maths.threshold_for(curve, 1000, 0.005, 0.50) == pytest.approx(0.40, abs=0.01)
+
+
+def test_nan_and_inf_distances_are_dropped_and_the_maximum_is_never_exceeded():
+    distances = np.concatenate([maths.enrolled_non_mated(range(40), spread_faces(40, 1.2)),
+                                [np.nan, np.inf, -1.0]])
+    ops = maths.Operational((((float("nan"), float("inf")), 39, False),))
+    curve = maths.measure(distances, 40, ops)
+    assert all(math.isfinite(u) for u in curve.fmr_upper)
+    assert maths.threshold_for(curve, 40, 0.005, 0.45) <= 0.45
+    assert maths.threshold_for(curve, 40, 0.5, 0.45) == 0.45   # a loose target: still the maximum
+
+
+def test_device_reports_count_only_where_their_lists_are_complete():
+    base = maths.enrolled_non_mated(range(30), spread_faces(30, 1.0))
+    near = maths.Operational(tuple(((0.35, 0.40, 0.41, 0.42), 29, True) for _ in range(50)))
+    with_ops = maths.measure(base, 30, near)
+    without = maths.measure(base, 30)
+    assert with_ops.operational == 50 * 29
+    # strangers' frames came within 0.42 of citizens: the threshold tightens accordingly
+    assert maths.threshold_for(with_ops, 30, 0.005, 0.5) < maths.threshold_for(without, 30, 0.005, 0.5)
+    assert with_ops.comparisons[-1] == without.comparisons[-1]  # beyond 0.42 the lists say nothing
+
+
+# --- evidence across frames ---------------------------------------------------------------
+
+def hovering_frames(centre, distance, count, seed):
+    """Frames scattered around `centre`, each about `distance` from it (camera noise)."""
+    return [centre + v for v in spread_faces(count, distance * math.sqrt(2), seed)]
+
+
+def test_a_citizen_whose_frames_hover_above_the_threshold_is_named_on_their_mean():
+    faces = spread_faces(3, 1.0, seed=1)
+    gallery = Gallery.from_arrays(["a", "b", "c"], faces)
+    policy = Policy(threshold=0.5, target_fpir=None)
+    votes, named_at = TrackVotes(), None
+    for i, frame in enumerate(hovering_frames(faces[0], 0.53, 6, seed=2), start=1):
+        single = decide(gallery, frame, policy)
+        assert single.citizen_id is None and single.rule == "threshold"   # no frame passes alone
+        votes.add(single, frame)
+        verdict, decision = votes.verdict(policy, gallery)
+        if verdict == "named":
+            named_at = i
+            break
+    assert named_at is not None and named_at <= 3 and decision.citizen_id == "a"
+    # without the evidence rule the same frames never name anyone
+    plain = TrackVotes()
+    for frame in hovering_frames(faces[0], 0.53, 6, seed=2):
+        plain.add(decide(gallery, frame, policy), frame)
+    assert plain.verdict(Policy(threshold=0.5, target_fpir=None, evidence_frames=0), gallery)[0] == "unknown"
+
+
+def test_a_stranger_hovering_near_a_citizen_is_still_refused():
+    faces = spread_faces(3, 1.0, seed=1)
+    gallery = Gallery.from_arrays(["a", "b", "c"], faces)
+    stranger = faces[0] + spread_faces(1, 0.56 * math.sqrt(2), seed=5)[0]   # 0.56 from "a"
+    policy = Policy(threshold=0.5, target_fpir=None)
+    votes = TrackVotes()
+    verdicts = []
+    for frame in hovering_frames(stranger, 0.2, 8, seed=6):
+        votes.add(decide(gallery, frame, policy), frame)
+        verdicts.append(votes.verdict(policy, gallery)[0])
+    assert "named" not in verdicts and verdicts[-1] == "unknown"
+
+
+def test_the_mean_keeps_the_margin_to_the_runner_up():
+    a = spread_faces(1, 1.0, seed=3)[0]
+    b = a + spread_faces(1, 0.05 * math.sqrt(2), seed=4)[0]    # a lookalike 0.05 away
+    gallery = Gallery.from_arrays(["a", "b"], [a, b])
+    policy = Policy(threshold=0.5, target_fpir=None, min_frames=30)
+    votes = TrackVotes()
+    for frame in hovering_frames(a, 0.2, 6, seed=7):
+        votes.add(decide(gallery, frame, policy), frame)
+    assert votes.verdict(policy, gallery)[0] is None or votes.verdict(policy, gallery)[0] == "unknown"
+
+
+# --- the server ---------------------------------------------------------------------------
+
+def test_an_empty_registry_measures_the_prior_and_says_so(app, db, runner):
+    result = runner.invoke(args=["calibrate"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["source"] == "prior" and report["notes"]
+    assert all(row["threshold"] <= 0.50 for row in report["by_size"])
+    assert calibration.latest_report(db)["measured_at"] == report["measured_at"]
+
+
+def test_each_device_gets_the_threshold_for_its_own_gallery(app, db, client):
+    for i, face in enumerate(spread_faces(40, 0.58, seed=9)):
+        enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
+    db.execute("UPDATE citizens SET district = 'south' WHERE id % 4 = 0")   # 10 of another site
+    _, token = add_device(db, "kiosk-north", site="north")
+    db.execute("INSERT INTO settings (key, value) VALUES ('gallery.by_site', 'true')")
+    report = calibration.measure_registry(db)
+    assert report["source"] == "measured" and report["pairs"] == 40 * 39 // 2
+    assert report["devices"][0]["gallery_size"] == 30
+    config = client.get("/api/v1/config", headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert config["calibrated"] is True and config["gallery_size"] == 30
+    assert config["threshold"] == calibration.threshold_for_size(db, 30) <= 0.50
+    assert config["threshold"] < Policy().threshold_for(30)   # these faces are close: stricter
+    assert calibration.threshold_for_size(db, 1000) <= config["threshold"]
+    assert {"margin", "min_frames", "unknown_after", "evidence_frames"} <= set(config)
+
+
+def test_device_reports_and_confirmed_greetings_reach_the_curve(app, db, client, token):
+    ids = [enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
+           for i, face in enumerate(spread_faces(12, 0.9, seed=11))]
+    headers = {"Authorization": f"Bearer {token}"}
+    others = [{"key": key_of(db, ids[i]), "distance": 0.45 + i / 100} for i in (1, 2, 3)]
+    greeted = greeted_payload(db, ids[0], candidates=[{"key": key_of(db, ids[0]), "distance": 0.3}] + others)
+    assert client.post("/api/v1/sessions", json=greeted, headers=headers).status_code in (200, 201)
+    db.execute("UPDATE sessions SET review_status = 'confirmed'")
+    nothing = session_payload(registry_id=greeted["registry_id"])     # a device that reports nothing
+    assert client.post("/api/v1/sessions", json=nothing, headers=headers).status_code in (200, 201)
+    report = calibration.measure_registry(db)
+    assert report["operational_comparisons"] == 11 and report["genuine"] == 1
+    assert sum(report["histogram"]["operational"]) == 3 and sum(report["histogram"]["genuine"]) == 1
+
+
+def test_citizens_flagged_as_duplicates_are_left_out(app, db):
+    ids = [enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
+           for i, face in enumerate(spread_faces(12, 0.9, seed=12))]
+    number = db.execute("SELECT id_number FROM citizens WHERE id = ?", [ids[0]]).fetchone()[0]
+    db.execute("INSERT INTO audit_log (at, actor_type, action, detail) VALUES ('2026-01-01', 'user',"
+               " 'import.flagged', ?)", [json.dumps({"matches": number, "distance": 0.2})])
+    report = calibration.measure_registry(db)
+    assert report["people"] == 11 and report["flagged_left_out"] == 1
+
+
+def test_all_citizens_flagged_fall_back_to_the_prior(app, db, client, auth):
+    ids = [enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
+           for i, face in enumerate(spread_faces(12, 0.5, seed=15))]
+    for (number,) in db.execute("SELECT id_number FROM citizens").fetchall():
+        db.execute("INSERT INTO audit_log (at, actor_type, action, detail) VALUES ('2026-01-01',"
+                   " 'user', 'import.flagged', ?)", [json.dumps({"matches": number})])
+    report = calibration.measure_registry(db)
+    assert report["source"] == "prior" and report["flagged_left_out"] == len(ids)
+    assert report["registry"]["threshold"] <= 0.50
+    auth.login("admin")
+    zh = client.get("/admin/calibration", headers={"Accept-Language": "zh"}).get_data(as_text=True)
+    assert "由 LFW 先验决定" in zh and "位被标记为可能重复身份的市民未计入" in zh
+
+
+def test_a_real_photo_pair_is_measured_with_the_real_encoder(app, db):
+    enrol(db, "barack_obama")
+    enrol(db, "rose_leslie")
+    report = calibration.measure_registry(db)
+    assert report["source"] == "prior"                      # two citizens: too small to measure
+    assert sum(report["histogram"]["non_mated"]) == 1       # but their pair is shown
+    distance = np.linalg.norm(person_encoding("barack_obama") - person_encoding("rose_leslie"))
+    assert distance > 0.6
+
+
+# --- the page -----------------------------------------------------------------------------
+
+def test_the_calibration_page_draws_the_curve_for_admins_only(app, db, client, auth, token):
+    for i, face in enumerate(spread_faces(30, 0.62, seed=13)):
+        enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
+    auth.login("clerk")
+    assert client.get("/admin/calibration").status_code == 403
+    auth.logout()
+    auth.login("admin")
+    page = client.get("/admin/calibration", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "435 pairs of different citizens (30 people)" in page
+    assert page.count("<svg") == 2 and "<polyline" in page and "<rect" in page
+    assert 'data-device="kiosk-1"' in page                  # the threshold of each device
+    zh = client.get("/admin/calibration", headers={"Accept-Language": "zh"}).get_data(as_text=True)
+    assert "各阈值下的误匹配率" in zh and "按人脸库规模的阈值" in zh
+
+
+def test_an_empty_registry_page_says_the_prior_decides(app, db, client, auth):
+    auth.login("admin")
+    page = client.get("/admin/calibration", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'id="prior-note"' in page and "LFW prior" in page
+    response = client.post("/admin/calibration", data={"csrf_token": auth.csrf_token("/admin/calibration")})
+    assert response.status_code == 302
+    assert db.execute("SELECT count(*) FROM calibrations").fetchone()[0] == 2
+
+
+@pytest.mark.browser
+def test_calibration_page_in_chromium(app, db, live_server, chromium_page):
+    from browser import log_in, screenshot
+    rng = np.random.default_rng(21)
+    for i, face in enumerate(spread_faces(45, 0.6, seed=14) + rng.normal(0, 0.02, (45, 128))):
+        enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
+    add_device(db, "kiosk-east", site="hall-a")
+    log_in(chromium_page, live_server.url, "admin")
+    chromium_page.goto(live_server.url + "/admin/calibration")
+    assert chromium_page.locator("svg.chart").count() == 2
+    assert chromium_page.locator("#by-device tr[data-device=kiosk-east]").count() == 1
+    screenshot(chromium_page, "admin_calibration")
