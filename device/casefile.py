@@ -3,8 +3,15 @@
 CaseFileFlow is an agent front end (see device/agent.py) that wraps a presenter, the part
 that shows and says things (the kiosk's screen and voice, or the robot's voice):
 
-    greeted -> presenter.on_greeted, presenter.on_blink_request, a BlinkChallenge on that track
-    blink seen in time -> {"event": "liveness_passed", "t": ...}; the server is told, then asked
+    greeted -> presenter.on_greeted, presenter.on_blink_request, a BlinkChallenge on that track;
+        while it runs, presenter.on_blink_progress(visit, seconds_left, feedback, attempt) each
+        time the countdown or the feedback ("look": look at the screen, "blink": eyes found)
+        changes
+    no blink in the first window, face still there -> {"event": "liveness_retry"} and
+        presenter.on_blink_retry: a second window (a natural blink can come late)
+    blink seen in time -> {"event": "liveness_passed", "t": ...}, presenter.on_liveness_passed
+        at once (the screen moves on even offline); the verdict is written into the session
+        still in the outbox (so an upload after an offline spell carries it); the server is told, then asked
         to open the case file -> {"event": "case_file_opened", "case_numbers": [...], "t": ...}
         -> presenter.on_case_file(visit, summary)
     no blink in time, or the face left -> {"event": "liveness_failed", "t": ...};
@@ -75,18 +82,24 @@ class CaseFileFlow:
     """Agent front end: blink challenge after each greeting, then the case file."""
 
     def __init__(self, presenter, client, events, policy=None, tickets=False, upload_wait_s=15.0,
-                 clock=time.monotonic):
+                 clock=time.monotonic, attempts=2):
         self.presenter = presenter
         self.client = client
         self.events = events
         self.policy = policy or BlinkPolicy()
         self.tickets = tickets
         self.upload_wait_s = upload_wait_s
+        self.attempts = attempts    # blink windows before the citizen is sent to the desk
+        self.store = None           # the device store, given by the agent (attach_store)
         self._clock = clock
         self._challenges = {}       # track id -> BlinkChallenge
+        self._shown = {}            # track id -> the progress last shown
         self._last_t = 0.0
         self._steps = ServerSteps()
         self._closing = threading.Event()   # at exit, one try per step: no waiting for a server
+
+    def attach_store(self, store):
+        self.store = store
 
     # --- agent hooks ----------------------------------------------------------------------------
 
@@ -105,9 +118,28 @@ class CaseFileFlow:
         for track_id, challenge in list(self._challenges.items()):
             challenge.feed()
             verdict = challenge.verdict(frame.t)
-            if verdict:
+            if verdict == "failed" and challenge.attempt < self.attempts:
+                self._retry(track_id, frame.t)
+            elif verdict:
                 self._decided(track_id, verdict, frame.t, "blink" if verdict == "passed" else "no_blink")
+            else:
+                self._progress(track_id, challenge, frame.t)
         self.presenter.on_frame(frame, rgb, tracks)
+
+    def _progress(self, track_id, challenge, t):
+        shown = challenge.progress(t) + (challenge.attempt,)
+        if self._shown.get(track_id) != shown:
+            self._shown[track_id] = shown
+            _call(self.presenter, "on_blink_progress", challenge.visit, *shown)
+
+    def _retry(self, track_id, t):
+        """The first window passed without a blink while the face stayed: a second chance."""
+        old = self._challenges[track_id]
+        visit = old.visit
+        self._challenges[track_id] = BlinkChallenge(visit, t, self.policy, attempt=old.attempt + 1)
+        self.events.emit("liveness_retry", t=round(t, 3), session_id=visit.session["id"],
+                         attempt=old.attempt + 1)
+        _call(self.presenter, "on_blink_retry", visit)
 
     def on_left(self, track):
         if track.id in self._challenges:
@@ -118,6 +150,7 @@ class CaseFileFlow:
         """Finish the server steps already due, then close the presenter. A challenge still
         waiting for its blink when the source ended has no verdict and reports none."""
         self._challenges.clear()
+        self._shown.clear()
         self._closing.set()
         self._steps.close(self.upload_wait_s + 30)
         self.presenter.close()
@@ -126,9 +159,13 @@ class CaseFileFlow:
 
     def _decided(self, track_id, verdict, t, reason):
         visit = self._challenges.pop(track_id).visit
+        self._shown.pop(track_id, None)
+        if self.store is not None:
+            self.store.set_liveness(visit.session["id"], verdict)
         fields = {"t": round(t, 3), "session_id": visit.session["id"], "citizen_key": visit.citizen_key}
         if verdict == "passed":
             self.events.emit("liveness_passed", **fields)
+            _call(self.presenter, "on_liveness_passed", visit)
             self._later(visit, t, self._open_case_file)
         else:
             self.events.emit("liveness_failed", reason=reason, **fields)

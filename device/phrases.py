@@ -12,6 +12,26 @@ BLINK_REQUEST = {
     "yue": "請眨一下眼。",
     "en": "Please blink your eyes.",
 }
+BLINK_AGAIN = {            # the second chance, before anyone is sent to the desk
+    "zh": "再试一次：请看着屏幕，眨一下眼睛。",
+    "yue": "再試一次：請望住屏幕，眨一下眼。",
+    "en": "Let's try again: look at the screen and blink once.",
+}
+LOOK_AT_SCREEN = {         # live feedback: no eyes read just now
+    "zh": "请看着屏幕",
+    "yue": "請望住屏幕",
+    "en": "Look at the screen",
+}
+BLINK_NOW = {              # live feedback: eyes found, a blink will be seen
+    "zh": "已找到眼睛，请眨眼",
+    "yue": "搵到你對眼，請眨眼",
+    "en": "Eyes found: blink now",
+}
+LIVENESS_PASSED = {
+    "zh": "已确认，正在打开您的业务档案。",
+    "yue": "確認咗，而家打開你嘅業務檔案。",
+    "en": "Thank you. Opening your case file.",
+}
 LIVENESS_FAILED = {
     "zh": "没有看到眨眼。请到服务台，工作人员会为您办理。",
     "yue": "睇唔到你眨眼。請去服務台，職員會幫你辦理。",

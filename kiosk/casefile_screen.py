@@ -14,14 +14,17 @@ from device.client import Offline, Rejected, Revoked
 from device.phrases import language_of
 
 CASE_FILE_HOLD_S = 90.0     # the longest a case file stays on screen
+NOTICE_HOLD_S = 15.0        # a notice ("please see the desk") goes sooner: the next visitor waits
 
 
 class CaseFileDesk:
     """The case file shown on the screen and its second factor; thread-safe."""
 
-    def __init__(self, client, hold_s=CASE_FILE_HOLD_S, clock=time.monotonic):
+    def __init__(self, client, hold_s=CASE_FILE_HOLD_S, clock=time.monotonic,
+                 notice_hold_s=NOTICE_HOLD_S):
         self.client = client
         self.hold_s = hold_s
+        self.notice_hold_s = notice_hold_s
         self._clock = clock
         self._lock = threading.Lock()
         self._seq = 0
@@ -32,19 +35,36 @@ class CaseFileDesk:
     @staticmethod
     def _empty():
         return {"mode": None, "greeting": "", "prompt": "", "name": "", "language": "",
-                "cases": [], "second_factor": False, "details": None, "factor": None}
+                "cases": [], "second_factor": False, "details": None, "factor": None,
+                "countdown": None, "feedback": "", "attempt": 1, "ticket": None, "english": ""}
 
     def _set(self, **fields):
         with self._lock:
             self._state.update(fields)
             self._seq += 1
 
-    def prompt(self, mode, visit, text):
-        """Show a prompt (mode "blink" or "notice") for this visit."""
+    def prompt(self, mode, visit, text, english=""):
+        """Show a prompt (mode "blink", "passed", "notice" or "ticket") for this visit;
+        english is the English line under a notice in another language."""
         with self._lock:
             self._visit, self._shown_at = visit, self._clock()
         self._set(**{**self._empty(), "mode": mode, "greeting": visit.greeting, "prompt": text,
-                     "name": visit.name, "language": language_of(visit.language)})
+                     "english": english, "name": visit.name,
+                     "language": language_of(visit.language)})
+
+    def progress(self, visit, seconds_left, feedback_text, attempt):
+        """The blink countdown and live feedback, while this visit's blink prompt is up."""
+        with self._lock:
+            if self._visit is not visit or self._state["mode"] != "blink":
+                return
+        self._set(countdown=seconds_left, feedback=feedback_text, attempt=attempt)
+
+    def ticket(self, visit, ticket):
+        """Add the queue ticket ({"number", "where"}) to what is on screen for this visit."""
+        with self._lock:
+            if self._visit is not visit:
+                return
+        self._set(ticket=ticket)
 
     def show(self, visit, summary, step_text):
         with self._lock:
@@ -65,7 +85,8 @@ class CaseFileDesk:
     def expire(self):
         """Take the file off once it has been up for hold_s; True when it was taken off now."""
         with self._lock:
-            expired = self._shown_at is not None and self._clock() - self._shown_at > self.hold_s
+            hold = self.notice_hold_s if self._state["mode"] in ("notice", "ticket") else self.hold_s
+            expired = self._shown_at is not None and self._clock() - self._shown_at > hold
         return self.clear() if expired else False
 
     def state(self):

@@ -7,7 +7,8 @@ from CaseFileDesk (kiosk/casefile_screen.py); what they hear from the Speaker.
 import threading
 
 from device.agent import FrontEnd
-from device.phrases import (LIVENESS_FAILED, SEE_A_CLERK, UNKNOWN_PROMPT, blink_request,
+from device.phrases import (BLINK_AGAIN, BLINK_NOW, LIVENESS_FAILED, LIVENESS_PASSED,
+                            LOOK_AT_SCREEN, SEE_A_CLERK, UNKNOWN_PROMPT, blink_request,
                             language_of, next_step, phrase)
 
 REFRESH_S = 2.0             # how often the screen's mode is renewed while a file is shown
@@ -61,15 +62,38 @@ class KioskCaseFilePresenter(KioskFrontEnd):
         self._show("blink", visit, text)
         self._say(text, visit.language)
 
+    def on_blink_progress(self, visit, seconds_left, feedback, attempt):
+        """Countdown and live feedback on screen only: speaking every second would drown it."""
+        if self.desk is not None:
+            table = BLINK_NOW if feedback == "blink" else LOOK_AT_SCREEN
+            self.desk.progress(visit, seconds_left, phrase(table, visit.language), attempt)
+
+    def on_blink_retry(self, visit):
+        text = phrase(BLINK_AGAIN, visit.language)
+        if self.desk is not None:
+            self.desk.prompt("blink", visit, text)
+        self._show("blink", visit, text)
+        self._say(text, visit.language)
+
+    def on_liveness_passed(self, visit):
+        """The blink was seen: say so at once, before (and whether or not) the server answers."""
+        text = phrase(LIVENESS_PASSED, visit.language)
+        if self.desk is not None:
+            self.desk.prompt("passed", visit, text)
+        self._show("passed", visit, text)
+
     def on_liveness_failed(self, visit):
-        self._notice(visit, phrase(LIVENESS_FAILED, visit.language))
+        self._notice(visit, LIVENESS_FAILED)
 
     def on_case_file_unavailable(self, visit):
-        self._notice(visit, phrase(SEE_A_CLERK, visit.language))
+        self._notice(visit, SEE_A_CLERK)
 
-    def _notice(self, visit, text):
+    def _notice(self, visit, table):
+        """A notice in the citizen's language, with an English line under it."""
+        text = phrase(table, visit.language)
+        english = phrase(table, "en") if language_of(visit.language) != "en" else ""
         if self.desk is not None:
-            self.desk.prompt("notice", visit, text)
+            self.desk.prompt("notice", visit, text, english)
         self._show("notice", visit, text)
         self._say(text, visit.language)
 

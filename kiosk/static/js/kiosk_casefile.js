@@ -64,7 +64,15 @@
     lastSeq = state.seq;
     $("cf-greeting").textContent = state.greeting;
     $("cf-blink").textContent = state.mode === "blink" ? state.prompt : "";
-    $("cf-notice").textContent = state.mode === "notice" ? state.prompt : "";
+    $("cf-countdown").textContent = state.mode === "blink" && state.countdown != null ? String(state.countdown) : "";
+    $("cf-feedback").textContent = state.mode === "blink" ? state.feedback : "";
+    $("cf-attempt").textContent = state.attempt > 1 ? "第二次机会 · Second try" : "请看着屏幕眨眨眼 · Look at the screen and blink";
+    $("cf-passed").textContent = state.mode === "passed" ? state.prompt : "";
+    $("cf-notice").textContent = state.mode === "notice" || state.mode === "ticket" ? state.prompt : "";
+    $("cf-notice-en").textContent = state.mode === "notice" || state.mode === "ticket" ? (state.english || "") : "";
+    $("cf-ticket").hidden = !state.ticket;
+    $("cf-ticket-number").textContent = state.ticket ? state.ticket.number : "";
+    $("cf-ticket-where").textContent = state.ticket ? state.ticket.where : "";
     $("cf-title").textContent = state.name;
     $("cf-step").textContent = state.mode === "casefile" ? state.prompt : "";
     [$("cf-title"), $("cf-step")].forEach(function (el) { el.lang = state.language === "en" ? "en" : "zh-CN"; });
@@ -97,10 +105,12 @@
     $("cf-keypad").appendChild(b);
   }
 
-  "1234567890".split("").forEach(function (d) {
+  // A phone's 3×4 layout: 1 2 3 / 4 5 6 / 7 8 9 / ⌫ 0 OK
+  "123456789".split("").forEach(function (d) {
     key(d, function () { if (digits.length < 4) setDigits(digits + d); });
   });
-  key("⌫", function () { setDigits(digits.slice(0, -1)); });
+  key("⌫", function () { setDigits(digits.slice(0, -1)); }, "cf-back");
+  key("0", function () { if (digits.length < 4) setDigits(digits + "0"); });
   key("确定 OK", send, "cf-ok");
   setDigits("");
 
