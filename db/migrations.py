@@ -226,3 +226,18 @@ def m005_identity(db):
     for sql in ["ALTER TABLE sessions ADD COLUMN candidates TEXT NOT NULL DEFAULT '[]'",
                 "ALTER TABLE sessions ADD COLUMN refused_by TEXT"]:
         db.execute(sql)
+
+
+@migration
+def m050_path_ticket_queue(db):
+    """Queue tickets the clerks call: where and when a session's ticket was issued, and when
+    and by whom it was called (the number alone, sessions.ticket_number, says neither)."""
+    for sql in [
+        "ALTER TABLE sessions ADD COLUMN ticket_site TEXT",
+        "ALTER TABLE sessions ADD COLUMN ticket_day TEXT",
+        "ALTER TABLE sessions ADD COLUMN ticket_issued_at TEXT",
+        "ALTER TABLE sessions ADD COLUMN ticket_called_at TEXT",
+        "ALTER TABLE sessions ADD COLUMN ticket_called_by INTEGER",
+        "CREATE INDEX idx_sessions_ticket_day ON sessions(ticket_day, ticket_site)",
+    ]:
+        db.execute(sql)

@@ -206,12 +206,14 @@ class CaseFileFlow:
     def _ticket(self, visit, t_of):
         session_id = visit.session["id"]
         try:
-            number = self._server(lambda: self.client.ticket(session_id))["ticket_number"]
+            answer = self._server(lambda: self.client.ticket(session_id))
         except (Offline, Rejected, Revoked) as e:
             self.events.emit("ticket_unavailable", session_id=session_id, reason=str(e), t=t_of())
             return
-        self.events.emit("ticket_issued", session_id=session_id, ticket_number=number, t=t_of())
-        _call(self.presenter, "on_ticket", visit, number)
+        number, counter = answer["ticket_number"], answer.get("counter") or ""
+        self.events.emit("ticket_issued", session_id=session_id, ticket_number=number,
+                         counter=counter, t=t_of())
+        _call(self.presenter, "on_ticket", visit, number, counter, answer.get("day", ""))
 
 
 def _call(presenter, hook, *args):

@@ -37,15 +37,25 @@ LIVENESS_FAILED = {
     "yue": "睇唔到你眨眼。請去服務台，職員會幫你辦理。",
     "en": "I could not see a blink. Please go to the service desk; a clerk will help you.",
 }
-UNKNOWN_VISITOR = {
-    "zh": "您好，欢迎光临。请到服务台取号，工作人员会为您服务。",
-    "yue": "你好，歡迎光臨。請去服務台攞籌，職員會幫你。",
-    "en": "Welcome. Please go to the service desk; a clerk will help you.",
+UNKNOWN_VISITOR = {       # the robot: the ticket follows at once, so no "go and take a number"
+    "zh": "您好，欢迎光临。我为您取一个号，服务台的工作人员会叫号为您服务。",
+    "yue": "你好，歡迎光臨。我幫你攞個籌，服務台職員會叫號幫你。",
+    "en": "Welcome. I will give you a ticket number; a clerk at the service desk will call you.",
 }
 UNKNOWN_PROMPT = {        # the kiosk's spoken line for a visitor it does not know
     "zh": "请到柜台咨询工作人员",
     "yue": "請到櫃檯搵職員",
     "en": "Please see a clerk at the counter.",
+}
+TICKET_COUNTER = {        # under the ticket number: where to wait
+    "zh": "请到{counter}号窗口",
+    "yue": "請去{counter}號窗口",
+    "en": "Counter {counter}",
+}
+TICKET_GENERAL = {
+    "zh": "综合服务窗口",
+    "yue": "綜合服務窗口",
+    "en": "General service desk",
 }
 SEE_A_CLERK = {
     "zh": "暂时无法打开您的业务档案，请到服务台。",
@@ -102,6 +112,13 @@ def ticket_text(number, language):
     """The ticket as said aloud: "007" is said "7", as a person would."""
     spoken = str(int(number)) if str(number).isdigit() else str(number)
     return phrase(TICKET, language, number=spoken)
+
+
+def ticket_where(counter, language):
+    """Where a ticket holder waits: their counter, or the general service desk."""
+    if counter:
+        return phrase(TICKET_COUNTER, language, counter=counter)
+    return phrase(TICKET_GENERAL, language)
 
 
 def main_case(cases):

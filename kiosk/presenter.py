@@ -9,7 +9,7 @@ import threading
 from device.agent import FrontEnd
 from device.phrases import (BLINK_AGAIN, BLINK_NOW, LIVENESS_FAILED, LIVENESS_PASSED,
                             LOOK_AT_SCREEN, SEE_A_CLERK, UNKNOWN_PROMPT, blink_request,
-                            language_of, next_step, phrase)
+                            language_of, next_step, phrase, ticket_text, ticket_where)
 
 REFRESH_S = 2.0             # how often the screen's mode is renewed while a file is shown
 
@@ -37,9 +37,10 @@ class KioskFrontEnd(FrontEnd):
 class KioskCaseFilePresenter(KioskFrontEnd):
     """The kiosk's screen and voice, with the blink request and the case file."""
 
-    def __init__(self, screen_state=None, speaker=None, desk=None):
+    def __init__(self, screen_state=None, speaker=None, desk=None, printer=None):
         super().__init__(screen_state, speaker)
         self.desk = desk
+        self.printer = printer      # kiosk/printer.py TicketPrinter, or None
         self._refresher = None
         if screen_state is not None and desk is not None:
             self._refresher = threading.Thread(target=self._keep_on_screen, daemon=True,
@@ -104,8 +105,29 @@ class KioskCaseFilePresenter(KioskFrontEnd):
         self._show("casefile", visit, text)
         self._say(text, visit.language)
 
+    def on_ticket(self, visit, number, counter="", day=""):
+        """The queue ticket, large on screen (with the case file or the notice when one is
+        up, alone for a visitor the kiosk does not know), said, and printed."""
+        language = language_of(visit.language)
+        ticket = {"number": number, "where": _bilingual(ticket_where(counter, language),
+                                                        ticket_where(counter, "en"), language)}
+        spoken = ticket_text(number, language)
+        if self.desk is not None:
+            if self.desk.state()["mode"] is None or visit.citizen_key is None:
+                english = ticket_text(number, "en") if language != "en" else ""
+                self.desk.prompt("ticket", visit, spoken, english)
+                self._show("ticket", visit, spoken)
+            self.desk.ticket(visit, ticket)
+        self._say(spoken, language)
+        if self.printer is not None:
+            self.printer.print_ticket(number, ticket_where(counter, language),
+                                      ticket_where(counter, "en"), day)
+
     def on_left(self, track):
-        """The citizen walked away: their case file leaves the screen at once."""
+        """The citizen walked away: their case file leaves the screen at once (a ticket stays
+        its short while: the number is not private, and they may glance back)."""
+        if self.desk is not None and self.desk.state()["mode"] == "ticket":
+            return
         if self.desk is not None and self.desk.clear(track) and self.screen is not None:
             self.screen.show("idle")
 
@@ -123,3 +145,7 @@ class KioskCaseFilePresenter(KioskFrontEnd):
         if self._refresher is not None:
             self._stop.set()
         super().close()
+
+
+def _bilingual(text, english, language):
+    return text if language == "en" else f"{text} · {english}"

@@ -57,6 +57,7 @@ class RobotVoice(FrontEnd):
     def on_case_file_unavailable(self, visit):
         self.say("see_a_clerk", phrase(SEE_A_CLERK, visit.language), visit.language)
 
-    def on_ticket(self, visit, number):
-        # An unknown visitor heard the directions in zh then en: the number comes in zh.
+    def on_ticket(self, visit, number, counter="", day=""):
+        # An unknown visitor heard the directions in zh then en: the number comes in zh. A
+        # citizen's counter was in the next step already: the number alone is said.
         self.say("ticket", ticket_text(number, visit.language), visit.language)

@@ -4,6 +4,7 @@ import socket
 
 import pytest
 
+from browser import screenshot
 from helpers import blinking_clip, enrol_her, new_device, of_kind, run_flow
 from device.client import ApiClient
 from device.events import EventLog
@@ -86,3 +87,91 @@ def test_offline_the_blink_moves_the_screen_on_and_the_session_uploads_as_passed
     store.close()
     row = db.execute("SELECT liveness FROM sessions WHERE id = ?", [session["id"]]).fetchone()
     assert row["liveness"] == "passed"
+
+
+# --- every screen: the kiosk page at the sizes kiosks come in ---------------------------------
+
+SIZES = [(1080, 1920), (1366, 768), (1920, 1080)]
+THREE_CASES = [
+    {"case_number": "TX-2026-0107", "type": "个人所得税", "status": "ready", "counter": "3",
+     "appointment_at": None},
+    {"case_number": "TX-2026-0233", "type": "发票申领", "status": "waiting_documents", "counter": "",
+     "appointment_at": "2026-12-01T10:30:00"},
+    {"case_number": "TX-2026-1048", "type": "房产税", "status": "in_progress", "counter": "5",
+     "appointment_at": None},
+]
+
+
+@pytest.fixture
+def kiosk_page(chromium_page):
+    """The kiosk screen with its case-file desk, driven through the presenter."""
+    from types import SimpleNamespace
+    from kiosk.casefile_screen import desk_blueprint
+    from kiosk.screen import ScreenServer, ScreenState
+    state, desk = ScreenState(hold_s=120), CaseFileDesk(client=None)
+    server = ScreenServer(state, 0, [desk_blueprint(desk)]).start()
+    presenter = KioskCaseFilePresenter(state, None, desk)
+    visit = SimpleNamespace(track=object(), greeting="林晓梅，您好！", name="林晓梅", language="zh",
+                            citizen_key="c_1", session={"id": "s"})
+    chromium_page.goto(server.url)
+    yield chromium_page, presenter, visit
+    presenter.close()
+    server.stop()
+
+
+def inside_viewport(page, selector):
+    return page.eval_on_selector(selector, """e => { const r = e.getBoundingClientRect();
+        return r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth; }""")
+
+
+def overlap(a, b):
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width, height", SIZES)
+def test_case_file_keypad_and_ok_fit_every_screen(kiosk_page, width, height):
+    page, presenter, visit = kiosk_page
+    page.set_viewport_size({"width": width, "height": height})
+    presenter.on_liveness_passed(visit)
+    presenter.on_case_file(visit, {"cases": THREE_CASES, "second_factor": True})
+    presenter.on_ticket(visit, "012", "3", "2026-12-01")
+    page.wait_for_selector('#cf-cases td:text-is("TX-2026-1048")')
+    page.wait_for_selector('.cf-ticket-inline .cf-ticket-number:text-is("012")')
+    assert page.inner_text("#cf-title") == "林晓梅"
+    screenshot(page, f"kiosk_casefile_{width}x{height}")
+    keys = page.query_selector_all("#cf-keypad button")
+    assert [k.inner_text() for k in keys] == list("123456789") + ["⌫", "0", "确定 OK"]
+    boxes = [k.bounding_box() for k in keys]
+    assert len({round(b["x"]) for b in boxes}) == 3 and len({round(b["y"]) for b in boxes}) == 4
+    for selector in ["#cf-keypad button.cf-ok", "#cf-keypad button:text-is('0')", "#cf-digits",
+                     ".cf-ticket-inline", "#cf-cases tr:last-child td:first-child"]:
+        assert inside_viewport(page, selector), (selector, width, height)
+    assert page.evaluate("document.scrollingElement.scrollHeight <= innerHeight")
+    table, keypad = page.locator("#cf-cases").bounding_box(), page.locator("#cf-factor").bounding_box()
+    assert not overlap(table, keypad)
+    one_line = page.eval_on_selector_all("#cf-cases tbody td:first-child", """cells => cells.map(c => {
+        const range = document.createRange(); range.selectNodeContents(c);
+        return range.getClientRects().length; })""")
+    assert one_line == [1, 1, 1]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width, height", SIZES)
+def test_blink_countdown_and_ticket_screens_fit_every_screen(kiosk_page, width, height):
+    page, presenter, visit = kiosk_page
+    page.set_viewport_size({"width": width, "height": height})
+    presenter.on_blink_request(visit)
+    presenter.on_blink_progress(visit, 4, "blink", 1)
+    page.wait_for_selector('#cf-countdown:text-is("4")')
+    assert "请眨眼" in page.inner_text("#cf-feedback")
+    assert inside_viewport(page, "#cf-countdown")
+    screenshot(page, f"kiosk_blink_{width}x{height}")
+    stranger = type(visit)(track=object(), greeting="", name="", language="", citizen_key=None,
+                           session={"id": "u"})
+    presenter.on_ticket(stranger, "013", "", "2026-12-01")
+    page.wait_for_selector('#screen[data-mode="ticket"] #cf-ticket .cf-ticket-number:text-is("013")')
+    assert "Your ticket number is 13." in page.inner_text("#cf-notice-en")
+    assert inside_viewport(page, "#cf-ticket")
+    screenshot(page, f"kiosk_ticket_{width}x{height}")

@@ -70,9 +70,13 @@
     $("cf-passed").textContent = state.mode === "passed" ? state.prompt : "";
     $("cf-notice").textContent = state.mode === "notice" || state.mode === "ticket" ? state.prompt : "";
     $("cf-notice-en").textContent = state.mode === "notice" || state.mode === "ticket" ? (state.english || "") : "";
-    $("cf-ticket").hidden = !state.ticket;
-    $("cf-ticket-number").textContent = state.ticket ? state.ticket.number : "";
-    $("cf-ticket-where").textContent = state.ticket ? state.ticket.where : "";
+    // the ticket: in the case file's head, or alone under a notice
+    Array.prototype.forEach.call(document.querySelectorAll(".cf-ticket"), function (box) {
+      var inline = box.classList.contains("cf-ticket-inline");
+      box.hidden = !state.ticket || inline !== (state.mode === "casefile");
+      box.querySelector(".cf-ticket-number").textContent = state.ticket ? state.ticket.number : "";
+      box.querySelector(".cf-ticket-where").textContent = state.ticket ? state.ticket.where : "";
+    });
     $("cf-title").textContent = state.name;
     $("cf-step").textContent = state.mode === "casefile" ? state.prompt : "";
     [$("cf-title"), $("cf-step")].forEach(function (el) { el.lang = state.language === "en" ? "en" : "zh-CN"; });
