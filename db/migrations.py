@@ -241,3 +241,11 @@ def m050_path_ticket_queue(db):
         "CREATE INDEX idx_sessions_ticket_day ON sessions(ticket_day, ticket_site)",
     ]:
         db.execute(sql)
+
+
+@migration
+def m050_path_identified_by(db):
+    """How a greeted visitor was identified: "id_number" when the camera did not recognise
+    them and they typed their ID number, checked 1:1 against that citizen's templates
+    (NULL: by face, as every greeting before)."""
+    db.execute("ALTER TABLE sessions ADD COLUMN identified_by TEXT")

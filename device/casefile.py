@@ -17,11 +17,18 @@ that shows and says things (the kiosk's screen and voice, or the robot's voice):
     no blink in time, or the face left -> {"event": "liveness_failed", "t": ...};
         the server is told; the file stays closed -> presenter.on_liveness_failed(visit)
 
+    unknown visitor types their ID number (identify(visit, id_number, on_result), from the
+        screen) -> the server checks the track's face encoding 1:1 against that citizen ->
+        on a match {"event": "greeted", "identified_by": "id_number"} and the same path as a
+        face greeting (blink, case file, phone digits); otherwise on_result("no_match") and
+        the visitor keeps their ticket
+
 The recognition loop never waits for the network: server calls run in one worker thread, in
 order. The session reaches the server through the outbox; until it has arrived the server
 answers 404, so the worker retries for up to upload_wait_s. Presenter hooks beyond the agent's
 four are optional: a presenter without on_ticket simply does not show tickets.
 """
+import dataclasses
 import logging
 import queue
 import threading
@@ -31,6 +38,9 @@ from recognition.liveness import BlinkPolicy
 
 from .client import Offline, Rejected, Revoked
 from .liveness_step import BlinkChallenge
+from .speech import greeting_text
+
+IDENTIFY_WAIT_S = 5.0       # a typed ID number waits this long for the session to arrive
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +104,7 @@ class CaseFileFlow:
         self._clock = clock
         self._challenges = {}       # track id -> BlinkChallenge
         self._shown = {}            # track id -> the progress last shown
+        self._identified = queue.Queue()   # greetings by ID number, for the recognition thread
         self._last_t = 0.0
         self._steps = ServerSteps()
         self._closing = threading.Event()   # at exit, one try per step: no waiting for a server
@@ -115,6 +126,8 @@ class CaseFileFlow:
 
     def on_frame(self, frame, rgb, tracks):
         self._last_t = frame.t
+        while not self._identified.empty():
+            self._greet_identified(self._identified.get(), frame.t, tracks)
         for track_id, challenge in list(self._challenges.items()):
             challenge.feed()
             verdict = challenge.verdict(frame.t)
@@ -154,6 +167,50 @@ class CaseFileFlow:
         self._closing.set()
         self._steps.close(self.upload_wait_s + 30)
         self.presenter.close()
+
+    # --- a visitor the camera did not recognise, by ID number --------------------------------
+
+    def identify(self, visit, id_number, on_result):
+        """Check a typed ID number 1:1 against the visitor's face (called from the screen's
+        thread). on_result(status) gets "match", "no_match", "too_many", "invalid",
+        "offline" or "no_face"; on a match the greeting follows on the recognition thread."""
+        encoding = visit.track.encoding
+        if encoding is None:
+            on_result("no_face")
+            return
+        self._steps.submit(lambda: self._check_id_number(visit, id_number, list(encoding), on_result))
+
+    def _check_id_number(self, visit, id_number, encoding, on_result):
+        session_id = visit.session["id"]
+        try:
+            answer = once_uploaded(lambda: self.client.identify(session_id, id_number, encoding),
+                                   IDENTIFY_WAIT_S, give_up=self._closing)
+        except Rejected as e:
+            status = "invalid" if e.status == 400 else "no_match"
+        except Offline as e:
+            status = "too_many" if "429" in str(e) else "offline"
+        except Revoked:
+            status = "offline"
+        else:
+            status = "match" if answer.get("matched") else "no_match"
+            if status == "match":
+                self._identified.put((visit, answer))
+        self.events.emit("id_number_checked", session_id=session_id, result=status)
+        on_result(status)
+
+    def _greet_identified(self, item, t, tracks):
+        """The visitor is who they said: greet them and start the blink check, as for a face."""
+        visit, answer = item
+        if visit.track not in tracks:
+            return      # gone before the answer came: nobody to greet
+        session = dict(visit.session, citizen_key=answer["citizen_key"], outcome="greeted",
+                       identified_by="id_number")
+        greeted = dataclasses.replace(
+            visit, session=session, t=t, citizen_key=answer["citizen_key"], name=answer["name"],
+            language=answer["language"], greeting=greeting_text(answer["name"], answer["language"]))
+        self.events.emit("greeted", citizen_key=greeted.citizen_key, name=greeted.name, t=round(t, 3),
+                         session_id=session["id"], identified_by="id_number")
+        self.on_greeted(greeted)
 
     # --- after the verdict ----------------------------------------------------------------------
 

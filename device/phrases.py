@@ -47,6 +47,11 @@ UNKNOWN_PROMPT = {        # the kiosk's spoken line for a visitor it does not kn
     "yue": "請到櫃檯搵職員",
     "en": "Please see a clerk at the counter.",
 }
+ID_NUMBER_PROMPT = {      # the kiosk, to a visitor it does not know
+    "zh": "没有认出您。请输入身份证号码，或凭号码到窗口办理。",
+    "yue": "認唔到你。請輸入身份證號碼，或者憑籌號去窗口辦理。",
+    "en": "We could not recognise you. Type your ID number, or take your ticket to the desk.",
+}
 TICKET_COUNTER = {        # under the ticket number: where to wait
     "zh": "请到{counter}号窗口",
     "yue": "請去{counter}號窗口",

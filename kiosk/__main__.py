@@ -55,6 +55,7 @@ def kiosk_front_end(args, client, events):
                                        TicketPrinter(printer) if printer is not None else None)
     front_end = CaseFileFlow(presenter, client, events, BlinkPolicy(window_s=args.blink_window),
                              tickets=True)
+    desk.identifier = front_end.identify   # an unknown visitor may type their ID number
     return front_end, (screen.stop if screen is not None else lambda: None)
 
 

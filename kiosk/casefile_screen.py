@@ -5,6 +5,7 @@ CaseFileDesk holds the one case file on screen and answers the page's requests o
 (blueprint below): GET /casefile/state, POST /casefile/details. The file leaves the screen
 when the citizen's face track ends, or after hold_s at most (kiosk/presenter.py).
 """
+import re
 import threading
 import time
 
@@ -31,12 +32,14 @@ class CaseFileDesk:
         self._state = self._empty()
         self._visit = None
         self._shown_at = None
+        self.identifier = None      # CaseFileFlow.identify: an unknown visitor's ID number, 1:1
 
     @staticmethod
     def _empty():
         return {"mode": None, "greeting": "", "prompt": "", "name": "", "language": "",
                 "cases": [], "second_factor": False, "details": None, "factor": None,
-                "countdown": None, "feedback": "", "attempt": 1, "ticket": None, "english": ""}
+                "countdown": None, "feedback": "", "attempt": 1, "ticket": None, "english": "",
+                "id_status": None}
 
     def _set(self, **fields):
         with self._lock:
@@ -93,6 +96,25 @@ class CaseFileDesk:
         with self._lock:
             return dict(self._state, seq=self._seq)
 
+    def submit_id_number(self, id_number):
+        """Send an unknown visitor's typed ID number for the 1:1 check; the new screen state
+        (id_status "checking" until the answer; a match moves on to the blink request)."""
+        with self._lock:
+            visit = self._visit if self._state["mode"] == "identify" else None
+            busy = self._state["id_status"] == "checking"
+        if visit is None or self.identifier is None:
+            return None
+        if not busy:
+            self._set(id_status="checking")
+            self.identifier(visit, id_number, lambda status: self._identified(visit, status))
+        return self.state()
+
+    def _identified(self, visit, status):
+        with self._lock:
+            if self._visit is not visit or self._state["mode"] != "identify":
+                return      # the match already moved the screen on (or the visitor left)
+        self._set(id_status=status)
+
     def submit_digits(self, digits):
         """Ask the server for the details with the typed digits; the new screen state."""
         with self._lock:
@@ -136,6 +158,17 @@ def desk_blueprint(desk):
         response = jsonify(desk.state())
         response.headers["Cache-Control"] = "no-store"
         return response
+
+    @bp.route("/casefile/identify", methods=["POST"])
+    def casefile_identify():
+        body = request.get_json(silent=True)
+        id_number = body.get("id_number") if isinstance(body, dict) else None
+        if not isinstance(id_number, str) or not re.fullmatch(r"[0-9A-Za-z]{6,32}", id_number):
+            return jsonify({"error": {"status": 400, "message": "an ID number expected"}}), 400
+        state = desk.submit_id_number(id_number.upper())
+        if state is None:
+            return jsonify({"error": {"status": 409, "message": "no visitor to identify"}}), 409
+        return jsonify(state)
 
     @bp.route("/casefile/details", methods=["POST"])
     def casefile_details():

@@ -8,7 +8,7 @@ import threading
 
 from device.agent import FrontEnd
 from device.phrases import (BLINK_AGAIN, BLINK_NOW, LIVENESS_FAILED, LIVENESS_PASSED,
-                            LOOK_AT_SCREEN, SEE_A_CLERK, UNKNOWN_PROMPT, blink_request,
+                            ID_NUMBER_PROMPT, LOOK_AT_SCREEN, SEE_A_CLERK, UNKNOWN_PROMPT, blink_request,
                             language_of, next_step, phrase, ticket_text, ticket_where)
 
 REFRESH_S = 2.0             # how often the screen's mode is renewed while a file is shown
@@ -55,6 +55,17 @@ class KioskCaseFilePresenter(KioskFrontEnd):
     def _say(self, text, language):
         if self.speaker is not None:
             self.speaker.say(text, language_of(language))
+
+    def on_unknown(self, visit):
+        """A visitor the camera does not know: they may type their ID number (checked 1:1
+        against their face), and get a ticket either way."""
+        if self.desk is None or self.desk.identifier is None:
+            super().on_unknown(visit)
+            return
+        text = phrase(ID_NUMBER_PROMPT, "zh")
+        self.desk.prompt("identify", visit, text, phrase(ID_NUMBER_PROMPT, "en"))
+        self._show("identify", visit, text)
+        self._say(text, "zh")
 
     def on_blink_request(self, visit):
         text = blink_request(visit.language)
@@ -113,7 +124,8 @@ class KioskCaseFilePresenter(KioskFrontEnd):
                                                         ticket_where(counter, "en"), language)}
         spoken = ticket_text(number, language)
         if self.desk is not None:
-            if self.desk.state()["mode"] is None or visit.citizen_key is None:
+            mode = self.desk.state()["mode"]
+            if mode is None or (visit.citizen_key is None and mode != "identify"):
                 english = ticket_text(number, "en") if language != "en" else ""
                 self.desk.prompt("ticket", visit, spoken, english)
                 self._show("ticket", visit, spoken)

@@ -57,6 +57,12 @@ CONFIG = (
             " the greeting."),
     Setting("SECOND_FACTOR_TRIES", 3, "Wrong phone digits in one visit before the details lock."),
     Setting("SECOND_FACTOR_WAIT_S", 2, "Wait after the first wrong try; doubles each time."),
+    Setting("IDENTIFY_THRESHOLD", 0.45, "Largest face distance accepted when a visitor the camera"
+            " did not recognise types their ID number (one comparison with that citizen's"
+            " templates); to be replaced by the registry's calibrated 1:1 point."),
+    Setting("IDENTIFY_MAX_PER_HOUR", 30, "ID-number tries a device may make in an hour."),
+    Setting("IDENTIFY_MAX_PER_SESSION", 3, "ID-number tries in one visit before the visitor is"
+            " sent to a clerk."),
     Setting("TIMEZONE", "", "The bureau's time zone, e.g. Asia/Shanghai (the console's"
             " \"today\"); empty: the server's.", env="CIVIC_TIMEZONE"),
     Setting("PURGE_INTERVAL_SECONDS", 3600, "How often the server deletes expired snapshots"

@@ -17,7 +17,8 @@ from helpers import add_case, add_citizen, add_device, add_session
 # Who may use each blueprint's routes.
 OWNERS = {"queue": "clerk", "review": "clerk", "cases": "clerk", "dashboard": "clerk",
           "citizens": "clerk", "imports": "admin", "admin": "admin", "api": "device",
-          "casefile": "device", "tickets": "clerk", "ticket_api": "device"}
+          "casefile": "device", "tickets": "clerk", "ticket_api": "device",
+          "identify": "device"}
 PUBLIC = {"static", "auth.login", "auth.logout", "auth.index", "set_language"}
 CALLERS = ("anonymous", "device", "clerk", "admin")
 # GET pages that answer other than 200 to a caller who may use them, and why
