@@ -175,3 +175,84 @@ def test_blink_countdown_and_ticket_screens_fit_every_screen(kiosk_page, width, 
     assert "Your ticket number is 13." in page.inner_text("#cf-notice-en")
     assert inside_viewport(page, "#cf-ticket")
     screenshot(page, f"kiosk_ticket_{width}x{height}")
+
+
+# --- no dead end: the unrecognised visitor types their ID number --------------------------------
+
+class TypingPresenter(KioskCaseFilePresenter):
+    """The kiosk's presenter; the visitor it does not know types this ID number at once."""
+    id_number = ""
+
+    def on_unknown(self, visit):
+        super().on_unknown(visit)
+        self.desk.submit_id_number(self.id_number)
+
+
+@pytest.mark.video
+@pytest.mark.parametrize("typed, opens", [("hers", True), ("someone_elses", False)])
+def test_a_visitor_the_camera_does_not_know_types_an_id_number_and_goes_on(
+        live_server, db, tmp_path, typed, opens):
+    import numpy as np
+    from device.casefile import CaseFileFlow
+    from helpers import enrol, her_encoding, id_number, run_agent
+    import liveness_videos
+    from conftest import VIDEO
+    her = enrol_her(db, name="林小姐", language="zh")
+    # Her twin is enrolled too: the margin rule keeps the camera from naming either of them.
+    twin = her_encoding() + np.random.default_rng(1).normal(0, 0.002, 128)
+    enrol(db, "blinking", name="林小妹", language="zh", encodings=[twin])
+    someone = enrol(db, "barack_obama")
+    db.execute("UPDATE citizens SET id_number = ? WHERE id = ?", [id_number(1), her])
+    db.execute("UPDATE citizens SET id_number = ? WHERE id = ?", [id_number(2), someone])
+    token = new_device(db, "kiosk-hall-a")
+    clip = liveness_videos.video_slice(VIDEO, tmp_path / "long.mp4", 1.0, 11.0, max_side=640)
+    desks = []
+
+    def front_end(log, client):
+        desks.append(RecordingDesk(client))
+        presenter = TypingPresenter(None, None, desks[-1])
+        presenter.id_number = id_number(1 if typed == "hers" else 2)
+        flow = CaseFileFlow(presenter, client, log, tickets=True)
+        desks[-1].identifier = flow.identify
+        return flow
+    events, _ = run_agent(live_server.url, token, clip, tmp_path / "k.db", front_end)
+    assert len(of_kind(events, "unknown_visitor")) == 1
+    [checked] = of_kind(events, "id_number_checked")
+    assert checked["result"] == ("match" if opens else "no_match")
+    row = db.execute("SELECT * FROM sessions").fetchone()
+    assert row["ticket_number"] == "001"                   # a ticket either way
+    if opens:
+        assert [g.get("identified_by") for g in of_kind(events, "greeted")] == ["id_number"]
+        assert of_kind(events, "liveness_passed") and of_kind(events, "case_file_opened")
+        assert (row["identified_by"], row["citizen_id"], row["liveness"]) == ("id_number", her, "passed")
+        assert "casefile" in [s["mode"] for s in desks[0].shown]
+    else:
+        assert of_kind(events, "greeted") == [] and of_kind(events, "case_file_opened") == []
+        assert row["outcome"] == "unknown" and row["identified_by"] is None
+        assert [s["id_status"] for s in desks[0].shown if s["mode"] == "identify"][-1] == "no_match"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width, height", SIZES)
+def test_the_id_number_keypad_fits_every_screen_and_sends_what_was_typed(kiosk_page, width, height):
+    page, presenter, visit = kiosk_page
+    page.set_viewport_size({"width": width, "height": height})
+    typed = []
+    presenter.desk.identifier = lambda v, number, on_result: (typed.append(number), on_result("no_match"))
+    stranger = type(visit)(track=object(), greeting="", name="", language="", citizen_key=None,
+                           session={"id": "u"})
+    presenter.on_unknown(stranger)
+    presenter.on_ticket(stranger, "014", "", "2026-12-01")
+    page.wait_for_selector('#screen[data-mode="identify"] #cf-ticket .cf-ticket-number:text-is("014")')
+    keys = page.query_selector_all("#id-keypad button")
+    assert [k.inner_text() for k in keys] == list("123456789X0") + ["⌫", "确定 OK"]
+    for selector in ["#id-keypad button.id-ok", "#id-typed", "#cf-ticket"]:
+        assert inside_viewport(page, selector), (selector, width, height)
+    assert not overlap(page.locator("#id-keypad").bounding_box(), page.locator("#cf-ticket").bounding_box())
+    for key in "44010619800101007" + "X":
+        page.click(f"#id-keypad button:text-is('{key}')")
+    assert page.inner_text("#id-typed").replace(" ", "") == "44010619800101007X"
+    screenshot(page, f"kiosk_identify_{width}x{height}")
+    page.click("#id-keypad button.id-ok")
+    page.wait_for_selector('#id-message:has-text("Not verified")')
+    assert typed == ["44010619800101007X"]
