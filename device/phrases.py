@@ -4,6 +4,8 @@ The blink request, the case file's next step, the queue ticket and the way to th
 visitors the device does not know. Plain functions of the case-file summary the server
 returns (server/casefile.py), so the kiosk screen and the robot's voice say the same thing.
 """
+from datetime import date
+
 LANGUAGES = ("zh", "yue", "en")
 FALLBACK = "zh"   # the hall's own language, for a visitor whose language is unknown
 
@@ -11,6 +13,16 @@ BLINK_REQUEST = {
     "zh": "请眨一下眼睛。",
     "yue": "請眨一下眼。",
     "en": "Please blink your eyes.",
+}
+BLINK_HINT = {             # under the blink request on the kiosk screen (with an English line)
+    "zh": "请看着屏幕眨眨眼",
+    "yue": "請望住屏幕眨眨眼",
+    "en": "Look at the screen and blink",
+}
+SECOND_TRY = {
+    "zh": "第二次机会",
+    "yue": "第二次機會",
+    "en": "Second try",
 }
 BLINK_AGAIN = {            # the second chance, before anyone is sent to the desk
     "zh": "再试一次：请看着屏幕，眨一下眼睛。",
@@ -82,6 +94,11 @@ CASE_APPOINTMENT = {
     "yue": "你嘅{type}業務 {number} 預約喺{time}，請去{counter}號窗口。",
     "en": "Your {type} case {number} has an appointment at {time}, counter {counter}.",
 }
+APPOINTMENT_TODAY = {      # the citizen came for it: said first, with the time alone
+    "zh": "您今天{time}的{type}预约（{number}），请到{counter}号窗口。",
+    "yue": "你今日{time}嘅{type}預約（{number}），請去{counter}號窗口。",
+    "en": "Your {time} appointment today ({type}, {number}): counter {counter}.",
+}
 CASE_OTHER = {
     "zh": "您的{type}业务 {number} {status}，请取号等候。",
     "yue": "你嘅{type}業務 {number} {status}，請攞籌等候。",
@@ -126,6 +143,13 @@ def ticket_where(counter, language):
     return phrase(TICKET_GENERAL, language)
 
 
+def todays_appointment(cases, today=None):
+    """The earliest case booked for today at a counter, or None."""
+    day = (today or date.today()).isoformat()
+    booked = [c for c in cases if (c.get("appointment_at") or "")[:10] == day and c.get("counter")]
+    return min(booked, key=lambda c: c["appointment_at"]) if booked else None
+
+
 def main_case(cases):
     """The case to tell the citizen about first: one ready at a counter, then the earliest
     appointment, then the first listed; None when nothing is open."""
@@ -138,8 +162,13 @@ def main_case(cases):
     return booked[0] if booked else cases[0]
 
 
-def next_step(cases, language):
-    """The next step from a citizen-safe case-file summary, one sentence."""
+def next_step(cases, language, today=None):
+    """The next step from a citizen-safe case-file summary, one sentence: today's appointment
+    first (the citizen came for it), else the case that matters most."""
+    booked = todays_appointment(cases, today)
+    if booked is not None:
+        return phrase(APPOINTMENT_TODAY, language, type=booked["type"], number=booked["case_number"],
+                      counter=booked["counter"], time=booked["appointment_at"][11:16])
     case = main_case(cases)
     if case is None:
         return phrase(NO_OPEN_CASES, language)

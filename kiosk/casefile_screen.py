@@ -38,7 +38,7 @@ class CaseFileDesk:
     def _empty():
         return {"mode": None, "greeting": "", "prompt": "", "name": "", "language": "",
                 "cases": [], "second_factor": False, "details": None, "factor": None,
-                "countdown": None, "feedback": "", "attempt": 1, "ticket": None, "english": "",
+                "countdown": None, "feedback": "", "attempt": 1, "ticket": None, "english": "", "hint": "",
                 "id_status": None}
 
     def _set(self, **fields):
@@ -46,13 +46,13 @@ class CaseFileDesk:
             self._state.update(fields)
             self._seq += 1
 
-    def prompt(self, mode, visit, text, english=""):
+    def prompt(self, mode, visit, text, english="", hint=""):
         """Show a prompt (mode "blink", "passed", "notice" or "ticket") for this visit;
         english is the English line under a notice in another language."""
         with self._lock:
             self._visit, self._shown_at = visit, self._clock()
         self._set(**{**self._empty(), "mode": mode, "greeting": visit.greeting, "prompt": text,
-                     "english": english, "name": visit.name,
+                     "english": english, "hint": hint, "name": visit.name,
                      "language": language_of(visit.language)})
 
     def progress(self, visit, seconds_left, feedback_text, attempt):

@@ -7,9 +7,10 @@ from CaseFileDesk (kiosk/casefile_screen.py); what they hear from the Speaker.
 import threading
 
 from device.agent import FrontEnd
-from device.phrases import (BLINK_AGAIN, BLINK_NOW, LIVENESS_FAILED, LIVENESS_PASSED,
-                            ID_NUMBER_PROMPT, LOOK_AT_SCREEN, SEE_A_CLERK, UNKNOWN_PROMPT, blink_request,
-                            language_of, next_step, phrase, ticket_text, ticket_where)
+from device.phrases import (BLINK_AGAIN, BLINK_HINT, BLINK_NOW, ID_NUMBER_PROMPT, LIVENESS_FAILED,
+                            LIVENESS_PASSED, LOOK_AT_SCREEN, SECOND_TRY, SEE_A_CLERK,
+                            UNKNOWN_PROMPT, blink_request, language_of, next_step, phrase,
+                            ticket_text, ticket_where)
 
 REFRESH_S = 2.0             # how often the screen's mode is renewed while a file is shown
 
@@ -70,7 +71,7 @@ class KioskCaseFilePresenter(KioskFrontEnd):
     def on_blink_request(self, visit):
         text = blink_request(visit.language)
         if self.desk is not None:
-            self.desk.prompt("blink", visit, text)
+            self.desk.prompt("blink", visit, text, hint=_hint(BLINK_HINT, visit.language))
         self._show("blink", visit, text)
         self._say(text, visit.language)
 
@@ -83,7 +84,7 @@ class KioskCaseFilePresenter(KioskFrontEnd):
     def on_blink_retry(self, visit):
         text = phrase(BLINK_AGAIN, visit.language)
         if self.desk is not None:
-            self.desk.prompt("blink", visit, text)
+            self.desk.prompt("blink", visit, text, hint=_hint(SECOND_TRY, visit.language))
         self._show("blink", visit, text)
         self._say(text, visit.language)
 
@@ -157,6 +158,11 @@ class KioskCaseFilePresenter(KioskFrontEnd):
         if self._refresher is not None:
             self._stop.set()
         super().close()
+
+
+def _hint(table, language):
+    """A hint in the citizen's language with the English line (one line in English)."""
+    return _bilingual(phrase(table, language), phrase(table, "en"), language_of(language))
 
 
 def _bilingual(text, english, language):

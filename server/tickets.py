@@ -8,6 +8,8 @@ Numbers run per site per day ("001", "002", ...). A visit keeps its number: a re
 gets the same one. The answer names the counter of the citizen's case that is ready (or booked)
 so the kiosk and the robot can send them there; otherwise the counter is "" (the general desk).
 """
+from datetime import date, timedelta
+
 from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 
@@ -49,16 +51,24 @@ def issue_ticket(db, session_id, site, day):
     return ticket, True
 
 
-def counter_for(db, citizen_id):
-    """The counter to send a citizen to: a ready case's, else the earliest booked one's."""
+def day_range(day):
+    """["YYYY-MM-DD", "YYYY-MM-DD + 1") of a day, for local appointment stamps."""
+    return day.isoformat(), (day + timedelta(days=1)).isoformat()
+
+
+def counter_for(db, citizen_id, day):
+    """The counter to send a citizen to: today's appointment's, else a ready case's, else the
+    earliest booked one's."""
     if citizen_id is None:
         return ""
+    start, end = day_range(day)
     row = db.execute(
         "SELECT counter FROM cases WHERE citizen_id = ? AND counter IS NOT NULL AND counter <> ''"
         " AND status IN ('ready', 'open', 'in_progress', 'waiting_documents')"
-        " ORDER BY CASE WHEN status = 'ready' THEN 0 ELSE 1 END,"
+        " ORDER BY CASE WHEN appointment_at >= ? AND appointment_at < ? THEN 0"
+        " WHEN status = 'ready' THEN 1 ELSE 2 END,"
         " CASE WHEN appointment_at IS NULL THEN 1 ELSE 0 END, appointment_at, id LIMIT 1",
-        [citizen_id]).fetchone()
+        [citizen_id, start, end]).fetchone()
     return row[0] if row else ""
 
 
@@ -72,10 +82,11 @@ def ticket(session_id):
             check_recent(row)
         except CaseFileRefused as refused:
             raise ApiError(refused.status, refused.message)
-    day = local_today().isoformat()
-    number, created = issue_ticket(db, row["id"], g.device["site"], day)
+    today = local_today()
+    number, created = issue_ticket(db, row["id"], g.device["site"], today.isoformat())
     return jsonify({"session_id": row["id"], "ticket_number": number, "site": g.device["site"],
-                    "day": day, "counter": counter_for(db, row["citizen_id"])}), 201 if created else 200
+                    "day": today.isoformat(), "counter": counter_for(db, row["citizen_id"], today)}), \
+        201 if created else 200
 
 
 # --- the clerks' list -----------------------------------------------------------------------
@@ -86,17 +97,28 @@ def _staff_only():
     return None
 
 
+# The citizen's first appointment of the day, if they have one (the clerk sees who came for it).
+APPOINTMENT = ("(SELECT {field} FROM cases a WHERE a.citizen_id = s.citizen_id"
+               " AND a.appointment_at >= ? AND a.appointment_at < ?"
+               " ORDER BY a.appointment_at, a.id LIMIT 1)")
+
+
 def todays_tickets(db, site, day):
-    """The day's tickets at a site, in issue order, with their session and citizen."""
+    """The day's tickets at a site, in issue order, with their session, citizen, and the
+    appointment of the day they came for."""
+    start, end = day_range(date.fromisoformat(day))
     return db.execute(
         "SELECT s.id AS session_id, s.ticket_number, s.ticket_issued_at, s.ticket_called_at,"
-        " s.outcome, s.liveness, s.case_opened_at, c.name AS citizen_name, d.name AS device,"
-        " u.username AS called_by"
+        " s.outcome, s.liveness, s.case_opened_at, s.identified_by, c.name AS citizen_name,"
+        " d.name AS device, u.username AS called_by, "
+        + APPOINTMENT.format(field="a.appointment_at") + " AS appointment_at, "
+        + APPOINTMENT.format(field="a.case_number") + " AS appointment_case, "
+        + APPOINTMENT.format(field="a.counter") + " AS appointment_counter"
         " FROM sessions s JOIN devices d ON d.id = s.device_id"
         " LEFT JOIN citizens c ON c.id = s.citizen_id LEFT JOIN users u ON u.id = s.ticket_called_by"
         " WHERE s.ticket_day = ? AND s.ticket_site = ?"
         " ORDER BY LENGTH(s.ticket_number), s.ticket_number LIMIT ?",
-        [day, site, MAX_TICKETS_SHOWN]).fetchall()
+        [start, end, start, end, start, end, day, site, MAX_TICKETS_SHOWN]).fetchall()
 
 
 def ticket_sites(db, day):

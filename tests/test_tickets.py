@@ -99,3 +99,32 @@ def test_a_printer_without_paper_never_stops_the_kiosk(tmp_path):
     printer = TicketPrinter(open_printer(f"file:{tmp_path}/lp0"))
     printer.printer.device.close()                  # unplugged
     assert printer.print_ticket("003", "综合服务窗口", "General service desk", "2026-12-01") is False
+
+
+def test_a_citizen_with_an_appointment_today_is_sent_to_its_counter_and_the_clerk_sees_it(
+        app, client, auth, db, token, citizen_id):
+    from server.times import local_today
+    with app.app_context():
+        today = local_today().isoformat()
+    db.execute("INSERT INTO cases (case_number, citizen_id, type, status, counter, appointment_at,"
+               " summary, created_at, updated_at) VALUES ('TX-2026-0300', ?, 'Deed tax', 'open', '5',"
+               " ?, '', ?, ?)", [citizen_id, f"{today}T10:30:00", today, today])
+    session_id = post_session(client, token, citizen_id)
+    assert ticket(client, token, session_id).get_json()["counter"] == "5"   # not the ready case's 3
+    auth.login("clerk")
+    html = client.get("/console/tickets?site=Hall A", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "10:30 · TX-2026-0300 · Counter 5" in html
+
+
+def test_the_kiosk_and_robot_tell_todays_appointment_first():
+    from datetime import date
+    from device.phrases import next_step
+    cases = [{"case_number": "A-1", "type": "个人所得税", "status": "ready", "counter": "3",
+              "appointment_at": None},
+             {"case_number": "A-2", "type": "契税", "status": "open", "counter": "5",
+              "appointment_at": "2026-12-01T10:30:00"}]
+    today = date(2026, 12, 1)
+    assert next_step(cases, "zh", today) == "您今天10:30的契税预约（A-2），请到5号窗口。"
+    assert next_step(cases, "yue", today) == "你今日10:30嘅契税預約（A-2），請去5號窗口。"
+    assert next_step(cases, "en", today) == "Your 10:30 appointment today (契税, A-2): counter 5."
+    assert next_step(cases, "en", date(2026, 12, 2)) == "Your 个人所得税 case A-1 is ready at counter 3."

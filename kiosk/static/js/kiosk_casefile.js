@@ -75,7 +75,7 @@
     $("cf-blink").textContent = state.mode === "blink" ? state.prompt : "";
     $("cf-countdown").textContent = state.mode === "blink" && state.countdown != null ? String(state.countdown) : "";
     $("cf-feedback").textContent = state.mode === "blink" ? state.feedback : "";
-    $("cf-attempt").textContent = state.attempt > 1 ? "第二次机会 · Second try" : "请看着屏幕眨眨眼 · Look at the screen and blink";
+    $("cf-attempt").textContent = state.hint || "请看着屏幕眨眨眼 · Look at the screen and blink";
     $("cf-passed").textContent = state.mode === "passed" ? state.prompt : "";
     $("cf-notice").textContent = state.mode === "notice" || state.mode === "ticket" ? state.prompt : "";
     $("cf-notice-en").textContent = state.mode === "notice" || state.mode === "ticket" ? (state.english || "") : "";
