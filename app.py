@@ -11,14 +11,14 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from server import (admin, api, auth, casefile, cases, citizens, commands, dashboard, database,
-                    errors, i18n, imports, purge, queue, records, requests, review, security,
-                    settings,                    times)
+                    errors, i18n, identify, imports, purge, queue, records, requests, review,
+                    security, settings, tickets, times)
 
 # One blueprint per feature; the device API (api, casefile) authenticates with bearer tokens,
 # not cookies, so CSRF does not apply to it.
 BLUEPRINTS = (auth.bp, citizens.bp, imports.bp, queue.bp, review.bp, cases.bp, dashboard.bp,
-              records.bp, admin.bp, api.bp, casefile.bp)
-TOKEN_BLUEPRINTS = (api.bp, casefile.bp)
+              records.bp, admin.bp, api.bp, casefile.bp, tickets.bp, tickets.api_bp, identify.bp)
+TOKEN_BLUEPRINTS = (api.bp, casefile.bp, tickets.api_bp, identify.bp)
 csrf = CSRFProtect()
 
 

@@ -280,6 +280,21 @@ def m006_trust_limits(db):
 
 
 @migration
+def m050_path_ticket_queue(db):
+    """Queue tickets the clerks call: where and when a session's ticket was issued, and when
+    and by whom it was called (the number alone, sessions.ticket_number, says neither)."""
+    for sql in [
+        "ALTER TABLE sessions ADD COLUMN ticket_site TEXT",
+        "ALTER TABLE sessions ADD COLUMN ticket_day TEXT",
+        "ALTER TABLE sessions ADD COLUMN ticket_issued_at TEXT",
+        "ALTER TABLE sessions ADD COLUMN ticket_called_at TEXT",
+        "ALTER TABLE sessions ADD COLUMN ticket_called_by INTEGER",
+        "CREATE INDEX idx_sessions_ticket_day ON sessions(ticket_day, ticket_site)",
+    ]:
+        db.execute(sql)
+
+
+@migration
 def m040_scale_schedule_runs(db):
     """When each scheduled task (the snapshot purge) last ran and is next due, and which
     process ran it: with several server processes, the one whose UPDATE moves next_at wins
@@ -336,3 +351,11 @@ def m020_calib_measurements(db):
         operational INTEGER NOT NULL DEFAULT 0,
         genuine INTEGER NOT NULL DEFAULT 0,
         report TEXT NOT NULL)""")
+
+
+@migration
+def m050_path_identified_by(db):
+    """How a greeted visitor was identified: "id_number" when the camera did not recognise
+    them and they typed their ID number, checked 1:1 against that citizen's templates
+    (NULL: by face, as every greeting before)."""
+    db.execute("ALTER TABLE sessions ADD COLUMN identified_by TEXT")

@@ -70,6 +70,9 @@ class Agent:
         self.stats = Stats()
         self._stop = threading.Event()
         syncer.on_gallery = self.reload_gallery
+        attach = getattr(front_end, "attach_store", None)
+        if attach is not None:   # the case-file flow writes liveness into the outbox
+            attach(store)
 
     # --- start-up ------------------------------------------------------------------------------
 

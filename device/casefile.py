@@ -3,18 +3,32 @@
 CaseFileFlow is an agent front end (see device/agent.py) that wraps a presenter, the part
 that shows and says things (the kiosk's screen and voice, or the robot's voice):
 
-    greeted -> presenter.on_greeted, presenter.on_blink_request, a BlinkChallenge on that track
-    blink seen in time -> {"event": "liveness_passed", "t": ...}; the server is told, then asked
+    greeted -> presenter.on_greeted, presenter.on_blink_request, a BlinkChallenge on that track;
+        while it runs, presenter.on_blink_progress(visit, seconds_left, feedback, attempt) each
+        time the countdown or the feedback ("look": look at the screen, "blink": eyes found)
+        changes
+    no blink in the first window, face still there -> {"event": "liveness_retry"} and
+        presenter.on_blink_retry: a second window (a natural blink can come late)
+    blink seen in time -> {"event": "liveness_passed", "t": ...}, presenter.on_liveness_passed
+        at once (the screen moves on even offline); the verdict is written into the session
+        still in the outbox (so an upload after an offline spell carries it); the server is told, then asked
         to open the case file -> {"event": "case_file_opened", "case_numbers": [...], "t": ...}
         -> presenter.on_case_file(visit, summary)
     no blink in time, or the face left -> {"event": "liveness_failed", "t": ...};
         the server is told; the file stays closed -> presenter.on_liveness_failed(visit)
+
+    unknown visitor types their ID number (identify(visit, id_number, on_result), from the
+        screen) -> the server checks the track's face encoding 1:1 against that citizen ->
+        on a match {"event": "greeted", "identified_by": "id_number"} and the same path as a
+        face greeting (blink, case file, phone digits); otherwise on_result("no_match") and
+        the visitor keeps their ticket
 
 The recognition loop never waits for the network: server calls run in one worker thread, in
 order. The session reaches the server through the outbox; until it has arrived the server
 answers 404, so the worker retries for up to upload_wait_s. Presenter hooks beyond the agent's
 four are optional: a presenter without on_ticket simply does not show tickets.
 """
+import dataclasses
 import logging
 import queue
 import threading
@@ -24,6 +38,9 @@ from recognition.liveness import BlinkPolicy
 
 from .client import Offline, Rejected, Revoked
 from .liveness_step import BlinkChallenge
+from .speech import greeting_text
+
+IDENTIFY_WAIT_S = 5.0       # a typed ID number waits this long for the session to arrive
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +92,25 @@ class CaseFileFlow:
     """Agent front end: blink challenge after each greeting, then the case file."""
 
     def __init__(self, presenter, client, events, policy=None, tickets=False, upload_wait_s=15.0,
-                 clock=time.monotonic):
+                 clock=time.monotonic, attempts=2):
         self.presenter = presenter
         self.client = client
         self.events = events
         self.policy = policy or BlinkPolicy()
         self.tickets = tickets
         self.upload_wait_s = upload_wait_s
+        self.attempts = attempts    # blink windows before the citizen is sent to the desk
+        self.store = None           # the device store, given by the agent (attach_store)
         self._clock = clock
         self._challenges = {}       # track id -> BlinkChallenge
+        self._shown = {}            # track id -> the progress last shown
+        self._identified = queue.Queue()   # greetings by ID number, for the recognition thread
         self._last_t = 0.0
         self._steps = ServerSteps()
         self._closing = threading.Event()   # at exit, one try per step: no waiting for a server
+
+    def attach_store(self, store):
+        self.store = store
 
     # --- agent hooks ----------------------------------------------------------------------------
 
@@ -102,12 +126,33 @@ class CaseFileFlow:
 
     def on_frame(self, frame, rgb, tracks):
         self._last_t = frame.t
+        while not self._identified.empty():
+            self._greet_identified(self._identified.get(), frame.t, tracks)
         for track_id, challenge in list(self._challenges.items()):
             challenge.feed()
             verdict = challenge.verdict(frame.t)
-            if verdict:
+            if verdict == "failed" and challenge.attempt < self.attempts:
+                self._retry(track_id, frame.t)
+            elif verdict:
                 self._decided(track_id, verdict, frame.t, "blink" if verdict == "passed" else "no_blink")
+            else:
+                self._progress(track_id, challenge, frame.t)
         self.presenter.on_frame(frame, rgb, tracks)
+
+    def _progress(self, track_id, challenge, t):
+        shown = challenge.progress(t) + (challenge.attempt,)
+        if self._shown.get(track_id) != shown:
+            self._shown[track_id] = shown
+            _call(self.presenter, "on_blink_progress", challenge.visit, *shown)
+
+    def _retry(self, track_id, t):
+        """The first window passed without a blink while the face stayed: a second chance."""
+        old = self._challenges[track_id]
+        visit = old.visit
+        self._challenges[track_id] = BlinkChallenge(visit, t, self.policy, attempt=old.attempt + 1)
+        self.events.emit("liveness_retry", t=round(t, 3), session_id=visit.session["id"],
+                         attempt=old.attempt + 1)
+        _call(self.presenter, "on_blink_retry", visit)
 
     def on_left(self, track):
         if track.id in self._challenges:
@@ -118,17 +163,66 @@ class CaseFileFlow:
         """Finish the server steps already due, then close the presenter. A challenge still
         waiting for its blink when the source ended has no verdict and reports none."""
         self._challenges.clear()
+        self._shown.clear()
         self._closing.set()
         self._steps.close(self.upload_wait_s + 30)
         self.presenter.close()
+
+    # --- a visitor the camera did not recognise, by ID number --------------------------------
+
+    def identify(self, visit, id_number, on_result):
+        """Check a typed ID number 1:1 against the visitor's face (called from the screen's
+        thread). on_result(status) gets "match", "no_match", "too_many", "invalid",
+        "offline" or "no_face"; on a match the greeting follows on the recognition thread."""
+        encoding = visit.track.encoding
+        if encoding is None:
+            on_result("no_face")
+            return
+        self._steps.submit(lambda: self._check_id_number(visit, id_number, list(encoding), on_result))
+
+    def _check_id_number(self, visit, id_number, encoding, on_result):
+        session_id = visit.session["id"]
+        try:
+            answer = once_uploaded(lambda: self.client.identify(session_id, id_number, encoding),
+                                   IDENTIFY_WAIT_S, give_up=self._closing)
+        except Rejected as e:
+            status = "invalid" if e.status == 400 else "no_match"
+        except Offline as e:
+            status = "too_many" if "429" in str(e) else "offline"
+        except Revoked:
+            status = "offline"
+        else:
+            status = "match" if answer.get("matched") else "no_match"
+            if status == "match":
+                self._identified.put((visit, answer))
+        self.events.emit("id_number_checked", session_id=session_id, result=status)
+        on_result(status)
+
+    def _greet_identified(self, item, t, tracks):
+        """The visitor is who they said: greet them and start the blink check, as for a face."""
+        visit, answer = item
+        if visit.track not in tracks:
+            return      # gone before the answer came: nobody to greet
+        session = dict(visit.session, citizen_key=answer["citizen_key"], outcome="greeted",
+                       identified_by="id_number")
+        greeted = dataclasses.replace(
+            visit, session=session, t=t, citizen_key=answer["citizen_key"], name=answer["name"],
+            language=answer["language"], greeting=greeting_text(answer["name"], answer["language"]))
+        self.events.emit("greeted", citizen_key=greeted.citizen_key, name=greeted.name, t=round(t, 3),
+                         session_id=session["id"], identified_by="id_number")
+        self.on_greeted(greeted)
 
     # --- after the verdict ----------------------------------------------------------------------
 
     def _decided(self, track_id, verdict, t, reason):
         visit = self._challenges.pop(track_id).visit
+        self._shown.pop(track_id, None)
+        if self.store is not None:
+            self.store.set_liveness(visit.session["id"], verdict)
         fields = {"t": round(t, 3), "session_id": visit.session["id"], "citizen_key": visit.citizen_key}
         if verdict == "passed":
             self.events.emit("liveness_passed", **fields)
+            _call(self.presenter, "on_liveness_passed", visit)
             self._later(visit, t, self._open_case_file)
         else:
             self.events.emit("liveness_failed", reason=reason, **fields)
@@ -169,12 +263,14 @@ class CaseFileFlow:
     def _ticket(self, visit, t_of):
         session_id = visit.session["id"]
         try:
-            number = self._server(lambda: self.client.ticket(session_id))["ticket_number"]
+            answer = self._server(lambda: self.client.ticket(session_id))
         except (Offline, Rejected, Revoked) as e:
             self.events.emit("ticket_unavailable", session_id=session_id, reason=str(e), t=t_of())
             return
-        self.events.emit("ticket_issued", session_id=session_id, ticket_number=number, t=t_of())
-        _call(self.presenter, "on_ticket", visit, number)
+        number, counter = answer["ticket_number"], answer.get("counter") or ""
+        self.events.emit("ticket_issued", session_id=session_id, ticket_number=number,
+                         counter=counter, t=t_of())
+        _call(self.presenter, "on_ticket", visit, number, counter, answer.get("day", ""))
 
 
 def _call(presenter, hook, *args):

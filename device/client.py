@@ -75,6 +75,12 @@ class ApiClient:
     def ticket(self, session_id):
         return self._post(f"/api/v1/sessions/{session_id}/ticket", {})
 
+    def identify(self, session_id, id_number, encoding):
+        """1:1 check of a visitor the device did not recognise: the typed ID number and the
+        face encoding of their track (128 floats, never an image)."""
+        return self._post(f"/api/v1/sessions/{session_id}/identify",
+                          {"id_number": id_number, "encoding": [float(v) for v in encoding]})
+
     def _post(self, path, body):
         return self._request("POST", path, json.dumps(body).encode("utf-8"), "application/json")
 

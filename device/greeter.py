@@ -49,6 +49,7 @@ class Track:
     citizen_key: object = None
     decision: object = None        # the FrameDecision that named it
     frames: deque = field(default_factory=deque)   # (t, rgb, location), newest last
+    encoding: object = None        # the face encoding of the last frame encoded (1:1 by ID number)
 
     @property
     def named(self):
@@ -134,6 +135,7 @@ class Greeter:
         if track.state == "unknown" and age > self.settings.recheck_unknown_s:
             return None
         encoding = engine.face_encoding(rgb, location)
+        track.encoding = encoding
         track.votes.add(decide(gallery, encoding, self.policy), encoding)
         verdict, decision = track.votes.verdict(self.policy, gallery)
         if verdict == "named":

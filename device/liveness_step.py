@@ -8,13 +8,15 @@ greeting teach the detector this person's open eyes; only a blink after the requ
 from recognition.liveness import BlinkDetector, BlinkPolicy, face_eyes
 
 BASELINE_LOOKBACK_S = 2.0   # frames this long before the request are read for the baseline
+EYES_LOST_S = 0.6           # no eye read this long: the citizen is asked to look at the screen
 
 
 class BlinkChallenge:
     """One citizen's challenge: started at t (the request), decided by verdict(now)."""
 
-    def __init__(self, visit, started_at, policy=None):
+    def __init__(self, visit, started_at, policy=None, attempt=1):
         self.visit = visit
+        self.attempt = attempt
         self.track = visit.track
         self.detector = BlinkDetector(policy or BlinkPolicy(), started_at=started_at)
         self._read_until = started_at - BASELINE_LOOKBACK_S
@@ -30,6 +32,16 @@ class BlinkChallenge:
     def verdict(self, now):
         """"passed", "failed" (window over without a blink) or None (still waiting)."""
         return self.detector.verdict(now)
+
+    def progress(self, now):
+        """What the citizen is told while the window is open: (whole seconds left, feedback),
+        feedback "look" (no eyes read just now: look at the screen) or "blink" (eyes found,
+        blink now)."""
+        end = self.detector.window_end
+        left = max(0, int(-(-(end - now) // 1))) if end is not None else 0
+        seen = self.detector.last_sample_t
+        eyes = seen is not None and now - seen <= EYES_LOST_S and self.detector.baseline_ready
+        return left, "blink" if eyes else "look"
 
     @property
     def blink(self):

@@ -4,6 +4,8 @@ The blink request, the case file's next step, the queue ticket and the way to th
 visitors the device does not know. Plain functions of the case-file summary the server
 returns (server/casefile.py), so the kiosk screen and the robot's voice say the same thing.
 """
+from datetime import date
+
 LANGUAGES = ("zh", "yue", "en")
 FALLBACK = "zh"   # the hall's own language, for a visitor whose language is unknown
 
@@ -12,20 +14,65 @@ BLINK_REQUEST = {
     "yue": "請眨一下眼。",
     "en": "Please blink your eyes.",
 }
+BLINK_HINT = {             # under the blink request on the kiosk screen (with an English line)
+    "zh": "请看着屏幕眨眨眼",
+    "yue": "請望住屏幕眨眨眼",
+    "en": "Look at the screen and blink",
+}
+SECOND_TRY = {
+    "zh": "第二次机会",
+    "yue": "第二次機會",
+    "en": "Second try",
+}
+BLINK_AGAIN = {            # the second chance, before anyone is sent to the desk
+    "zh": "再试一次：请看着屏幕，眨一下眼睛。",
+    "yue": "再試一次：請望住屏幕，眨一下眼。",
+    "en": "Let's try again: look at the screen and blink once.",
+}
+LOOK_AT_SCREEN = {         # live feedback: no eyes read just now
+    "zh": "请看着屏幕",
+    "yue": "請望住屏幕",
+    "en": "Look at the screen",
+}
+BLINK_NOW = {              # live feedback: eyes found, a blink will be seen
+    "zh": "已找到眼睛，请眨眼",
+    "yue": "搵到你對眼，請眨眼",
+    "en": "Eyes found: blink now",
+}
+LIVENESS_PASSED = {
+    "zh": "已确认，正在打开您的业务档案。",
+    "yue": "確認咗，而家打開你嘅業務檔案。",
+    "en": "Thank you. Opening your case file.",
+}
 LIVENESS_FAILED = {
     "zh": "没有看到眨眼。请到服务台，工作人员会为您办理。",
     "yue": "睇唔到你眨眼。請去服務台，職員會幫你辦理。",
     "en": "I could not see a blink. Please go to the service desk; a clerk will help you.",
 }
-UNKNOWN_VISITOR = {
-    "zh": "您好，欢迎光临。请到服务台取号，工作人员会为您服务。",
-    "yue": "你好，歡迎光臨。請去服務台攞籌，職員會幫你。",
-    "en": "Welcome. Please go to the service desk; a clerk will help you.",
+UNKNOWN_VISITOR = {       # the robot: the ticket follows at once, so no "go and take a number"
+    "zh": "您好，欢迎光临。我为您取一个号，服务台的工作人员会叫号为您服务。",
+    "yue": "你好，歡迎光臨。我幫你攞個籌，服務台職員會叫號幫你。",
+    "en": "Welcome. I will give you a ticket number; a clerk at the service desk will call you.",
 }
 UNKNOWN_PROMPT = {        # the kiosk's spoken line for a visitor it does not know
     "zh": "请到柜台咨询工作人员",
     "yue": "請到櫃檯搵職員",
     "en": "Please see a clerk at the counter.",
+}
+ID_NUMBER_PROMPT = {      # the kiosk, to a visitor it does not know
+    "zh": "没有认出您。请输入身份证号码，或凭号码到窗口办理。",
+    "yue": "認唔到你。請輸入身份證號碼，或者憑籌號去窗口辦理。",
+    "en": "We could not recognise you. Type your ID number, or take your ticket to the desk.",
+}
+TICKET_COUNTER = {        # under the ticket number: where to wait
+    "zh": "请到{counter}号窗口",
+    "yue": "請去{counter}號窗口",
+    "en": "Counter {counter}",
+}
+TICKET_GENERAL = {
+    "zh": "综合服务窗口",
+    "yue": "綜合服務窗口",
+    "en": "General service desk",
 }
 SEE_A_CLERK = {
     "zh": "暂时无法打开您的业务档案，请到服务台。",
@@ -46,6 +93,11 @@ CASE_APPOINTMENT = {
     "zh": "您的{type}业务 {number} 预约在{time}，请到{counter}号窗口。",
     "yue": "你嘅{type}業務 {number} 預約喺{time}，請去{counter}號窗口。",
     "en": "Your {type} case {number} has an appointment at {time}, counter {counter}.",
+}
+APPOINTMENT_TODAY = {      # the citizen came for it: said first, with the time alone
+    "zh": "您今天{time}的{type}预约（{number}），请到{counter}号窗口。",
+    "yue": "你今日{time}嘅{type}預約（{number}），請去{counter}號窗口。",
+    "en": "Your {time} appointment today ({type}, {number}): counter {counter}.",
 }
 CASE_OTHER = {
     "zh": "您的{type}业务 {number} {status}，请取号等候。",
@@ -84,6 +136,20 @@ def ticket_text(number, language):
     return phrase(TICKET, language, number=spoken)
 
 
+def ticket_where(counter, language):
+    """Where a ticket holder waits: their counter, or the general service desk."""
+    if counter:
+        return phrase(TICKET_COUNTER, language, counter=counter)
+    return phrase(TICKET_GENERAL, language)
+
+
+def todays_appointment(cases, today=None):
+    """The earliest case booked for today at a counter, or None."""
+    day = (today or date.today()).isoformat()
+    booked = [c for c in cases if (c.get("appointment_at") or "")[:10] == day and c.get("counter")]
+    return min(booked, key=lambda c: c["appointment_at"]) if booked else None
+
+
 def main_case(cases):
     """The case to tell the citizen about first: one ready at a counter, then the earliest
     appointment, then the first listed; None when nothing is open."""
@@ -96,8 +162,13 @@ def main_case(cases):
     return booked[0] if booked else cases[0]
 
 
-def next_step(cases, language):
-    """The next step from a citizen-safe case-file summary, one sentence."""
+def next_step(cases, language, today=None):
+    """The next step from a citizen-safe case-file summary, one sentence: today's appointment
+    first (the citizen came for it), else the case that matters most."""
+    booked = todays_appointment(cases, today)
+    if booked is not None:
+        return phrase(APPOINTMENT_TODAY, language, type=booked["type"], number=booked["case_number"],
+                      counter=booked["counter"], time=booked["appointment_at"][11:16])
     case = main_case(cases)
     if case is None:
         return phrase(NO_OPEN_CASES, language)

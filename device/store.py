@@ -183,6 +183,23 @@ class Store:
         rows = self._read("SELECT body, snapshot FROM outbox ORDER BY created_at, id LIMIT ?", (limit,))
         return [(json.loads(r["body"]), r["snapshot"]) for r in rows]
 
+    def set_liveness(self, session_id, result):
+        """Write the liveness verdict into a session still in the outbox, so a session
+        uploaded after an offline spell says what the device saw. True when it was there."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute("SELECT body FROM outbox WHERE id = ?", (session_id,)).fetchone()
+                if row is not None:
+                    body = dict(json.loads(row[0]), liveness=result)
+                    self._conn.execute("UPDATE outbox SET body = ? WHERE id = ?",
+                                       (json.dumps(body), session_id))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return row is not None
+
     def delivered(self, session_id):
         self._write([("DELETE FROM outbox WHERE id = ?", (session_id,))])
 

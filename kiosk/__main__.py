@@ -1,10 +1,12 @@
 """python -m kiosk --server URL --token TOKEN --camera SOURCE [--realtime] [--headless]
                  [--speech on|off|FILE.wav] [--events FILE|-] [--exit-at-end]
-                 [--store PATH] [--screen-port PORT]
+                 [--store PATH] [--screen-port PORT] [--printer file:PATH|dummy|off]
 
 The kiosk: the shared device runtime (device/) with a screen on 127.0.0.1 and a voice.
 The token may also come from CIVIC_DEVICE_TOKEN (a command line is visible to other users).
 """
+import sys
+
 from device.casefile import CaseFileFlow
 from device.cli import build_parser, parse_args, run_device
 from device.speech import Speaker
@@ -12,21 +14,48 @@ from recognition.liveness import BlinkPolicy
 
 from .casefile_screen import CaseFileDesk, desk_blueprint
 from .presenter import KioskCaseFilePresenter
+from .printer import PrinterError, TicketPrinter, open_printer
 from .screen import ScreenServer, ScreenState
 
 
+def kiosk_parser():
+    """The device options (device/cli.py) and the kiosk's own."""
+    parser = build_parser()
+    parser.add_argument("--printer", default="off", metavar="file:PATH|dummy|off",
+                        help="ESC/POS receipt printer for queue tickets, e.g. file:/dev/usb/lp0")
+    return parser
+
+
+def kiosk_args(argv=None):
+    parser = kiosk_parser()
+    args = parse_args(argv, parser)
+    try:
+        args.ticket_printer = open_printer(args.printer)
+    except PrinterError as e:
+        parser.error(str(e))
+    except Exception as e:   # unplugged: the kiosk still shows and says the tickets
+        print(f"kiosk: printer not available, tickets are not printed: {e}", file=sys.stderr)
+        args.ticket_printer = None
+    return args
+
+
 def main(argv=None):
-    run_device(parse_args(argv, build_parser()), "kiosk", kiosk_front_end)
+    run_device(kiosk_args(argv), "kiosk", kiosk_front_end)
 
 
 def kiosk_front_end(args, client, events):
-    """Screen + voice, with the blink check and case file; returns (front end, cleanup)."""
+    """Screen + voice, with the blink check, case file and a queue ticket per visit (on
+    screen, said, and printed when a printer is set); returns (front end, cleanup)."""
     screen_state, screen, desk = ScreenState(), None, CaseFileDesk(client)
     if not args.headless:
         screen = ScreenServer(screen_state, args.screen_port, [desk_blueprint(desk)]).start()
         events.emit("screen", url=screen.url)
-    front_end = CaseFileFlow(KioskCaseFilePresenter(screen_state, Speaker(args.speech), desk),
-                             client, events, BlinkPolicy(window_s=args.blink_window))
+    printer = getattr(args, "ticket_printer", None)
+    presenter = KioskCaseFilePresenter(screen_state, Speaker(args.speech), desk,
+                                       TicketPrinter(printer) if printer is not None else None)
+    front_end = CaseFileFlow(presenter, client, events, BlinkPolicy(window_s=args.blink_window),
+                             tickets=True)
+    desk.identifier = front_end.identify   # an unknown visitor may type their ID number
     return front_end, (screen.stop if screen is not None else lambda: None)
 
 

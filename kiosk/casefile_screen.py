@@ -5,6 +5,7 @@ CaseFileDesk holds the one case file on screen and answers the page's requests o
 (blueprint below): GET /casefile/state, POST /casefile/details. The file leaves the screen
 when the citizen's face track ends, or after hold_s at most (kiosk/presenter.py).
 """
+import re
 import threading
 import time
 
@@ -14,37 +15,59 @@ from device.client import Offline, Rejected, Revoked
 from device.phrases import language_of
 
 CASE_FILE_HOLD_S = 90.0     # the longest a case file stays on screen
+NOTICE_HOLD_S = 15.0        # a notice ("please see the desk") goes sooner: the next visitor waits
 
 
 class CaseFileDesk:
     """The case file shown on the screen and its second factor; thread-safe."""
 
-    def __init__(self, client, hold_s=CASE_FILE_HOLD_S, clock=time.monotonic):
+    def __init__(self, client, hold_s=CASE_FILE_HOLD_S, clock=time.monotonic,
+                 notice_hold_s=NOTICE_HOLD_S):
         self.client = client
         self.hold_s = hold_s
+        self.notice_hold_s = notice_hold_s
         self._clock = clock
         self._lock = threading.Lock()
         self._seq = 0
         self._state = self._empty()
         self._visit = None
         self._shown_at = None
+        self.identifier = None      # CaseFileFlow.identify: an unknown visitor's ID number, 1:1
 
     @staticmethod
     def _empty():
         return {"mode": None, "greeting": "", "prompt": "", "name": "", "language": "",
-                "cases": [], "second_factor": False, "details": None, "factor": None}
+                "cases": [], "second_factor": False, "details": None, "factor": None,
+                "countdown": None, "feedback": "", "attempt": 1, "ticket": None, "english": "", "hint": "",
+                "id_status": None}
 
     def _set(self, **fields):
         with self._lock:
             self._state.update(fields)
             self._seq += 1
 
-    def prompt(self, mode, visit, text):
-        """Show a prompt (mode "blink" or "notice") for this visit."""
+    def prompt(self, mode, visit, text, english="", hint=""):
+        """Show a prompt (mode "blink", "passed", "notice" or "ticket") for this visit;
+        english is the English line under a notice in another language."""
         with self._lock:
             self._visit, self._shown_at = visit, self._clock()
         self._set(**{**self._empty(), "mode": mode, "greeting": visit.greeting, "prompt": text,
-                     "name": visit.name, "language": language_of(visit.language)})
+                     "english": english, "hint": hint, "name": visit.name,
+                     "language": language_of(visit.language)})
+
+    def progress(self, visit, seconds_left, feedback_text, attempt):
+        """The blink countdown and live feedback, while this visit's blink prompt is up."""
+        with self._lock:
+            if self._visit is not visit or self._state["mode"] != "blink":
+                return
+        self._set(countdown=seconds_left, feedback=feedback_text, attempt=attempt)
+
+    def ticket(self, visit, ticket):
+        """Add the queue ticket ({"number", "where"}) to what is on screen for this visit."""
+        with self._lock:
+            if self._visit is not visit:
+                return
+        self._set(ticket=ticket)
 
     def show(self, visit, summary, step_text):
         with self._lock:
@@ -65,12 +88,32 @@ class CaseFileDesk:
     def expire(self):
         """Take the file off once it has been up for hold_s; True when it was taken off now."""
         with self._lock:
-            expired = self._shown_at is not None and self._clock() - self._shown_at > self.hold_s
+            hold = self.notice_hold_s if self._state["mode"] in ("notice", "ticket") else self.hold_s
+            expired = self._shown_at is not None and self._clock() - self._shown_at > hold
         return self.clear() if expired else False
 
     def state(self):
         with self._lock:
             return dict(self._state, seq=self._seq)
+
+    def submit_id_number(self, id_number):
+        """Send an unknown visitor's typed ID number for the 1:1 check; the new screen state
+        (id_status "checking" until the answer; a match moves on to the blink request)."""
+        with self._lock:
+            visit = self._visit if self._state["mode"] == "identify" else None
+            busy = self._state["id_status"] == "checking"
+        if visit is None or self.identifier is None:
+            return None
+        if not busy:
+            self._set(id_status="checking")
+            self.identifier(visit, id_number, lambda status: self._identified(visit, status))
+        return self.state()
+
+    def _identified(self, visit, status):
+        with self._lock:
+            if self._visit is not visit or self._state["mode"] != "identify":
+                return      # the match already moved the screen on (or the visitor left)
+        self._set(id_status=status)
 
     def submit_digits(self, digits):
         """Ask the server for the details with the typed digits; the new screen state."""
@@ -115,6 +158,17 @@ def desk_blueprint(desk):
         response = jsonify(desk.state())
         response.headers["Cache-Control"] = "no-store"
         return response
+
+    @bp.route("/casefile/identify", methods=["POST"])
+    def casefile_identify():
+        body = request.get_json(silent=True)
+        id_number = body.get("id_number") if isinstance(body, dict) else None
+        if not isinstance(id_number, str) or not re.fullmatch(r"[0-9A-Za-z]{6,32}", id_number):
+            return jsonify({"error": {"status": 400, "message": "an ID number expected"}}), 400
+        state = desk.submit_id_number(id_number.upper())
+        if state is None:
+            return jsonify({"error": {"status": 409, "message": "no visitor to identify"}}), 409
+        return jsonify(state)
 
     @bp.route("/casefile/details", methods=["POST"])
     def casefile_details():

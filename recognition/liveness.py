@@ -166,6 +166,16 @@ class BlinkDetector:
         self._armed = False
 
     @property
+    def last_sample_t(self):
+        """Time of the last eye sample read (eyes wide enough to measure), or None."""
+        return self._last_t
+
+    @property
+    def baseline_ready(self):
+        """True once enough open-eye samples were read to tell a blink."""
+        return len(self._history) >= self.policy.baseline_min_samples
+
+    @property
     def window_end(self):
         return None if self.started_at is None else self.started_at + self.policy.window_s
 

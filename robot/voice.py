@@ -7,7 +7,7 @@ FILE.wav (k = 1) or FILE-k.wav, so what was said can be checked against the audi
 import threading
 
 from device.agent import FrontEnd
-from device.phrases import (LIVENESS_FAILED, SEE_A_CLERK, UNKNOWN_VISITOR, blink_request,
+from device.phrases import (BLINK_AGAIN, LIVENESS_FAILED, SEE_A_CLERK, UNKNOWN_VISITOR, blink_request,
                             language_of, next_step, phrase, ticket_text)
 
 # An unknown visitor's language is unknown: the hall's language first, then English.
@@ -45,6 +45,9 @@ class RobotVoice(FrontEnd):
     def on_blink_request(self, visit):
         self.say("blink_request", blink_request(visit.language), visit.language)
 
+    def on_blink_retry(self, visit):
+        self.say("blink_retry", phrase(BLINK_AGAIN, visit.language), visit.language)
+
     def on_liveness_failed(self, visit):
         self.say("liveness_failed", phrase(LIVENESS_FAILED, visit.language), visit.language)
 
@@ -54,6 +57,7 @@ class RobotVoice(FrontEnd):
     def on_case_file_unavailable(self, visit):
         self.say("see_a_clerk", phrase(SEE_A_CLERK, visit.language), visit.language)
 
-    def on_ticket(self, visit, number):
-        # An unknown visitor heard the directions in zh then en: the number comes in zh.
+    def on_ticket(self, visit, number, counter="", day=""):
+        # An unknown visitor heard the directions in zh then en: the number comes in zh. A
+        # citizen's counter was in the next step already: the number alone is said.
         self.say("ticket", ticket_text(number, visit.language), visit.language)

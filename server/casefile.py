@@ -5,7 +5,6 @@ A kiosk or robot that greeted a citizen may open that citizen's case file, and o
     POST /api/v1/sessions/<id>/liveness   {"result": "passed"|"failed", "t": seconds}
     POST /api/v1/sessions/<id>/casefile   {"citizen_key": K}  -> open cases, citizen-safe
     POST /api/v1/sessions/<id>/casefile/details  {"phone_last4": "1234"}  -> case details
-    POST /api/v1/sessions/<id>/ticket     -> a queue ticket number for this visit
 
 The server is the one to check: the session must be this device's, recent, for this
 citizen, with liveness passed. The summary holds no ID number, no phone and no notes: it is
@@ -28,7 +27,6 @@ from . import limits
 from .devices import audit_device, device_actor, device_required
 from .gallery import in_scope
 from .errors import ApiError, error_body
-from .times import local_today
 
 bp = Blueprint("casefile", __name__, url_prefix="/api/v1")
 
@@ -300,41 +298,3 @@ def case_details(session_id):
     with transaction(db):
         audit_device("casefile.details", "citizen", person["id"], {"session_id": row["id"]})
     return jsonify({"session_id": row["id"], "cases": open_cases(db, person["id"], DETAIL_FIELDS)})
-
-
-# --- queue tickets ----------------------------------------------------------------------------
-
-def issue_ticket(db, session_id, site, day):
-    """The session's ticket number, issued now if it has none: sequential per site per day,
-    written with the session in one transaction so a retried request gets the same number."""
-    with transaction(db):
-        # locked until the end: two retries of one visit in two server processes get one number
-        row = db.execute("SELECT ticket_number FROM sessions WHERE id = ?" + db.for_update,
-                         [session_id]).fetchone()
-        if row["ticket_number"]:
-            return row["ticket_number"], False
-        db.execute("INSERT INTO tickets (site, day, last_number) VALUES (?, ?, 1)"
-                   " ON CONFLICT(site, day) DO UPDATE SET last_number = tickets.last_number + 1",
-                   [site, day])
-        number = db.execute("SELECT last_number FROM tickets WHERE site = ? AND day = ?",
-                            [site, day]).fetchone()[0]
-        ticket = f"{number:03d}"
-        db.execute("UPDATE sessions SET ticket_number = ? WHERE id = ?", [ticket, session_id])
-        audit_device("ticket.issue", "session", session_id, {"ticket_number": ticket, "site": site})
-    return ticket, True
-
-
-@bp.route("/sessions/<session_id>/ticket", methods=["POST"])
-@device_required
-def ticket(session_id):
-    db = get_db()
-    row = own_session(db, session_id)
-    if not row["ticket_number"]:
-        try:
-            check_recent(row)
-        except CaseFileRefused as refused:
-            raise ApiError(refused.status, refused.message)
-    day = local_today().isoformat()
-    number, created = issue_ticket(db, row["id"], g.device["site"], day)
-    return jsonify({"session_id": row["id"], "ticket_number": number,
-                    "site": g.device["site"], "day": day}), 201 if created else 200

@@ -31,6 +31,29 @@ LABELS = {
     # duplicate review decisions
     "import": "Imported as a different person", "discard": "Discarded as the same person",
     "add_to_existing": "Added to the registered citizen",
+    # citizens' languages
+    "zh": "Mandarin", "yue": "Cantonese", "en": "English",
+    # import jobs and their rows
+    "queued": "Queued", "running": "Running", "done": "Done", "imported": "Imported",
+    "updated": "Updated", "unchanged": "Unchanged", "flagged": "Flagged",
+    # audit actions
+    "case.note": "Case note added", "case.update": "Case updated",
+    "casefile.details": "Case details shown on a device", "casefile.open": "Case file opened on a device",
+    "casefile.refused": "Case file refused", "casefile.second_factor_failed": "Wrong phone digits",
+    "casefile.view": "Case file viewed", "citizen.photo.view": "Citizen photo viewed",
+    "citizen.search": "Citizens searched", "citizen.view": "Citizen viewed",
+    "device.register": "Device registered", "device.revoke": "Device revoked",
+    "identify.match": "ID number matched the face", "identify.no_match": "ID number not matched",
+    "import.flagged": "Import flagged a duplicate face", "import.report.download": "Import report downloaded",
+    "import.run": "Import ran", "import.start": "Import started", "import.view": "Import viewed",
+    "login.failed": "Failed login", "session.liveness": "Liveness reported",
+    "session.snapshot.view": "Snapshot viewed", "session.upload": "Session uploaded",
+    "session.view": "Session viewed", "session.review": "Session reviewed",
+    "session.confirm": "Match confirmed", "session.reject": "Match rejected",
+    "session.close": "Session closed",
+    "settings.update": "Settings changed", "snapshots.purge": "Snapshots purged",
+    "ticket.call": "Ticket called", "ticket.issue": "Ticket issued", "user.create": "User created",
+    "user.password_reset": "Password reset", "user.update": "User changed",
 }
 
 

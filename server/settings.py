@@ -74,6 +74,12 @@ CONFIG = (
     Setting("SECOND_FACTOR_DEVICE_DAILY", 20, "Wrong phone digits one device may send in a day."),
     Setting("CASEFILE_DEVICE_LIMIT", 30, "Case files one device may open in 10 minutes before it"
             " is paused and the admins are alerted."),
+    Setting("IDENTIFY_THRESHOLD", 0.45, "Largest face distance accepted when a visitor the camera"
+            " did not recognise types their ID number (one comparison with that citizen's"
+            " templates); to be replaced by the registry's calibrated 1:1 point."),
+    Setting("IDENTIFY_MAX_PER_HOUR", 30, "ID-number tries a device may make in an hour."),
+    Setting("IDENTIFY_MAX_PER_SESSION", 3, "ID-number tries in one visit before the visitor is"
+            " sent to a clerk."),
     Setting("TIMEZONE", "", "The bureau's time zone, e.g. Asia/Shanghai (the console's"
             " \"today\"); empty: the server's.", env="CIVIC_TIMEZONE"),
     Setting("PURGE_INTERVAL_SECONDS", 3600, "How often the server deletes expired snapshots"

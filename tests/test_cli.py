@@ -1,7 +1,7 @@
 """Server commands and the README: every command and setting a user needs is documented."""
 from pathlib import Path
 
-from device.cli import build_parser
+from kiosk.__main__ import kiosk_parser
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -15,7 +15,7 @@ def test_every_server_command_is_documented(app):
 
 
 def test_every_kiosk_option_is_documented():
-    options = [o for action in build_parser("kiosk", "")._actions for o in action.option_strings
+    options = [o for action in kiosk_parser()._actions for o in action.option_strings
                if o.startswith("--") and o != "--help"]
     missing = [o for o in options if o not in README]
     assert not missing, f"kiosk options not in the README: {missing}"

@@ -19,7 +19,8 @@ from recognition.templates import to_blob
 # Who may use each blueprint's routes.
 OWNERS = {"queue": "clerk", "review": "clerk", "cases": "clerk", "dashboard": "clerk",
           "citizens": "clerk", "imports": "admin", "admin": "admin", "api": "device",
-          "casefile": "device", "records": "admin"}
+          "casefile": "device", "records": "admin", "tickets": "clerk", "ticket_api": "device",
+          "identify": "device"}
 PUBLIC = {"static", "auth.login", "auth.logout", "auth.index", "set_language"}
 CALLERS = ("anonymous", "device", "clerk", "admin")
 # GET pages that answer other than 200 to a caller who may use them, and why

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.video
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("robot_clips")
-    return {"blinking": blinking_clip(folder / "blinking.mp4"), "still": still_clip(folder / "still.mp4")}
+    return {"blinking": blinking_clip(folder / "blinking.mp4"), "still": still_clip(folder / "still.mp4", seconds=14.0)}
 
 
 @pytest.fixture
@@ -88,7 +88,8 @@ def test_robot_greets_checks_liveness_and_says_next_step_and_ticket(
 
 
 def test_photo_of_the_citizen_never_opens_the_case_file(robot, db, clips, tmp_path):
-    """Her face held still in front of the robot: greeted, asked to blink, and refused."""
+    """Her face held still in front of the robot: greeted, asked to blink, given a second
+    chance, and refused."""
     enrol_her(db, name="Ms Lin", language="en")
     events = run_flow(*robot, clips["still"], tmp_path / "robot.db",
                       lambda log, client: RobotVoice(None, log), tickets=True)
@@ -97,7 +98,8 @@ def test_photo_of_the_citizen_never_opens_the_case_file(robot, db, clips, tmp_pa
     assert len(failed) == 1 and failed[0]["reason"] == "no_blink"
     assert of_kind(events, "liveness_passed") == [] and of_kind(events, "case_file_opened") == []
     assert [s["what"] for s in of_kind(events, "said")] == [
-        "greeting", "blink_request", "liveness_failed", "ticket"]
+        "greeting", "blink_request", "blink_retry", "liveness_failed", "ticket"]
+    assert len(of_kind(events, "liveness_retry")) == 1
     row = db.execute("SELECT * FROM sessions").fetchone()
     assert row["liveness"] == "failed" and row["case_opened_at"] is None
     assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'casefile.open'"

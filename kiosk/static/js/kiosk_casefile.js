@@ -8,6 +8,15 @@
   var $ = function (id) { return document.getElementById(id); };
   var STATUS = {open: "已受理 · Received", in_progress: "办理中 · In progress",
                 waiting_documents: "待补材料 · Waiting for documents", ready: "可办理 · Ready"};
+  var ID_STATUS = {
+    checking: "正在核验… · Checking…",
+    no_match: "无法核实，请凭号码到服务台 · Not verified: please take your ticket to the service desk",
+    too_many: "尝试次数过多，请到服务台 · Too many tries: please see a clerk",
+    invalid: "号码有误，请检查 · Please check the number",
+    offline: "网络中断，请到服务台 · Offline: please see a clerk",
+    no_face: "请看着屏幕再试 · Please look at the screen and try again"
+  };
+  var idTyped = "";
   var FACTOR = {
     wrong: function (f) { return "号码不对 · Wrong digits" + (f.tries_left != null ? " (" + f.tries_left + ")" : ""); },
     locked: function () { return "已锁定，请到服务台 · Locked: please see a clerk"; },
@@ -64,10 +73,26 @@
     lastSeq = state.seq;
     $("cf-greeting").textContent = state.greeting;
     $("cf-blink").textContent = state.mode === "blink" ? state.prompt : "";
-    $("cf-notice").textContent = state.mode === "notice" ? state.prompt : "";
+    $("cf-countdown").textContent = state.mode === "blink" && state.countdown != null ? String(state.countdown) : "";
+    $("cf-feedback").textContent = state.mode === "blink" ? state.feedback : "";
+    $("cf-attempt").textContent = state.hint || "请看着屏幕眨眨眼 · Look at the screen and blink";
+    $("cf-passed").textContent = state.mode === "passed" ? state.prompt : "";
+    $("cf-notice").textContent = state.mode === "notice" || state.mode === "ticket" ? state.prompt : "";
+    $("cf-notice-en").textContent = state.mode === "notice" || state.mode === "ticket" ? (state.english || "") : "";
+    // the ticket: in the case file's head, or alone under a notice
+    Array.prototype.forEach.call(document.querySelectorAll(".cf-ticket"), function (box) {
+      var inline = box.classList.contains("cf-ticket-inline");
+      box.hidden = !state.ticket || inline !== (state.mode === "casefile");
+      box.querySelector(".cf-ticket-number").textContent = state.ticket ? state.ticket.number : "";
+      box.querySelector(".cf-ticket-where").textContent = state.ticket ? state.ticket.where : "";
+    });
     $("cf-title").textContent = state.name;
     $("cf-step").textContent = state.mode === "casefile" ? state.prompt : "";
     [$("cf-title"), $("cf-step")].forEach(function (el) { el.lang = state.language === "en" ? "en" : "zh-CN"; });
+    $("id-prompt").textContent = state.mode === "identify" ? state.prompt : "";
+    $("id-prompt-en").textContent = state.mode === "identify" ? (state.english || "") : "";
+    $("id-message").textContent = state.mode === "identify" ? (ID_STATUS[state.id_status] || "") : "";
+    if (state.mode !== "identify" || (state.id_status && state.id_status !== "checking")) setId("");
     renderCases(state.cases || []);
     renderDetails(state.details);
     renderFactor(state);
@@ -88,19 +113,41 @@
       .then(function (state) { if (state.seq !== undefined) render(state); });
   }
 
-  function key(label, onPress, cls) {
+  function key(label, onPress, cls, pad) {
     var b = document.createElement("button");
     b.type = "button";
     b.textContent = label;
     if (cls) b.className = cls;
     b.addEventListener("click", onPress);
-    $("cf-keypad").appendChild(b);
+    $(pad || "cf-keypad").appendChild(b);
   }
 
-  "1234567890".split("").forEach(function (d) {
+  // The ID number keypad: 1-9, X, 0, ⌫ and OK, for a visitor the camera did not recognise.
+  function setId(value) {
+    idTyped = value;
+    $("id-typed").textContent = idTyped.replace(/(.{6})(.{0,8})(.*)/, "$1 $2 $3").trim() || "\u00a0";
+  }
+  function sendId() {
+    if (idTyped.length < 6) return;
+    var typed = idTyped;
+    fetch("/casefile/identify", {method: "POST", headers: {"Content-Type": "application/json"},
+                                 body: JSON.stringify({id_number: typed})})
+      .then(function (r) { return r.json(); })
+      .then(function (state) { if (state.seq !== undefined) render(state); });
+  }
+  "123456789X0".split("").forEach(function (d) {
+    key(d, function () { if (idTyped.length < 18) setId(idTyped + d); }, null, "id-keypad");
+  });
+  key("⌫", function () { setId(idTyped.slice(0, -1)); }, "cf-back", "id-keypad");
+  key("确定 OK", sendId, "cf-ok id-ok", "id-keypad");
+  setId("");
+
+  // A phone's 3×4 layout: 1 2 3 / 4 5 6 / 7 8 9 / ⌫ 0 OK
+  "123456789".split("").forEach(function (d) {
     key(d, function () { if (digits.length < 4) setDigits(digits + d); });
   });
-  key("⌫", function () { setDigits(digits.slice(0, -1)); });
+  key("⌫", function () { setDigits(digits.slice(0, -1)); }, "cf-back");
+  key("0", function () { if (digits.length < 4) setDigits(digits + "0"); });
   key("确定 OK", send, "cf-ok");
   setDigits("");
 

@@ -1,0 +1,132 @@
+"""No dead end for a visitor the camera did not recognise: their ID number, checked 1:1.
+
+    POST /api/v1/sessions/<id>/identify  {"id_number": "4401...", "encoding": [128 floats]}
+        -> {"matched": true, "citizen_key": K, "name": ..., "language": ...}
+        or {"matched": false, "citizen_key": null, "name": null, "language": null}
+
+The kiosk sends the typed ID number and the face encoding of the visitor's track (never an
+image; devices never hold ID numbers). The server compares the encoding with that citizen's
+templates only (1:1, not a search of everyone) under the 1:1 threshold, and on a match the
+session becomes a greeting of that citizen, identified_by "id_number": liveness, the case
+file and the phone digits then follow as for a face greeting. "No such ID number" and "not
+this face" get the same answer, so the endpoint cannot be used to learn who is enrolled.
+Every attempt is audited (the ID number masked); a device gets IDENTIFY_MAX_PER_HOUR tries an
+hour and a visit IDENTIFY_MAX_PER_SESSION.
+"""
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+from flask import Blueprint, current_app, g, jsonify, request
+
+from db import transaction
+from recognition.templates import DIMENSIONS, from_blob
+
+from . import settings
+from .casefile import CaseFileRefused, check_recent, own_session
+from .database import get_db
+from .devices import audit_device, device_required
+from .errors import ApiError
+from .gallery import in_scope
+from .importer import normalise_id_number
+from .privacy import mask
+
+bp = Blueprint("identify", __name__, url_prefix="/api/v1")
+
+ACTIONS = ("identify.match", "identify.no_match")
+NO_MATCH = {"matched": False, "citizen_key": None, "name": None, "language": None}
+
+
+def one_to_one_threshold():
+    """The largest face distance accepted when a visitor has said who they are.
+
+    One comparison, not N: looser than the 1:N greeting threshold, but it must come from
+    the registry's own calibration (issue 9 replaces this with the measured value); until
+    then the IDENTIFY_THRESHOLD setting."""
+    return float(current_app.config["IDENTIFY_THRESHOLD"])
+
+
+def _body():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, 'send {"id_number": "...", "encoding": [128 numbers]}')
+    encoding = body.get("encoding")
+    if (not isinstance(encoding, list) or len(encoding) != DIMENSIONS
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in encoding)):
+        raise ApiError(400, f"encoding must be {DIMENSIONS} numbers")
+    vector = np.asarray(encoding, dtype=np.float64)
+    if not np.all(np.isfinite(vector)) or np.abs(vector).max() > 10:
+        raise ApiError(400, "encoding is not a face encoding")
+    raw = body.get("id_number")
+    if not isinstance(raw, str) or len(raw) > 64:
+        raise ApiError(400, "id_number must be a string")
+    try:
+        id_number = normalise_id_number(raw, current_app.config["ID_NUMBER_RULE"])
+    except ValueError:
+        # the format alone (a typo, a wrong check digit) tells nothing about who is enrolled
+        raise ApiError(400, "check the ID number")
+    return id_number, vector
+
+
+def _check_rate(db, row):
+    since = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    marks = ", ".join("?" for _ in ACTIONS)
+    per_device = db.execute(
+        f"SELECT count(*) FROM audit_log WHERE actor_type = 'device' AND actor_id = ?"
+        f" AND action IN ({marks}) AND at >= ?", [g.device["id"], *ACTIONS, since]).fetchone()[0]
+    per_session = db.execute(
+        f"SELECT count(*) FROM audit_log WHERE target_type = 'session' AND target_id = ?"
+        f" AND action IN ({marks})", [row["id"], *ACTIONS]).fetchone()[0]
+    if per_device >= current_app.config["IDENTIFY_MAX_PER_HOUR"] or \
+            per_session >= current_app.config["IDENTIFY_MAX_PER_SESSION"]:
+        raise ApiError(429, "too many ID number tries; please see a clerk")
+
+
+def _candidate(db, id_number):
+    """The citizen a device of this site may greet under that ID number, or None."""
+    person = db.execute("SELECT id, key, name, language, district FROM citizens"
+                        " WHERE id_number = ? AND consent = 1 AND removed_at IS NULL",
+                        [id_number]).fetchone()
+    if person is None:
+        return None
+    scope = g.device["site"] if settings.value(db, "gallery.by_site") else None
+    return person if in_scope(person["district"], scope) else None
+
+
+def best_distance(db, citizen_id, vector):
+    """The distance from vector to the nearest of the citizen's templates (inf: none)."""
+    blobs = db.execute("SELECT encoding FROM face_templates WHERE citizen_id = ?",
+                       [citizen_id]).fetchall()
+    if not blobs:
+        return float("inf")
+    templates = np.stack([from_blob(b[0]) for b in blobs]).astype(np.float64)
+    return float(np.linalg.norm(templates - vector, axis=1).min())
+
+
+@bp.route("/sessions/<session_id>/identify", methods=["POST"])
+@device_required
+def identify(session_id):
+    id_number, vector = _body()
+    db = get_db()
+    row = own_session(db, session_id)
+    if row["outcome"] != "unknown":
+        raise ApiError(409, "only a visitor the device did not recognise types an ID number")
+    try:
+        check_recent(row)
+    except CaseFileRefused as refused:
+        raise ApiError(refused.status, refused.message)
+    _check_rate(db, row)
+    person = _candidate(db, id_number)
+    distance = best_distance(db, person["id"], vector) if person is not None else float("inf")
+    matched = distance <= one_to_one_threshold()
+    detail = {"id_number": mask(id_number),
+              "distance": round(distance, 4) if np.isfinite(distance) else None}
+    with transaction(db):
+        if matched:
+            db.execute("UPDATE sessions SET outcome = 'greeted', citizen_id = ?,"
+                       " identified_by = 'id_number' WHERE id = ? AND outcome = 'unknown'",
+                       [person["id"], row["id"]])
+        audit_device(ACTIONS[0] if matched else ACTIONS[1], "session", row["id"], detail)
+    if not matched:
+        return jsonify(NO_MATCH)
+    return jsonify({"matched": True, "citizen_key": person["key"], "name": person["name"],
+                    "language": person["language"]})

@@ -1,0 +1,71 @@
+"""No dead end: a visitor the camera did not recognise types their ID number; the server checks
+their face 1:1 against that citizen's templates, and the visit goes on as a greeting."""
+import pytest
+
+from helpers import enrol, id_number, person_encoding
+from test_casefile import audit_actions, bearer, open_file, post_session, report
+
+HER_ID = id_number(7)
+
+
+@pytest.fixture
+def obama(db):
+    """An enrolled citizen (photo 1) with a resident ID number on file."""
+    citizen_id = enrol(db, "barack_obama", photos=(1,), name="奥先生", language="zh")
+    db.execute("UPDATE citizens SET id_number = ? WHERE id = ?", [HER_ID, citizen_id])
+    return citizen_id
+
+
+def identify(client, token, session_id, number, person="barack_obama", index=2):
+    return client.post(f"/api/v1/sessions/{session_id}/identify", headers=bearer(token),
+                       json={"id_number": number, "encoding": list(map(float, person_encoding(person, index)))})
+
+
+def test_the_right_face_with_the_right_id_number_becomes_a_greeting_that_opens_the_file(
+        client, db, token, obama):
+    session_id = post_session(client, token, None)
+    answer = identify(client, token, session_id, HER_ID.lower()).get_json()   # "x" typed small
+    assert answer["matched"] is True and answer["name"] == "奥先生" and answer["language"] == "zh"
+    row = db.execute("SELECT * FROM sessions WHERE id = ?", [session_id]).fetchone()
+    assert (row["outcome"], row["citizen_id"], row["identified_by"]) == ("greeted", obama, "id_number")
+    assert open_file(client, token, session_id, obama).status_code == 403   # liveness first
+    assert report(client, token, session_id).status_code == 201
+    assert open_file(client, token, session_id, obama).status_code == 200
+    [entry] = audit_actions(db, "identify.match")
+    assert HER_ID not in entry["detail"] and HER_ID[-4:] in entry["detail"]
+
+
+def test_another_face_and_an_unknown_id_number_get_the_same_answer(client, db, token, obama):
+    first, second = post_session(client, token, None), post_session(client, token, None)
+    wrong_face = identify(client, token, first, HER_ID, person="joe_biden", index=1)
+    no_such_id = identify(client, token, second, id_number(8))
+    assert wrong_face.status_code == no_such_id.status_code == 200
+    assert wrong_face.get_json() == no_such_id.get_json() == {
+        "matched": False, "citizen_key": None, "name": None, "language": None}
+    assert db.execute("SELECT count(*) FROM sessions WHERE outcome = 'greeted'").fetchone()[0] == 0
+    assert len(audit_actions(db, "identify.no_match")) == 2
+
+
+def test_a_visit_gets_three_tries_then_must_see_a_clerk(client, token, obama):
+    session_id = post_session(client, token, None)
+    for _ in range(3):
+        assert identify(client, token, session_id, id_number(9)).status_code == 200
+    assert identify(client, token, session_id, HER_ID).status_code == 429
+
+
+@pytest.mark.parametrize("body", [
+    {"id_number": "440106198001010071", "encoding": [0.1] * 128},     # wrong check digit
+    {"id_number": HER_ID, "encoding": [0.1] * 127},
+    {"id_number": HER_ID, "encoding": ["x"] * 128},
+    {"id_number": HER_ID, "encoding": [1e9] * 128},
+    {"encoding": [0.1] * 128},
+])
+def test_bad_bodies_are_refused(client, token, obama, body):
+    session_id = post_session(client, token, None)
+    response = client.post(f"/api/v1/sessions/{session_id}/identify", json=body, headers=bearer(token))
+    assert response.status_code == 400 and "error" in response.get_json()
+
+
+def test_a_greeted_visit_cannot_be_turned_into_someone_else(client, token, obama):
+    session_id = post_session(client, token, obama)
+    assert identify(client, token, session_id, HER_ID).status_code == 409
