@@ -53,6 +53,7 @@ class FaceIndex:
         self._graph = None          # faiss index over rows [0, _graph.ntotal)
         self._count = None          # cached number of live citizens
         self.unsaved = 0            # templates added or dropped since the file was written
+        self.seen_seq = None        # the sync counter when this index last matched the database
 
     # --- building ---------------------------------------------------------------------------
 
@@ -226,10 +227,14 @@ class FaceIndex:
         top = live[np.argmax(ids)]
         return (len(ids), int(ids.max()), int(ids.sum()), self._vectors[top].tobytes())
 
-    def catch_up(self, db):
-        """Take in what other processes (or the device API) changed since this index was read."""
-        if self.stamp() != db_stamp(db):
-            self.sync(db)
+    def catch_up(self, db, sync_seq=None):
+        """Take in what other processes (or the clerk console) changed since this index was
+        read. Every change of a face bumps the sync counter (devices rely on it too): when the
+        caller passes it and it is still `seen_seq`, nothing changed and nothing is read."""
+        if sync_seq is None or sync_seq != self.seen_seq:
+            if self.stamp() != db_stamp(db):
+                self.sync(db)
+        self.seen_seq = sync_seq
 
     def save(self, path):
         """Write atomically (a crash mid-write leaves the previous file, or none)."""
