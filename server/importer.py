@@ -604,11 +604,13 @@ class _Run:
                 self._encode(pending, encoder)
                 with transaction(self.db):
                     # one import at a time checks and writes faces, in any server process; the
-                    # index first takes in what others wrote since (cheap when nothing was)
+                    # index first takes in what others wrote since (nothing to read when the
+                    # sync counter, which every change of a face bumps, is where we left it)
                     self.db.lock("faceindex")
-                    self.gallery.catch_up(self.db)
+                    self.gallery.catch_up(self.db, locked_sync_seq(self.db))
                     for item in pending:
                         self._write_record(item)
+                    self.gallery.seen_seq = locked_sync_seq(self.db)
 
     def _valid_records(self, rows):
         valid, seen = [], {}
@@ -784,6 +786,12 @@ def load_gallery(db, index_dir=None):
     if index_dir:
         return faceindex.open_index(db, index_dir)
     return faceindex.load_from_db(db)
+
+
+def locked_sync_seq(db):
+    """The sync counter, its row locked to the end of the transaction: no other process
+    changes a face (each change bumps it) until this batch is written."""
+    return db.execute("SELECT seq FROM sync_counter WHERE id = 1" + db.for_update).fetchone()[0]
 
 
 def id_number_of(db, citizen_id):
