@@ -16,7 +16,20 @@ import sqlite_utils
 from .migrations import migrate
 
 
-class Database:
+class Engine:
+    """What both engines do alike with their DB-API connection (self.conn, autocommit mode)."""
+
+    def commit(self):
+        self.conn.execute("COMMIT")
+
+    def rollback(self):
+        self.conn.execute("ROLLBACK")
+
+    def close(self):
+        self.conn.close()
+
+
+class Database(Engine):
     """A SQLite connection in autocommit mode; writes that belong together use transaction()."""
 
     dialect = "sqlite"
@@ -63,14 +76,6 @@ class Database:
         """Serialise with other processes until this transaction ends: BEGIN IMMEDIATE already
         holds the one write lock of the file, so there is nothing more to take."""
 
-    def commit(self):
-        self.conn.execute("COMMIT")
-
-    def rollback(self):
-        self.conn.execute("ROLLBACK")
-
-    def close(self):
-        self.conn.close()
 
 
 def _owner_only(path):

@@ -10,6 +10,8 @@ import re
 import psycopg
 from psycopg import pq
 
+from .connection import Engine
+
 # SQLite types the migrations use -> PostgreSQL. An INTEGER PRIMARY KEY is SQLite's rowid alias
 # (a new id when none is given); BY DEFAULT still lets a statement give one (sync_counter's 1).
 # REAL is 8 bytes in SQLite: PostgreSQL's REAL would round distances to 4 bytes.
@@ -70,7 +72,7 @@ def _row_factory(cursor):
     return lambda values: Row(names, values)
 
 
-class PostgresDatabase:
+class PostgresDatabase(Engine):
     """A PostgreSQL connection in autocommit mode; writes that belong together use transaction()."""
 
     dialect = "postgresql"
@@ -113,11 +115,3 @@ class PostgresDatabase:
         """Serialise with other processes until this transaction ends (an advisory lock)."""
         self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
 
-    def commit(self):
-        self.conn.execute("COMMIT")
-
-    def rollback(self):
-        self.conn.execute("ROLLBACK")
-
-    def close(self):
-        self.conn.close()
