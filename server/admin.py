@@ -20,7 +20,7 @@ from . import charts
 from . import devices as device_registry
 from . import limits, logins, user_sessions
 from . import settings as registry
-from .auth import ROLES, UserError, audit_user, create_user, hash_password, role_required, user_actor
+from .auth import ROLES, UserError, audit_user, create_user, guard, hash_password, user_actor
 from .database import get_db
 from .gallery import resend_gallery
 from .i18n import t
@@ -32,13 +32,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 GREETING_FIELDS = {"name", "surname", "honorific"}
 AUDIT_TARGET_TYPES = ("session", "citizen", "case", "user", "device", "setting", "import")
-
-
-@bp.before_request
-@role_required("admin")
-def _admins_only():
-    """Every admin URL: anonymous -> login, clerk -> 403."""
-    return None
+guard(bp, "admin")   # every view: the role is checked before it runs
 
 
 # --- settings ---------------------------------------------------------------------------------

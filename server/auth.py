@@ -96,6 +96,12 @@ def user_actor():
     return audit.Actor("user", current_user.id, current_user.username, client_ip())
 
 
+def guard(blueprint, *roles):
+    """Check the role before every view of a blueprint, so a route added later cannot forget
+    it: anonymous callers go to the login, other roles get 403."""
+    blueprint.before_request(role_required(*roles)(lambda: None))
+
+
 def audit_user(action, target_type="", target_id="", detail=""):
     """Audit entry for the signed-in user's action (call inside the view's transaction)."""
     audit.record(get_db(), user_actor(), action, target_type, target_id, detail)

@@ -8,7 +8,7 @@ from flask_login import current_user
 from db import now_iso, transaction
 from db.queries import citizen_cases
 
-from .auth import audit_user, role_required
+from .auth import audit_user, guard
 from .citizens import citizen_or_404
 from .database import get_db
 from .i18n import t
@@ -17,12 +17,7 @@ from .vocabulary import CASE_STATUSES, normalise_counter
 
 bp = Blueprint("cases", __name__, url_prefix="/console")
 MAX_NOTE = 4000
-
-
-@bp.before_request
-@role_required("clerk")
-def _staff_only():
-    return None
+guard(bp, "clerk")   # every view: the role is checked before it runs
 
 
 def case_or_404(db, case_id):

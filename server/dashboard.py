@@ -4,18 +4,13 @@ import statistics
 
 from flask import Blueprint, render_template, request
 
-from .auth import role_required
+from .auth import guard
 from .database import get_db
 from .requests import parse_day
 from .times import day_bounds, local_today, local_zone, parse_stamp
 
 bp = Blueprint("dashboard", __name__, url_prefix="/console")
-
-
-@bp.before_request
-@role_required("clerk")
-def _staff_only():
-    return None
+guard(bp, "clerk")   # every view: the role is checked before it runs
 
 
 def dashboard_stats(db, day):

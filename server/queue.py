@@ -13,7 +13,7 @@ from flask import Blueprint, jsonify, render_template, request, url_for
 from db import now_iso
 
 from . import sessions
-from .auth import role_required
+from .auth import guard
 from .database import get_db
 from .errors import ApiError
 from .i18n import label, t
@@ -22,13 +22,7 @@ from .times import day_bounds, localtime, parse_stamp
 
 bp = Blueprint("queue", __name__, url_prefix="/console")
 STATUSES = ("pending", "confirmed", "rejected", "closed")
-
-
-@bp.before_request
-@role_required("clerk")
-def _staff_only():
-    """Every queue URL needs a clerk or admin login."""
-    return None
+guard(bp, "clerk")   # every view: the role is checked before it runs
 
 
 @dataclass(frozen=True)

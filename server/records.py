@@ -9,7 +9,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from db import transaction
 
 from . import duplicates, enrolment, importer
-from .auth import audit_user, role_required, user_actor
+from .auth import audit_user, guard, user_actor
 from .citizens import citizen_or_404
 from .database import get_db
 from .i18n import t
@@ -18,12 +18,7 @@ from .vocabulary import LANGUAGES
 
 bp = Blueprint("records", __name__, url_prefix="/admin")
 MAX_PHOTOS = 5
-
-
-@bp.before_request
-@role_required("admin")
-def _admins_only():
-    return None
+guard(bp, "admin")   # every view: the role is checked before it runs
 
 
 def _settings():

@@ -16,7 +16,7 @@ from db import now_iso, transaction
 from db.queries import next_sync_seq
 
 from . import calibration, sessions, settings
-from .auth import audit_user, role_required
+from .auth import audit_user, guard
 from .importer import citizen_row, normalise_id_number
 from .database import get_db
 from .errors import ApiError
@@ -26,12 +26,7 @@ from .privacy import mask, private_image
 bp = Blueprint("review", __name__, url_prefix="/console")
 DECISIONS = {"confirm": "confirmed", "reject": "rejected", "close": "closed"}
 MAX_NOTE = 4000
-
-
-@bp.before_request
-@role_required("clerk")
-def _staff_only():
-    return None
+guard(bp, "clerk")   # every view: the role is checked before it runs
 
 
 @bp.route("/sessions/<session_id>")

@@ -15,7 +15,7 @@ from flask_login import current_user
 
 from db import now_iso, transaction
 
-from .auth import audit_user, role_required
+from .auth import audit_user, guard
 from .casefile import CaseFileRefused, check_recent, own_session
 from .database import get_db
 from .devices import audit_device, device_required
@@ -92,10 +92,7 @@ def ticket(session_id):
 
 # --- the clerks' list -----------------------------------------------------------------------
 
-@bp.before_request
-@role_required("clerk")
-def _staff_only():
-    return None
+guard(bp, "clerk")
 
 
 # The citizen's first appointment of the day, if they have one (the clerk sees who came for it).
