@@ -98,6 +98,7 @@ class Speaker:
         engine = pyttsx3.init()
         if self.rate:
             engine.setProperty("rate", self.rate)
+        _settle()   # the driver's start-up settings are still queued inside espeak
         finished = threading.Event()
         engine.connect("finished-utterance", lambda **_: finished.set())
         while True:
@@ -132,10 +133,26 @@ class Speaker:
         return self.mode if n == 1 else f"{root}-{n}{ext or '.wav'}"
 
 
-def _settle(engine, timeout_s=1.0):
-    """Let espeak's callback thread finish the utterance that just ended (it marks the
-    driver idle only after announcing the end) before the next one starts."""
+def _settle(engine=None, timeout_s=2.0):
+    """Wait until both pyttsx3 and espeak itself are idle before the next utterance.
+
+    pyttsx3's espeak driver starts every utterance by cancelling whatever espeak still has
+    in hand (espeak_Cancel when IsPlaying). espeak queues parameter changes and finishes an
+    utterance after announcing its end, so a start that comes too soon cancels that queue,
+    and the cancel silences the *following* utterance: an empty WAV, a greeting never said.
+    """
+    playing = _espeak_playing()
+    busy = engine.isBusy if engine is not None else (lambda: False)  # idle until it first runs
     deadline = time.monotonic() + timeout_s
-    while engine.isBusy() and time.monotonic() < deadline:
+    while (busy() or playing()) and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(SETTLE_S)
+
+
+def _espeak_playing():
+    """espeak's own "still working" flag, or a constant False under another driver."""
+    try:
+        from pyttsx3.drivers import _espeak
+        return lambda: bool(_espeak.IsPlaying())
+    except (ImportError, OSError, AttributeError):
+        return lambda: False

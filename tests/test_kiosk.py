@@ -207,3 +207,16 @@ def test_speech_writes_numbered_wavs_in_each_language(tmp_path):
     for path in speaker.files:
         samples, rate = wav_samples(path)
         assert len(samples) > rate * 0.5 and np.abs(samples).max() > 3000
+
+
+def test_a_new_speaker_after_another_says_every_utterance(tmp_path):
+    # A kiosk restarts its speaker (and the tests make many): espeak is one per process,
+    # and a start that cancels its leftover work used to silence a later greeting.
+    from device.speech import greeting_text
+    for run in range(4):
+        Speaker(str(tmp_path / f"warm-{run}.wav")).close()
+        speaker = Speaker(str(tmp_path / f"run-{run}.wav"), backlog=3)
+        for name, language in [("王小明", "zh"), ("陈大文", "yue"), ("Joe Biden", "en")]:
+            speaker.say(greeting_text(name, language), language)
+        speaker.close()
+        assert [len(wav_samples(path)[0]) > 0 for path in speaker.files] == [True] * 3
