@@ -256,7 +256,7 @@ def _combined_root(root, groups):
 def _headline(result):
     keys = ("policy", "correct", "wrong_person", "miss", "fpir", "tpir", "impostor_named",
             "genuine_probes", "impostor_probes", "enrolled", "calibration", "prior", "naive",
-            "genuine_distances", "non_mated_distances", "best_point_on_this_data")
+            "genuine_distances", "non_mated_distances", "best_point_on_this_data", "one_to_one")
     out = {k: result[k] for k in keys if k in result}
     out["naive"] = {k: result["naive"][k] for k in ("correct", "wrong_person", "fpir", "tpir")}
     return out
@@ -283,6 +283,7 @@ def run(root, model="small", jitters=1, workers=None, policy=None, calibrate=Fal
             "lfw_prior_fmr_at_threshold": false_match_rate(policy.threshold),
             "expected_fpir_bound": round(calibration.expected_fpir(curve, len(gallery),
                                                                    policy.threshold), 5)}
+        extra["one_to_one"] = one_to_one(curve, items, probes, probed, ids)
     shipped = score(gallery, ids, probes, probed, lambda g, e: decide(g, e, policy))
     naive = score(gallery, ids, probes, probed, naive_decide)
     distances = non_mated_distances(items, probes, probed, ids)
@@ -307,6 +308,23 @@ def run(root, model="small", jitters=1, workers=None, policy=None, calibrate=Fal
         "best_point_on_this_data": best_point(rows),
         "sweep": rows,
     }
+
+
+def one_to_one(curve, items, probes, encodings, ids):
+    """The ID-number check: each probe compared with one claimed citizen's templates only.
+    The calibrated point (recognition.calibration.one_to_one_threshold on the enrolled
+    photos' curve) beside the naive one (face_recognition's compare_faces tolerance, 0.6):
+    the share of genuine probes accepted, and of impostor claims (a probe under another
+    enrolled person's ID number) accepted."""
+    genuine = mated_distances(items, probes, encodings, ids)
+    impostor = non_mated_distances(items, probes, encodings, ids)
+
+    def at(t):
+        return {"threshold": t, "genuine_accepted": calibration.share_within(genuine, t),
+                "impostor_accepted": round(float((impostor <= t).mean()), 6) if impostor.size else None}
+    t = calibration.one_to_one_threshold(curve)
+    return {"target_fmr": calibration.ONE_TO_ONE_FMR, "genuine_claims": int(genuine.size),
+            "impostor_claims": int(impostor.size), **at(t), "naive": at(0.6)}
 
 
 def measured_fmr(distances, threshold):

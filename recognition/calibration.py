@@ -35,6 +35,7 @@ MIN_PEOPLE = 10          # fewer distinct people measured: the LFW prior decides
 MAX_PAIRS = 3_000_000    # more template pairs than this: a uniform sample of this many
 BLOCK = 1024             # rows per block of the all-pairs pass (BLOCK x n floats at a time)
 CONFIDENCE = 0.95
+ONE_TO_ONE_FMR = 0.001   # ID-number check: one false accept in a thousand impostor tries
 TAIL = 0.01             # FMR bounds up to this are the tail a straight log-line describes
 
 
@@ -293,6 +294,13 @@ def threshold_for(curve, gallery_size, target_fpir=0.005, max_threshold=0.50, mi
     if best is None:
         return min_threshold
     return round(max(min_threshold, min(max_threshold, best)), 3)
+
+
+def one_to_one_threshold(curve, target_fmr=ONE_TO_ONE_FMR, max_threshold=0.45, min_threshold=0.30):
+    """The threshold when a visitor has said who they are (typed an ID number): one
+    comparison, so the largest t with FMR_upper(t) <= target_fmr. Looser than any 1:N
+    threshold, and on close faces still measured, not assumed."""
+    return threshold_for(curve, 1, target_fmr, max_threshold, min_threshold)
 
 
 def expected_fpir(curve, gallery_size, threshold):

@@ -12,6 +12,7 @@ Plain functions for other modules:
   threshold_for_size(db, n)  the threshold for a gallery of n citizens (latest curve)
   device_threshold(db, site) (threshold, gallery size) for a device of that site
   measured_fmr(db, t)        (FMR, 95 % upper bound) of different people within distance t
+  one_to_one_threshold(db)   the distance for the ID-number check (one comparison)
   latest_curve(db)           the latest recognition.calibration.Curve (the prior if none)
 """
 import json
@@ -158,6 +159,7 @@ def _report(db, curve, distances, ops, genuine, devices, sizes, flagged):
 
     return {
         "measured_at": now_iso(), **curve.as_dict(),
+        "one_to_one": _one_to_one(db, curve, genuine),
         "notes": [text.format(**args) for text, args in notes],
         "note_parts": [[text, args] for text, args in notes],
         "target_fpir": target, "max_threshold": loosest, "flagged_left_out": flagged,
@@ -170,6 +172,18 @@ def _report(db, curve, distances, ops, genuine, devices, sizes, flagged):
         "by_size": [row(n) for n in GALLERY_SIZES],
         "devices": [{"name": d["name"], "site": d["site"], **row(sizes[d["site"]])} for d in devices],
     }
+
+
+def _one_to_one(db, curve, genuine):
+    target, ceiling = _one_to_one_limits(db)
+    t = maths.one_to_one_threshold(curve, target, ceiling)
+    return {"threshold": t, "target_fmr": target, "max_threshold": ceiling,
+            "fmr_upper": maths.fmr_at(curve, t)[1], "share_accepted": maths.share_within(genuine, t)}
+
+
+def _one_to_one_limits(db):
+    return (float(settings.value(db, "calibration.target_fmr_1to1")),
+            float(settings.value(db, "calibration.max_threshold_1to1")))
 
 
 # --- what others read ---------------------------------------------------------------------
@@ -206,6 +220,13 @@ def device_threshold(db, site=""):
     """(threshold, gallery size) for a device of `site`."""
     n = gallery_size(db, site)
     return threshold_for_size(db, n), n
+
+
+def one_to_one_threshold(db):
+    """The largest distance accepted when a visitor typed their ID number: the latest curve
+    at the 1:1 target FMR, never looser than the admin's ceiling for it."""
+    target, ceiling = _one_to_one_limits(db)
+    return maths.one_to_one_threshold(latest_curve(db), target, ceiling)
 
 
 def measured_fmr(db, t):

@@ -6,7 +6,8 @@
 
 The kiosk sends the typed ID number and the face encoding of the visitor's track (never an
 image; devices never hold ID numbers). The server compares the encoding with that citizen's
-templates only (1:1, not a search of everyone) under the 1:1 threshold, and on a match the
+templates only (1:1, not a search of everyone) under the registry's calibrated 1:1 threshold
+(server/calibration.py: one_to_one_threshold), and on a match the
 session becomes a greeting of that citizen, identified_by "id_number": liveness, the case
 file and the phone digits then follow as for a face greeting. "No such ID number" and "not
 this face" get the same answer, so the endpoint cannot be used to learn who is enrolled.
@@ -22,6 +23,7 @@ from db import transaction
 from recognition.templates import DIMENSIONS, from_blob
 
 from . import settings
+from .calibration import one_to_one_threshold
 from .casefile import CaseFileRefused, check_recent, own_session
 from .database import get_db
 from .devices import audit_device, device_required
@@ -34,15 +36,6 @@ bp = Blueprint("identify", __name__, url_prefix="/api/v1")
 
 ACTIONS = ("identify.match", "identify.no_match")
 NO_MATCH = {"matched": False, "citizen_key": None, "name": None, "language": None}
-
-
-def one_to_one_threshold():
-    """The largest face distance accepted when a visitor has said who they are.
-
-    One comparison, not N: looser than the 1:N greeting threshold, but it must come from
-    the registry's own calibration (issue 9 replaces this with the measured value); until
-    then the IDENTIFY_THRESHOLD setting."""
-    return float(current_app.config["IDENTIFY_THRESHOLD"])
 
 
 def _body():
@@ -117,8 +110,9 @@ def identify(session_id):
     _check_rate(db, row)
     person = _candidate(db, id_number)
     distance = best_distance(db, person["id"], vector) if person is not None else float("inf")
-    matched = distance <= one_to_one_threshold()
-    detail = {"id_number": mask(id_number),
+    threshold = one_to_one_threshold(db)
+    matched = distance <= threshold
+    detail = {"id_number": mask(id_number), "threshold": threshold,
               "distance": round(distance, 4) if np.isfinite(distance) else None}
     with transaction(db):
         if matched:

@@ -74,9 +74,6 @@ CONFIG = (
     Setting("SECOND_FACTOR_DEVICE_DAILY", 20, "Wrong phone digits one device may send in a day."),
     Setting("CASEFILE_DEVICE_LIMIT", 30, "Case files one device may open in 10 minutes before it"
             " is paused and the admins are alerted."),
-    Setting("IDENTIFY_THRESHOLD", 0.45, "Largest face distance accepted when a visitor the camera"
-            " did not recognise types their ID number (one comparison with that citizen's"
-            " templates); to be replaced by the registry's calibrated 1:1 point."),
     Setting("IDENTIFY_MAX_PER_HOUR", 30, "ID-number tries a device may make in an hour."),
     Setting("IDENTIFY_MAX_PER_SESSION", 3, "ID-number tries in one visit before the visitor is"
             " sent to a clerk."),
@@ -117,6 +114,14 @@ ADMIN = (
             " false-match curve and gives each device the largest threshold (never looser than"
             " the match threshold) that keeps within it for that device's number of citizens.",
             kind="float", label="Strangers named at most (share)", low=0.0001, high=0.05),
+    Setting("calibration.target_fmr_1to1", 0.001, "ID-number check: the share of tries by"
+            " someone else's face under a citizen's ID number that may pass the one-to-one face"
+            " comparison (liveness and the phone digits still follow). The registry sets the"
+            " distance from its measured curve.", kind="float",
+            label="ID-number check: false accepts at most (share)", low=0.00001, high=0.01),
+    Setting("calibration.max_threshold_1to1", 0.45, "ID-number check: the loosest face distance"
+            " ever accepted, whatever the measured curve allows.", kind="float",
+            label="ID-number check: loosest distance", low=0.30, high=0.55),
     Setting("policy.evidence_frames", Policy.evidence_frames, "Frames of a face track whose"
             " mean template may name the citizen (threshold and margin still hold); 0 turns the"
             " rule off and only frames in a row that agree name someone."),

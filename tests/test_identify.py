@@ -1,5 +1,6 @@
 """No dead end: a visitor the camera did not recognise types their ID number; the server checks
 their face 1:1 against that citizen's templates, and the visit goes on as a greeting."""
+import numpy as np
 import pytest
 
 from helpers import enrol, id_number, person_encoding
@@ -69,3 +70,27 @@ def test_bad_bodies_are_refused(client, token, obama, body):
 def test_a_greeted_visit_cannot_be_turned_into_someone_else(client, token, obama):
     session_id = post_session(client, token, obama)
     assert identify(client, token, session_id, HER_ID).status_code == 409
+
+
+def test_the_one_to_one_point_comes_from_the_registrys_own_faces(client, db, token, obama):
+    """On a registry whose different citizens come as close as the East-Asian calibration
+    faces do, the ID-number check tightens: a distance the LFW prior accepts is refused."""
+    import json
+
+    from server import calibration
+    from test_calibration import spread_faces
+    genuine = float(np.linalg.norm(person_encoding("barack_obama", 1) - person_encoding("barack_obama", 2)))
+    assert calibration.one_to_one_threshold(db) == 0.45 > genuine      # prior, capped by the ceiling
+    first = post_session(client, token, None)
+    assert identify(client, token, first, HER_ID).get_json()["matched"] is True
+
+    for i, face in enumerate(spread_faces(40, 0.45, seed=3)):   # strangers about 0.45 apart
+        enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
+    report = calibration.measure_registry(db)
+    point = report["one_to_one"]
+    assert point["threshold"] == calibration.one_to_one_threshold(db) < genuine
+    assert point["fmr_upper"] <= point["target_fmr"] == 0.001 or point["threshold"] == 0.30
+    second = post_session(client, token, None)
+    assert identify(client, token, second, HER_ID).get_json()["matched"] is False
+    detail = json.loads(audit_actions(db, "identify.no_match")[-1]["detail"])
+    assert detail["threshold"] == point["threshold"] and detail["distance"] == pytest.approx(genuine, abs=1e-3)
