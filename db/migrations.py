@@ -359,3 +359,14 @@ def m050_path_identified_by(db):
     them and they typed their ID number, checked 1:1 against that citizen's templates
     (NULL: by face, as every greeting before)."""
     db.execute("ALTER TABLE sessions ADD COLUMN identified_by TEXT")
+
+
+@migration
+def m060_identified_by_every_greeting(db):
+    """Every greeting says how the visitor was identified: "face" (the camera), "id_number"
+    (typed at the device, checked 1:1) or "id_document" (a clerk attached the visit after
+    checking an ID document). Greetings stored before this were by face."""
+    db.execute("UPDATE sessions SET identified_by = 'face'"
+               " WHERE outcome = 'greeted' AND identified_by IS NULL")
+    db.execute("UPDATE sessions SET identified_by = 'id_document'"
+               " WHERE outcome = 'unknown' AND citizen_id IS NOT NULL AND identified_by IS NULL")

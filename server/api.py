@@ -230,7 +230,8 @@ def _save_snapshot(session_id, data):
 def session_json(db, row):
     """A session as the device sees it (no clerk notes; the citizen by key)."""
     keys = ("id", "outcome", "distance", "margin", "time_to_greet", "liveness",
-            "started_at", "received_at", "review_status", "ticket_number", "case_opened_at")
+            "started_at", "received_at", "review_status", "ticket_number", "case_opened_at",
+            "identified_by")
     body = {key: row[key] for key in keys}
     body["citizen_key"] = citizen_key(db, row["citizen_id"])
     body["snapshot"] = bool(row["snapshot_path"])
@@ -274,6 +275,7 @@ def post_session():
     session["device_started_at"] = session["started_at"]   # the device's claim, kept as a note
     _check_registry(db, registry, session["outcome"])
     session["citizen_id"] = _greeted_citizen(db, key, session["started_at"])
+    session["identified_by"] = "face" if session["citizen_id"] is not None else None
     row = _existing(db, session["id"], session)
     if row is not None:
         return jsonify(session_json(db, row)), 200

@@ -206,7 +206,8 @@ def attach_session(db, row, person, id_checked, user_id, snapshots_dir, add_temp
         raise ReviewRefused(t("This visit is already attached to a citizen."))
     with transaction(db):
         db.execute("UPDATE sessions SET citizen_id = ?, review_status = 'confirmed',"
-                   " reviewed_by = ?, reviewed_at = ? WHERE id = ? AND citizen_id IS NULL",
+                   " identified_by = 'id_document', reviewed_by = ?, reviewed_at = ?"
+                   " WHERE id = ? AND citizen_id IS NULL",
                    [person["id"], user_id, now_iso(), row["id"]])
         audit_user("session.attach", "session", row["id"],
                    {"citizen_id": person["id"], "id_document_checked": True})

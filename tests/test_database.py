@@ -84,3 +84,17 @@ def test_row_lock_makes_a_second_process_wait_for_the_first(app):
     finally:
         first.close()
         second.close()
+
+
+def test_greetings_stored_before_identified_by_say_they_were_by_face(app, db):
+    from db.migrations import m060_identified_by_every_greeting
+    from helpers import add_citizen, add_device, add_session
+    device_id, _ = add_device(db)
+    citizen = add_citizen(app, db)
+    greeted = add_session(app, db, device_id, citizen)
+    unknown = add_session(app, db, device_id)
+    db.execute("UPDATE sessions SET identified_by = NULL")        # as an older registry held them
+    with transaction(db):
+        m060_identified_by_every_greeting(db)
+    rows = dict(db.execute("SELECT id, identified_by FROM sessions").fetchall())
+    assert rows == {greeted: "face", unknown: None}

@@ -51,6 +51,7 @@ def test_enrolled_citizen_is_greeted_by_name_within_target_and_the_visit_recorde
     assert [e["session_id"] for e in of_kind(events, "session_uploaded")] == [greeted[0]["session_id"]]
     row = db.execute("SELECT * FROM sessions").fetchone()
     assert (row["citizen_id"], row["outcome"], row["liveness"]) == (obama, "greeted", "not_run")
+    assert row["identified_by"] == "face"
     assert row["snapshot_path"] and row["time_to_greet"] <= GREETING_TARGET_S
     # The greeting was spoken: a WAV with real sound in it, not silence.
     samples, rate = wav_samples(tmp_path / "greeting.wav")

@@ -72,8 +72,8 @@ def test_the_clerk_attaches_the_visit_and_adds_the_snapshot_as_a_template(db, cl
     seq = db.execute("SELECT sync_seq FROM citizens WHERE id = ?", [visit["obama"]]).fetchone()[0]
     attach(client, visit["session"], id_number=id_number(1).lower(), id_checked="yes",
            add_template="yes")
-    row = db.execute("SELECT citizen_id, review_status, outcome FROM sessions").fetchone()
-    assert tuple(row) == (visit["obama"], "confirmed", "unknown")
+    row = db.execute("SELECT citizen_id, review_status, outcome, identified_by FROM sessions").fetchone()
+    assert tuple(row) == (visit["obama"], "confirmed", "unknown", "id_document")
     templates = db.execute("SELECT source, session_id FROM face_templates WHERE citizen_id = ?"
                            " ORDER BY id", [visit["obama"]]).fetchall()
     assert [tuple(t) for t in templates] == [("enrolment", None), ("confirmed_session", visit["session"])]
@@ -81,7 +81,8 @@ def test_the_clerk_attaches_the_visit_and_adds_the_snapshot_as_a_template(db, cl
     entry = db.execute("SELECT * FROM audit_log WHERE action = 'session.attach'").fetchone()
     assert entry["actor_name"] == "clerk" and json.loads(entry["detail"]) == \
         {"citizen_id": visit["obama"], "id_document_checked": True}
-    assert 'id="attached-to"' in page_of(client, visit["session"])
+    page = page_of(client, visit["session"])
+    assert 'id="attached-to"' in page and "工作人员核验身份证件" in page
     again = attach(client, visit["session"], id_number=id_number(2), id_checked="yes")
     assert again.status_code == 302
     assert db.execute("SELECT citizen_id FROM sessions").fetchone()[0] == visit["obama"]
