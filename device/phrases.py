@@ -4,7 +4,7 @@ The blink request, the case file's next step, the queue ticket and the way to th
 visitors the device does not know. Plain functions of the case-file summary the server
 returns (server/casefile.py), so the kiosk screen and the robot's voice say the same thing.
 """
-from datetime import date
+from datetime import date, datetime
 
 LANGUAGES = ("zh", "yue", "en")
 FALLBACK = "zh"   # the hall's own language, for a visitor whose language is unknown
@@ -173,7 +173,7 @@ def next_step(cases, language, today=None):
     if case is None:
         return phrase(NO_OPEN_CASES, language)
     fields = {"type": case["type"], "number": case["case_number"], "counter": case["counter"],
-              "time": _clock(case["appointment_at"])}
+              "time": when_text(case["appointment_at"], language, today)}
     if case["status"] == "ready" and case["counter"]:
         return phrase(CASE_READY, language, **fields)
     if case["appointment_at"] and case["counter"]:
@@ -182,6 +182,32 @@ def next_step(cases, language, today=None):
     return phrase(CASE_OTHER, language, status=status, **fields)
 
 
-def _clock(stamp):
-    """"2026-03-02T09:30:00" -> "2026-03-02 09:30", as said and shown."""
-    return (stamp or "").replace("T", " ")[:16]
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")
+
+
+TODAY = {"zh": "今天", "yue": "今日", "en": "Today"}
+
+
+def when_text(stamp, language, today=None):
+    """An appointment's local time as people of that language write and say it, as short as
+    it can be: "今天 09:30", "3月2日 09:30", "2027年3月2日 09:30" (zh, yue); "Today 09:30",
+    "2 March, 09:30", "2 March 2027, 09:30" (en). espeak reads these as a date and a time;
+    "2026-03-02" it would spell out digit by digit."""
+    try:
+        moment = datetime.strptime((stamp or "")[:16].replace(" ", "T"), "%Y-%m-%dT%H:%M")
+    except ValueError:
+        return (stamp or "").replace("T", " ")[:16]     # not a date: shown as given
+    today, language, clock = today or date.today(), language_of(language), moment.strftime("%H:%M")
+    if moment.date() == today:
+        return f"{TODAY[language]} {clock}"
+    year = moment.year != today.year
+    if language == "en":
+        return f"{moment.day} {MONTHS[moment.month - 1]}{f' {moment.year}' if year else ''}, {clock}"
+    return f"{f'{moment.year}年' if year else ''}{moment.month}月{moment.day}日 {clock}"
+
+
+def with_when(cases, language, today=None):
+    """The cases of a summary, each with "when": its appointment in the citizen's language."""
+    return [dict(c, when=when_text(c["appointment_at"], language, today) if c.get("appointment_at") else "")
+            for c in cases]

@@ -12,7 +12,7 @@ import time
 from flask import Blueprint, jsonify, request
 
 from device.client import Offline, Rejected, Revoked
-from device.phrases import language_of
+from device.phrases import language_of, with_when
 
 CASE_FILE_HOLD_S = 90.0     # the longest a case file stays on screen
 NOTICE_HOLD_S = 15.0        # a notice ("please see the desk") goes sooner: the next visitor waits
@@ -72,7 +72,7 @@ class CaseFileDesk:
     def show(self, visit, summary, step_text):
         with self._lock:
             self._visit, self._shown_at = visit, self._clock()
-        self._set(mode="casefile", prompt=step_text, cases=summary["cases"],
+        self._set(mode="casefile", prompt=step_text, cases=with_when(summary["cases"], visit.language),
                   second_factor=summary["second_factor"], details=None,
                   factor={"status": "ask"} if summary["second_factor"] else None)
 

@@ -4,7 +4,10 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, has_app_context
 
+from .i18n import current_language
+
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")  # not the C locale's
 
 
 def local_zone():
@@ -33,10 +36,15 @@ def local_today():
 
 
 def localtime(stamp):
-    """'2026-03-01 09:15:02' in local time, for pages (empty for None)."""
+    """A stored stamp in local time as the page's language writes it (empty for None):
+    "2026年3月1日 09:15:02" in Chinese, "1 Mar 2026 09:15:02" in English."""
     if not stamp:
         return ""
-    return parse_stamp(stamp).astimezone(local_zone()).strftime("%Y-%m-%d %H:%M:%S")
+    moment = parse_stamp(stamp).astimezone(local_zone())
+    clock = moment.strftime("%H:%M:%S")
+    if current_language() == "en":
+        return f"{moment.day} {MONTHS[moment.month - 1]} {moment.year} {clock}"
+    return f"{moment.year}年{moment.month}月{moment.day}日 {clock}"
 
 
 def init_app(app):

@@ -96,7 +96,7 @@ THREE_CASES = [
     {"case_number": "TX-2026-0107", "type": "个人所得税", "status": "ready", "counter": "3",
      "appointment_at": None},
     {"case_number": "TX-2026-0233", "type": "发票申领", "status": "waiting_documents", "counter": "",
-     "appointment_at": "2026-12-01T10:30:00"},
+     "appointment_at": "2099-03-02T10:30:00"},          # the longest form: another year
     {"case_number": "TX-2026-1048", "type": "房产税", "status": "in_progress", "counter": "5",
      "appointment_at": None},
 ]

@@ -132,10 +132,30 @@ def case(number, status, counter="", appointment_at="", kind="Individual income 
     ([case("A-1", "waiting_documents"), case("A-2", "ready", "3")], "en",
      "Your Individual income tax case A-2 is ready at counter 3."),
     ([case("A-1", "open", "5", "2026-03-02T09:30:00"), case("A-2", "open", "6", "2026-03-01T14:00:00")],
-     "en", "Your Individual income tax case A-2 has an appointment at 2026-03-01 14:00, counter 6."),
+     "en", "Your Individual income tax case A-2 has an appointment at 1 March, 14:00, counter 6."),
+    ([case("A-2", "open", "6", "2027-03-01T14:00:00")], "zh",
+     "您的Individual income tax业务 A-2 预约在2027年3月1日 14:00，请到6号窗口。"),
     ([case("A-1", "waiting_documents")], "yue", "你嘅Individual income tax業務 A-1 仲要補交文件，請攞籌等候。"),
     ([case("A-1", "ready", "2")], "fr", "您的Individual income tax业务 A-1 已可以办理，请到2号窗口。"),
 ])
 def test_next_step_tells_the_case_that_matters_first(cases, language, expected):
+    from datetime import date
+
     from device.phrases import next_step
-    assert next_step(cases, language) == expected
+    assert next_step(cases, language, today=date(2026, 2, 10)) == expected
+
+
+@pytest.mark.parametrize("stamp, language, said", [
+    ("2026-02-10T09:30:00", "zh", "今天 09:30"),
+    ("2026-03-02T09:30:00", "yue", "3月2日 09:30"),
+    ("2027-03-02T09:30:00", "zh", "2027年3月2日 09:30"),
+    ("2026-02-10T09:30:00", "en", "Today 09:30"),
+    ("2026-03-02T09:30:00", "en", "2 March, 09:30"),
+    ("2027-03-02T09:30:00", "en", "2 March 2027, 09:30"),
+    ("next week", "en", "next week"),                     # not a date: as given
+])
+def test_appointment_times_are_said_and_shown_the_way_each_language_writes_them(stamp, language, said):
+    from datetime import date
+
+    from device.phrases import when_text
+    assert when_text(stamp, language, today=date(2026, 2, 10)) == said

@@ -34,7 +34,7 @@
     cases.forEach(function (c) {
       var row = document.createElement("tr");
       [c.case_number, c.type, STATUS[c.status] || c.status, c.counter,
-       (c.appointment_at || "").replace("T", " ").slice(0, 16)].forEach(function (t) { cell(row, t); });
+       c.when || ""].forEach(function (t) { cell(row, t); });
       body.appendChild(row);
     });
     $("cf-cases").hidden = cases.length === 0;
