@@ -6,6 +6,7 @@ Accept-Language decides, and Chinese is the default of a Chinese service hall.
 """
 import json
 import os
+import re
 
 from flask import has_request_context, redirect, request, session
 
@@ -31,6 +32,9 @@ LABELS = {
     # duplicate review decisions
     "import": "Imported as a different person", "discard": "Discarded as the same person",
     "add_to_existing": "Added to the registered citizen",
+    # how a visitor was identified
+    "face": "By face", "id_number": "By ID number typed at the device",
+    "id_document": "By ID document, checked by a clerk",
     # citizens' languages
     "zh": "Mandarin", "yue": "Cantonese", "en": "English",
     # import jobs and their rows
@@ -71,6 +75,31 @@ def t(text):
     return ZH.get(text, text) if current_language() == "zh" else text
 
 
+def _reason_patterns():
+    """(regex, Chinese template) for the catalogue's templated reasons ("{0}", "{1}" ... stand
+    for an ID number, a line, a file name), longest first so the most specific one wins."""
+    keys = sorted((k for k in ZH if "{0}" in k), key=len, reverse=True)
+    return [(re.compile(re.sub(r"\\\{\d\\\}", "(.+?)", re.escape(k)) + r"\Z", re.S), ZH[k])
+            for k in keys]
+
+
+_REASONS = _reason_patterns()
+
+
+def reason(text):
+    """An import or enrolment reason (English, as stored and written in the report CSV) in the
+    page's language: the catalogue's template for it, with the row's values put back."""
+    if not text or current_language() != "zh":
+        return text
+    if text in ZH:
+        return ZH[text]
+    for pattern, template in _REASONS:
+        match = pattern.match(text)
+        if match:
+            return template.format(*match.groups())
+    return text
+
+
 def label(code):
     """A stored code (status, liveness, role) in the page's language."""
     return t(LABELS.get(code, code))
@@ -87,4 +116,5 @@ def set_language(code):
 def init_app(app):
     app.jinja_env.globals.update(t=t, current_language=current_language)
     app.jinja_env.filters["label"] = label
+    app.jinja_env.filters["reason"] = reason
     app.add_url_rule("/lang/<code>", "set_language", set_language, methods=["POST"])

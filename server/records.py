@@ -12,7 +12,7 @@ from . import duplicates, enrolment, importer
 from .auth import audit_user, guard, user_actor
 from .citizens import citizen_or_404
 from .database import get_db
-from .i18n import t
+from .i18n import reason as translated, t
 from .privacy import mask, private_image
 from .vocabulary import LANGUAGES
 
@@ -32,7 +32,7 @@ def _uploads(name="photos"):
 
 
 def _refused(reason):
-    flash(t("Not saved: {reason}").format(reason=reason), "error")
+    flash(t("Not saved: {reason}").format(reason=translated(reason)), "error")
 
 
 @bp.route("/citizens/new", methods=["GET", "POST"])

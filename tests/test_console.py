@@ -416,3 +416,70 @@ def test_pages_switch_to_chinese(app, db, client, auth, hall):
     client.post("/lang/zh", data={"csrf_token": auth.csrf_token()})
     page = client.get("/console/").get_data(as_text=True)
     assert "实时接待队列" in page and "仅显示未识别访客" in page
+
+
+@pytest.mark.parametrize("language, shown", [("zh", "2026年3月1日 09:15:02"), ("en", "1 Mar 2026 09:15:02")])
+def test_times_are_written_the_way_the_pages_language_writes_them(app, language, shown):
+    from server.times import localtime
+    app.config["TIMEZONE"] = "Asia/Shanghai"
+    with app.test_request_context(headers={"Accept-Language": language}):
+        assert localtime("2026-03-01T01:15:02Z") == shown
+
+
+def reason_templates():
+    """Every reason the import and the citizen forms can give, as a catalogue key: read from
+    the code (the f-strings raised or recorded), each {expression} numbered {0}, {1}, ..."""
+    import ast
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    calls = {"PhotoRejected", "PhotoMissing", "ValueError", "RowInvalid", "ImportFailed", "RecordRefused"}
+
+    def template(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.JoinedStr):
+            fields = iter(range(len(node.values)))
+            return "".join(p.value if isinstance(p, ast.Constant) else "{%d}" % next(fields)
+                           for p in node.values)
+        return None
+
+    def found(node):
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            if name in calls:
+                yield from node.args
+            elif name == "_add" and len(node.args) == 6:     # an import row with its reason
+                yield node.args[5]
+        elif isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "reason" for t in node.targets):
+            yield node.value
+        elif isinstance(node, ast.FunctionDef) and node.name.endswith("_reason"):
+            yield from (r.value for r in ast.walk(node) if isinstance(r, ast.Return))
+
+    files = ["server/importer.py", "server/enrolment.py", "server/vocabulary.py",
+             "recognition/images.py", "recognition/quality.py"]
+    texts = set()
+    for name in files:
+        for node in ast.walk(ast.parse((root / name).read_text(encoding="utf-8"))):
+            texts |= {template(n) for n in found(node)} - {None}
+    return texts
+
+
+def test_every_import_reason_has_a_chinese_translation():
+    from server.i18n import ZH
+    texts = reason_templates()
+    assert len(texts) > 40 and "face is too small ({0} px across; at least {1} px)" in texts
+    assert sorted(text for text in texts if text not in ZH) == []
+
+
+@pytest.mark.parametrize("stored, zh", [
+    ("face is too small (41 px across; at least 80 px)", "人脸太小（宽 41 像素，至少需要 80 像素）"),
+    ("ID number 110101199003074514 is also on line 3", "身份证号码 110101199003074514 在第 3 行已出现"),
+    ("photo is empty", "照片为空"),
+    ("a reason nobody wrote down", "a reason nobody wrote down"),        # shown as stored
+])
+def test_a_stored_reason_is_shown_in_chinese_with_its_values(app, stored, zh):
+    from server.i18n import reason
+    with app.test_request_context(headers={"Accept-Language": "zh"}):
+        assert reason(stored) == zh
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert reason(stored) == stored

@@ -516,7 +516,7 @@ def test_web_import_runs_in_the_background_and_shows_rejected_rows(client, auth,
     assert (state["status"], state["imported"], state["rejected"]) == ("done", 1, 1)
     assert state["processed"] == state["total"] == 2
     page = client.get(f"/imports/{job_id}").get_data(as_text=True)
-    assert "2 faces found; the photo must show exactly one person" in page
+    assert "找到 2 张人脸；照片中只能有一个人" in page         # the reason, in the page's language
     report = client.get(f"/imports/{job_id}/report")
     assert report.status_code == 200 and report.headers["Cache-Control"] == "no-store, private"
     assert "王小明" in report.get_data().decode("utf-8-sig")
@@ -531,7 +531,9 @@ def test_web_import_with_a_bad_header_fails_with_the_reason(client, auth, tmp_pa
     job_id = int(response.headers["Location"].rstrip("/").split("/")[-1])
     state = wait_for_job(client, job_id)
     assert state["status"] == "failed" and "missing column(s) id_number" in state["error"]
-    assert "missing column(s) id_number" in client.get(f"/imports/{job_id}").get_data(as_text=True)
+    assert "缺少列 id_number" in client.get(f"/imports/{job_id}").get_data(as_text=True)
+    english = client.get(f"/imports/{job_id}", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "missing column(s) id_number" in english
 
 
 def test_web_import_refuses_photos_that_are_not_a_zip(client, auth):

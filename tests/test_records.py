@@ -287,7 +287,7 @@ def test_the_web_import_page_leads_to_the_held_duplicates(app, db, client, auth,
     job_id = int(upload(client, auth, records, photos).headers["Location"].rstrip("/").split("/")[-1])
     assert wait_for_job(client, job_id)["status"] == "done"
     page = client.get(f"/imports/{job_id}").get_data(as_text=True)
-    assert 'id="duplicates-link"' in page and "held for review" in page
+    assert 'id="duplicates-link"' in page and "已留待审核" in page
     held = duplicates.pending_reviews(db)
     assert [h["id_number"] for h in held] == [id_number(2)]
     entry = db.execute("SELECT * FROM audit_log WHERE action = 'duplicate.held'").fetchone()
