@@ -273,6 +273,24 @@ class CaseFileFlow:
         _call(self.presenter, "on_ticket", visit, number, counter, answer.get("day", ""))
 
 
+class Presenters:
+    """Several presenters as one (the robot's chest screen and its voice): each hook goes to
+    every presenter that has it, in the order given."""
+
+    def __init__(self, *presenters):
+        self.presenters = presenters
+
+    def __getattr__(self, hook):
+        methods = [getattr(p, hook) for p in self.presenters if hasattr(p, hook)]
+        if not methods:
+            raise AttributeError(hook)
+
+        def every(*args):
+            for method in methods:
+                method(*args)
+        return every
+
+
 def _call(presenter, hook, *args):
     """presenter.hook(*args) when the presenter has that hook."""
     method = getattr(presenter, hook, None)

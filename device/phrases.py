@@ -54,6 +54,12 @@ UNKNOWN_VISITOR = {       # the robot: the ticket follows at once, so no "go and
     "yue": "你好，歡迎光臨。我幫你攞個籌，服務台職員會叫號幫你。",
     "en": "Welcome. I will give you a ticket number; a clerk at the service desk will call you.",
 }
+UNKNOWN_WITH_SCREEN = {   # the robot with a screen: the keypad is offered, the ticket follows anyway
+    "zh": "您好，我没有认出您。您可以在我的屏幕上输入身份证号码；我也为您取一个号，工作人员会叫号为您服务。",
+    "yue": "你好，我認唔到你。你可以喺我個屏幕輸入身份證號碼；我亦會幫你攞個籌，職員會叫號幫你。",
+    "en": "Welcome. I did not recognise you. You can type your ID number on my screen; I will also "
+          "give you a ticket number, and a clerk will call you.",
+}
 UNKNOWN_PROMPT = {        # the kiosk's spoken line for a visitor it does not know
     "zh": "请到柜台咨询工作人员",
     "yue": "請到櫃檯搵職員",

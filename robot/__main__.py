@@ -1,13 +1,17 @@
 """python -m robot --server URL --token TOKEN --camera SOURCE [--realtime] [--headless]
-                 [--speech on|off|FILE.wav] [--events FILE|-] [--exit-at-end]
+                 [--speech on|off|FILE.wav] [--events FILE|-] [--exit-at-end] [--screen-port PORT]
 
 The shared device runtime (device/, the same options as `python -m kiosk`), with the robot's voice as the front
 end: greeting, blink request, next step from the case file, and a queue ticket per visit.
-The robot has no screen: --headless is accepted so the same command lines work for both.
+Its chest screen (unless --headless) is the kiosk's screen on 127.0.0.1:PORT: what the voice
+says is also shown, and a visitor the camera does not know can type their ID number there.
 """
-from device.casefile import CaseFileFlow
+from device.casefile import CaseFileFlow, Presenters
 from device.cli import build_parser, default_store_path, parse_args, run_device
 from device.speech import Speaker
+from kiosk.casefile_screen import CaseFileDesk, desk_blueprint
+from kiosk.presenter import KioskCaseFilePresenter
+from kiosk.screen import ScreenServer, ScreenState
 from recognition.liveness import BlinkPolicy
 
 from .voice import RobotVoice
@@ -27,11 +31,22 @@ def main(argv=None):
 
 
 def robot_front_end(args, client, events):
-    """The voice, with the blink check, case file and a ticket per visit; no screen."""
-    voice = RobotVoice(Speaker(args.speech, backlog=SPEECH_BACKLOG), events)
-    front_end = CaseFileFlow(voice, client, events, BlinkPolicy(window_s=args.blink_window),
+    """The voice, with the blink check, case file and a ticket per visit, and the chest
+    screen unless --headless; returns (front end, cleanup)."""
+    voice = RobotVoice(Speaker(args.speech, backlog=SPEECH_BACKLOG), events, screen=not args.headless)
+    if args.headless:
+        presenter, desk, cleanup = voice, None, (lambda: None)
+    else:
+        screen_state, desk = ScreenState(), CaseFileDesk(client)
+        screen = ScreenServer(screen_state, args.screen_port, [desk_blueprint(desk)]).start()
+        events.emit("screen", url=screen.url)
+        # the screen first: the keypad is up by the time the voice offers it
+        presenter, cleanup = Presenters(KioskCaseFilePresenter(screen_state, None, desk), voice), screen.stop
+    front_end = CaseFileFlow(presenter, client, events, BlinkPolicy(window_s=args.blink_window),
                              tickets=True)
-    return front_end, lambda: None
+    if desk is not None:
+        desk.identifier = front_end.identify
+    return front_end, cleanup
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """The robot's voice: what it says at each step of a visit (presenter for CaseFileFlow).
+A robot with a chest screen also runs the kiosk's screen beside the voice (robot/__main__.py).
 
 Every utterance is also an event, {"event": "said", "what": ..., "language": ..., "text": ...,
 "n": k}, n counting from 1 in speaking order: with --speech FILE.wav the k-th utterance is in
@@ -7,8 +8,9 @@ FILE.wav (k = 1) or FILE-k.wav, so what was said can be checked against the audi
 import threading
 
 from device.agent import FrontEnd
-from device.phrases import (BLINK_AGAIN, LIVENESS_FAILED, SEE_A_CLERK, UNKNOWN_VISITOR, blink_request,
-                            language_of, next_step, phrase, ticket_text)
+from device.phrases import (BLINK_AGAIN, LIVENESS_FAILED, SEE_A_CLERK, UNKNOWN_VISITOR,
+                            UNKNOWN_WITH_SCREEN, blink_request, language_of, next_step, phrase,
+                            ticket_text)
 
 # An unknown visitor's language is unknown: the hall's language first, then English.
 UNKNOWN_LANGUAGES = ("zh", "en")
@@ -17,9 +19,10 @@ UNKNOWN_LANGUAGES = ("zh", "en")
 class RobotVoice(FrontEnd):
     """Says each step of a visit in the citizen's language; never drops an utterance."""
 
-    def __init__(self, speaker, events):
+    def __init__(self, speaker, events, screen=False):
         self.speaker = speaker
         self.events = events
+        self.screen = screen            # a chest screen offers the ID-number keypad
         self._count = 0
         self._lock = threading.Lock()   # steps speak from the recognition loop and the server worker
 
@@ -37,8 +40,11 @@ class RobotVoice(FrontEnd):
         self.say("greeting", visit.greeting, visit.language)
 
     def on_unknown(self, visit):
+        # The ID number is typed on the screen, never said: a number spoken aloud in a hall is
+        # heard by everyone in the queue.
+        table = UNKNOWN_WITH_SCREEN if self.screen else UNKNOWN_VISITOR
         for language in UNKNOWN_LANGUAGES:
-            self.say("directions", phrase(UNKNOWN_VISITOR, language), language)
+            self.say("directions", phrase(table, language), language)
 
     # --- the case-file hooks ------------------------------------------------------------------
 

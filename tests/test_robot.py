@@ -119,6 +119,67 @@ def test_unknown_visitor_is_told_where_to_go_in_zh_and_en(robot, db, clips, tmp_
     assert_real_audio(speech, said)
 
 
+def test_a_robot_with_a_screen_takes_an_id_number_there_and_goes_on(live_server, db, tmp_path):
+    """The camera cannot tell her from her enrolled twin; the robot offers its screen by
+    voice, she types her ID number on it (the screen's own endpoint, as its page does), the
+    1:1 check passes, and the robot greets her, checks the blink and says her next step."""
+    import threading
+    import urllib.request
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import liveness_videos
+    from conftest import VIDEO
+    from helpers import her_encoding, id_number, new_device, run_agent
+    from recognition.liveness import BlinkPolicy
+    from robot.__main__ import robot_front_end
+    her = enrol_her(db, name="林小姐", language="zh")
+    twin = her_encoding() + np.random.default_rng(1).normal(0, 0.002, 128)
+    enrol(db, "blinking", name="林小妹", language="zh", encodings=[twin])
+    db.execute("UPDATE citizens SET id_number = ? WHERE id = ?", [id_number(1), her])
+    token = new_device(db, "robot-hall-a", kind="robot")
+    clip = liveness_videos.video_slice(VIDEO, tmp_path / "long.mp4", 1.0, 11.0, max_side=640)
+    speech = tmp_path / "robot.wav"
+    args = SimpleNamespace(headless=False, screen_port=0, speech=str(speech),
+                           blink_window=BlinkPolicy.window_s)
+    screen, typed = {}, []
+
+    def type_on_the_screen():
+        request = urllib.request.Request(screen["url"] + "/casefile/identify", method="POST",
+                                         data=json.dumps({"id_number": id_number(1)}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            typed.append(json.load(response))
+
+    def watch(event):
+        if event["event"] == "screen":
+            screen["url"] = event["url"]
+        if event["event"] == "said" and event["what"] == "directions" and not typed:
+            typed.append("sent")   # the offer is said in zh, then en: type once
+            threading.Thread(target=type_on_the_screen).start()
+
+    def front_end(log, client):
+        log.add_listener(watch)
+        flow, screen["stop"] = robot_front_end(args, client, log)
+        return flow
+    try:
+        events, _ = run_agent(live_server.url, token, clip, tmp_path / "robot.db", front_end)
+    finally:
+        screen["stop"]()
+    said = of_kind(events, "said")
+    assert "在我的屏幕上输入身份证号码" in said[0]["text"] and said[0]["what"] == "directions"
+    assert typed[1]["mode"] == "identify"                  # the screen took the number
+    assert [c["result"] for c in of_kind(events, "id_number_checked")] == ["match"]
+    assert [g.get("identified_by") for g in of_kind(events, "greeted")] == ["id_number"]
+    whats = [s["what"] for s in said]
+    assert whats.index("greeting") < whats.index("blink_request") < whats.index("next_step")
+    assert said[whats.index("greeting")]["text"] == "林小姐，您好！"
+    assert_real_audio(speech, said)
+    row = db.execute("SELECT * FROM sessions").fetchone()
+    assert (row["identified_by"], row["citizen_id"], row["liveness"]) == ("id_number", her, "passed")
+
+
 # --- what is said, from the case-file summary -------------------------------------------------
 
 def case(number, status, counter="", appointment_at="", kind="Individual income tax"):
