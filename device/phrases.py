@@ -3,124 +3,54 @@
 The blink request, the case file's next step, the queue ticket and the way to the desk for
 visitors the device does not know. Plain functions of the case-file summary the server
 returns (server/casefile.py), so the kiosk screen and the robot's voice say the same thing.
+The words themselves are in messages/device.json (the screen's labels too).
 """
+import json
+import os
 from datetime import date, datetime
 
 LANGUAGES = ("zh", "yue", "en")
 FALLBACK = "zh"   # the hall's own language, for a visitor whose language is unknown
 
-BLINK_REQUEST = {
-    "zh": "请眨一下眼睛。",
-    "yue": "請眨一下眼。",
-    "en": "Please blink your eyes.",
-}
-BLINK_HINT = {             # under the blink request on the kiosk screen (with an English line)
-    "zh": "请看着屏幕眨眨眼",
-    "yue": "請望住屏幕眨眨眼",
-    "en": "Look at the screen and blink",
-}
-SECOND_TRY = {
-    "zh": "第二次机会",
-    "yue": "第二次機會",
-    "en": "Second try",
-}
-BLINK_AGAIN = {            # the second chance, before anyone is sent to the desk
-    "zh": "再试一次：请看着屏幕，眨一下眼睛。",
-    "yue": "再試一次：請望住屏幕，眨一下眼。",
-    "en": "Let's try again: look at the screen and blink once.",
-}
-LOOK_AT_SCREEN = {         # live feedback: no eyes read just now
-    "zh": "请看着屏幕",
-    "yue": "請望住屏幕",
-    "en": "Look at the screen",
-}
-BLINK_NOW = {              # live feedback: eyes found, a blink will be seen
-    "zh": "已找到眼睛，请眨眼",
-    "yue": "搵到你對眼，請眨眼",
-    "en": "Eyes found: blink now",
-}
-LIVENESS_PASSED = {
-    "zh": "已确认，正在打开您的业务档案。",
-    "yue": "確認咗，而家打開你嘅業務檔案。",
-    "en": "Thank you. Opening your case file.",
-}
-LIVENESS_FAILED = {
-    "zh": "没有看到眨眼。请到服务台，工作人员会为您办理。",
-    "yue": "睇唔到你眨眼。請去服務台，職員會幫你辦理。",
-    "en": "I could not see a blink. Please go to the service desk; a clerk will help you.",
-}
-UNKNOWN_VISITOR = {       # the robot: the ticket follows at once, so no "go and take a number"
-    "zh": "您好，欢迎光临。我为您取一个号，服务台的工作人员会叫号为您服务。",
-    "yue": "你好，歡迎光臨。我幫你攞個籌，服務台職員會叫號幫你。",
-    "en": "Welcome. I will give you a ticket number; a clerk at the service desk will call you.",
-}
-UNKNOWN_WITH_SCREEN = {   # the robot with a screen: the keypad is offered, the ticket follows anyway
-    "zh": "您好，我没有认出您。您可以在我的屏幕上输入身份证号码；我也为您取一个号，工作人员会叫号为您服务。",
-    "yue": "你好，我認唔到你。你可以喺我個屏幕輸入身份證號碼；我亦會幫你攞個籌，職員會叫號幫你。",
-    "en": "Welcome. I did not recognise you. You can type your ID number on my screen; I will also "
-          "give you a ticket number, and a clerk will call you.",
-}
-UNKNOWN_PROMPT = {        # the kiosk's spoken line for a visitor it does not know
-    "zh": "请到柜台咨询工作人员",
-    "yue": "請到櫃檯搵職員",
-    "en": "Please see a clerk at the counter.",
-}
-ID_NUMBER_PROMPT = {      # the kiosk, to a visitor it does not know
-    "zh": "没有认出您。请输入身份证号码，或凭号码到窗口办理。",
-    "yue": "認唔到你。請輸入身份證號碼，或者憑籌號去窗口辦理。",
-    "en": "We could not recognise you. Type your ID number, or take your ticket to the desk.",
-}
-TICKET_COUNTER = {        # under the ticket number: where to wait
-    "zh": "请到{counter}号窗口",
-    "yue": "請去{counter}號窗口",
-    "en": "Counter {counter}",
-}
-TICKET_GENERAL = {
-    "zh": "综合服务窗口",
-    "yue": "綜合服務窗口",
-    "en": "General service desk",
-}
-SEE_A_CLERK = {
-    "zh": "暂时无法打开您的业务档案，请到服务台。",
-    "yue": "暫時打唔開你嘅業務檔案，請去服務台。",
-    "en": "Your case file cannot be opened now. Please go to the service desk.",
-}
-NO_OPEN_CASES = {
-    "zh": "您目前没有在办的业务，请取号等候。",
-    "yue": "你而家冇辦緊嘅業務，請攞籌等候。",
-    "en": "You have no open cases. Please take a ticket.",
-}
-CASE_READY = {
-    "zh": "您的{type}业务 {number} 已可以办理，请到{counter}号窗口。",
-    "yue": "你嘅{type}業務 {number} 已經可以辦理，請去{counter}號窗口。",
-    "en": "Your {type} case {number} is ready at counter {counter}.",
-}
-CASE_APPOINTMENT = {
-    "zh": "您的{type}业务 {number} 预约在{time}，请到{counter}号窗口。",
-    "yue": "你嘅{type}業務 {number} 預約喺{time}，請去{counter}號窗口。",
-    "en": "Your {type} case {number} has an appointment at {time}, counter {counter}.",
-}
-APPOINTMENT_TODAY = {      # the citizen came for it: said first, with the time alone
-    "zh": "您今天{time}的{type}预约（{number}），请到{counter}号窗口。",
-    "yue": "你今日{time}嘅{type}預約（{number}），請去{counter}號窗口。",
-    "en": "Your {time} appointment today ({type}, {number}): counter {counter}.",
-}
-CASE_OTHER = {
-    "zh": "您的{type}业务 {number} {status}，请取号等候。",
-    "yue": "你嘅{type}業務 {number} {status}，請攞籌等候。",
-    "en": "Your {type} case {number} is {status}. Please take a ticket.",
-}
-TICKET = {
-    "zh": "您的排队号码是{number}号。",
-    "yue": "你嘅籌號係{number}號。",
-    "en": "Your ticket number is {number}.",
-}
-STATUS = {
-    "open": {"zh": "已受理", "yue": "已經受理", "en": "received"},
-    "in_progress": {"zh": "正在办理", "yue": "辦緊", "en": "in progress"},
-    "waiting_documents": {"zh": "还需要补充材料", "yue": "仲要補交文件", "en": "waiting for documents"},
-    "ready": {"zh": "已可以办理", "yue": "已經可以辦理", "en": "ready"},
-}
+CATALOGUE_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "messages", "device.json")
+
+
+def load_catalogue(path=CATALOGUE_PATH):
+    """{key: {"zh": ..., "yue": ..., "en": ...}}: every phrase a device says or shows, in one
+    file beside the console's catalogue (messages/), with a note for the translator."""
+    with open(path, encoding="utf-8") as f:
+        return {key: {lang: entry[lang] for lang in LANGUAGES} for key, entry in json.load(f).items()}
+
+
+CATALOGUE = load_catalogue()
+
+# The tables the presenters pass to phrase(); their text lives in messages/device.json.
+BLINK_REQUEST = CATALOGUE["blink_request"]
+BLINK_HINT = CATALOGUE["blink_hint"]
+SECOND_TRY = CATALOGUE["second_try"]
+BLINK_AGAIN = CATALOGUE["blink_again"]
+LOOK_AT_SCREEN = CATALOGUE["look_at_screen"]
+BLINK_NOW = CATALOGUE["blink_now"]
+LIVENESS_PASSED = CATALOGUE["liveness_passed"]
+LIVENESS_FAILED = CATALOGUE["liveness_failed"]
+UNKNOWN_VISITOR = CATALOGUE["unknown_visitor"]
+UNKNOWN_WITH_SCREEN = CATALOGUE["unknown_with_screen"]
+UNKNOWN_PROMPT = CATALOGUE["unknown_prompt"]
+ID_NUMBER_PROMPT = CATALOGUE["id_number_prompt"]
+TICKET_COUNTER = CATALOGUE["ticket_counter"]
+TICKET_GENERAL = CATALOGUE["ticket_general"]
+SEE_A_CLERK = CATALOGUE["see_a_clerk"]
+NO_OPEN_CASES = CATALOGUE["no_open_cases"]
+CASE_READY = CATALOGUE["case_ready"]
+CASE_APPOINTMENT = CATALOGUE["case_appointment"]
+APPOINTMENT_TODAY = CATALOGUE["appointment_today"]
+CASE_OTHER = CATALOGUE["case_other"]
+TICKET = CATALOGUE["ticket"]
+DATE_TODAY = CATALOGUE["date.today"]
+DATE_THIS_YEAR = CATALOGUE["date.this_year"]
+DATE_OTHER_YEAR = CATALOGUE["date.other_year"]
+STATUS = {key.split(".", 1)[1]: table for key, table in CATALOGUE.items() if key.startswith("status.")}
 
 
 def language_of(language):
@@ -192,9 +122,6 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
           "September", "October", "November", "December")
 
 
-TODAY = {"zh": "今天", "yue": "今日", "en": "Today"}
-
-
 def when_text(stamp, language, today=None):
     """An appointment's local time as people of that language write and say it, as short as
     it can be: "今天 09:30", "3月2日 09:30", "2027年3月2日 09:30" (zh, yue); "Today 09:30",
@@ -204,13 +131,11 @@ def when_text(stamp, language, today=None):
         moment = datetime.strptime((stamp or "")[:16].replace(" ", "T"), "%Y-%m-%dT%H:%M")
     except ValueError:
         return (stamp or "").replace("T", " ")[:16]     # not a date: shown as given
-    today, language, clock = today or date.today(), language_of(language), moment.strftime("%H:%M")
-    if moment.date() == today:
-        return f"{TODAY[language]} {clock}"
-    year = moment.year != today.year
-    if language == "en":
-        return f"{moment.day} {MONTHS[moment.month - 1]}{f' {moment.year}' if year else ''}, {clock}"
-    return f"{f'{moment.year}年' if year else ''}{moment.month}月{moment.day}日 {clock}"
+    today = today or date.today()
+    table = DATE_TODAY if moment.date() == today else \
+        DATE_THIS_YEAR if moment.year == today.year else DATE_OTHER_YEAR
+    return phrase(table, language, year=moment.year, month=moment.month, day=moment.day,
+                  month_name=MONTHS[moment.month - 1], clock=moment.strftime("%H:%M"))
 
 
 def with_when(cases, language, today=None):

@@ -8,6 +8,8 @@ receipt printers sold in China understand; the number and the English line are p
 """
 import logging
 
+from device.phrases import CATALOGUE
+
 log = logging.getLogger(__name__)
 
 CHINESE_ON, CHINESE_OFF = b"\x1c\x26", b"\x1c\x2e"
@@ -32,16 +34,16 @@ def open_printer(spec):
 class TicketPrinter:
     """Prints one ticket per visit; a jammed or missing printer never stops the kiosk."""
 
-    def __init__(self, printer, hall="办税服务厅"):
+    def __init__(self, printer, hall=None):
         self.printer = printer
-        self.hall = hall
+        self.hall = hall or CATALOGUE["screen.title"]["zh"]
 
     def print_ticket(self, number, where, where_en, day):
         p = self.printer
         try:
             p.set(align="center")
             self._chinese(self.hall + "\n")
-            p.text("Queue ticket\n")
+            p.text(CATALOGUE["screen.queue_ticket"]["en"] + "\n")
             p.set(align="center", double_height=True, double_width=True, bold=True)
             p.text(f"{number}\n")
             p.set(align="center", normal_textsize=True)

@@ -10,6 +10,8 @@ import threading
 import time
 
 from flask import Flask, abort, jsonify, render_template, request
+
+from device.phrases import CATALOGUE
 from werkzeug.serving import make_server
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -42,6 +44,27 @@ class ScreenState:
         return state
 
 
+def screen_text(key, language="zh"):
+    """A label of the screen from the device catalogue (messages/device.json)."""
+    return CATALOGUE[key][language]
+
+
+def bilingual(key):
+    """The hall's language and English on one line: "您的号码 · Your ticket"."""
+    return f"{screen_text(key)} · {screen_text(key, 'en')}"
+
+
+def script_text():
+    """The labels the page's scripts fill in, by group ("status", "id", "factor") and code."""
+    groups = {}
+    for key in CATALOGUE:
+        if key.count(".") == 2 and key.startswith("screen."):
+            _, group, code = key.split(".")
+            groups.setdefault(group, {})[code] = bilingual(key)
+    groups["label"]["ok"] = f"{screen_text('screen.label.ok')} {screen_text('screen.label.ok', 'en')}"
+    return groups
+
+
 def create_screen_app(state, blueprints=()):
     """The Flask app of the kiosk screen (no database, no login: it only shows state).
     blueprints add features to the page (the case file: kiosk/casefile_screen.py)."""
@@ -49,10 +72,11 @@ def create_screen_app(state, blueprints=()):
                 static_folder=os.path.join(HERE, "static"))
     for bp in blueprints:
         app.register_blueprint(bp)
+    app.jinja_env.globals.update(text=screen_text, both=bilingual)
 
     @app.route("/")
     def index():
-        return render_template("kiosk/screen.html")
+        return render_template("kiosk/screen.html", script_text=script_text())
 
     @app.route("/state")
     def current_state():

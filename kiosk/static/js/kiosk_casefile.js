@@ -6,22 +6,16 @@
   var lastSeq = -1;
   var digits = "";
   var $ = function (id) { return document.getElementById(id); };
-  var STATUS = {open: "已受理 · Received", in_progress: "办理中 · In progress",
-                waiting_documents: "待补材料 · Waiting for documents", ready: "可办理 · Ready"};
-  var ID_STATUS = {
-    checking: "正在核验… · Checking…",
-    no_match: "无法核实，请凭号码到服务台 · Not verified: please take your ticket to the service desk",
-    too_many: "尝试次数过多，请到服务台 · Too many tries: please see a clerk",
-    invalid: "号码有误，请检查 · Please check the number",
-    offline: "网络中断，请到服务台 · Offline: please see a clerk",
-    no_face: "请看着屏幕再试 · Please look at the screen and try again"
-  };
+  // Labels from the device catalogue (messages/device.json), put in the page by the screen.
+  var TEXT = JSON.parse(document.getElementById("screen-text").textContent);
+  var STATUS = TEXT.status;
+  var ID_STATUS = TEXT.id;
   var idTyped = "";
   var FACTOR = {
-    wrong: function (f) { return "号码不对 · Wrong digits" + (f.tries_left != null ? " (" + f.tries_left + ")" : ""); },
-    locked: function () { return "已锁定，请到服务台 · Locked: please see a clerk"; },
-    wait: function () { return "请稍候再试 · Please wait a moment and try again"; },
-    offline: function () { return "网络中断，请到服务台 · Offline: please see a clerk"; },
+    wrong: function (f) { return TEXT.factor.wrong + (f.tries_left != null ? " (" + f.tries_left + ")" : ""); },
+    locked: function () { return TEXT.factor.locked; },
+    wait: function () { return TEXT.factor.wait; },
+    offline: function () { return TEXT.factor.offline; },
     invalid: function (f) { return f.message || ""; }
   };
 
@@ -75,7 +69,7 @@
     $("cf-blink").textContent = state.mode === "blink" ? state.prompt : "";
     $("cf-countdown").textContent = state.mode === "blink" && state.countdown != null ? String(state.countdown) : "";
     $("cf-feedback").textContent = state.mode === "blink" ? state.feedback : "";
-    $("cf-attempt").textContent = state.hint || "请看着屏幕眨眨眼 · Look at the screen and blink";
+    $("cf-attempt").textContent = state.hint || TEXT.label.blink_hint;
     $("cf-passed").textContent = state.mode === "passed" ? state.prompt : "";
     $("cf-notice").textContent = state.mode === "notice" || state.mode === "ticket" ? state.prompt : "";
     $("cf-notice-en").textContent = state.mode === "notice" || state.mode === "ticket" ? (state.english || "") : "";
@@ -139,7 +133,7 @@
     key(d, function () { if (idTyped.length < 18) setId(idTyped + d); }, null, "id-keypad");
   });
   key("⌫", function () { setId(idTyped.slice(0, -1)); }, "cf-back", "id-keypad");
-  key("确定 OK", sendId, "cf-ok id-ok", "id-keypad");
+  key(TEXT.label.ok, sendId, "cf-ok id-ok", "id-keypad");
   setId("");
 
   // A phone's 3×4 layout: 1 2 3 / 4 5 6 / 7 8 9 / ⌫ 0 OK
@@ -148,7 +142,7 @@
   });
   key("⌫", function () { setDigits(digits.slice(0, -1)); }, "cf-back");
   key("0", function () { if (digits.length < 4) setDigits(digits + "0"); });
-  key("确定 OK", send, "cf-ok");
+  key(TEXT.label.ok, send, "cf-ok");
   setDigits("");
 
   function poll() {
