@@ -1,6 +1,7 @@
 """Open-set identification accuracy of the shipped decision policy against the naive one.
 
-    python -m bench.accuracy DATASET_DIR [--calibrate] [--model small|large] [--jitters N] [--workers N]
+    python -m bench.accuracy DATASET_DIR [--calibrate] [--enrol-photos K] [--model small|large]
+                             [--jitters N] [--workers N]
 
 DATASET_DIR holds <person>/<images>. People are sorted by name; every 5th person (the 5th,
 10th, ...) is not enrolled and all their photos are impostor probes. Every other person's
@@ -47,8 +48,10 @@ def image_files(folder):
                    if f.lower().endswith(IMAGE_SUFFIXES)), key=lambda p: natural_key(os.path.basename(p)))
 
 
-def dataset_plan(root):
-    """(enrol, genuine, impostor): enrol is [(person, path)], probes are [(person or None, path)]."""
+def dataset_plan(root, enrol_photos=1):
+    """(enrol, genuine, impostor): enrol is [(person, path)], probes are [(person or None, path)].
+    An enrolled person's first enrol_photos photos are enrolled (a registry may hold several
+    templates a citizen, e.g. an ID photo and a clerk-confirmed capture); the rest are probes."""
     people = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     enrol, genuine, impostor = [], [], []
     for index, person in enumerate(people, start=1):
@@ -58,8 +61,8 @@ def dataset_plan(root):
         if index % 5 == 0:
             impostor += [(person, f) for f in files]
         else:
-            enrol.append((person, files[0]))
-            genuine += [(person, f) for f in files[1:]]
+            enrol += [(person, f) for f in files[:enrol_photos]]
+            genuine += [(person, f) for f in files[enrol_photos:]]
     extra = os.path.join(os.path.dirname(os.path.abspath(root)), "identities_unknown_probes")
     if os.path.isdir(extra):
         for dirpath, _, _ in sorted(os.walk(extra)):
@@ -107,7 +110,7 @@ def build_gallery(enrol, encodings):
     for (person, _), encoding in zip(enrol, encodings):
         if isinstance(encoding, str):
             continue
-        ids[person] = len(ids) + 1
+        ids.setdefault(person, len(ids) + 1)     # a second photo is the same citizen
         gallery.add(ids[person], encoding)
         people.add(person)
     return gallery, ids
@@ -227,16 +230,17 @@ def calibrated_policy(policy, items):
     return Policy(threshold=threshold, margin=policy.margin, target_fpir=None), curve
 
 
-def run_groups(root, model="small", jitters=1, workers=None, policy=None, calibrate=False):
+def run_groups(root, model="small", jitters=1, workers=None, policy=None, calibrate=False,
+               enrol_photos=1):
     """Every group folder as a registry of its own; the top level is all groups together."""
     groups = group_folders(root)
     if not groups:
-        return run(root, model, jitters, workers, policy, calibrate)
+        return run(root, model, jitters, workers, policy, calibrate, enrol_photos)
     with_groups = _combined_root(root, groups)
-    result = run(with_groups, model, jitters, workers, policy, calibrate)
+    result = run(with_groups, model, jitters, workers, policy, calibrate, enrol_photos)
     result["dataset"] = os.path.abspath(root)
     result["groups"] = {g: _headline(run(os.path.join(root, g), model, jitters, workers, policy,
-                                         calibrate)) for g in groups}
+                                         calibrate, enrol_photos)) for g in groups}
     return result
 
 
@@ -262,9 +266,9 @@ def _headline(result):
     return out
 
 
-def run(root, model="small", jitters=1, workers=None, policy=None, calibrate=False):
+def run(root, model="small", jitters=1, workers=None, policy=None, calibrate=False, enrol_photos=1):
     policy = policy or Policy()
-    enrol, genuine, impostor = dataset_plan(root)
+    enrol, genuine, impostor = dataset_plan(root, enrol_photos)
     probes = genuine + impostor
     enrolled, probed = encode_all(enrol, probes, model, jitters, workers or os.cpu_count())
     gallery, ids = build_gallery(enrol, enrolled)
@@ -294,6 +298,7 @@ def run(root, model="small", jitters=1, workers=None, policy=None, calibrate=Fal
     rows = sweep(gallery, ids, probes, probed)
     return {
         "dataset": os.path.abspath(root), "model": model, "num_jitters": jitters,
+        "enrol_photos": enrol_photos,
         "policy": {"threshold": threshold, "max_threshold": policy.threshold,
                    "margin": policy.margin, "target_fpir": policy.target_fpir},
         **shipped, **extra,
@@ -360,6 +365,8 @@ def main(argv=None):
     parser.add_argument("--calibrate", action="store_true",
                         help="choose the threshold from the enrolled photos' own non-mated distances"
                              " (as the registry does); the LFW-prior point is printed as \"prior\"")
+    parser.add_argument("--enrol-photos", type=int, default=1, metavar="K",
+                        help="photos enrolled per person (the first K; the rest are probes)")
     parser.add_argument("--fixed", action="store_true",
                         help="use --threshold as is, without tightening it for the gallery size")
     args = parser.parse_args(argv)
@@ -369,7 +376,10 @@ def main(argv=None):
     policy = Policy(threshold=args.threshold if args.threshold is not None else base.threshold,
                     margin=args.margin if args.margin is not None else base.margin,
                     target_fpir=None if args.fixed else base.target_fpir)
-    json.dump(run_groups(args.dataset, args.model, args.jitters, args.workers, policy, args.calibrate),
+    if args.enrol_photos < 1:
+        parser.error("--enrol-photos must be at least 1")
+    json.dump(run_groups(args.dataset, args.model, args.jitters, args.workers, policy, args.calibrate,
+                         args.enrol_photos),
               sys.stdout, indent=1)
     print()
 

@@ -28,6 +28,19 @@ def test_protocol_every_fifth_person_is_an_impostor(tmp_path):
     assert all(path.endswith("/1.jpg") for _, path in enrol)  # natural sort: 1 < 2 < 10
     assert {p for p, _ in impostor} == {"p05", "p10", None}
     assert len(genuine) == 16 and len(impostor) == 7
+    enrol, genuine, _ = dataset_plan(str(root), enrol_photos=2)     # an ID photo and a capture
+    assert [path.rsplit("/", 1)[1] for p, path in enrol if p == "p01"] == ["1.jpg", "2.jpg"]
+    assert len(enrol) == 16 and len(genuine) == 8
+
+
+def test_a_second_enrolled_photo_is_the_same_citizen():
+    import numpy as np
+    from bench.accuracy import build_gallery
+    enrol = [("ann", "1.jpg"), ("ann", "2.jpg"), ("bo", "1.jpg")]
+    gallery, ids = build_gallery(enrol, [np.zeros(128), np.full(128, 0.01), np.ones(128)])
+    assert ids == {"ann": 1, "bo": 2}
+    best, runner_up = gallery.nearest_two(np.full(128, 0.01))
+    assert (best.citizen_id, runner_up.citizen_id) == (1, 2)    # never ann against herself
 
 
 def test_bench_prints_policy_and_naive_figures(tmp_path):
