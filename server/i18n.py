@@ -58,7 +58,22 @@ LABELS = {
     "settings.update": "Settings changed", "snapshots.purge": "Snapshots purged",
     "ticket.call": "Ticket called", "ticket.issue": "Ticket issued", "user.create": "User created",
     "user.password_reset": "Password reset", "user.update": "User changed",
+    "login": "Signed in", "user.unlock": "Sign-in unlocked", "calibration.measured": "Calibration measured",
+    "citizen.add": "Citizen added", "citizen.update": "Citizen changed", "citizen.remove": "Citizen removed",
+    "citizen.consent.withdraw": "Consent withdrawn", "citizen.photo.add": "Citizen photo added",
+    "citizen.photo.replace": "Citizen photo replaced", "citizen.factor_unlocked": "Phone check unlocked",
+    "duplicate.held": "Possible duplicate held for review", "duplicate.list": "Duplicate reviews listed",
+    "duplicate.view": "Duplicate review viewed", "duplicate.photo.view": "Held photo viewed",
+    "duplicate.import": "Duplicate review: imported as a different person",
+    "duplicate.discard": "Duplicate review: discarded as the same person",
+    "duplicate.add_to_existing": "Duplicate review: photo added to the registered citizen",
+    "session.attach": "Visit attached to a citizen", "session.template_added": "Snapshot added as a template",
 }
+# Who acted and what was acted on, in the audit log (kept apart from LABELS: "import" is
+# both a duplicate decision and a kind of record).
+KINDS = {"user": "Staff member", "device": "Device", "system": "System", "case": "Case",
+         "citizen": "Citizen", "session": "Session", "setting": "Setting", "import": "Import job",
+         "duplicate_review": "Duplicate review"}
 
 
 def current_language():
@@ -100,6 +115,11 @@ def reason(text):
     return text
 
 
+def kind(code):
+    """An actor or target type of the audit log in the page's language."""
+    return t(KINDS.get(code, code))
+
+
 def label(code):
     """A stored code (status, liveness, role) in the page's language."""
     return t(LABELS.get(code, code))
@@ -117,4 +137,5 @@ def init_app(app):
     app.jinja_env.globals.update(t=t, current_language=current_language)
     app.jinja_env.filters["label"] = label
     app.jinja_env.filters["reason"] = reason
+    app.jinja_env.filters["kind"] = kind
     app.add_url_rule("/lang/<code>", "set_language", set_language, methods=["POST"])

@@ -40,7 +40,10 @@ def localtime(stamp):
     "2026年3月1日 09:15:02" in Chinese, "1 Mar 2026 09:15:02" in English."""
     if not stamp:
         return ""
-    moment = parse_stamp(stamp).astimezone(local_zone())
+    try:
+        moment = parse_stamp(stamp).astimezone(local_zone())
+    except ValueError:
+        return stamp        # not one of our stamps (a hand-made row): shown as stored, never a 500
     clock = moment.strftime("%H:%M:%S")
     if current_language() == "en":
         return f"{moment.day} {MONTHS[moment.month - 1]} {moment.year} {clock}"

@@ -483,3 +483,23 @@ def test_a_stored_reason_is_shown_in_chinese_with_its_values(app, stored, zh):
         assert reason(stored) == zh
     with app.test_request_context(headers={"Accept-Language": "en"}):
         assert reason(stored) == stored
+
+
+def test_every_audit_action_and_kind_the_code_writes_is_labelled_in_chinese():
+    import re
+    from pathlib import Path
+
+    from server.i18n import KINDS, LABELS, ZH
+    from server.identify import ACTIONS as IDENTIFY
+    from server.enrolment import DECISIONS as DUPLICATE
+    from server.review import DECISIONS as REVIEW
+    root = Path(__file__).resolve().parents[1]
+    source = "\n".join(f.read_text(encoding="utf-8") for f in root.glob("server/*.py"))
+    written = set(re.findall(r'audit_(?:user|device)\(\s*"([a-z_.]+)"', source))
+    written |= set(re.findall(r'audit\.record\((?:[^()"]|\([^()]*\))*?,\s*"([a-z_.]+)"', source))
+    written |= set(re.findall(r'_forget_face\([^"]*"([a-z_.]+)"', source))
+    written |= {*IDENTIFY, *(f"duplicate.{d}" for d in DUPLICATE), *(f"session.{d}" for d in REVIEW)}
+    assert {"login", "citizen.remove", "session.attach", "duplicate.import"} <= written
+    assert sorted(a for a in written if a not in LABELS or LABELS[a] not in ZH) == []
+    kinds = set(re.findall(r'audit_(?:user|device)\(\s*[^,]+, "([a-z_]+)"', source)) | {"user", "device", "system"}
+    assert sorted(k for k in kinds if k not in KINDS or KINDS[k] not in ZH) == []
