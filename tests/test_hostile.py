@@ -640,7 +640,7 @@ def test_web_import_of_a_hostile_zip_rejects_each_bad_entry_and_keeps_the_good(
     job_id, state = wait_for_job(client, upload(client, records, hostile_zip(tmp_path).read_bytes()))
     assert state["status"] == "done", state
     assert (state["imported"], state["rejected"]) == (1, len(HOSTILE_ROWS) - 1)
-    page = client.get(f"/imports/{job_id}").get_data(as_text=True)
+    page = client.get(f"/imports/{job_id}", headers={"Accept-Language": "en"}).get_data(as_text=True)
     for _, outcome, reason in HOSTILE_ROWS:
         assert reason in page
     assert citizens(db) == before + 1
