@@ -246,7 +246,7 @@ def run_groups(root, model="small", jitters=1, workers=None, policy=None, calibr
 
 def _combined_root(root, groups):
     """A folder of symlinks <group>__<person> -> the person's folder (under bench/_work)."""
-    combined = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_work", "combined",
+    combined = os.path.join(encoding_cache.WORK, "combined",
                             re.sub(r"\W+", "_", os.path.abspath(root)))
     os.makedirs(combined, exist_ok=True)
     for g in groups:

@@ -1,4 +1,4 @@
-"""Encode each benchmark photo once: results cached in bench/_work/encodings.pkl.
+"""Encode each benchmark photo once: results cached in bench/_work/encodings.pkl (WORK).
 
 Keyed by (path, file size, mtime, kind, model, jitters); kind is "enrol" (the enrolment
 gate) or "probe" (the device path). A rejected photo caches its reason (a str).
@@ -6,7 +6,10 @@ gate) or "probe" (the device path). A rejected photo caches its reason (a str).
 import os
 import pickle
 
-CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_work", "encodings.pkl")
+# bench/_work, or CIVIC_BENCH_WORK (the tests point it at a temporary folder: a test run
+# must not write into the checkout nor grow the cache with keys of deleted temporary files).
+WORK = os.environ.get("CIVIC_BENCH_WORK") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "_work")
+CACHE = os.path.join(WORK, "encodings.pkl")
 
 
 def _key(path, kind, model, jitters):

@@ -14,6 +14,12 @@ pytestmark = pytest.mark.video
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def bench_env(tmp_path):
+    """The bench's work folder (encoding cache, symlinks) in tmp_path, not in the checkout."""
+    import os
+    return {**os.environ, "CIVIC_BENCH_WORK": str(tmp_path / "work")}
+
+
 def test_protocol_every_fifth_person_is_an_impostor(tmp_path):
     from bench.accuracy import dataset_plan
     root = tmp_path / "set"
@@ -47,7 +53,7 @@ def test_bench_prints_policy_and_naive_figures(tmp_path):
     dataset = tmp_path / "people"
     shutil.copytree(PEOPLE, dataset)
     out = subprocess.run([sys.executable, "-m", "bench.accuracy", str(dataset), "--workers", "1"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+                         cwd=ROOT, capture_output=True, text=True, check=True, env=bench_env(tmp_path)).stdout
     result = json.loads(out)
     for key in ("correct", "wrong_person", "miss", "fpir", "enrolled", "genuine_probes",
                 "impostor_probes"):
@@ -66,7 +72,8 @@ def test_calibrate_per_group(tmp_path):
     shutil.copytree(PEOPLE, dataset / "first")
     shutil.copytree(PEOPLE, dataset / "second")
     out = subprocess.run([sys.executable, "-m", "bench.accuracy", str(dataset), "--calibrate",
-                          "--workers", "1"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+                          "--workers", "1"], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env=bench_env(tmp_path)).stdout
     result = json.loads(out)
     assert set(result["groups"]) == {"first", "second"}
     for figures in (result, *result["groups"].values()):
