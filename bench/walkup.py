@@ -1,6 +1,7 @@
 """Walk-up visits made from photos: time to greet and wrong names, evidence rule vs agreement.
 
     python -m bench.walkup DATASET_DIR [--visits N] [--workers N] [--seed S] [--video VIDEO]
+                           [--enrol-photos K]
 
 DATASET_DIR holds <person>/<images> (or group folders of them, as bench.accuracy). The
 registry is built as bench.accuracy does (every 5th person not enrolled, the others from
@@ -130,8 +131,8 @@ def run_rule(gallery, ids, plan, encodings, policy, rule):
     return counts
 
 
-def run(root, count, workers, seed, threshold=None):
-    enrol, genuine, impostor = accuracy.dataset_plan(root)
+def run(root, count, workers, seed, threshold=None, enrol_photos=1):
+    enrol, genuine, impostor = accuracy.dataset_plan(root, enrol_photos)
     enrolled, _ = accuracy.encode_all(enrol, [], "small", 1, workers)
     gallery, ids = accuracy.build_gallery(enrol, enrolled)
     items = [(ids[p], e) for (p, _), e in zip(enrol, enrolled) if not isinstance(e, str)]
@@ -142,7 +143,8 @@ def run(root, count, workers, seed, threshold=None):
     with ProcessPoolExecutor(max_workers=workers) as pool:
         encodings = encoding_cache.cached_map(pool, _encode_walkup, [p for _, p in plan],
                                               f"walkup{seed}", "small", 1, lambda p: (p, seed))
-    return {"dataset": os.path.abspath(root), "enrolled": len(ids), "threshold": policy.threshold,
+    return {"dataset": os.path.abspath(root), "enrolled": len(ids), "enrol_photos": enrol_photos,
+            "threshold": policy.threshold,
             "margin": policy.margin, "fps": FPS,
             "evidence": run_rule(gallery, ids, plan, encodings, policy, "evidence"),
             "agreement": run_rule(gallery, ids, plan, encodings, policy, "agreement")}
@@ -202,10 +204,13 @@ def main(argv=None):
     parser.add_argument("--video", default=None, help="real footage of one person (see above)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="a fixed threshold instead of the one calibrated on the enrolled photos")
+    parser.add_argument("--enrol-photos", type=int, default=1, metavar="K",
+                        help="photos enrolled per person (as bench.accuracy); walk-ups use the others")
     args = parser.parse_args(argv)
     groups = accuracy.group_folders(args.dataset)
     roots = [os.path.join(args.dataset, g) for g in groups] or [args.dataset]
-    result = {os.path.basename(r): run(r, args.visits, args.workers, args.seed, args.threshold) for r in roots}
+    result = {os.path.basename(r): run(r, args.visits, args.workers, args.seed, args.threshold,
+                                       args.enrol_photos) for r in roots}
     if args.video:
         result["video"] = run_video(args.video, roots[0], args.workers)
     json.dump(result, sys.stdout, indent=1)

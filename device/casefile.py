@@ -17,11 +17,14 @@ that shows and says things (the kiosk's screen and voice, or the robot's voice):
     no blink in time, or the face left -> {"event": "liveness_failed", "t": ...};
         the server is told; the file stays closed -> presenter.on_liveness_failed(visit)
 
-    unknown visitor types their ID number (identify(visit, id_number, on_result), from the
-        screen) -> the server checks the track's face encoding 1:1 against that citizen ->
-        on a match {"event": "greeted", "identified_by": "id_number"} and the same path as a
-        face greeting (blink, case file, phone digits); otherwise on_result("no_match") and
-        the visitor keeps their ticket
+    unknown visitor: liveness first. Their track's blinks are watched from the moment they
+        are not recognised (people blink while they type). They type their ID number
+        (identify(visit, id_number, on_result), from the screen): no blink seen yet ->
+        on_result("no_blink") (blink, press OK again); else the server is told of the blink
+        and checks the track's face encoding 1:1 against that citizen -> on a match
+        {"event": "greeted", "identified_by": "id_number"}, presenter.on_greeted and
+        on_liveness_passed, then the case file (phone digits for details); otherwise
+        on_result("no_match") and the visitor keeps their ticket
 
 The recognition loop never waits for the network: server calls run in one worker thread, in
 order. The session reaches the server through the outbox; until it has arrived the server
@@ -41,6 +44,7 @@ from .liveness_step import BlinkChallenge
 from .speech import greeting_text
 
 IDENTIFY_WAIT_S = 5.0       # a typed ID number waits this long for the session to arrive
+ID_WATCH_S = 180.0          # an unknown visitor's blinks count this long for the ID-number check
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,8 @@ class CaseFileFlow:
         self._challenges = {}       # track id -> BlinkChallenge
         self._shown = {}            # track id -> the progress last shown
         self._identified = queue.Queue()   # greetings by ID number, for the recognition thread
+        self._id_requests = queue.Queue()  # typed ID numbers, for the recognition thread
+        self._watching = {}         # track id -> BlinkChallenge of an unknown visitor (liveness first)
         self._last_t = 0.0
         self._steps = ServerSteps()
         self._closing = threading.Event()   # at exit, one try per step: no waiting for a server
@@ -120,6 +126,9 @@ class CaseFileFlow:
         self._challenges[visit.track.id] = BlinkChallenge(visit, visit.t, self.policy)
 
     def on_unknown(self, visit):
+        # Liveness first: the visitor's blinks are watched from now on (they blink while they
+        # type), so an ID number is only ever checked for a live face, never for a photo.
+        self._watching[visit.track.id] = BlinkChallenge(visit, visit.t, BlinkPolicy(window_s=ID_WATCH_S))
         self.presenter.on_unknown(visit)
         if self.tickets:
             self._later(visit, visit.t, self._ticket)
@@ -128,6 +137,10 @@ class CaseFileFlow:
         self._last_t = frame.t
         while not self._identified.empty():
             self._greet_identified(self._identified.get(), frame.t, tracks)
+        for watcher in self._watching.values():
+            watcher.feed()
+        while not self._id_requests.empty():
+            self._id_number_typed(*self._id_requests.get(), frame.t)
         for track_id, challenge in list(self._challenges.items()):
             challenge.feed()
             verdict = challenge.verdict(frame.t)
@@ -155,6 +168,7 @@ class CaseFileFlow:
         _call(self.presenter, "on_blink_retry", visit)
 
     def on_left(self, track):
+        self._watching.pop(track.id, None)
         if track.id in self._challenges:
             self._decided(track.id, "failed", self._last_t, "left")
         self.presenter.on_left(track)
@@ -173,16 +187,31 @@ class CaseFileFlow:
     def identify(self, visit, id_number, on_result):
         """Check a typed ID number 1:1 against the visitor's face (called from the screen's
         thread). on_result(status) gets "match", "no_match", "too_many", "invalid",
-        "offline" or "no_face"; on a match the greeting follows on the recognition thread."""
-        encoding = visit.track.encoding
-        if encoding is None:
-            on_result("no_face")
-            return
-        self._steps.submit(lambda: self._check_id_number(visit, id_number, list(encoding), on_result))
+        "offline", "no_face" or "no_blink" (no blink seen yet: blink, then press OK again);
+        on a match the greeting follows on the recognition thread."""
+        self._id_requests.put((visit, id_number, on_result))
 
-    def _check_id_number(self, visit, id_number, encoding, on_result):
+    def _id_number_typed(self, visit, id_number, on_result, t):
+        """On the recognition thread: liveness first, then the server's 1:1 check."""
+        watcher, encoding = self._watching.get(visit.track.id), visit.track.encoding
+        status = "no_face" if encoding is None or watcher is None else \
+            None if watcher.verdict(t) == "passed" else "no_blink"
+        if status:
+            self.events.emit("id_number_checked", session_id=visit.session["id"], result=status)
+            on_result(status)
+            return
+        if self.store is not None:
+            self.store.set_liveness(visit.session["id"], "passed")
+        self.events.emit("liveness_passed", t=round(t, 3), session_id=visit.session["id"], citizen_key=None)
+        encoding = list(encoding)
+        self._steps.submit(lambda: self._check_id_number(visit, id_number, encoding, on_result, t))
+
+    def _check_id_number(self, visit, id_number, encoding, on_result, t):
         session_id = visit.session["id"]
         try:
+            # The server checks an ID number only for a visit whose blink it was told of.
+            once_uploaded(lambda: self.client.report_liveness(session_id, "passed", t),
+                          IDENTIFY_WAIT_S, give_up=self._closing)
             answer = once_uploaded(lambda: self.client.identify(session_id, id_number, encoding),
                                    IDENTIFY_WAIT_S, give_up=self._closing)
         except Rejected as e:
@@ -199,7 +228,7 @@ class CaseFileFlow:
         on_result(status)
 
     def _greet_identified(self, item, t, tracks):
-        """The visitor is who they said: greet them and start the blink check, as for a face."""
+        """The visitor is who they said, and blinked before: greet them and open the file."""
         visit, answer = item
         if visit.track not in tracks:
             return      # gone before the answer came: nobody to greet
@@ -210,7 +239,10 @@ class CaseFileFlow:
             language=answer["language"], greeting=greeting_text(answer["name"], answer["language"]))
         self.events.emit("greeted", citizen_key=greeted.citizen_key, name=greeted.name, t=round(t, 3),
                          session_id=session["id"], identified_by="id_number")
-        self.on_greeted(greeted)
+        self._watching.pop(visit.track.id, None)
+        self.presenter.on_greeted(greeted)
+        _call(self.presenter, "on_liveness_passed", greeted)
+        self._later(greeted, t, self._open_case_file)
 
     # --- after the verdict ----------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ The kiosk sends the typed ID number and the face encoding of the visitor's track
 image; devices never hold ID numbers). The server compares the encoding with that citizen's
 templates only (1:1, not a search of everyone) under the registry's calibrated 1:1 threshold
 (server/calibration.py: one_to_one_threshold), and on a match the
-session becomes a greeting of that citizen, identified_by "id_number": liveness, the case
+session becomes a greeting of that citizen, identified_by "id_number". Liveness comes first:
+the device reports the visitor's blink before it sends the number (409 otherwise); the case
 file and the phone digits then follow as for a face greeting. "No such ID number" and "not
 this face" get the same answer, so the endpoint cannot be used to learn who is enrolled.
 Every attempt is audited (the ID number masked); a device gets IDENTIFY_MAX_PER_HOUR tries an
@@ -103,6 +104,9 @@ def identify(session_id):
     row = own_session(db, session_id)
     if row["outcome"] != "unknown":
         raise ApiError(409, "only a visitor the device did not recognise types an ID number")
+    if row["liveness"] != "passed":
+        # Liveness first: a photo held up with a known ID number must not learn whose it is.
+        raise ApiError(409, "liveness first: report the visitor's blink before their ID number")
     try:
         check_recent(row)
     except CaseFileRefused as refused:
