@@ -73,11 +73,16 @@ def resend_gallery(db):
     db.execute("UPDATE citizens SET sync_seq = ?", [next_sync_seq(db)])
 
 
-def _templates(db, citizen_id):
+def citizen_templates(db, citizen_id):
+    """The citizen's face templates (128-float arrays), oldest first."""
     rows = db.execute("SELECT encoding FROM face_templates WHERE citizen_id = ? ORDER BY id",
                       [citizen_id]).fetchall()
-    return [base64.b64encode(from_blob(r["encoding"]).astype("<f4").tobytes()).decode("ascii")
-            for r in rows]
+    return [from_blob(r["encoding"]) for r in rows]
+
+
+def _templates(db, citizen_id):
+    return [base64.b64encode(t.astype("<f4").tobytes()).decode("ascii")
+            for t in citizen_templates(db, citizen_id)]
 
 
 def _current_seq(db):

@@ -21,7 +21,7 @@ import numpy as np
 from flask import Blueprint, current_app, g, jsonify, request
 
 from db import transaction
-from recognition.templates import DIMENSIONS, from_blob
+from recognition.templates import DIMENSIONS
 
 from . import settings
 from .calibration import one_to_one_threshold
@@ -29,7 +29,7 @@ from .casefile import CaseFileRefused, check_recent, own_session
 from .database import get_db
 from .devices import audit_device, device_required
 from .errors import ApiError
-from .gallery import in_scope
+from .gallery import citizen_templates, in_scope
 from .importer import normalise_id_number
 from .privacy import mask
 
@@ -88,12 +88,10 @@ def _candidate(db, id_number):
 
 def best_distance(db, citizen_id, vector):
     """The distance from vector to the nearest of the citizen's templates (inf: none)."""
-    blobs = db.execute("SELECT encoding FROM face_templates WHERE citizen_id = ?",
-                       [citizen_id]).fetchall()
-    if not blobs:
+    templates = citizen_templates(db, citizen_id)
+    if not templates:
         return float("inf")
-    templates = np.stack([from_blob(b[0]) for b in blobs]).astype(np.float64)
-    return float(np.linalg.norm(templates - vector, axis=1).min())
+    return float(np.linalg.norm(np.stack(templates).astype(np.float64) - vector, axis=1).min())
 
 
 @bp.route("/sessions/<session_id>/identify", methods=["POST"])
