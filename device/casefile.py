@@ -197,8 +197,8 @@ class CaseFileFlow:
         status = "no_face" if encoding is None or watcher is None else \
             None if watcher.verdict(t) == "passed" else "no_blink"
         if status:
+            on_result(status)    # the screen shows the answer before the event says it was given
             self.events.emit("id_number_checked", session_id=visit.session["id"], result=status)
-            on_result(status)
             return
         if self.store is not None:
             self.store.set_liveness(visit.session["id"], "passed")
@@ -224,8 +224,8 @@ class CaseFileFlow:
             status = "match" if answer.get("matched") else "no_match"
             if status == "match":
                 self._identified.put((visit, answer))
-        self.events.emit("id_number_checked", session_id=session_id, result=status)
         on_result(status)
+        self.events.emit("id_number_checked", session_id=session_id, result=status)
 
     def _greet_identified(self, item, t, tracks):
         """The visitor is who they said, and blinked before: greet them and open the file."""
