@@ -12,10 +12,10 @@ from device.cli import build_parser, parse_args, run_device
 from device.speech import Speaker
 from recognition.liveness import BlinkPolicy
 
-from .casefile_screen import CaseFileDesk, desk_blueprint
+from .casefile_screen import CaseFileDesk, open_screen
 from .presenter import KioskCaseFilePresenter
 from .printer import PrinterError, TicketPrinter, open_printer
-from .screen import ScreenServer, ScreenState
+from .screen import ScreenState
 
 
 def kiosk_parser():
@@ -46,17 +46,17 @@ def main(argv=None):
 def kiosk_front_end(args, client, events):
     """Screen + voice, with the blink check, case file and a queue ticket per visit (on
     screen, said, and printed when a printer is set); returns (front end, cleanup)."""
-    screen_state, screen, desk = ScreenState(), None, CaseFileDesk(client)
-    if not args.headless:
-        screen = ScreenServer(screen_state, args.screen_port, [desk_blueprint(desk)]).start()
-        events.emit("screen", url=screen.url)
+    if args.headless:
+        screen_state, desk, stop = ScreenState(), CaseFileDesk(client), (lambda: None)
+    else:
+        screen_state, desk, stop = open_screen(client, events, args.screen_port)
     printer = getattr(args, "ticket_printer", None)
     presenter = KioskCaseFilePresenter(screen_state, Speaker(args.speech), desk,
                                        TicketPrinter(printer) if printer is not None else None)
     front_end = CaseFileFlow(presenter, client, events, BlinkPolicy(window_s=args.blink_window),
                              tickets=True)
     desk.identifier = front_end.identify   # an unknown visitor may type their ID number
-    return front_end, (screen.stop if screen is not None else lambda: None)
+    return front_end, stop
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from flask import Blueprint, jsonify, request
 from device.client import Offline, Rejected, Revoked
 from device.phrases import language_of, with_when
 
+from .screen import ScreenServer, ScreenState
+
 CASE_FILE_HOLD_S = 90.0     # the longest a case file stays on screen
 NOTICE_HOLD_S = 15.0        # a notice ("please see the desk") goes sooner: the next visitor waits
 
@@ -183,3 +185,12 @@ def desk_blueprint(desk):
         return jsonify(state)
 
     return bp
+
+
+def open_screen(client, events, port):
+    """The screen with its case-file desk, served on 127.0.0.1:port (the kiosk's, and the
+    robot's chest screen): (screen state, desk, stop)."""
+    state, desk = ScreenState(), CaseFileDesk(client)
+    server = ScreenServer(state, port, [desk_blueprint(desk)]).start()
+    events.emit("screen", url=server.url)
+    return state, desk, server.stop

@@ -55,13 +55,14 @@ def bilingual(key):
 
 
 def script_text():
-    """The labels the page's scripts fill in, by group ("status", "id", "factor") and code."""
-    groups = {}
+    """The labels the page's scripts fill in: the tables by group ("status", "id", "factor")
+    and code, and the single labels (the keypads' OK key is short: no separator)."""
+    groups = {"label": {"ok": f"{screen_text('screen.ok')} {screen_text('screen.ok', 'en')}",
+                        "blink_hint": bilingual("blink_hint")}}
     for key in CATALOGUE:
         if key.count(".") == 2 and key.startswith("screen."):
             _, group, code = key.split(".")
             groups.setdefault(group, {})[code] = bilingual(key)
-    groups["label"]["ok"] = f"{screen_text('screen.label.ok')} {screen_text('screen.label.ok', 'en')}"
     return groups
 
 

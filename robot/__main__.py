@@ -9,9 +9,8 @@ says is also shown, and a visitor the camera does not know can type their ID num
 from device.casefile import CaseFileFlow, Presenters
 from device.cli import build_parser, default_store_path, parse_args, run_device
 from device.speech import Speaker
-from kiosk.casefile_screen import CaseFileDesk, desk_blueprint
+from kiosk.casefile_screen import open_screen
 from kiosk.presenter import KioskCaseFilePresenter
-from kiosk.screen import ScreenServer, ScreenState
 from recognition.liveness import BlinkPolicy
 
 from .voice import RobotVoice
@@ -37,11 +36,9 @@ def robot_front_end(args, client, events):
     if args.headless:
         presenter, desk, cleanup = voice, None, (lambda: None)
     else:
-        screen_state, desk = ScreenState(), CaseFileDesk(client)
-        screen = ScreenServer(screen_state, args.screen_port, [desk_blueprint(desk)]).start()
-        events.emit("screen", url=screen.url)
+        screen_state, desk, cleanup = open_screen(client, events, args.screen_port)
         # the screen first: the keypad is up by the time the voice offers it
-        presenter, cleanup = Presenters(KioskCaseFilePresenter(screen_state, None, desk), voice), screen.stop
+        presenter = Presenters(KioskCaseFilePresenter(screen_state, None, desk), voice)
     front_end = CaseFileFlow(presenter, client, events, BlinkPolicy(window_s=args.blink_window),
                              tickets=True)
     if desk is not None:
