@@ -154,16 +154,12 @@ def _distance_table(gallery_items, probes, encodings, ids):
     return labels, owners, np.sqrt(np.clip(squared, 0, None))
 
 
-def non_mated_distances(gallery_items, probes, encodings, ids):
-    """Distances of every probe to every enrolled template of another person."""
+def probe_distances(gallery_items, probes, encodings, ids):
+    """(mated, non-mated) from one distance table: every genuine probe to its own enrolled
+    templates, and every probe to every enrolled template of another person."""
     labels, owners, distances = _distance_table(gallery_items, probes, encodings, ids)
-    return distances[labels[:, None] != owners[None, :]]
-
-
-def mated_distances(gallery_items, probes, encodings, ids):
-    """Distance of every genuine probe to its own enrolled template."""
-    labels, owners, distances = _distance_table(gallery_items, probes, encodings, ids)
-    return distances[(labels[:, None] == owners[None, :]) & (labels[:, None] != 0)]
+    same = labels[:, None] == owners[None, :]
+    return distances[same & (labels[:, None] != 0)], distances[~same]
 
 
 def spread(values):
@@ -273,6 +269,7 @@ def run(root, model="small", jitters=1, workers=None, policy=None, calibrate=Fal
     enrolled, probed = encode_all(enrol, probes, model, jitters, workers or os.cpu_count())
     gallery, ids = build_gallery(enrol, enrolled)
     items = [(ids[p], e) for (p, _), e in zip(enrol, enrolled) if not isinstance(e, str)]
+    genuine_d, distances = probe_distances(items, probes, probed, ids)
     extra = {}
     if calibrate and items:
         prior_policy = policy
@@ -287,11 +284,9 @@ def run(root, model="small", jitters=1, workers=None, policy=None, calibrate=Fal
             "lfw_prior_fmr_at_threshold": false_match_rate(policy.threshold),
             "expected_fpir_bound": round(calibration.expected_fpir(curve, len(gallery),
                                                                    policy.threshold), 5)}
-        extra["one_to_one"] = one_to_one(curve, items, probes, probed, ids)
+        extra["one_to_one"] = one_to_one(curve, genuine_d, distances)
     shipped = score(gallery, ids, probes, probed, lambda g, e: decide(g, e, policy))
     naive = score(gallery, ids, probes, probed, naive_decide)
-    distances = non_mated_distances(items, probes, probed, ids)
-    genuine_d = mated_distances(items, probes, probed, ids)
     threshold = policy.threshold_for(len(gallery))
     fmr, fmr_upper = measured_fmr(distances, threshold)
     naive_fmr, _ = measured_fmr(distances, 0.6)
@@ -315,14 +310,12 @@ def run(root, model="small", jitters=1, workers=None, policy=None, calibrate=Fal
     }
 
 
-def one_to_one(curve, items, probes, encodings, ids):
+def one_to_one(curve, genuine, impostor):
     """The ID-number check: each probe compared with one claimed citizen's templates only.
     The calibrated point (recognition.calibration.one_to_one_threshold on the enrolled
     photos' curve) beside the naive one (face_recognition's compare_faces tolerance, 0.6):
     the share of genuine probes accepted, and of impostor claims (a probe under another
-    enrolled person's ID number) accepted."""
-    genuine = mated_distances(items, probes, encodings, ids)
-    impostor = non_mated_distances(items, probes, encodings, ids)
+    enrolled person's ID number) accepted: genuine and impostor are those claims' distances."""
 
     def at(t):
         return {"threshold": t, "genuine_accepted": calibration.share_within(genuine, t),
