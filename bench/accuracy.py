@@ -85,13 +85,17 @@ def _probe_one(args):
         rgb = images.load_image(path)
     except PhotoRejected as e:
         return e.reason
+    location = probe_location(rgb)
+    return "no face found" if location is None else engine.face_encoding(rgb, location, model=model)
+
+
+def probe_location(rgb):
+    """Where the device path would encode a probe: its largest face, or None."""
     faces = engine.detect_faces(rgb, PROBE_MAX_SIDE)
     if not faces:
         # Dataset crops can be small; the device would see such a visitor from closer.
         faces = engine.detect_faces(rgb, PROBE_MAX_SIDE, upsample=2)
-    if not faces:
-        return "no face found"
-    return engine.face_encoding(rgb, faces[0], model=model)
+    return faces[0] if faces else None
 
 
 def encode_all(enrol, probes, model, jitters, workers):

@@ -82,3 +82,42 @@ def test_calibrate_per_group(tmp_path):
         assert figures["calibration"]["source"] == "prior"      # 4 or 8 people: too few to measure
         assert figures["calibration"]["threshold"] <= 0.50 and figures["wrong_person"] == 0
     assert result["groups"]["first"]["genuine_probes"] == 9
+
+
+def test_centring_removes_what_every_face_shares():
+    """bench.separation's centred lever: a part common to every template (one population's
+    look) no longer counts, and the distances keep the shipped thresholds' scale."""
+    import numpy as np
+    from bench.separation import centring
+    rng = np.random.default_rng(1)
+    people = rng.normal(0, 0.05, (6, 128))
+    shared = np.full(128, 0.1)
+    moved = {}
+    for name, offset in (("alone", np.zeros(128)), ("with shared part", shared)):
+        move = centring([*(people + offset), "no face found"])
+        moved[name] = np.stack([move(p + offset) for p in people])
+        assert move("no face found") == "no face found"
+    assert np.allclose(moved["alone"], moved["with shared part"])      # the shared part counts for nothing
+    radius = np.median(np.linalg.norm(people - people.mean(0), axis=1))
+    assert np.allclose(np.linalg.norm(moved["alone"], axis=1), radius)
+
+
+def test_separation_runs_each_lever_beside_the_shipped_templates(tmp_path):
+    """The shipped lever is bench.accuracy --calibrate's point on the same photos; every lever
+    prints its calibrated point and its best point on the probes."""
+    dataset = tmp_path / "groups"
+    shutil.copytree(PEOPLE, dataset / "first")
+    run = dict(cwd=ROOT, capture_output=True, text=True, check=True, env=bench_env(tmp_path))
+    separation = json.loads(subprocess.run(
+        [sys.executable, "-m", "bench.separation", str(dataset), "--workers", "1"], **run).stdout)
+    accuracy = json.loads(subprocess.run(
+        [sys.executable, "-m", "bench.accuracy", str(dataset / "first"), "--calibrate", "--workers", "1"],
+        **run).stdout)
+    first = separation["groups"]["first"]
+    assert (first["enrolled"], first["genuine_probes"], first["impostor_probes"]) == (4, 9, 2)
+    assert set(first["levers"]) == {"shipped", "mirror", "centred", "mirror_centred"}
+    shipped = first["levers"]["shipped"]["calibrated"]
+    assert shipped["threshold"] == accuracy["calibration"]["threshold"]
+    assert (shipped["correct"], shipped["wrong_person"]) == (accuracy["correct"], accuracy["wrong_person"])
+    for lever in first["levers"].values():
+        assert lever["calibrated"]["wrong_person"] == 0 and lever["calibrated"]["correct"] >= 5
