@@ -47,9 +47,11 @@ def _body():
     if (not isinstance(encoding, list) or len(encoding) != DIMENSIONS
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in encoding)):
         raise ApiError(400, f"encoding must be {DIMENSIONS} numbers")
-    vector = np.asarray(encoding, dtype=np.float64)
-    if not np.all(np.isfinite(vector)) or np.abs(vector).max() > 10:
+    # Compared before any conversion: the chained comparison refuses NaN and infinities, and
+    # a 400-digit JSON integer, which numpy cannot convert (OverflowError, a 500 before).
+    if not all(-10 <= v <= 10 for v in encoding):
         raise ApiError(400, "encoding is not a face encoding")
+    vector = np.asarray(encoding, dtype=np.float64)
     raw = body.get("id_number")
     if not isinstance(raw, str) or len(raw) > 64:
         raise ApiError(400, "id_number must be a string")

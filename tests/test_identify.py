@@ -60,6 +60,7 @@ def test_a_visit_gets_three_tries_then_must_see_a_clerk(client, token, obama):
     {"id_number": HER_ID, "encoding": [0.1] * 127},
     {"id_number": HER_ID, "encoding": ["x"] * 128},
     {"id_number": HER_ID, "encoding": [1e9] * 128},
+    {"id_number": HER_ID, "encoding": [10 ** 400] + [0.1] * 127},     # numpy cannot convert it
     {"encoding": [0.1] * 128},
 ])
 def test_bad_bodies_are_refused(client, token, obama, body):
