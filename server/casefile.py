@@ -194,15 +194,19 @@ def open_case_file(session_id):
         person = check_opening(db, row, _citizen_id_of(db, key))
     except CaseFileRefused as refused:
         _refuse(db, row, refused)
-    if not row["case_opened_at"]:
-        limits.check_casefile_rate(db, g.device, current_app.config, device_actor())
     summary = citizen_summary(db, person, row["id"])
-    with transaction(db):
-        db.execute("UPDATE sessions SET case_opened_at = coalesce(case_opened_at, ?)"
-                   " WHERE id = ?", [now_iso(), row["id"]])
-        audit_device("casefile.open", "citizen", person["id"],
-                     {"session_id": row["id"],
-                      "case_numbers": [c["case_number"] for c in summary["cases"]]})
+    with limits.one_try_at_a_time(db, f"casefile-open:{g.device['id']}"):
+        row = own_session(db, session_id)
+        throttled = not row["case_opened_at"] and limits.casefile_throttled(
+            db, g.device, current_app.config, device_actor())
+        if not throttled:
+            db.execute("UPDATE sessions SET case_opened_at = coalesce(case_opened_at, ?)"
+                       " WHERE id = ?", [now_iso(), row["id"]])
+            audit_device("casefile.open", "citizen", person["id"],
+                         {"session_id": row["id"],
+                          "case_numbers": [c["case_number"] for c in summary["cases"]]})
+    if throttled:
+        raise ApiError(429, limits.THROTTLED)
     return jsonify(summary)
 
 
@@ -236,43 +240,55 @@ def factor_wait_left(row, now):
 
 def check_second_factor(db, row, person, digits):
     """None when the digits (or an earlier pass) unlock the details; else raise ApiError,
-    counting a wrong try. Locks after SECOND_FACTOR_TRIES wrong tries; waits between tries."""
+    counting a wrong try. Locks after SECOND_FACTOR_TRIES wrong tries; waits between tries.
+    The try is checked and counted with the session and citizen read again under the lock,
+    so tries sent together queue instead of all passing the same check."""
+    with limits.one_try_at_a_time(db, limits.FACTOR_LOCK):
+        row = own_session(db, row["id"])
+        refusal = _factor_try(db, row, citizen(db, person["id"]), digits)
+    if refusal is not None:
+        raise refusal     # after the commit: the wrong try stays counted
+
+
+def _factor_try(db, row, person, digits):
+    """What one try comes to, its writes made: None when the details unlock, else the
+    exception to answer with."""
     if row["factor_passed_at"]:
-        return
-    limits.check_factor_budget(db, person, g.device["id"], current_app.config)
+        return None
+    try:
+        limits.check_factor_budget(db, person, g.device["id"], current_app.config)
+    except ApiError as refused:
+        return refused
     tries = current_app.config["SECOND_FACTOR_TRIES"]
     if row["factor_failures"] >= tries:
-        raise ApiError(423, "too many wrong tries: case details are locked; please see a clerk")
+        return ApiError(423, "too many wrong tries: case details are locked; please see a clerk")
     wait = factor_wait_left(row, datetime.now(timezone.utc))
     if wait:
-        raise ApiError(429, f"wait {wait} seconds before trying again")
+        return ApiError(429, f"wait {wait} seconds before trying again")
     digits = ascii_digits(digits)
     if digits is None:
-        raise ApiError(400, "type the last four digits of your phone number")
+        return ApiError(400, "type the last four digits of your phone number")
     expected = phone_last4(person["phone"])
     if expected is None:
-        raise ApiError(403, "no phone number on file; please see a clerk")
+        return ApiError(403, "no phone number on file; please see a clerk")
     if digits == expected:
-        with transaction(db):
-            db.execute("UPDATE sessions SET factor_passed_at = ? WHERE id = ?",
-                       [now_iso(), row["id"]])
-        return
-    _wrong_try(db, row, person, tries)
+        db.execute("UPDATE sessions SET factor_passed_at = ? WHERE id = ?", [now_iso(), row["id"]])
+        return None
+    return _wrong_try(db, row, person, tries)
 
 
 def _wrong_try(db, row, person, tries):
     failures = row["factor_failures"] + 1
-    with transaction(db):
-        db.execute("UPDATE sessions SET factor_failures = ?, factor_failed_at = ? WHERE id = ?",
-                   [failures, now_iso(), row["id"]])
-        audit_device("casefile.second_factor_failed", "citizen", row["citizen_id"],
-                     {"session_id": row["id"], "failures": failures})
-        locked = limits.record_factor_failure(db, person, g.device["id"], row["id"],
-                                              current_app.config, device_actor())
+    db.execute("UPDATE sessions SET factor_failures = ?, factor_failed_at = ? WHERE id = ?",
+               [failures, now_iso(), row["id"]])
+    audit_device("casefile.second_factor_failed", "citizen", row["citizen_id"],
+                 {"session_id": row["id"], "failures": failures})
+    locked = limits.record_factor_failure(db, person, g.device["id"], row["id"],
+                                          current_app.config, device_actor())
     left = tries - failures
     if left <= 0 or locked:
-        raise ApiError(423, "too many wrong tries: case details are locked; please see a clerk")
-    raise FactorWrong(left)
+        return ApiError(423, "too many wrong tries: case details are locked; please see a clerk")
+    return FactorWrong(left)
 
 
 @bp.route("/sessions/<session_id>/casefile/details", methods=["POST"])

@@ -20,10 +20,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from flask import Blueprint, current_app, g, jsonify, request
 
-from db import transaction
 from recognition.templates import DIMENSIONS
 
-from . import settings
+from . import limits, settings
 from .calibration import one_to_one_threshold
 from .casefile import CaseFileRefused, check_recent, own_session
 from .database import get_db
@@ -111,14 +110,19 @@ def identify(session_id):
         check_recent(row)
     except CaseFileRefused as refused:
         raise ApiError(refused.status, refused.message)
-    _check_rate(db, row)
-    person = _candidate(db, id_number)
-    distance = best_distance(db, person["id"], vector) if person is not None else float("inf")
     threshold = one_to_one_threshold(db)
-    matched = distance <= threshold
-    detail = {"id_number": mask(id_number), "threshold": threshold,
-              "distance": round(distance, 4) if np.isfinite(distance) else None}
-    with transaction(db):
+    # The tries are counted in the audit log: check, compare and count as one step per
+    # device (a session is one device's), or tries sent together all pass the check.
+    with limits.one_try_at_a_time(db, f"identify:{g.device['id']}"):
+        row = own_session(db, session_id)
+        if row["outcome"] != "unknown":     # another try of this visit matched meanwhile
+            raise ApiError(409, "only a visitor the device did not recognise types an ID number")
+        _check_rate(db, row)
+        person = _candidate(db, id_number)
+        distance = best_distance(db, person["id"], vector) if person is not None else float("inf")
+        matched = distance <= threshold
+        detail = {"id_number": mask(id_number), "threshold": threshold,
+                  "distance": round(distance, 4) if np.isfinite(distance) else None}
         if matched:
             db.execute("UPDATE sessions SET outcome = 'greeted', citizen_id = ?,"
                        " identified_by = 'id_number' WHERE id = ? AND outcome = 'unknown'",

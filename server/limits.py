@@ -9,6 +9,7 @@ session after session. So:
   - a device opening case files faster than CASEFILE_DEVICE_LIMIT per 10 minutes is throttled,
     and that is an alert on the admin overview and in the audit log.
 """
+import contextlib
 from datetime import datetime, timedelta, timezone
 
 from db import now_iso, transaction
@@ -18,7 +19,19 @@ from .errors import ApiError
 from .times import day_bounds, local_today, utc_stamp
 
 THROTTLE_WINDOW_MIN = 10
+FACTOR_LOCK = "second-factor"   # one lock for every digit try: a citizen's budget spans devices
 ALERT_ACTIONS = ("device.throttled", "device.factor_budget", "citizen.factor_locked")
+
+
+@contextlib.contextmanager
+def one_try_at_a_time(db, name):
+    """A transaction in which a budget is checked and the try counted with no other request
+    for the same budget in between. Checked first and counted later, requests sent at the
+    same moment all read the count before any wrote it: 29 wrong phone-digit tries got
+    through where 3 are allowed. Inside, re-read what is counted; write, then raise after."""
+    with transaction(db):
+        db.lock(name)
+        yield db
 
 
 def check_factor_budget(db, person, device_id, config):
@@ -57,24 +70,27 @@ def unlock_factor(db, citizen_id, actor):
         audit.record(db, actor, "citizen.factor_unlocked", "citizen", citizen_id)
 
 
-def check_casefile_rate(db, device, config, actor, now=None):
-    """ApiError(429) when the device opened too many case files in the last 10 minutes; the
-    first refusal in a window writes the alert."""
+THROTTLED = ("this device is opening case files unusually fast; it is paused and an"
+             " administrator has been alerted")
+
+
+def casefile_throttled(db, device, config, actor, now=None):
+    """True when the device opened too many case files in the last 10 minutes; the first
+    refusal in a window writes the alert (inside the caller's one_try_at_a_time, so that
+    the count and the opening it allows are one step; the caller answers 429 THROTTLED after)."""
     now = now or datetime.now(timezone.utc)
     since = utc_stamp(now - timedelta(minutes=THROTTLE_WINDOW_MIN))
     opened = db.execute("SELECT count(*) FROM sessions WHERE device_id = ? AND case_opened_at >= ?",
                         [device["id"], since]).fetchone()[0]
     if opened < config["CASEFILE_DEVICE_LIMIT"]:
-        return
+        return False
     alerted = db.execute("SELECT 1 FROM audit_log WHERE action = 'device.throttled' AND"
                          " target_type = 'device' AND target_id = ? AND at >= ?",
                          [device["name"], since]).fetchone()
     if not alerted:
-        with transaction(db):
-            audit.record(db, actor, "device.throttled", "device", device["name"],
-                         {"case_files_opened": opened, "minutes": THROTTLE_WINDOW_MIN})
-    raise ApiError(429, "this device is opening case files unusually fast; it is paused and"
-                        " an administrator has been alerted")
+        audit.record(db, actor, "device.throttled", "device", device["name"],
+                     {"case_files_opened": opened, "minutes": THROTTLE_WINDOW_MIN})
+    return True
 
 
 def recent_alerts(db, hours=24, limit=20):

@@ -97,6 +97,62 @@ def test_a_device_has_a_daily_budget_of_wrong_answers_across_citizens(app, clien
     assert statuses == [403, 403, 403, 429]
 
 
+# --- tries sent at the same moment -----------------------------------------------------------
+
+def at_once(url, token, bodies):
+    """POST each (path, body) to the live server, one thread each, all released together."""
+    import threading
+    import urllib.error
+    import urllib.request
+    barrier, answers = threading.Barrier(len(bodies)), [None] * len(bodies)
+
+    def send(i, path, body):
+        request = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={**bearer(token), "Content-Type": "application/json"})
+        barrier.wait(timeout=30)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answers[i] = response.status
+        except urllib.error.HTTPError as error:
+            answers[i] = error.code
+    workers = [threading.Thread(target=send, args=(i, *pb)) for i, pb in enumerate(bodies)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=90)
+    return answers
+
+
+def test_wrong_digits_sent_together_count_one_by_one(app, client, db, token, live_server, lin):
+    """A stolen token sending 12 tries at once used to get 12 checks of the same count."""
+    app.config.update(SECOND_FACTOR_WAIT_S=0)
+    sid, answer = opened_session(client, db, token, lin)
+    assert answer.status_code == 200
+    answers = at_once(live_server.url, token,
+                      [(f"/api/v1/sessions/{sid}/casefile/details", {"phone_last4": f"{i:04d}"})
+                       for i in range(12)])
+    assert sorted(answers) == [403] * 2 + [423] * 10     # two wrong, the third locks the details
+    row = db.execute("SELECT factor_failures FROM sessions WHERE id = ?", [sid]).fetchone()
+    assert row[0] == 3 == db.execute("SELECT count(*) FROM factor_failures").fetchone()[0]
+
+
+def test_case_files_opened_together_keep_to_the_devices_pace(app, client, db, token, live_server, lin):
+    app.config["CASEFILE_DEVICE_LIMIT"] = 2
+    sessions = []
+    for _ in range(12):
+        payload = greeted_payload(db, lin)
+        assert post_visit(client, token, payload).status_code == 201
+        client.post(f"/api/v1/sessions/{payload['id']}/liveness", json={"result": "passed"},
+                    headers=bearer(token))
+        sessions.append(payload["id"])
+    answers = at_once(live_server.url, token, [(f"/api/v1/sessions/{sid}/casefile",
+                                                {"citizen_key": key_of(db, lin)}) for sid in sessions])
+    assert sorted(answers) == [200, 200] + [429] * 10
+    opened = db.execute("SELECT count(*) FROM audit_log WHERE action = 'casefile.open'").fetchone()[0]
+    assert opened == 2
+    assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'device.throttled'").fetchone()[0] == 1
+
+
 # --- case files -------------------------------------------------------------------------------
 
 def test_a_device_opening_case_files_fast_is_paused_and_the_admins_see_it(app, client, db, token,
