@@ -168,11 +168,54 @@ def decode_csv(data, label):
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    _refuse_mixed_encodings(data, label)
     try:
         # GB18030 is the superset of GBK that Chinese spreadsheet programs actually write.
         return data.decode("gb18030")
     except UnicodeDecodeError:
         raise ImportFailed(f"{label}: text encoding not recognised (save it as UTF-8 or GBK)")
+
+
+def _refuse_mixed_encodings(data, label):
+    """ImportFailed when a file that is not UTF-8 as a whole has lines that are UTF-8 Chinese.
+
+    A UTF-8 file with one row pasted in from a GBK file used to be read whole as GB18030:
+    every UTF-8 name became mojibake, and a re-import overwrote the good names with it.
+    Neither reading is right for the whole file, so a person must save it again.
+    """
+    first = {}
+    # b"\n" never occurs inside a UTF-8 or GBK character, so lines split safely as bytes
+    for number, line in enumerate(data.split(b"\n"), 1):
+        first.setdefault(_line_encoding(line), number)
+        if "utf-8" in first and "other" in first:
+            raise ImportFailed(f"{label}: mixes text encodings (line {first['utf-8']} is UTF-8,"
+                               f" line {first['other']} is not); save the whole file as UTF-8")
+
+
+def _line_encoding(line):
+    """What one line says about the file's encoding: "utf-8" for UTF-8 Chinese that cannot
+    be ordinary GBK, "other" for a line that is not UTF-8 at all, None for ASCII or a line
+    that could be either.
+
+    GBK bytes are now and then valid UTF-8 by chance (mostly two-byte sequences, which read as
+    Greek, Cyrillic or Arabic letters). So "utf-8" needs a three-byte character (how UTF-8
+    writes every Chinese character), nothing in U+0080..U+009F or U+0100..U+1FFF, and a
+    GB18030 reading that is not plain GB2312 text. Lines of GB2312 characters never pass;
+    rare GBK-only characters very seldom do, and then the file is refused, never misread.
+    """
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "other"
+    wide = [ord(ch) for ch in text if ord(ch) >= 0x80]
+    if not any(code >= 0x800 for code in wide) \
+            or any(code < 0xA0 or 0x100 <= code < 0x2000 for code in wide):
+        return None
+    try:
+        line.decode("gb18030").encode("gb2312")
+    except UnicodeError:
+        return "utf-8"
+    return None
 
 
 def read_csv(path, required, optional, label):

@@ -174,6 +174,30 @@ def test_gbk_csv_with_chinese_names_is_read(db, tmp_path, settings):
     assert citizen(db, 2)["name"] == "欧阳娜娜" and citizen(db, 2)["language"] == "yue"
 
 
+def test_gbk_csv_whose_names_are_also_valid_utf8_bytes_is_read(db, tmp_path, settings):
+    """郑伟 in GBK happens to be valid UTF-8 (two two-byte sequences): still a GBK file."""
+    rows = [record(1, "郑伟", "", consent="no", district="天河区"), record(2, "欧阳娜娜", "", consent="no")]
+    result = run(db, tmp_path, settings, rows, {}, encoding="gbk")
+    assert [r.outcome for r in result.rows] == ["imported", "imported"]
+    assert citizen(db, 1)["name"] == "郑伟" and citizen(db, 2)["name"] == "欧阳娜娜"
+
+
+def test_utf8_file_with_a_gbk_row_is_refused_whole_and_changes_nothing(db, tmp_path, settings):
+    """Read whole as GB18030, the UTF-8 names became mojibake and overwrote good ones."""
+    rows = [record(1, "张三", "", consent="no"), record(2, "李四", "", consent="no")]
+    run(db, tmp_path, settings, rows, {})
+    before = db.execute("SELECT * FROM citizens ORDER BY id").fetchall()
+    path = tmp_path / "MIXED.csv"
+    utf8 = write_csv(tmp_path / "u.csv", RECORD_HEADER, rows).read_bytes()
+    gbk_row = write_csv(tmp_path / "g.csv", RECORD_HEADER, [record(3, "王五", "", consent="no")],
+                        "gbk").read_bytes().split(b"\r\n", 1)[1]
+    path.write_bytes(utf8 + gbk_row)
+    with pytest.raises(ImportFailed, match=r"records: mixes text encodings \(line 2 is UTF-8,"
+                                           r" line 4 is not\); save the whole file as UTF-8"):
+        run_import(db, str(path), str(photo_folder(tmp_path / "p", {})), None, settings)
+    assert [tuple(r) for r in db.execute("SELECT * FROM citizens ORDER BY id")] == [tuple(r) for r in before]
+
+
 def test_bom_csv_with_odd_header_case_is_read(db, tmp_path, settings):
     path = tmp_path / "RECORDS.csv"
     path.write_bytes(f" ID_Number ,Name,PHONE,Photo,Consent\r\n{id_number(1)},李四,,,no\r\n"
