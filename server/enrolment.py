@@ -11,7 +11,6 @@ another citizen or a held record uses the same file) and bump the citizen's sync
 gallery delta (server/gallery.py) then tells every device to drop the citizen.
 """
 import hashlib
-import os
 from dataclasses import dataclass
 
 from flask import current_app, has_app_context
@@ -22,7 +21,7 @@ from recognition.images import MAX_BYTES
 from recognition.templates import from_blob
 
 from . import audit, duplicates, faceindex, importer
-from .importer import RowInvalid
+from .importer import RowInvalid, delete_unused_photos  # shared with the import
 
 EDITABLE = ("name", "phone", "language", "district")
 
@@ -199,20 +198,6 @@ def _photo_paths(db, row):
     paths = {r[0] for r in db.execute("SELECT photo_path FROM face_templates WHERE citizen_id = ?"
                                       " AND photo_path IS NOT NULL", [row["id"]])}
     return sorted(paths | ({row["photo_path"]} if row["photo_path"] else set()))
-
-
-def delete_unused_photos(db, photos_dir, paths):
-    """Delete photo files no citizen, template or held record refers to any more (photos are
-    named by content, so two citizens may share one file)."""
-    for path in paths:
-        used = db.execute(
-            "SELECT 1 FROM citizens WHERE photo_path = ? UNION ALL"
-            " SELECT 1 FROM face_templates WHERE photo_path = ? UNION ALL"
-            " SELECT 1 FROM duplicate_reviews WHERE photo_path = ? AND status = 'pending'",
-            [path, path, path]).fetchone()
-        full = os.path.join(photos_dir, os.path.basename(path))
-        if not used and os.path.isfile(full):
-            os.remove(full)
 
 
 # --- records held by the duplicate check ------------------------------------------------------

@@ -632,6 +632,7 @@ class _Run:
         self.gallery = load_gallery(db, settings.index_dir)  # last: held until release_index
         # The fraud check's own threshold (recall over precision): server/duplicates.py.
         self.threshold = None
+        self.replaced_photos = set()  # photo files the current batch stopped using
 
     def release_index(self, ok):
         """Keep the index, with this import's templates, for the next import (or drop it)."""
@@ -654,6 +655,13 @@ class _Run:
                     for item in pending:
                         self._write_record(item)
                     self.gallery.seen_seq = locked_sync_seq(self.db)
+                self._delete_replaced_photos()
+
+    def _delete_replaced_photos(self):
+        """Delete the face photos this batch replaced or withdrew, once it is committed (a
+        rolled-back batch still needs them) and nothing else refers to them."""
+        replaced, self.replaced_photos = self.replaced_photos, set()
+        delete_unused_photos(self.db, self.settings.photos_dir, sorted(replaced))
 
     def _valid_records(self, rows):
         valid, seen = [], {}
@@ -763,6 +771,8 @@ class _Run:
             photo_path = save_photo(self.settings.photos_dir, item.photo, item.photo_sha256,
                                     item.image_format)
             photo_sha = item.photo_sha256
+        if existing and (not record.consent or item.template is not None):
+            self.replaced_photos.update(photo_paths(self.db, existing["id"]))
         citizen_id = upsert_citizen(self.db, record, existing, photo_path, photo_sha, item.row_sha256)
         if not record.consent or item.template is not None:
             # a new photo replaces every template: old ones may be of whoever was on the old photo
@@ -867,6 +877,29 @@ def upsert_citizen(db, record, existing, photo_path, photo_sha256, row_sha256):
     return db.insert(
         f"INSERT INTO citizens ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})"
         " RETURNING id", list(values.values()))
+
+
+def photo_paths(db, citizen_id):
+    """The photo files a citizen's row and face templates refer to."""
+    rows = db.execute("SELECT photo_path FROM citizens WHERE id = ? UNION"
+                      " SELECT photo_path FROM face_templates WHERE citizen_id = ?",
+                      [citizen_id, citizen_id])
+    return sorted(row[0] for row in rows if row[0])
+
+
+def delete_unused_photos(db, photos_dir, paths):
+    """Delete photo files no citizen, template or held record refers to any more (photos are
+    named by content, so two citizens may share one file). Call it after the change that
+    stopped using them is committed."""
+    for path in paths:
+        used = db.execute(
+            "SELECT 1 FROM citizens WHERE photo_path = ? UNION ALL"
+            " SELECT 1 FROM face_templates WHERE photo_path = ? UNION ALL"
+            " SELECT 1 FROM duplicate_reviews WHERE photo_path = ? AND status = 'pending'",
+            [path, path, path]).fetchone()
+        full = os.path.join(photos_dir, os.path.basename(path))
+        if not used and os.path.isfile(full):
+            os.remove(full)
 
 
 def add_template(db, citizen_id, blob, photo_path=None):

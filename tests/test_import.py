@@ -333,6 +333,21 @@ def test_consent_no_stores_no_template_and_withdrawing_it_removes_the_face(db, t
     assert outcome(withdrawn, 2)[0] == "updated"
     assert templates_of(db, 1) == [] and citizen(db, 1)["consent"] == 0
     assert citizen(db, 1)["sync_seq"] > seq  # devices learn to forget the face
+    assert list((tmp_path / "instance" / "photos").iterdir()) == []  # and the server the photo
+
+
+def test_a_replaced_photo_file_is_deleted_once_nothing_refers_to_it(db, tmp_path, settings):
+    photos_dir = tmp_path / "instance" / "photos"
+    photos = {"o1.jpg": people_photo("barack_obama", 1), "o2.jpg": people_photo("barack_obama", 2)}
+    run(db, tmp_path, settings, [record(1, "Obama", "o1.jpg")], photos)
+    run(db, tmp_path, settings, [record(1, "Obama", "o2.jpg")], photos)
+    second = citizen(db, 1)["photo_path"]
+    assert [p.name for p in photos_dir.iterdir()] == [second]
+    # the same photo under another ID number is held for review, and the held record needs it
+    run(db, tmp_path, settings, [record(1, "Obama", "o2.jpg"), record(2, "Other", "o2.jpg")], photos)
+    run(db, tmp_path, settings, [record(1, "Obama", "o2.jpg", consent="no")], photos)
+    assert citizen(db, 1)["photo_path"] is None
+    assert [p.name for p in photos_dir.iterdir()] == [second]
 
 
 # --- cases ----------------------------------------------------------------------------------
