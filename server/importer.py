@@ -448,7 +448,7 @@ class ZipPhotos:
         for info in self.zip.infolist():
             if info.is_dir():
                 continue
-            name = info.filename.replace("\\", "/")
+            name = zip_entry_name(info).replace("\\", "/")
             target = self.unsafe if unsafe_name(name) else self.safe
             target[name] = info
             by_base.setdefault(posixpath.basename(name), []).append(name)
@@ -487,6 +487,21 @@ class ZipPhotos:
 
     def close(self):
         self.zip.close()
+
+
+def zip_entry_name(info):
+    """An entry's name as its maker meant it: UTF-8 when the entry says so (flag bit 11), else
+    GBK when the bytes are valid GBK, else cp437 (the zip format's old default).
+
+    Zips made by Chinese Windows (Explorer's "send to compressed folder", older WinRAR) store
+    GBK names without the flag; read as cp437, 照片/张三.jpg was never found.
+    """
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("gbk")  # zipfile read the bytes as cp437
+    except UnicodeError:
+        return info.filename
 
 
 def open_photos(path):

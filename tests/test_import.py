@@ -116,6 +116,34 @@ def test_zip_entries_with_dotdot_or_absolute_paths_are_refused_and_never_extract
     assert not (tmp_path / "evil.jpg").exists() and not (tmp_path.parent / "evil.jpg").exists()
 
 
+def zip_with_raw_names(path, members):
+    """A zip whose entry names are the given bytes, without the UTF-8 flag (as Chinese Windows
+    writes GBK names): written under same-length ASCII stand-ins, then patched in place."""
+    stand_ins = {f"{i:0{len(raw)}d}".encode(): raw for i, raw in enumerate(members, 1)}
+    make_zip(path, {key.decode(): data for key, data in zip(stand_ins, members.values())})
+    content = path.read_bytes()
+    for stand_in, raw in stand_ins.items():
+        assert content.count(stand_in) == 2  # the local header and the central directory
+        content = content.replace(stand_in, raw)
+    path.write_bytes(content)
+    return path
+
+
+def test_zip_entry_names_without_the_utf8_flag_are_read_as_gbk_else_cp437(db, tmp_path, settings):
+    zip_path = zip_with_raw_names(tmp_path / "photos.zip", {
+        "照片/张三.jpg".encode("gbk"): people_photo("kit_harington"),
+        "李四.jpg".encode("gbk"): people_photo("rose_leslie"),
+        b"caf\x82.jpg": people_photo("joe_biden"),             # not GBK: cp437's café.jpg
+        "../照片.jpg".encode("gbk"): people_photo("barack_obama")})
+    rows = [record(1, "张三", "照片/张三.jpg"), record(2, "李四", "李四.jpg"),
+            record(3, "Café", "café.jpg"), record(4, "Escape", "照片.jpg")]
+    result = run(db, tmp_path, settings, rows, zip_path)
+    assert [outcome(result, line)[0] for line in (2, 3, 4)] == ["imported"] * 3
+    assert outcome(result, 5) == ("rejected", "zip entry '../照片.jpg' refused: absolute paths and"
+                                              " '..' are not allowed")
+    assert not (tmp_path / "照片.jpg").exists()
+
+
 def test_photo_name_cannot_escape_the_photo_folder(db, tmp_path, settings):
     (tmp_path / "secret.jpg").write_bytes(people_photo("rose_leslie"))
     result = run(db, tmp_path, settings, [record(1, "Escape", "../secret.jpg")], {})
