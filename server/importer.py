@@ -320,7 +320,11 @@ def normalise_phone(value):
     """
     # NFKC and [0-9], as for ID numbers: a full-width phone was stored as typed, and its last
     # four digits never matched what a citizen types on the kiosk's keypad.
-    compact = re.sub(r"[\s\-().]", "", unicodedata.normalize("NFKC", value))
+    text = unicodedata.normalize("NFKC", value).strip()
+    if re.fullmatch(r"\+?[0-9]+\.0", text):
+        # a number column exported by Excel: 13800138000.0 lost its dot and gained a digit
+        text = text[:-2]
+    compact = re.sub(r"[\s\-().]", "", text)
     if not compact:
         return ""
     if not re.fullmatch(r"\+?[0-9]+", compact):

@@ -280,12 +280,15 @@ def test_id_number_rule_any_accepts_other_documents(app, db, tmp_path):
 
 @pytest.mark.parametrize("raw, stored", [("+86 138-0013-8000", "+8613800138000"),
                                          ("(020) 8888 1234", "02088881234"),
-                                         ("852.9123.4567", "85291234567"), ("", "")])
+                                         ("852.9123.4567", "85291234567"), ("", ""),
+                                         ("13800138000.0", "13800138000"),  # Excel's number export
+                                         ("+8613800138000.0", "+8613800138000")])
 def test_phones_are_stored_normalised(raw, stored):
     assert importer.normalise_phone(raw) == stored
 
 
-@pytest.mark.parametrize("raw", ["12345", "1234567890123456", "138-0013-800a", "++8613800138000"])
+@pytest.mark.parametrize("raw", ["12345", "1234567890123456", "138-0013-800a", "++8613800138000",
+                                 "1.38001E+10"])
 def test_implausible_phones_are_refused(raw):
     with pytest.raises(ValueError):
         importer.normalise_phone(raw)
