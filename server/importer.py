@@ -384,12 +384,33 @@ def parse_case(line, cells, rule):
 
 
 def _appointment(value):
+    """The appointment as the hall's local time, "YYYY-MM-DDTHH:MM", or ValueError.
+
+    A time zone is refused rather than converted: devices and the ticket queue read the
+    stored text as local time, and 02:30Z was kept as it was written (an 8-hour error).
+    """
     if not value:
         return ""
     try:
-        return datetime.fromisoformat(value.replace("/", "-")).isoformat(timespec="minutes")
+        moment = _date_time(value)
     except ValueError:
         raise ValueError(f"appointment_at {value!r} is not a date and time like 2025-03-01 09:30")
+    if moment.tzinfo is not None:
+        raise ValueError(f"appointment_at {value!r} has a time zone; write the hall's local time,"
+                         " like 2025-03-01 09:30")
+    return moment.isoformat(timespec="minutes")
+
+
+# Excel's Chinese default writes 2026/12/1 9:30: no leading zeros, which ISO 8601 requires.
+_SPREADSHEET_TIME = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})"
+                               r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+
+
+def _date_time(value):
+    match = _SPREADSHEET_TIME.fullmatch(value)
+    if match:
+        return datetime(*(int(part) for part in match.groups() if part is not None))
+    return datetime.fromisoformat(value.replace("/", "-"))
 
 
 def _check_lengths(cells):

@@ -470,6 +470,28 @@ def test_counter_is_stored_as_its_code_so_speech_never_doubles_it(db, tmp_path, 
         assert f"请到{stored}号窗口。" in said and "号窗口号窗口" not in said
 
 
+NOT_A_TIME = "is not a date and time like 2025-03-01 09:30"
+HAS_ZONE = "has a time zone; write the hall's local time, like 2025-03-01 09:30"
+
+
+@pytest.mark.parametrize("written, stored", [
+    ("2026/12/1 9:30", "2026-12-01T09:30"),          # Excel's Chinese default
+    ("2026-12-1 9:30:00", "2026-12-01T09:30"),
+    ("2026-12-01T09:30", "2026-12-01T09:30"),
+    ("2026-12-01T02:30Z", HAS_ZONE),                 # kept as written, it was read as 02:30 local
+    ("2026-12-01 09:30+08:00", HAS_ZONE),
+    ("2026/13/1 9:30", NOT_A_TIME), ("2026/12/1 9:3", NOT_A_TIME), ("next tuesday", NOT_A_TIME)])
+def test_appointments_are_the_halls_local_time(db, tmp_path, settings, written, stored):
+    result = run(db, tmp_path, settings, [record(1, "张三", "", consent="no")], {},
+                 cases=[["GS-001", id_number(1), "个税", "open", "", "", written]])
+    outcome_, reason = case_rows(result)[2]
+    if stored.startswith("20"):
+        assert outcome_ == "imported"
+        assert db.execute("SELECT appointment_at FROM cases").fetchone()[0] == stored
+    else:
+        assert (outcome_, reason) == ("rejected", f"appointment_at {written!r} {stored}")
+
+
 # --- transactions, progress, report ---------------------------------------------------------
 
 def test_a_failure_mid_batch_leaves_only_whole_batches(db, tmp_path, app, monkeypatch):
