@@ -57,20 +57,26 @@ def hold(db, actor, record, photo_path, photo_sha256, encoding, match_citizen_id
          threshold):
     """Keep a flagged record for review (inside the caller's transaction); returns its id.
 
-    record: the row's fields as a dict. The same record and photo already waiting is not
-    held twice (re-importing a file flags it again, but the list shows it once)."""
+    record: the row's fields as a dict. An ID number with the same photo is held once:
+    re-importing a file flags it again, and the nearest registered face may have changed as
+    the registry grew (the match was part of the key, and each re-import added a review), so
+    the waiting review is brought up to date instead."""
+    values = {"record": json.dumps(record, ensure_ascii=False), "match_citizen_id": match_citizen_id,
+              "distance": float(distance), "threshold": float(threshold)}
     waiting = db.execute(
-        "SELECT id FROM duplicate_reviews WHERE status = 'pending' AND id_number = ?"
-        " AND photo_sha256 = ? AND match_citizen_id = ?",
-        [record["id_number"], photo_sha256, match_citizen_id]).fetchone()
+        "SELECT * FROM duplicate_reviews WHERE status = 'pending' AND id_number = ?"
+        " AND photo_sha256 = ? ORDER BY id LIMIT 1", [record["id_number"], photo_sha256]).fetchone()
     if waiting:
+        if any(waiting[k] != v for k, v in values.items()):  # the same file again: no write
+            db.execute("UPDATE duplicate_reviews SET record = ?, match_citizen_id = ?, distance = ?,"
+                       " threshold = ? WHERE id = ?", [*values.values(), waiting["id"]])
         return waiting["id"]
     review_id = db.insert(
         "INSERT INTO duplicate_reviews (id_number, record, photo_path, photo_sha256, encoding,"
         " match_citizen_id, distance, threshold, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " RETURNING id",
-        [record["id_number"], json.dumps(record, ensure_ascii=False), photo_path, photo_sha256,
-         encoding, match_citizen_id, float(distance), float(threshold), now_iso()])
+        [record["id_number"], values["record"], photo_path, photo_sha256, encoding,
+         match_citizen_id, values["distance"], values["threshold"], now_iso()])
     audit.record(db, actor, "duplicate.held", "duplicate_review", review_id,
                  {"id_number": record["id_number"], "match_citizen_id": match_citizen_id,
                   "distance": round(float(distance), 3)})

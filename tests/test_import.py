@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import (CASE_HEADER, RECORD_HEADER, bad_check_digit, edge_photo, group_photo,
+from helpers import (CASE_HEADER, RECORD_HEADER, bad_check_digit, edge_photo, enrol, group_photo,
                      huge_png_header, id_number, make_zip, people_photo, photo_folder,
                      record, text_as_jpg, truncated_jpeg, write_csv)
 from recognition.templates import from_blob
@@ -189,6 +189,25 @@ def test_face_already_enrolled_under_another_id_number_is_flagged_on_a_later_imp
     assert outcome(result, 2) == ("unchanged", "")
     status, reason = outcome(result, 3)
     assert status == "flagged" and id_number(1) in reason
+
+
+def test_reimporting_held_records_keeps_one_pending_review_each(db, tmp_path, settings):
+    """The same files again change nothing, even when a closer registered face now matches."""
+    photos = {f"o{i}.jpg": people_photo("barack_obama", i) for i in (1, 2, 3)}
+    rows = [record(i, f"Obama {i}", f"o{i}.jpg") for i in (1, 2, 3)]
+
+    def pending():
+        return [tuple(r) for r in db.execute("SELECT id_number, match_citizen_id FROM"
+                                             " duplicate_reviews WHERE status = 'pending' ORDER BY id")]
+    run(db, tmp_path, settings, rows, photos)
+    first = pending()
+    assert [number for number, _ in first] == [id_number(2), id_number(3)]
+    again = run(db, tmp_path, settings, rows, photos)
+    assert again.counts("records")["flagged"] == 2 and pending() == first
+
+    twin = enrol(db, "barack_obama", photos=(2,))  # a closer face registered since
+    run(db, tmp_path, settings, rows, photos)
+    assert len(pending()) == 2 and pending()[0] == (id_number(2), twin)  # brought up to date
 
 
 # --- CSV files ------------------------------------------------------------------------------
