@@ -52,19 +52,39 @@ def import_records_command(records, photos, cases, report):
     """Import citizen records with their photos (and optionally their cases).
 
     Prints `imported N, updated N, unchanged N, rejected N`; rejected rows and their reasons
-    go to stderr and to --report. Exits non-zero only when the import could not run at all.
+    go to stderr and to --report. Exits non-zero when the import could not run at all (the
+    report file is tried first) or, after it, the report could not be written.
     """
-    if report and not os.path.isdir(os.path.dirname(os.path.abspath(report))):
-        raise click.ClickException(f"report: folder does not exist: {os.path.dirname(report)}")
+    if report:
+        _check_writable(report)
     settings = importer.Settings.from_config(current_app.config)
     try:
         result = importer.run_import(get_db(), records, photos, cases, settings)
     except importer.ImportFailed as e:
         raise click.ClickException(str(e))
-    if report:
-        importer.write_report(report, result)
     _echo_problems(result.problems(), report)
     click.echo(result.summary_line())
+    if report:
+        try:
+            importer.write_report(report, result)
+        except OSError as e:  # written to a moment ago: a full disk, say; the import is done
+            raise click.ClickException(f"report: cannot write {report} ({e.strerror});"
+                                       " the import itself is complete")
+
+
+def _check_writable(report):
+    """ClickException unless the report file can be written: found out after the import, the
+    rows were committed and the command ended in a traceback instead of a report."""
+    if not os.path.isdir(os.path.dirname(os.path.abspath(report))):
+        raise click.ClickException(f"report: folder does not exist: {os.path.dirname(report)}")
+    existed = os.path.exists(report)
+    try:
+        with open(report, "a"):
+            pass
+    except OSError as e:
+        raise click.ClickException(f"report: cannot write {report} ({e.strerror})")
+    if not existed:
+        os.remove(report)  # no empty report left behind if the import cannot run
 
 
 def _echo_problems(problems, report, limit=20):

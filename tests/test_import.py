@@ -596,6 +596,18 @@ def test_cli_exits_non_zero_with_one_line_when_it_cannot_run(runner, tmp_path, p
     assert len(error_lines) == 1 and error_lines[0].startswith("Error: ") and message in error_lines[0]
 
 
+def test_cli_refuses_a_report_it_cannot_write_before_importing(runner, tmp_path, db):
+    """Found out after the import, the rows were committed and the command ended in a traceback."""
+    records = write_csv(tmp_path / "RECORDS.csv", RECORD_HEADER, [record(1, "A", "", consent="no")])
+    report = tmp_path / ("r" * 300 + ".csv")  # too long a file name, unwritable even for root
+    result = runner.invoke(args=["import-records", str(records), "--photos",
+                                 str(photo_folder(tmp_path / "photos", {})), "--report", str(report)])
+    assert result.exit_code == 1 and result.exception.__class__ is SystemExit
+    [line] = [line for line in result.output.splitlines() if line.strip()]
+    assert line.startswith(f"Error: report: cannot write {report} (")
+    assert db.execute("SELECT count(*) FROM citizens").fetchone()[0] == 0
+
+
 # --- the web page ---------------------------------------------------------------------------
 
 def wait_for_job(client, job_id, timeout=120):
