@@ -221,7 +221,7 @@ def index():
             start_job(current_app.config, job_id, _upload_paths(job_id), user_actor())
             return redirect(url_for("imports.job", job_id=job_id))
         _update_job(db, job_id, status="failed", error=error, finished_at=now_iso())
-        flash(error, "error")
+        flash(t(error), "error")
     elif form.errors:
         flash(t("Choose a records CSV and a zip of photos."), "error")
     jobs = db.execute("SELECT j.*, u.username FROM import_jobs j LEFT JOIN users u"
@@ -245,7 +245,8 @@ def _upload_paths(job_id):
 
 
 def _save_uploads(form, job_id):
-    """Store the uploaded files for the job; an error message, or None."""
+    """Store the uploaded files for the job; an error message (English, as the job row keeps
+    every error), or None."""
     folder = _upload_dir(job_id)
     os.makedirs(folder, exist_ok=True)
     form.records.data.save(os.path.join(folder, "records.csv"))
@@ -255,7 +256,7 @@ def _save_uploads(form, job_id):
         form.cases.data.save(os.path.join(folder, "cases.csv"))
     if not zipfile.is_zipfile(photos):
         shutil.rmtree(folder, ignore_errors=True)
-        return t("The photos file is not a zip file.")
+        return "The photos file is not a zip file."  # stored in English, shown translated
     return None
 
 

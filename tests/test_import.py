@@ -659,11 +659,17 @@ def test_web_import_with_a_bad_header_fails_with_the_reason(client, auth, tmp_pa
     assert "missing column(s) id_number" in english
 
 
-def test_web_import_refuses_photos_that_are_not_a_zip(client, auth):
+def test_web_import_refuses_photos_that_are_not_a_zip(client, auth, db):
     auth.login("admin")
     response = upload(client, auth, b"id_number,name,phone,photo\r\n", b"not a zip")
     assert response.status_code == 200
-    assert "不是 zip" in response.get_data(as_text=True) or "not a zip" in response.get_data(as_text=True)
+    assert "照片文件不是 zip 压缩包。" in response.get_data(as_text=True)
+    job = db.execute("SELECT id, status, error FROM import_jobs").fetchone()
+    # stored in English like every job error, and shown in the reader's language
+    assert (job["status"], job["error"]) == ("failed", "The photos file is not a zip file.")
+    english = client.get(f"/imports/{job['id']}", headers={"Accept-Language": "en"})
+    assert "The photos file is not a zip file." in english.get_data(as_text=True)
+    assert "照片文件不是 zip 压缩包。" in client.get(f"/imports/{job['id']}").get_data(as_text=True)
 
 
 def test_running_job_page_shows_progress_and_polls(client, auth, db):
