@@ -370,3 +370,10 @@ def m060_identified_by_every_greeting(db):
                " WHERE outcome = 'greeted' AND identified_by IS NULL")
     db.execute("UPDATE sessions SET identified_by = 'id_document'"
                " WHERE outcome = 'unknown' AND citizen_id IS NOT NULL AND identified_by IS NULL")
+
+
+@migration
+def m070_sessions_snapshot_distance(db):
+    """The distance the server itself measured between the face in a session's snapshot and
+    the citizen the device named (NULL: not measured yet), before the case file opens."""
+    db.execute("ALTER TABLE sessions ADD COLUMN snapshot_distance REAL")

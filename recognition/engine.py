@@ -11,6 +11,10 @@ import numpy as np
 from .images import scaled_to_fit
 
 _lock = threading.Lock()
+# dlib's detector, shape predictors and network keep working buffers inside each model object:
+# two threads using one at once (the server checking snapshots for several devices, or an
+# import beside them) can crash the process. One face at a time per process.
+_in_use = threading.Lock()
 
 
 @functools.lru_cache(maxsize=None)
@@ -35,7 +39,9 @@ def warm_up():
 
 
 def _raw_face_locations(rgb, upsample):
-    return _models()["detector"](rgb, upsample)
+    models = _models()
+    with _in_use:
+        return models["detector"](rgb, upsample)
 
 
 def face_locations(rgb, upsample=1, clip=True):
@@ -73,13 +79,17 @@ def face_landmarks(rgb, location, model="small"):
     """dlib's landmark shape for one face: model "small" (5 points, fast) or "large" (68)."""
     import dlib
     top, right, bottom, left = location
-    return _models()[model](rgb, dlib.rectangle(left, top, right, bottom))
+    models = _models()
+    with _in_use:
+        return models[model](rgb, dlib.rectangle(left, top, right, bottom))
 
 
 def face_encoding_from_landmarks(rgb, shape, num_jitters=1):
     """128-d float32 template from an aligned face. num_jitters > 1 averages that many
     randomly jittered crops: steadier templates for enrolment, num_jitters times slower."""
-    vector = _models()["encoder"].compute_face_descriptor(rgb, shape, num_jitters)
+    models = _models()
+    with _in_use:
+        vector = models["encoder"].compute_face_descriptor(rgb, shape, num_jitters)
     return np.asarray(vector, dtype=np.float32)
 
 

@@ -22,9 +22,11 @@ from db.queries import citizen
 
 from . import settings
 from .api import device_session
+from .calibration import one_to_one_threshold
 from .database import get_db
 from . import limits
 from .devices import audit_device, device_actor, device_required
+from .facecheck import snapshot_distance
 from .gallery import in_scope
 from .errors import ApiError, error_body
 
@@ -98,6 +100,10 @@ def check_opening(db, row, citizen_id):
     site = g.device["site"] if settings.value(db, "gallery.by_site") else None
     if not in_scope(person["district"], site):
         raise CaseFileRefused(403, "other_site", "the citizen is not one of this site's")
+    if snapshot_distance(db, row, citizen_id) > one_to_one_threshold(db):
+        # the device's word is not enough: the server's own look at the visitor disagrees
+        raise CaseFileRefused(403, "snapshot_not_citizen",
+                              "the snapshot does not show this citizen; please see a clerk")
     return person
 
 

@@ -6,6 +6,8 @@ phones: a device in a public hall can be stolen.
 """
 import base64
 
+import numpy as np
+
 from db import snapshot
 from db.queries import next_sync_seq, registry_id
 from recognition.templates import from_blob
@@ -78,6 +80,14 @@ def citizen_templates(db, citizen_id):
     rows = db.execute("SELECT encoding FROM face_templates WHERE citizen_id = ? ORDER BY id",
                       [citizen_id]).fetchall()
     return [from_blob(r["encoding"]) for r in rows]
+
+
+def best_distance(db, citizen_id, vector):
+    """The distance from vector to the nearest of the citizen's templates (inf: none)."""
+    templates = citizen_templates(db, citizen_id)
+    if not templates:
+        return float("inf")
+    return float(np.linalg.norm(np.stack(templates).astype(np.float64) - vector, axis=1).min())
 
 
 def _templates(db, citizen_id):

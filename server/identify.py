@@ -28,7 +28,7 @@ from .casefile import CaseFileRefused, check_recent, own_session
 from .database import get_db
 from .devices import audit_device, device_required
 from .errors import ApiError
-from .gallery import citizen_templates, in_scope
+from .gallery import best_distance, in_scope
 from .importer import normalise_id_number
 from .privacy import mask
 
@@ -85,14 +85,6 @@ def _candidate(db, id_number):
         return None
     scope = g.device["site"] if settings.value(db, "gallery.by_site") else None
     return person if in_scope(person["district"], scope) else None
-
-
-def best_distance(db, citizen_id, vector):
-    """The distance from vector to the nearest of the citizen's templates (inf: none)."""
-    templates = citizen_templates(db, citizen_id)
-    if not templates:
-        return float("inf")
-    return float(np.linalg.norm(np.stack(templates).astype(np.float64) - vector, axis=1).min())
 
 
 @bp.route("/sessions/<session_id>/identify", methods=["POST"])

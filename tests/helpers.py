@@ -69,6 +69,13 @@ def add_citizen(app, db, name="王小明", id_number="110101199003074514", photo
             [id_number, new_citizen_key(), name, phone, language, photo_path, stamp, stamp])
 
 
+def add_template(db, citizen_id, person, index=1):
+    """Give a citizen the template of a photo of person (the server checks snapshots with it)."""
+    with transaction(db):
+        db.execute("INSERT INTO face_templates (citizen_id, encoding, created_at) VALUES (?, ?, ?)",
+                   [citizen_id, to_blob(person_encoding(person, index)), now_iso()])
+
+
 def add_session(app, db, device_id, citizen_id=None, snapshot=None, received_at=None,
                 status="pending", distance=0.31, margin=0.22, time_to_greet=0.8,
                 liveness="passed", session_id=None):
@@ -197,22 +204,23 @@ def greeted_payload(db, citizen_id, **fields):
 
 
 @functools.lru_cache(maxsize=None)
-def snapshot_jpeg():
+def snapshot_jpeg(person="rose_leslie", index=1):
     """A real face photo as a device would send it: a JPEG of a few tens of KB."""
     from PIL import Image
-    img = Image.open(person_photo("rose_leslie", 1)).convert("RGB")
+    img = Image.open(person_photo(person, index)).convert("RGB")
     img.thumbnail((320, 320))
     out = io.BytesIO()
     img.save(out, "JPEG", quality=85)
     return out.getvalue()
 
 
-def post_visit(client, token, payload, snapshot=True):
-    """Upload a session as devices do: multipart with its snapshot (JSON alone without)."""
+def post_visit(client, token, payload, snapshot=True, snapshot_of=("rose_leslie", 1)):
+    """Upload a session as devices do: multipart with its snapshot (JSON alone without), a
+    photo of snapshot_of = (person, photo index)."""
     headers = {"Authorization": f"Bearer {token}"}
     if not snapshot:
         return client.post("/api/v1/sessions", json=payload, headers=headers)
-    data = {"session": json.dumps(payload), "snapshot": (io.BytesIO(snapshot_jpeg()), "face.jpg")}
+    data = {"session": json.dumps(payload), "snapshot": (io.BytesIO(snapshot_jpeg(*snapshot_of)), "face.jpg")}
     return client.post("/api/v1/sessions", data=data, headers=headers,
                        content_type="multipart/form-data")
 

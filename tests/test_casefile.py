@@ -18,7 +18,7 @@ def bearer(token):
 @pytest.fixture
 def citizen_id(db):
     """A citizen with two open cases, one closed case, a note and a phone on file."""
-    cid = enrol(db, "rose_leslie", encodings=[], name="李娜", language="zh")
+    cid = enrol(db, "rose_leslie", name="李娜", language="zh")
     stamp = now_iso()
     with transaction(db):
         db.execute("UPDATE citizens SET phone = ? WHERE id = ?", [PHONE, cid])
@@ -44,8 +44,9 @@ def key(client, citizen_id):
         db.close()
 
 
-def post_session(client, token, citizen_id, started_at=None, **fields):
-    """Post a visit: a greeting of citizen_id, or an unknown visitor when it is None."""
+def post_session(client, token, citizen_id, started_at=None, snapshot_of=("rose_leslie", 1), **fields):
+    """Post a visit: a greeting of citizen_id, or an unknown visitor when it is None; the
+    snapshot is a photo of snapshot_of (person, index)."""
     started_at = (started_at or datetime.now(timezone.utc)).isoformat()
     if citizen_id is None:
         body = session_payload(started_at=started_at, **fields)
@@ -53,7 +54,7 @@ def post_session(client, token, citizen_id, started_at=None, **fields):
         db = open_db(client.application.config["DATABASE"], migrate_now=False)
         body = greeted_payload(db, citizen_id, time_to_greet=0.4, started_at=started_at, **fields)
         db.close()
-    response = post_visit(client, token, body)
+    response = post_visit(client, token, body, snapshot_of=snapshot_of)
     assert response.status_code == 201, response.get_json()
     return body["id"]
 

@@ -16,9 +16,9 @@ from PIL import Image
 
 from conftest import PASSWORD, AuthActions, person_photo
 from db import open_db
-from helpers import (RECORD_HEADER, add_case, add_citizen, add_device, add_session, greeted_payload,
-                     huge_png_header, id_number, key_of, make_zip, new_device, people_photo,
-                     post_visit, record, session_count, session_payload, write_csv)
+from helpers import (RECORD_HEADER, add_case, add_citizen, add_device, add_session, add_template,
+                     greeted_payload, huge_png_header, id_number, key_of, make_zip, new_device,
+                     people_photo, post_visit, record, session_count, session_payload, write_csv)
 
 HUGE = 10 ** 30          # beyond SQLite's 64-bit integers and beyond float's exact range
 SQLITE_MAX = 2 ** 63 - 1
@@ -62,6 +62,7 @@ def raw_json(client, token, body, path="/api/v1/sessions"):
 @pytest.fixture
 def citizen_id(app, db):
     cid = add_citizen(app, db, phone="138 1234 5678")
+    add_template(db, cid, "barack_obama", 1)
     add_case(db, cid)
     return cid
 
@@ -329,7 +330,7 @@ def greeted_session(client, token, citizen_id):
     db = open_db(client.application.config["DATABASE"], migrate_now=False)
     payload = greeted_payload(db, citizen_id, time_to_greet=0.4)
     db.close()
-    assert post_visit(client, token, payload).status_code == 201
+    assert post_visit(client, token, payload, snapshot_of=("barack_obama", 2)).status_code == 201
     return payload["id"]
 
 

@@ -27,7 +27,7 @@ def identify(client, token, session_id, number, person="barack_obama", index=2, 
 
 def test_the_right_face_with_the_right_id_number_becomes_a_greeting_that_opens_the_file(
         client, db, token, obama):
-    session_id = post_session(client, token, None)
+    session_id = post_session(client, token, None, snapshot_of=("barack_obama", 2))
     answer = identify(client, token, session_id, HER_ID.lower()).get_json()   # "x" typed small
     assert answer["matched"] is True and answer["name"] == "奥先生" and answer["language"] == "zh"
     row = db.execute("SELECT * FROM sessions WHERE id = ?", [session_id]).fetchone()
@@ -35,6 +35,18 @@ def test_the_right_face_with_the_right_id_number_becomes_a_greeting_that_opens_t
     assert open_file(client, token, session_id, obama).status_code == 200   # it blinked first
     [entry] = audit_actions(db, "identify.match")
     assert HER_ID not in entry["detail"] and HER_ID[-4:] in entry["detail"]
+
+
+def test_a_matching_encoding_does_not_open_the_file_of_a_face_the_snapshot_does_not_show(
+        client, db, token, obama):
+    """A device that holds Obama's template sends it with his ID number; the camera saw
+    someone else. The server looks at the snapshot itself before the file opens."""
+    session_id = post_session(client, token, None, snapshot_of=("rose_leslie", 1))
+    assert identify(client, token, session_id, HER_ID).get_json()["matched"] is True
+    refused = open_file(client, token, session_id, obama)
+    assert refused.status_code == 403 and "snapshot" in refused.get_json()["error"]["message"]
+    [entry] = audit_actions(db, "casefile.refused")
+    assert "snapshot_not_citizen" in entry["detail"]
 
 
 def test_another_face_and_an_unknown_id_number_get_the_same_answer(client, db, token, obama):

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from db.queries import set_setting
+import helpers
 from helpers import enrol, greeted_payload, key_of, post_visit
 
 PHONE = "139 0000 4321"
@@ -25,7 +26,7 @@ def bearer(token):
 
 @pytest.fixture
 def lin(db):
-    citizen_id = enrol(db, "rose_leslie", encodings=[], name="林娜", language="zh")
+    citizen_id = enrol(db, "rose_leslie", name="林娜", language="zh")
     db.execute("UPDATE citizens SET phone = ? WHERE id = ?", [PHONE, citizen_id])
     db.execute("INSERT INTO cases (case_number, citizen_id, type, status, created_at, updated_at)"
                " VALUES ('TX-1', ?, 'tax', 'ready', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
@@ -33,10 +34,11 @@ def lin(db):
     return citizen_id
 
 
-def opened_session(client, db, token, citizen_id, snapshot=True, **fields):
+def opened_session(client, db, token, citizen_id, snapshot=True, snapshot_of=("rose_leslie", 1),
+                   **fields):
     """A visit whose liveness passed and whose case file was asked for: (session id, answer)."""
     payload = greeted_payload(db, citizen_id, **fields)
-    assert post_visit(client, token, payload, snapshot=snapshot).status_code == 201
+    assert post_visit(client, token, payload, snapshot=snapshot, snapshot_of=snapshot_of).status_code == 201
     sid = payload["id"]
     client.post(f"/api/v1/sessions/{sid}/liveness", json={"result": "passed"}, headers=bearer(token))
     answer = client.post(f"/api/v1/sessions/{sid}/casefile",
@@ -87,12 +89,12 @@ def test_a_device_has_a_daily_budget_of_wrong_answers_across_citizens(app, clien
     app.config.update(SECOND_FACTOR_WAIT_S=0, SECOND_FACTOR_DEVICE_DAILY=3)
     people = []
     for person in ("rose_leslie", "kit_harington", "joe_biden", "alex_lacamoire"):
-        citizen_id = enrol(db, person, encodings=[])
+        citizen_id = enrol(db, person)
         db.execute("UPDATE citizens SET phone = ? WHERE id = ?", [PHONE, citizen_id])
-        people.append(citizen_id)
+        people.append((person, citizen_id))
     statuses = []
-    for citizen_id in people:
-        sid, _ = opened_session(client, db, token, citizen_id)
+    for person, citizen_id in people:
+        sid, _ = opened_session(client, db, token, citizen_id, snapshot_of=(person, 1))
         statuses.append(wrong_digits(client, token, sid).status_code)
     assert statuses == [403, 403, 403, 429]
 
@@ -170,6 +172,44 @@ def test_a_device_opening_case_files_fast_is_paused_and_the_admins_see_it(app, c
 def test_no_case_file_for_a_session_without_its_snapshot(client, db, token, lin):
     _, answer = opened_session(client, db, token, lin, snapshot=False)
     assert answer.status_code == 403 and "snapshot" in answer.get_json()["error"]["message"]
+
+
+def black_jpeg():
+    import io
+    from PIL import Image
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(out, "JPEG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("snapshot", ["another face", "no face"])
+def test_a_greeting_whose_snapshot_is_not_the_citizen_opens_nothing(client, db, token, lin, snapshot):
+    """A stolen token posting "I greeted Lin" with another face, or with no face at all."""
+    import io
+    payload = greeted_payload(db, lin)
+    picture = helpers.snapshot_jpeg("joe_biden", 1) if snapshot == "another face" else black_jpeg()
+    posted = client.post("/api/v1/sessions", headers=bearer(token), content_type="multipart/form-data",
+                         data={"session": json.dumps(payload), "snapshot": (io.BytesIO(picture), "f.jpg")})
+    assert posted.status_code == 201
+    sid = payload["id"]
+    client.post(f"/api/v1/sessions/{sid}/liveness", json={"result": "passed"}, headers=bearer(token))
+    answer = client.post(f"/api/v1/sessions/{sid}/casefile", json={"citizen_key": key_of(db, lin)},
+                         headers=bearer(token))
+    assert answer.status_code == 403 and "snapshot" in answer.get_json()["error"]["message"]
+    row = db.execute("SELECT snapshot_distance, case_opened_at FROM sessions WHERE id = ?", [sid]).fetchone()
+    assert row["snapshot_distance"] > 0.45 and row["case_opened_at"] is None
+    refusal = db.execute("SELECT detail FROM audit_log WHERE action = 'casefile.refused'").fetchone()
+    assert "snapshot_not_citizen" in refusal[0]
+    details = client.post(f"/api/v1/sessions/{sid}/casefile/details", json={"phone_last4": "4321"},
+                          headers=bearer(token))
+    assert details.status_code in (403, 409) and "cases" not in details.get_json()
+
+
+def test_the_citizens_own_face_opens_the_file_and_the_distance_is_kept(client, db, token, lin):
+    sid, answer = opened_session(client, db, token, lin, snapshot_of=("rose_leslie", 2))
+    assert answer.status_code == 200
+    kept = db.execute("SELECT snapshot_distance FROM sessions WHERE id = ?", [sid]).fetchone()[0]
+    assert 0 <= kept < 0.45
 
 
 def test_with_site_galleries_no_case_file_of_another_sites_citizen(client, db, token, lin):

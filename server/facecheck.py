@@ -1,0 +1,47 @@
+"""The server looks at the visitor itself before a case file opens.
+
+A greeting is a device's claim. A stolen device token holds every template of its gallery
+and could post "I greeted citizen N" with any picture, report a blink, and read N's case
+summary. So before a case file opens the server finds the face in the session's snapshot,
+encodes it with the engine the devices use, and compares it 1:1 with the claimed citizen's
+templates under the registry's calibrated 1:1 threshold (the ID-number check's). Measured
+once per session and kept in sessions.snapshot_distance (infinite: no face in the snapshot).
+A forged greeting then needs that citizen's face, not only a token.
+"""
+import math
+import os
+
+from flask import current_app
+
+from db import transaction
+from recognition import PhotoRejected, engine
+from recognition.images import load_image
+
+from .gallery import best_distance
+
+SNAPSHOT_DETECT_SIDE = 640     # devices send a face crop (a few hundred pixels) or a frame
+
+
+def snapshot_face(path, max_bytes, max_pixels):
+    """The encoding of the largest face in a stored snapshot, or None when it shows none."""
+    try:
+        rgb = load_image(path, max_bytes=max_bytes, max_pixels=max_pixels)
+    except (OSError, PhotoRejected):
+        return None
+    faces = engine.detect_faces(rgb, SNAPSHOT_DETECT_SIDE) \
+        or engine.detect_faces(rgb, SNAPSHOT_DETECT_SIDE, upsample=2)   # a small, distant face
+    return engine.face_encoding(rgb, faces[0]) if faces else None
+
+
+def snapshot_distance(db, row, citizen_id):
+    """How far the face in the session's snapshot is from the citizen's templates (inf when
+    there is no face or no template); measured on first ask and stored with the session."""
+    if row["snapshot_distance"] is not None:
+        return row["snapshot_distance"]
+    from .api import SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS
+    path = os.path.join(current_app.config["SNAPSHOTS_DIR"], row["snapshot_path"])
+    encoding = snapshot_face(path, SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS)
+    distance = math.inf if encoding is None else best_distance(db, citizen_id, encoding)
+    with transaction(db):
+        db.execute("UPDATE sessions SET snapshot_distance = ? WHERE id = ?", [distance, row["id"]])
+    return distance
