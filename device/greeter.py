@@ -12,10 +12,23 @@ which is where most of the speed over "encode every face in every frame" comes f
 One greeting per visit: a citizen whose track is lost and found again, or who steps out
 and back in, is not greeted again until they have been out of sight for regreet_after_s.
 Times are the frames' own t (seconds since the source started).
+
+Only the largest face is served: it is the one at the screen. Smaller faces behind are
+followed but not named until they step up, so a passer-by's greeting and case file never
+appear in front of the person who is standing there.
+
+A name stays with a face, not with a place: a named track's face is encoded again every
+recheck_named_s and at once after any frames without it. If it is no longer the face that
+was named (further than same_face from both the frames that named it and the citizen's
+templates), that track has left and a new one starts where it was. Otherwise someone who
+steps into the spot a citizen just left would inherit the greeting, blink for it, and be
+shown the citizen's case file.
 """
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from recognition import engine
 from recognition.decision import Policy, TrackVotes, decide
@@ -35,6 +48,11 @@ class GreeterSettings:
                                    # who first showed a bad angle is still greeted once they face us
     keep_frames: int = 30          # recent frames kept per track (for liveness after greeting)
     min_iou: float = 0.25
+    recheck_named_s: float = 0.3   # a named face is encoded again this often (about 0.11 s each)
+    recheck_gap_s: float = 0.15    # ... and at once when it was unseen longer than this
+    same_face: float = 0.40        # one face's frames stay within ~0.28 of each other (measured on
+                                   # the test clip and the shared video); two people's faces, even
+                                   # East-Asian ones, are 0.44 apart or more in 99 of 100 pairs
 
 
 @dataclass
@@ -50,6 +68,8 @@ class Track:
     decision: object = None        # the FrameDecision that named it
     frames: deque = field(default_factory=deque)   # (t, rgb, location), newest last
     encoding: object = None        # the face encoding of the last frame encoded (1:1 by ID number)
+    reference: object = None       # mean encoding of the frames that named it
+    checked_t: float = 0.0         # when a named face was last encoded again
 
     @property
     def named(self):
@@ -80,20 +100,48 @@ class Greeter:
         faces = self._faces(rgb)
         matched, new = self._match(faces)
         outcomes = self._expire(t, seen={id(tr) for tr, _ in matched})
+        gaps = {id(track): t - track.last_t for track, _ in matched}
         for track, location in matched:
             track.location, track.last_t = location, t
-        for location in new:
-            track = Track(next(self._ids), location, t, t)
-            track.frames = deque(maxlen=self.settings.keep_frames)
-            self.tracks.append(track)
-            matched.append((track, location))
+        matched += [(self._new_track(location, t), location) for location in new]
         gallery = self.gallery
         for track, location in matched:
             track.frames.append((t, rgb, location))
-            outcome = self._update(track, rgb, location, t, gallery)
-            if outcome:
-                outcomes.append(outcome)
+            if track.named and not self._still_them(track, rgb, location, t, gaps.get(id(track), 0.0), gallery):
+                outcomes.append(self._replace(track, t))
+                track = self._new_track(location, t)
+                track.frames.append((t, rgb, location))
+            if track.named or location == faces[0]:      # only the largest face is served
+                outcome = self._update(track, rgb, location, t, gallery)
+                if outcome:
+                    outcomes.append(outcome)
         return outcomes
+
+    def _new_track(self, location, t):
+        track = Track(next(self._ids), location, t, t)
+        track.frames = deque(maxlen=self.settings.keep_frames)
+        self.tracks.append(track)
+        return track
+
+    def _still_them(self, track, rgb, location, t, gap, gallery):
+        """Whether a named track still shows the face that was named (encoded again when due)."""
+        s = self.settings
+        if t - track.checked_t < s.recheck_named_s and gap <= s.recheck_gap_s:
+            return True
+        track.checked_t = t
+        encoding = engine.face_encoding(rgb, location)
+        if track.reference is not None and float(((encoding - track.reference) ** 2).sum()) ** 0.5 <= s.same_face:
+            return True
+        hits = [h for h in (gallery.nearest(encoding, 5) if gallery is not None else ())
+                if h.citizen_id == track.citizen_key]
+        return bool(hits) and hits[0].distance <= s.same_face
+
+    def _replace(self, track, t):
+        """End a named track whose face changed: it left (its visit ends), and the citizen may
+        be greeted afresh if it was them after all (a false alarm costs a second greeting)."""
+        self.tracks.remove(track)
+        self._last_seen.pop(track.citizen_key, None)
+        return Outcome("left", track, t)
 
     def _faces(self, rgb):
         """The largest faces in the frame. A coarse pass (no upsampling, about 4x cheaper)
@@ -147,6 +195,9 @@ class Greeter:
 
     def _named(self, track, decision, t):
         track.citizen_key, track.decision = decision.citizen_id, decision
+        track.reference = np.mean(track.votes.encodings[-self.policy.min_frames:], axis=0) \
+            if track.votes.encodings else None
+        track.checked_t = t
         last = self._last_seen.get(decision.citizen_id)
         self._last_seen[decision.citizen_id] = t
         if last is not None and t - last < self.settings.regreet_after_s:
