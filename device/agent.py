@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from recognition import engine
 from recognition.decision import Policy
 
+from .camera import SourceError
 from .greeter import Greeter, GreeterSettings
 from .speech import greeting_text
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_MARGIN = 0.6      # face crop grows by this share of the face size on each side
 SNAPSHOT_QUALITY = 85
+SNAPSHOT_MAX_SIDE = 800    # the clerk and the server's face check need no more
 
 
 @dataclass
@@ -118,17 +120,23 @@ class Agent:
         """Process frames until the source ends or stop(); then deliver (exit_at_end) or idle."""
         self.prepare()
         self.syncer.start()
+        failure = None
         try:
             self._loop()
+        except SourceError as e:
+            failure = e       # the camera died: deliver what is waiting, then stop loudly
+            self.events.emit("camera_failed", reason=str(e))
         finally:
             self.camera.close()
         self.events.emit("end", frames=self.stats.frames, dropped=getattr(self.camera, "dropped", 0))
-        if not exit_at_end:
+        if not exit_at_end and failure is None:
             self._stop.wait()
         self.syncer.stop()
         waiting = self.syncer.flush_outbox()
         self.front_end.close()  # before "exit": its last steps (case file, speech) end first
         self.events.emit("exit", outbox=waiting, dead_letters=len(self.store.dead_letters()))
+        if failure is not None:
+            raise failure
         return waiting
 
     def stop(self):
@@ -217,13 +225,19 @@ def warm_up_engine():
 
 
 def snapshot_jpeg(bgr, location=None):
-    """JPEG bytes of the face (with some margin) or of the whole frame."""
+    """JPEG bytes of the face (with some margin) or of the whole frame, at most
+    SNAPSHOT_MAX_SIDE pixels across: a 4K camera's crop of someone leaning in was larger than
+    the server takes (4 megapixels), and the visit was refused with its case file and ticket."""
     import cv2
     if location is not None:
         top, right, bottom, left = location
         pad_y, pad_x = int((bottom - top) * SNAPSHOT_MARGIN), int((right - left) * SNAPSHOT_MARGIN)
         height, width = bgr.shape[:2]
         bgr = bgr[max(0, top - pad_y):min(height, bottom + pad_y), max(0, left - pad_x):min(width, right + pad_x)]
+    scale = SNAPSHOT_MAX_SIDE / max(bgr.shape[:2])
+    if scale < 1:
+        bgr = cv2.resize(bgr, (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale)),
+                         interpolation=cv2.INTER_AREA)
     ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
     return data.tobytes() if ok else None
 

@@ -8,6 +8,7 @@ realtime=True makes a file behave like a live camera: frames come at the file's 
 by the wall clock, and the frames the engine was too slow to take are skipped, always
 handing out the newest one. Without it every frame is read as fast as it is asked for.
 """
+import logging
 import os
 import re
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+log = logging.getLogger(__name__)
 
 
 class SourceError(RuntimeError):
@@ -43,24 +45,52 @@ def open_source(spec, realtime=False, folder_fps=5.0, clock=None):
 
 
 class CameraSource:
-    """A live camera: always the newest frame, t by the wall clock."""
+    """A live camera: always the newest frame, t by the wall clock.
 
-    def __init__(self, index):
-        import cv2
-        self._capture = cv2.VideoCapture(index)
+    A camera has no end: a failed read is a loose cable, a USB reset or a driver hiccup.
+    It is read again, and reopened every reopen_s, for up to recover_s; then SourceError,
+    so the device stops with a clear error and a non-zero exit (a supervisor restarts it)
+    instead of idling with a dark camera while the hall thinks it recognises people."""
+
+    def __init__(self, index, recover_s=15.0, reopen_s=1.0, clock=None):
+        self._index = index
+        self._recover_s, self._reopen_s = recover_s, reopen_s
+        self._clock = clock or WallClock()
+        self._capture = self._open()
         if not self._capture.isOpened():
             raise SourceError(f"camera {index} cannot be opened")
-        # A driver queue of old frames would make the engine look at the past: keep one.
-        self._capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self._start = None
         self._count = 0
         self.dropped = 0
 
+    def _open(self):
+        import cv2
+        capture = cv2.VideoCapture(self._index)
+        # A driver queue of old frames would make the engine look at the past: keep one.
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        return capture
+
+    def _read_again(self):
+        """(ok, image) once the camera delivers again; SourceError after recover_s without."""
+        failed_at = reopened_at = self._clock.now()
+        log.warning("camera %s delivered no frame; trying again", self._index)
+        while self._clock.now() - failed_at < self._recover_s:
+            self._clock.sleep(0.1)
+            if self._clock.now() - reopened_at >= self._reopen_s:
+                self._capture.release()
+                self._capture = self._open()
+                reopened_at = self._clock.now()
+            ok, image = self._capture.read()
+            if ok:
+                log.warning("camera %s delivers frames again", self._index)
+                return ok, image
+        raise SourceError(f"camera {self._index} has delivered no frame for {self._recover_s:.0f} s")
+
     def read(self):
-        """The next Frame, or None when the camera stops."""
+        """The next Frame; SourceError when the camera stopped for good."""
         ok, image = self._capture.read()
         if not ok:
-            return None
+            ok, image = self._read_again()
         now = time.monotonic()
         if self._start is None:
             self._start = now

@@ -81,11 +81,16 @@ def run_device(args, name, make_front_end):
     agent = Agent(camera, store, Syncer(store, client, events), events, front_end,
                   GreeterSettings(detect_max_side=args.detect_max_side), args.regreet_after)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+    failed = None
     try:
         agent.run(exit_at_end=args.exit_at_end)
     except KeyboardInterrupt:
         pass
+    except SourceError as e:
+        failed = e     # the camera died: exit non-zero, so a supervisor restarts the device
     finally:
         cleanup()
         store.close()
         events.close()
+    if failed is not None:
+        sys.exit(f"{name}: {failed}")

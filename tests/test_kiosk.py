@@ -193,6 +193,101 @@ def test_bad_camera_source_is_refused(tmp_path):
         open_source(tmp_path / "junk.mp4")
 
 
+class FlakyCapture:
+    """cv2.VideoCapture of a camera that delivers `good` frames per opening, then fails
+    `bad` reads (a loose cable); after `deaths` openings it never delivers again."""
+    opened = 0
+
+    def __init__(self, index, good=3, bad=4, deaths=99):
+        FlakyCapture.opened += 1
+        self.good, self.bad, self.dead = good, bad, FlakyCapture.opened > deaths
+
+    def isOpened(self):
+        return True
+
+    def set(self, *_):
+        return True
+
+    def read(self):
+        import numpy as np
+        if self.dead:
+            return False, None
+        if self.good:
+            self.good -= 1
+            return True, np.zeros((360, 640, 3), np.uint8)
+        if self.bad:
+            self.bad -= 1
+            return False, None
+        return True, np.zeros((360, 640, 3), np.uint8)
+
+    def release(self):
+        pass
+
+
+def flaky_camera(monkeypatch, deaths):
+    import cv2
+    from device.camera import CameraSource
+    FlakyCapture.opened = 0
+    monkeypatch.setattr(cv2, "VideoCapture", lambda i: FlakyCapture(i, deaths=deaths))
+    return CameraSource(0, recover_s=2.0, reopen_s=0.3, clock=FakeClock())
+
+
+def test_a_camera_hiccup_costs_a_few_reads_and_a_reopening(monkeypatch):
+    camera = flaky_camera(monkeypatch, deaths=99)
+    frames = [camera.read() for _ in range(10)]
+    assert [f.index for f in frames] == list(range(10))
+    assert FlakyCapture.opened > 1
+
+
+def test_a_camera_gone_for_good_is_an_error_not_a_kiosk_idling_in_the_dark(monkeypatch):
+    from device.camera import SourceError
+    camera = flaky_camera(monkeypatch, deaths=1)
+    assert [camera.read().index for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(SourceError, match="no frame for 2 s"):
+        camera.read()
+    assert FlakyCapture.opened > 1
+
+
+def test_the_device_exits_non_zero_when_its_camera_dies(kiosk, db, tmp_path, monkeypatch):
+    """The agent stops with the camera's error instead of idling (the CLI exits 1 on it)."""
+    from device.camera import SourceError
+
+    class DyingCamera:
+        dropped = 0
+
+        def read(self):
+            raise SourceError("camera 0 has delivered no frame for 15 s")
+
+        def close(self):
+            pass
+    monkeypatch.setattr("helpers.open_source", lambda camera: DyingCamera())
+    with pytest.raises(SourceError):
+        run_agent(*kiosk, "0", tmp_path / "kiosk.db")
+
+
+def test_a_4k_cameras_snapshot_fits_the_server_and_still_shows_the_face(tmp_path):
+    """Someone leaning into a 4K camera: a face 1,100 px tall. The snapshot is scaled down to
+    what the server accepts, and the server's own face check still recognises it."""
+    import cv2
+    from device.agent import SNAPSHOT_MAX_SIDE, snapshot_jpeg
+    from helpers import person_encoding
+    from recognition import engine
+    from server.api import SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS
+    from server.facecheck import snapshot_face
+    from videos import face_patch
+    frame = np.full((2160, 3840, 3), 180, np.uint8)
+    patch = face_patch("barack_obama", 2, face_px=1100)[:2160, :2000]
+    frame[:patch.shape[0], 900:900 + patch.shape[1]] = patch
+    location = engine.detect_faces(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), 640)[0]
+    assert engine.face_height(location) > 900
+    data = snapshot_jpeg(frame, location)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert max(image.shape[:2]) <= SNAPSHOT_MAX_SIDE and len(data) < SNAPSHOT_MAX_BYTES
+    (tmp_path / "s.jpg").write_bytes(data)
+    seen = snapshot_face(str(tmp_path / "s.jpg"), SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS)
+    assert np.linalg.norm(seen - person_encoding("barack_obama", 1)) < 0.45
+
+
 # --- greeting text -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, language, templates, honorifics, text", [
