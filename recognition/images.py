@@ -97,9 +97,11 @@ def _check_pixels(img, max_pixels):
 
 def _to_rgb_array(img):
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit greyscale: scale to 8 bits by the actual range, not by clipping.
+        # 16/32-bit greyscale: scale to 8 bits by the bit depth the values use, not by
+        # clipping. Scanners and medical-grade cameras store 10- or 12-bit values in 16-bit
+        # PNGs: scaled by 65535 they came out nearly black and "no face found".
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
+        top = next(float(2 ** bits - 1) for bits in (8, 10, 12, 14, 16, 32) if arr.max() < 2 ** bits)
         grey = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.stack([grey] * 3, axis=-1))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):

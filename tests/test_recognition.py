@@ -58,12 +58,16 @@ def test_rgba_png_enrols():
     assert quality.enrolment_template(rgb).encoding.shape == (128,)
 
 
-def test_16_bit_greyscale_png_enrols():
-    grey = np.asarray(Image.open(person_photo("joe_biden", 2)).convert("L"), dtype=np.uint16) * 257
+@pytest.mark.parametrize("bits", [16, 12, 10])
+def test_16_bit_greyscale_png_enrols(bits):
+    """16-bit PNGs, also those holding 10- or 12-bit values (scanners), load as bright as
+    they were taken, not nearly black."""
+    grey = np.asarray(Image.open(person_photo("joe_biden", 2)).convert("L"), dtype=np.uint16)
+    grey = (grey.astype(np.uint32) * (2 ** bits - 1) // 255).astype(np.uint16)
     buffer = io.BytesIO()
     Image.fromarray(grey).save(buffer, "PNG")
     rgb = images.load_image(buffer.getvalue())
-    assert rgb.max() > 200  # scaled down from 16 bits, not clipped to white or black
+    assert rgb.max() > 200  # scaled down from its bit depth, not clipped to white or black
     quality.enrolment_template(rgb)
 
 
