@@ -45,6 +45,12 @@ class ApiClient:
         self.token = token
         self.timeout = timeout
 
+    def fingerprint(self):
+        """Which server and token this client uses, without the token: what a device's
+        store records to notice it was pointed elsewhere."""
+        import hashlib
+        return f"{self.base_url} {hashlib.sha256(self.token.encode()).hexdigest()[:16]}"
+
     def gallery(self, since):
         """The gallery delta after sync seq `since` (see server.api.gallery_delta)."""
         return self._request("GET", f"/api/v1/gallery?since={int(since)}")

@@ -121,6 +121,23 @@ class Store:
         """Forget every cached citizen and template (a revoked device keeps no biometrics)."""
         self._write([("DELETE FROM gallery", ()), ("DELETE FROM meta WHERE key = 'sync_seq'", ())])
 
+    def use_endpoint(self, fingerprint):
+        """Record the server and token this store is used with (fingerprint: never the token
+        itself). When they changed, the cached gallery and config are dropped: a device pointed
+        at another server must not greet from a cache filled for the old one while the new one
+        cannot be reached to say which registry it is. The outbox waits for bind() (which
+        quarantines it if the new server is another registry). True when the cache was dropped."""
+        known = self.get_meta("endpoint")
+        if known == fingerprint:
+            return False
+        record = [("INSERT OR REPLACE INTO meta (key, value) VALUES ('endpoint', ?)", (json.dumps(fingerprint),))]
+        if known is None:           # a new store, or one from before endpoints were recorded
+            self._write(record)
+            return False
+        self._write([("DELETE FROM gallery", ()),
+                     ("DELETE FROM meta WHERE key IN ('sync_seq', 'config')", ())] + record)
+        return True
+
     def citizens(self):
         """{citizen_key: {"display_name", "language"}} for everyone in the cache."""
         rows = self._read("SELECT citizen_key, display_name, language FROM gallery")

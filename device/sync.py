@@ -78,6 +78,11 @@ class Syncer:
         """The server's device config, cached in the store; the cached one when offline.
         The store is bound to the registry and device the config names (see Store.bind)."""
         with self._lock:
+            if self.store.use_endpoint(self.client.fingerprint()):
+                message = "pointed at another server or token: the cached gallery was dropped"
+                log.warning(message)
+                self.events.emit("endpoint_changed", message=message)
+                self.on_gallery()
             config = None if self.revoked else self._call(self.client.config)
             if config is not None and self._bind(config):
                 self.store.set_meta("config", config)

@@ -249,3 +249,22 @@ def test_a_store_used_with_another_registry_greets_no_one_from_it_and_quarantine
     assert len(store.quarantined()) == 1 and store.outbox_count() == 0
     assert [c["display_name"] for c in store.citizens().values()] == ["Joe Biden"]
     store.close()
+
+
+def test_a_store_pointed_at_an_unreachable_server_greets_no_one_from_its_old_cache(
+        live_server, db, obama, tmp_path):
+    """Registry A's kiosk store, started against another server that cannot be reached: it
+    cannot learn which registry that is, so A's cached faces greet no one there."""
+    url, token = live_server.url, new_device(db)
+    store_path = tmp_path / "kiosk.db"
+    video = visitor_video(tmp_path / "obama.avi", [("barack_obama", 2)], seconds=1.5)
+    events, _ = run_agent(url, token, video, store_path)
+    assert [g["name"] for g in of_kind(events, "greeted")] == ["Barack Obama"]
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    events, _ = run_agent(nowhere, "civic_another_token", video, store_path, timeout=0.5)
+    assert of_kind(events, "endpoint_changed") and of_kind(events, "greeted") == []
+    store = Store(store_path)
+    assert store.citizens() == {} and store.outbox_count() == 1     # the visit waits, unsent
+    store.close()
+    events, _ = run_agent(url, token, video, store_path)             # back home: synced afresh
+    assert [g["name"] for g in of_kind(events, "greeted")] == ["Barack Obama"]
