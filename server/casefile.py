@@ -22,11 +22,10 @@ from db.queries import citizen
 
 from . import settings
 from .api import device_session
-from .calibration import one_to_one_threshold
 from .database import get_db
 from . import limits
 from .devices import audit_device, device_actor, device_required
-from .facecheck import snapshot_distance
+from .facecheck import accepted_distance, snapshot_distance
 from .gallery import in_scope
 from .errors import ApiError, error_body
 
@@ -100,7 +99,7 @@ def check_opening(db, row, citizen_id):
     site = g.device["site"] if settings.value(db, "gallery.by_site") else None
     if not in_scope(person["district"], site):
         raise CaseFileRefused(403, "other_site", "the citizen is not one of this site's")
-    if snapshot_distance(db, row, citizen_id) > one_to_one_threshold(db):
+    if snapshot_distance(db, row, citizen_id) > accepted_distance(db, g.device):
         # the device's word is not enough: the server's own look at the visitor disagrees
         raise CaseFileRefused(403, "snapshot_not_citizen",
                               "the snapshot does not show this citizen; please see a clerk")
@@ -251,7 +250,8 @@ def check_second_factor(db, row, person, digits):
     so tries sent together queue instead of all passing the same check."""
     with limits.one_try_at_a_time(db, limits.FACTOR_LOCK):
         row = own_session(db, row["id"])
-        refusal = _factor_try(db, row, citizen(db, person["id"]), digits)
+        person = citizen(db, person["id"])
+        refusal = ApiError(404, "no such citizen") if person is None else _factor_try(db, row, person, digits)
     if refusal is not None:
         raise refusal     # after the commit: the wrong try stays counted
 

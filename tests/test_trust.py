@@ -212,6 +212,15 @@ def test_the_citizens_own_face_opens_the_file_and_the_distance_is_kept(client, d
     assert 0 <= kept < 0.45
 
 
+def test_a_citizen_the_device_may_greet_is_not_refused_by_a_stricter_1to1_point(client, db, token, lin):
+    """Her other photo is 0.40 from her template. With the ID-number check's ceiling at 0.30,
+    the device (greeting at the prior's 0.50 for a one-citizen gallery) names her, and the
+    server's look at the snapshot accepts what the device was allowed to greet."""
+    set_setting(db, "calibration.max_threshold_1to1", 0.30)
+    _, answer = opened_session(client, db, token, lin, snapshot_of=("rose_leslie", 2))
+    assert answer.status_code == 200
+
+
 def test_with_site_galleries_no_case_file_of_another_sites_citizen(client, db, token, lin):
     _, answer = opened_session(client, db, token, lin)       # before: any site
     assert answer.status_code == 200
