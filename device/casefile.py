@@ -240,6 +240,7 @@ class CaseFileFlow:
         self.events.emit("greeted", citizen_key=greeted.citizen_key, name=greeted.name, t=round(t, 3),
                          session_id=session["id"], identified_by="id_number")
         self._watching.pop(visit.track.id, None)
+        visit.track.name_by_id_number(answer["citizen_key"], t)   # someone stepping in ends it
         self.presenter.on_greeted(greeted)
         _call(self.presenter, "on_liveness_passed", greeted)
         self._later(greeted, t, self._open_case_file)

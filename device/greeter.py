@@ -18,7 +18,7 @@ followed but not named until they step up, so a passer-by's greeting and case fi
 appear in front of the person who is standing there.
 
 A name stays with a face, not with a place: a named track's face is encoded again every
-recheck_named_s and at once after any frames without it. If it is no longer the face that
+recheck_named_s and at once after any processed frame without it. If it is no longer the face that
 was named (further than same_face from both the frames that named it and the citizen's
 templates), that track has left and a new one starts where it was. Otherwise someone who
 steps into the spot a citizen just left would inherit the greeting, blink for it, and be
@@ -48,8 +48,8 @@ class GreeterSettings:
                                    # who first showed a bad angle is still greeted once they face us
     keep_frames: int = 30          # recent frames kept per track (for liveness after greeting)
     min_iou: float = 0.25
-    recheck_named_s: float = 0.3   # a named face is encoded again this often (about 0.11 s each)
-    recheck_gap_s: float = 0.15    # ... and at once when it was unseen longer than this
+    recheck_named_s: float = 0.3   # a named face is encoded again this often (about 0.11 s each),
+                                   # and at once after a processed frame that did not show it
     same_face: float = 0.40        # one face's frames stay within ~0.28 of each other (measured on
                                    # the test clip and the shared video); two people's faces, even
                                    # East-Asian ones, are 0.44 apart or more in 99 of 100 pairs
@@ -70,10 +70,17 @@ class Track:
     encoding: object = None        # the face encoding of the last frame encoded (1:1 by ID number)
     reference: object = None       # mean encoding of the frames that named it
     checked_t: float = 0.0         # when a named face was last encoded again
+    missed: bool = False           # a processed frame did not show it since that check
 
     @property
     def named(self):
         return self.state in ("named", "revisit")
+
+    def name_by_id_number(self, citizen_key, t):
+        """The visitor typed their ID number and the server matched the face: the track is
+        theirs from now on, and their face is watched like any named face."""
+        self.state, self.citizen_key = "named", citizen_key
+        self.reference, self.checked_t, self.missed = self.encoding, t, False
 
 
 @dataclass(frozen=True)
@@ -99,15 +106,17 @@ class Greeter:
         """Outcomes of one RGB frame at time t: greetings, unknown visitors, tracks that left."""
         faces = self._faces(rgb)
         matched, new = self._match(faces)
-        outcomes = self._expire(t, seen={id(tr) for tr, _ in matched})
-        gaps = {id(track): t - track.last_t for track, _ in matched}
+        seen = {id(tr) for tr, _ in matched}
+        outcomes = self._expire(t, seen)
+        for track in self.tracks:
+            track.missed = track.missed or id(track) not in seen
         for track, location in matched:
             track.location, track.last_t = location, t
         matched += [(self._new_track(location, t), location) for location in new]
         gallery = self.gallery
         for track, location in matched:
             track.frames.append((t, rgb, location))
-            if track.named and not self._still_them(track, rgb, location, t, gaps.get(id(track), 0.0), gallery):
+            if track.named and not self._still_them(track, rgb, location, t, gallery):
                 outcomes.append(self._replace(track, t))
                 track = self._new_track(location, t)
                 track.frames.append((t, rgb, location))
@@ -123,12 +132,14 @@ class Greeter:
         self.tracks.append(track)
         return track
 
-    def _still_them(self, track, rgb, location, t, gap, gallery):
-        """Whether a named track still shows the face that was named (encoded again when due)."""
+    def _still_them(self, track, rgb, location, t, gallery):
+        """Whether a named track still shows the face that was named (encoded again when due).
+        "Missed" counts processed frames, not seconds: a slow frame (an encoding takes about
+        0.11 s) is not a gap in which someone could have stepped in."""
         s = self.settings
-        if t - track.checked_t < s.recheck_named_s and gap <= s.recheck_gap_s:
+        if t - track.checked_t < s.recheck_named_s and not track.missed:
             return True
-        track.checked_t = t
+        track.checked_t, track.missed = t, False
         encoding = engine.face_encoding(rgb, location)
         if track.reference is not None and float(((encoding - track.reference) ** 2).sum()) ** 0.5 <= s.same_face:
             return True
@@ -197,7 +208,7 @@ class Greeter:
         track.citizen_key, track.decision = decision.citizen_id, decision
         track.reference = np.mean(track.votes.encodings[-self.policy.min_frames:], axis=0) \
             if track.votes.encodings else None
-        track.checked_t = t
+        track.checked_t, track.missed = t, False
         last = self._last_seen.get(decision.citizen_id)
         self._last_seen[decision.citizen_id] = t
         if last is not None and t - last < self.settings.regreet_after_s:

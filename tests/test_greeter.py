@@ -79,3 +79,19 @@ def test_only_the_face_at_the_screen_is_served():
     result = outcomes(Greeter(gallery()), [(both, 2.5), ("barack_obama", 2.0)])
     assert [(kind, cid) for kind, cid, _ in result if kind != "left"] == [("unknown", None), ("greeted", 1)]
     assert [t for kind, _, t in result if kind == "greeted"][0] >= 2.5
+
+
+def test_a_visitor_named_by_id_number_keeps_the_name_only_while_their_face_is_there():
+    """Kit is not recognised and types his ID number (the server matched, as citizen 2 here);
+    then someone else takes his place: the track ends, the newcomer is not served as him."""
+    greeter = Greeter(gallery())
+    result = []
+    for t, rgb in frames_of([("kit_harington", 1.5)]):
+        result += [o.kind for o in greeter.process(rgb, t)]
+    assert result == ["unknown"]
+    [track] = greeter.tracks
+    track.name_by_id_number(2, t)
+    later = []
+    for t2, rgb in frames_of([("kit_harington", 1.0), ("alex_lacamoire", 1.0)]):
+        later += [(o.kind, o.track.citizen_key) for o in greeter.process(rgb, t + 0.1 + t2)]
+    assert later[0] == ("left", 2)
