@@ -473,10 +473,11 @@ class ZipPhotos:
         for info in self.zip.infolist():
             if info.is_dir():
                 continue
-            name = zip_entry_name(info).replace("\\", "/")
-            target = self.unsafe if unsafe_name(name) else self.safe
-            target[name] = info
-            by_base.setdefault(posixpath.basename(name), []).append(name)
+            for name in zip_entry_names(info):
+                name = name.replace("\\", "/")
+                target = self.unsafe if unsafe_name(name) else self.safe
+                target[name] = info
+                by_base.setdefault(posixpath.basename(name), []).append(name)
         self.by_base = by_base
 
     def read(self, name):
@@ -514,19 +515,26 @@ class ZipPhotos:
         self.zip.close()
 
 
-def zip_entry_name(info):
-    """An entry's name as its maker meant it: UTF-8 when the entry says so (flag bit 11), else
-    GBK when the bytes are valid GBK, else cp437 (the zip format's old default).
-
-    Zips made by Chinese Windows (Explorer's "send to compressed folder", older WinRAR) store
-    GBK names without the flag; read as cp437, 照片/张三.jpg was never found.
-    """
+def zip_entry_names(info):
+    """The names an entry may have been given, most likely first. With the UTF-8 flag (bit
+    11) it has one. Without it the bytes are ambiguous: Chinese Windows (Explorer, older
+    WinRAR) writes GBK, macOS' Archive Utility and Java tools write UTF-8, old tools cp437;
+    and the bytes cannot always tell (郑伟 in GBK is valid UTF-8, cp437's Müller is valid
+    GBK). So the entry answers to every reading its bytes allow, and the records' photo
+    column picks: read as cp437 alone, 照片/张三.jpg was never found; read as GBK alone, a
+    Mac's UTF-8 names and cp437's Müller.jpg were not."""
     if info.flag_bits & 0x800:
-        return info.filename
-    try:
-        return info.filename.encode("cp437").decode("gbk")  # zipfile read the bytes as cp437
-    except UnicodeError:
-        return info.filename
+        return [info.filename]
+    raw = info.filename.encode("cp437")     # zipfile read the bytes as cp437: undo it
+    names = []
+    for codec in ("utf-8", "gbk", "cp437"):
+        try:
+            name = raw.decode(codec)
+        except UnicodeError:
+            continue
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def open_photos(path):

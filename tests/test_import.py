@@ -129,18 +129,22 @@ def zip_with_raw_names(path, members):
     return path
 
 
-def test_zip_entry_names_without_the_utf8_flag_are_read_as_gbk_else_cp437(db, tmp_path, settings):
+def test_zip_entry_names_without_the_utf8_flag_are_found_in_gbk_utf8_or_cp437(db, tmp_path, settings):
     zip_path = zip_with_raw_names(tmp_path / "photos.zip", {
-        "照片/张三.jpg".encode("gbk"): people_photo("kit_harington"),
+        "照片/张三.jpg".encode("gbk"): people_photo("kit_harington"),    # Chinese Windows
         "李四.jpg".encode("gbk"): people_photo("rose_leslie"),
         b"caf\x82.jpg": people_photo("joe_biden"),             # not GBK: cp437's café.jpg
+        "王五.jpg".encode("utf-8"): people_photo("alex_lacamoire"),    # a Mac: UTF-8, no flag
+        b"M\x81ller.jpg": group_photo("obama_and_biden.jpg"),  # cp437's Müller, also valid GBK
         "../照片.jpg".encode("gbk"): people_photo("barack_obama")})
     rows = [record(1, "张三", "照片/张三.jpg"), record(2, "李四", "李四.jpg"),
-            record(3, "Café", "café.jpg"), record(4, "Escape", "照片.jpg")]
+            record(3, "Café", "café.jpg"), record(4, "Escape", "照片.jpg"),
+            record(5, "王五", "王五.jpg"), record(6, "Müller", "Müller.jpg")]
     result = run(db, tmp_path, settings, rows, zip_path)
-    assert [outcome(result, line)[0] for line in (2, 3, 4)] == ["imported"] * 3
+    assert [outcome(result, line)[0] for line in (2, 3, 4, 6)] == ["imported"] * 4
     assert outcome(result, 5) == ("rejected", "zip entry '../照片.jpg' refused: absolute paths and"
                                               " '..' are not allowed")
+    assert "faces found" in outcome(result, 7)[1]      # found (and refused: a group photo)
     assert not (tmp_path / "照片.jpg").exists()
 
 
