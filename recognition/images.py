@@ -32,7 +32,7 @@ def load_image(source, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             img = Image.open(io.BytesIO(data))
-            _check_pixels(img, max_pixels)
+            _fit_pixels(img, max_pixels)
             img.load()
         except PhotoRejected:
             raise
@@ -88,11 +88,23 @@ def _read_bytes(source, max_bytes):
     return data
 
 
-def _check_pixels(img, max_pixels):
+def _fit_pixels(img, max_pixels):
+    """Refuse an image over max_pixels from its header, before its pixels are decoded. A
+    JPEG up to 8 times larger each way is decoded at 1/2, 1/4 or 1/8 scale instead
+    (libjpeg's draft mode: no full-size copy is ever made): phones take 48-64 MP photos, and
+    a face needs far less."""
     width, height = img.size
-    if width * height > max_pixels:
-        raise PhotoRejected(
-            f"image is too large ({width}x{height} pixels; at most {max_pixels // 1_000_000} megapixels)")
+    if width * height <= max_pixels:
+        return
+    if img.format == "JPEG":
+        for k in (2, 4, 8):
+            if (width // k) * (height // k) <= max_pixels:
+                img.draft("RGB", (-(-width // k), -(-height // k)))
+                if img.size[0] * img.size[1] <= max_pixels:
+                    return
+                break
+    raise PhotoRejected(
+        f"image is too large ({width}x{height} pixels; at most {max_pixels // 1_000_000} megapixels)")
 
 
 def _to_rgb_array(img):

@@ -47,6 +47,21 @@ def test_decompression_bomb_is_refused_before_decoding():
         images.load_image(buffer.getvalue())
 
 
+def test_a_48_megapixel_phone_photo_is_read_at_a_smaller_scale_and_enrols():
+    """8000x6000 (a phone's high-resolution mode): over the 40 MP limit, so the JPEG is
+    decoded at half scale straight from the file; the face is found as in the original."""
+    photo = Image.open(person_photo("kit_harington", 1)).convert("RGB").resize((8000, 6000))
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=80)
+    rgb = images.load_image(buffer.getvalue())
+    assert rgb.shape[:2] == (3000, 4000)
+    assert quality.enrolment_template(rgb).encoding.shape == (128,)
+    as_png = io.BytesIO()
+    Image.new("RGB", (8000, 6000)).save(as_png, "PNG")       # no reduced decoding for PNG
+    with pytest.raises(PhotoRejected, match="too large"):
+        images.load_image(as_png.getvalue())
+
+
 def test_oversized_file_is_refused(tmp_path):
     with pytest.raises(PhotoRejected, match="larger than"):
         images.load_image(b"\xff" * 2048, max_bytes=1024)
