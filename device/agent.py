@@ -141,6 +141,9 @@ class Agent:
 
     def stop(self):
         self._stop.set()
+        stop_camera = getattr(self.camera, "stop", None)
+        if stop_camera is not None:
+            stop_camera()       # a camera being waited for gives up at once
 
     def _loop(self):
         while not self._stop.is_set():

@@ -62,6 +62,11 @@ class CameraSource:
         self._start = None
         self._count = 0
         self.dropped = 0
+        self._stopping = False
+
+    def stop(self):
+        """Give up waiting for a dead camera (the device is shutting down): read() ends."""
+        self._stopping = True
 
     def _open(self):
         import cv2
@@ -71,10 +76,13 @@ class CameraSource:
         return capture
 
     def _read_again(self):
-        """(ok, image) once the camera delivers again; SourceError after recover_s without."""
+        """(ok, image) once the camera delivers again; SourceError after recover_s without;
+        (False, None) when the device is stopping meanwhile."""
         failed_at = reopened_at = self._clock.now()
         log.warning("camera %s delivered no frame; trying again", self._index)
         while self._clock.now() - failed_at < self._recover_s:
+            if self._stopping:
+                return False, None
             self._clock.sleep(0.1)
             if self._clock.now() - reopened_at >= self._reopen_s:
                 self._capture.release()
@@ -91,6 +99,8 @@ class CameraSource:
         ok, image = self._capture.read()
         if not ok:
             ok, image = self._read_again()
+            if not ok:
+                return None
         now = time.monotonic()
         if self._start is None:
             self._start = now
@@ -140,6 +150,7 @@ class VideoFileSource(_PacedSource):
         if not self._capture.isOpened():
             raise SourceError(f"video {path!r} cannot be opened")
         fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self._frames = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         super().__init__(fps if fps and fps > 0 else 25.0, realtime, clock)
 
     def read(self):
@@ -152,6 +163,9 @@ class VideoFileSource(_PacedSource):
             self.dropped += 1
         ok, image = self._capture.read()
         if not ok:
+            if self._next < self._frames - 1:
+                log.warning("video ended at frame %d of %d: the file is damaged or cut short",
+                            self._next, self._frames)
             return None
         frame = Frame(image, self._next / self.fps, self._next)
         self._next += 1

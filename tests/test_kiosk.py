@@ -248,6 +248,16 @@ def test_a_camera_gone_for_good_is_an_error_not_a_kiosk_idling_in_the_dark(monke
     assert FlakyCapture.opened > 1
 
 
+def test_stopping_the_device_ends_the_wait_for_a_dead_camera(monkeypatch):
+    import threading
+    from device.camera import WallClock
+    camera = flaky_camera(monkeypatch, deaths=1)
+    camera._clock = WallClock()          # real time: the stop comes from another thread
+    [camera.read() for _ in range(3)]
+    threading.Timer(0.3, camera.stop).start()
+    assert camera.read() is None               # SIGTERM during the wait: an end, not an error
+
+
 def test_the_device_exits_non_zero_when_its_camera_dies(kiosk, db, tmp_path, monkeypatch):
     """The agent stops with the camera's error instead of idling (the CLI exits 1 on it)."""
     from device.camera import SourceError
