@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recognition import engine
+from recognition.images import scaled_to_fit
 from recognition.decision import Policy, TrackVotes, decide
 
 
@@ -47,6 +48,8 @@ class GreeterSettings:
     recheck_unknown_s: float = 6.0 # an unknown track keeps being checked this long, so a citizen
                                    # who first showed a bad angle is still greeted once they face us
     keep_frames: int = 30          # recent frames kept per track (for liveness after greeting)
+    keep_max_side: int = 1280      # ... at most this wide: 30 4K frames took 750 MB; the eye
+                                   # landmarks' ratios read as well on a smaller copy
     min_iou: float = 0.25
     recheck_named_s: float = 0.3   # a named face is encoded again this often (about 0.11 s each),
                                    # and at once after a processed frame that did not show it
@@ -114,12 +117,14 @@ class Greeter:
             track.location, track.last_t = location, t
         matched += [(self._new_track(location, t), location) for location in new]
         gallery = self.gallery
+        kept, scale = scaled_to_fit(rgb, self.settings.keep_max_side) if matched else (rgb, 1.0)
         for track, location in matched:
-            track.frames.append((t, rgb, location))
+            small = tuple(round(v * scale) for v in location)
+            track.frames.append((t, kept, small))
             if track.named and not self._still_them(track, rgb, location, t, gallery):
                 outcomes.append(self._replace(track, t))
                 track = self._new_track(location, t)
-                track.frames.append((t, rgb, location))
+                track.frames.append((t, kept, small))
             if track.named or location == faces[0]:      # only the largest face is served
                 outcome = self._update(track, rgb, location, t, gallery)
                 if outcome:

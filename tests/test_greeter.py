@@ -95,3 +95,20 @@ def test_a_visitor_named_by_id_number_keeps_the_name_only_while_their_face_is_th
     for t2, rgb in frames_of([("kit_harington", 1.0), ("alex_lacamoire", 1.0)]):
         later += [(o.kind, o.track.citizen_key) for o in greeter.process(rgb, t + 0.1 + t2)]
     assert later[0] == ("left", 2)
+
+
+def test_a_4k_camera_keeps_small_copies_for_the_blink_check():
+    """30 kept 4K frames took 750 MB; the copies are 1280 wide and the eyes are still read."""
+    import numpy as np
+    from recognition.liveness import face_eyes
+    greeter = Greeter(gallery())
+    frame = np.full((2160, 3840, 3), 180, np.uint8)
+    patch = face_patch("barack_obama", face_px=700)
+    frame[300:300 + patch.shape[0], 1500:1500 + patch.shape[1]] = patch
+    rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    for i in range(3):
+        greeter.process(rgb, i / FPS)
+    [track] = greeter.tracks
+    _, kept, location = track.frames[-1]
+    assert kept.shape[:2] == (720, 1280)
+    assert face_eyes(kept, location) is not None
