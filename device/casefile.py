@@ -203,16 +203,16 @@ class CaseFileFlow:
         if self.store is not None:
             self.store.set_liveness(visit.session["id"], "passed")
         self.events.emit("liveness_passed", t=round(t, 3), session_id=visit.session["id"], citizen_key=None)
-        encoding = list(encoding)
-        self._steps.submit(lambda: self._check_id_number(visit, id_number, encoding, on_result, t))
+        encoding, snapshot = list(encoding), _face_now(visit.track)
+        self._steps.submit(lambda: self._check_id_number(visit, id_number, encoding, on_result, t, snapshot))
 
-    def _check_id_number(self, visit, id_number, encoding, on_result, t):
+    def _check_id_number(self, visit, id_number, encoding, on_result, t, snapshot=None):
         session_id = visit.session["id"]
         try:
             # The server checks an ID number only for a visit whose blink it was told of.
             once_uploaded(lambda: self.client.report_liveness(session_id, "passed", t),
                           IDENTIFY_WAIT_S, give_up=self._closing)
-            answer = once_uploaded(lambda: self.client.identify(session_id, id_number, encoding),
+            answer = once_uploaded(lambda: self.client.identify(session_id, id_number, encoding, snapshot),
                                    IDENTIFY_WAIT_S, give_up=self._closing)
         except Rejected as e:
             status = "invalid" if e.status == 400 else "no_match"
@@ -329,3 +329,14 @@ def _call(presenter, hook, *args):
     method = getattr(presenter, hook, None)
     if method is not None:
         method(*args)
+
+
+def _face_now(track):
+    """A JPEG of the track's face in its latest frame: who is at the screen as OK is pressed
+    (the session's snapshot is from when they were not recognised, often a turned head)."""
+    import cv2
+    from .agent import snapshot_jpeg
+    if not track.frames:
+        return None
+    _, rgb, location = track.frames[-1]
+    return snapshot_jpeg(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), location)

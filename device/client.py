@@ -6,6 +6,7 @@ Every failure is one of three exceptions, because the caller does three differen
   Revoked       401: this device's token is no longer valid; stop syncing, keep the data
   Rejected      any other 4xx: this request can never succeed as sent (dead-letter it)
 """
+import base64
 import json
 import socket
 import urllib.error
@@ -81,11 +82,14 @@ class ApiClient:
     def ticket(self, session_id):
         return self._post(f"/api/v1/sessions/{session_id}/ticket", {})
 
-    def identify(self, session_id, id_number, encoding):
-        """1:1 check of a visitor the device did not recognise: the typed ID number and the
-        face encoding of their track (128 floats, never an image)."""
-        return self._post(f"/api/v1/sessions/{session_id}/identify",
-                          {"id_number": id_number, "encoding": [float(v) for v in encoding]})
+    def identify(self, session_id, id_number, encoding, snapshot=None):
+        """1:1 check of a visitor the device did not recognise: the typed ID number, the face
+        encoding of their track (128 floats) and a JPEG crop of their face as they press OK
+        (the server looks at it itself, as at the session's snapshot)."""
+        body = {"id_number": id_number, "encoding": [float(v) for v in encoding]}
+        if snapshot is not None:
+            body["snapshot"] = base64.b64encode(snapshot).decode("ascii")
+        return self._post(f"/api/v1/sessions/{session_id}/identify", body)
 
     def _post(self, path, body):
         return self._request("POST", path, json.dumps(body).encode("utf-8"), "application/json")

@@ -203,7 +203,7 @@ def _request_session():
     return payload, None
 
 
-def _check_snapshot(data):
+def check_snapshot(data):
     if len(data) > SNAPSHOT_MAX_BYTES:
         raise ApiError(413, f"snapshot is larger than {SNAPSHOT_MAX_BYTES // 1024} KB")
     if not data.startswith(b"\xff\xd8\xff"):
@@ -214,7 +214,7 @@ def _check_snapshot(data):
         raise ApiError(400, f"snapshot rejected: {e.reason}")
 
 
-def _save_snapshot(session_id, data):
+def save_snapshot(session_id, data):
     """Write the JPEG (atomically: a reader never sees half a file); its name relative to SNAPSHOTS_DIR."""
     name = f"{session_id}.jpg"
     path = os.path.join(current_app.config["SNAPSHOTS_DIR"], name)
@@ -280,8 +280,8 @@ def post_session():
     if row is not None:
         return jsonify(session_json(db, row)), 200
     if snapshot is not None:
-        _check_snapshot(snapshot)
-        session["snapshot_path"] = _save_snapshot(session["id"], snapshot)
+        check_snapshot(snapshot)
+        session["snapshot_path"] = save_snapshot(session["id"], snapshot)
     row, created = _insert_session(db, session)
     return jsonify(session_json(db, row)), 201 if created else 200
 

@@ -1,20 +1,26 @@
 """No dead end for a visitor the camera did not recognise: their ID number, checked 1:1.
 
-    POST /api/v1/sessions/<id>/identify  {"id_number": "4401...", "encoding": [128 floats]}
+    POST /api/v1/sessions/<id>/identify  {"id_number": "4401...", "encoding": [128 floats],
+                                          "snapshot": "<base64 JPEG of the face now>"}
         -> {"matched": true, "citizen_key": K, "name": ..., "language": ...}
         or {"matched": false, "citizen_key": null, "name": null, "language": null}
 
-The kiosk sends the typed ID number and the face encoding of the visitor's track (never an
-image; devices never hold ID numbers). The server compares the encoding with that citizen's
-templates only (1:1, not a search of everyone) under the registry's calibrated 1:1 threshold
-(server/calibration.py: one_to_one_threshold), and on a match the
-session becomes a greeting of that citizen, identified_by "id_number". Liveness comes first:
+The kiosk sends the typed ID number, the face encoding of the visitor's track and a crop of
+their face as they press OK (devices never hold ID numbers). The server compares the encoding
+with that citizen's templates only (1:1, not a search of everyone) under the registry's
+calibrated 1:1 threshold (server/calibration.py: one_to_one_threshold), and looks at the
+crop itself (server/facecheck.py): an encoding is the device's word, and a device holds every
+template of its gallery. On a match of both the crop becomes the session's snapshot and the
+session a greeting of that citizen, identified_by "id_number". A request without a crop (an
+older device) is checked on the encoding, and its case file on the session's snapshot. Liveness comes first:
 the device reports the visitor's blink before it sends the number (409 otherwise); the case
 file and the phone digits then follow as for a face greeting. "No such ID number" and "not
 this face" get the same answer, so the endpoint cannot be used to learn who is enrolled.
 Every attempt is audited (the ID number masked); a device gets IDENTIFY_MAX_PER_HOUR tries an
 hour and a visit IDENTIFY_MAX_PER_SESSION.
 """
+import base64
+import math
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -23,10 +29,12 @@ from flask import Blueprint, current_app, g, jsonify, request
 from recognition.templates import DIMENSIONS
 
 from . import limits, settings
+from .api import SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS, check_snapshot, save_snapshot
 from .calibration import one_to_one_threshold
 from .casefile import CaseFileRefused, check_recent, own_session
 from .database import get_db
 from .devices import audit_device, device_required
+from .facecheck import accepted_distance, snapshot_face
 from .errors import ApiError
 from .gallery import best_distance, in_scope
 from .importer import normalise_id_number
@@ -59,7 +67,32 @@ def _body():
     except ValueError:
         # the format alone (a typo, a wrong check digit) tells nothing about who is enrolled
         raise ApiError(400, "check the ID number")
-    return id_number, vector
+    return id_number, vector, _snapshot(body.get("snapshot"))
+
+
+def _snapshot(value):
+    """The JPEG bytes of the face crop sent with the number (checked as an uploaded
+    snapshot is), or None when none was sent."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > SNAPSHOT_MAX_BYTES * 4 // 3 + 4:
+        raise ApiError(400, "snapshot must be a base64 JPEG")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except ValueError:
+        raise ApiError(400, "snapshot must be a base64 JPEG")
+    check_snapshot(data)
+    return data
+
+
+def _face_in(snapshot):
+    if snapshot is None:
+        return None
+    return snapshot_face(snapshot, SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS)
+
+
+def _rounded(distance):
+    return round(distance, 4) if np.isfinite(distance) else None
 
 
 def _check_rate(db, row):
@@ -90,7 +123,7 @@ def _candidate(db, id_number):
 @bp.route("/sessions/<session_id>/identify", methods=["POST"])
 @device_required
 def identify(session_id):
-    id_number, vector = _body()
+    id_number, vector, snapshot = _body()
     db = get_db()
     row = own_session(db, session_id)
     if row["outcome"] != "unknown":
@@ -102,7 +135,8 @@ def identify(session_id):
         check_recent(row)
     except CaseFileRefused as refused:
         raise ApiError(refused.status, refused.message)
-    threshold = one_to_one_threshold(db)
+    threshold, accepted = one_to_one_threshold(db), accepted_distance(db, g.device)
+    seen = _face_in(snapshot)       # before the lock: about 0.1 s of dlib
     # The tries are counted in the audit log: check, compare and count as one step per
     # device (a session is one device's), or tries sent together all pass the check.
     with limits.one_try_at_a_time(db, f"identify:{g.device['id']}"):
@@ -114,11 +148,18 @@ def identify(session_id):
         distance = best_distance(db, person["id"], vector) if person is not None else float("inf")
         matched = distance <= threshold
         detail = {"id_number": mask(id_number), "threshold": threshold,
-                  "distance": round(distance, 4) if np.isfinite(distance) else None}
+                  "distance": _rounded(distance)}
+        if matched and snapshot is not None:
+            seen_distance = best_distance(db, person["id"], seen) if seen is not None else math.inf
+            detail["snapshot_distance"] = _rounded(seen_distance)
+            matched = seen_distance <= accepted
         if matched:
             db.execute("UPDATE sessions SET outcome = 'greeted', citizen_id = ?,"
                        " identified_by = 'id_number' WHERE id = ? AND outcome = 'unknown'",
                        [person["id"], row["id"]])
+            if snapshot is not None:    # the face that matched is the one the clerk sees
+                db.execute("UPDATE sessions SET snapshot_path = ?, snapshot_distance = ? WHERE id = ?",
+                           [save_snapshot(row["id"], snapshot), seen_distance, row["id"]])
         audit_device(ACTIONS[0] if matched else ACTIONS[1], "session", row["id"], detail)
     if not matched:
         return jsonify(NO_MATCH)

@@ -1,9 +1,11 @@
 """No dead end: a visitor the camera did not recognise types their ID number; the server checks
 their face 1:1 against that citizen's templates, and the visit goes on as a greeting."""
+import base64
+
 import numpy as np
 import pytest
 
-from helpers import enrol, id_number, person_encoding
+from helpers import enrol, id_number, person_encoding, snapshot_jpeg
 from test_casefile import audit_actions, bearer, open_file, post_session, report
 
 HER_ID = id_number(7)
@@ -17,12 +19,15 @@ def obama(db):
     return citizen_id
 
 
-def identify(client, token, session_id, number, person="barack_obama", index=2, live=True):
-    """Type number for the visit, after the device reported the visitor's blink (unless live is False)."""
+def identify(client, token, session_id, number, person="barack_obama", index=2, live=True, face_now=None):
+    """Type number for the visit, after the device reported the visitor's blink (unless live is
+    False); face_now: the (person, index) whose photo is sent as the face at the screen."""
     if live:
         report(client, token, session_id)
-    return client.post(f"/api/v1/sessions/{session_id}/identify", headers=bearer(token),
-                       json={"id_number": number, "encoding": list(map(float, person_encoding(person, index)))})
+    body = {"id_number": number, "encoding": list(map(float, person_encoding(person, index)))}
+    if face_now:
+        body["snapshot"] = base64.b64encode(snapshot_jpeg(*face_now)).decode()
+    return client.post(f"/api/v1/sessions/{session_id}/identify", headers=bearer(token), json=body)
 
 
 def test_the_right_face_with_the_right_id_number_becomes_a_greeting_that_opens_the_file(
@@ -47,6 +52,38 @@ def test_a_matching_encoding_does_not_open_the_file_of_a_face_the_snapshot_does_
     assert refused.status_code == 403 and "snapshot" in refused.get_json()["error"]["message"]
     [entry] = audit_actions(db, "casefile.refused")
     assert "snapshot_not_citizen" in entry["detail"]
+
+
+def test_the_face_at_the_screen_as_ok_is_pressed_is_checked_and_kept(app, client, db, token, obama):
+    """The session's snapshot is from when the visitor was not recognised (here: someone
+    else entirely); the crop sent with the number shows who is there now, and it is what
+    the server checks and the clerk sees."""
+    session_id = post_session(client, token, None, snapshot_of=("rose_leslie", 1))
+    answer = identify(client, token, session_id, HER_ID, face_now=("barack_obama", 2)).get_json()
+    assert answer["matched"] is True
+    row = db.execute("SELECT * FROM sessions WHERE id = ?", [session_id]).fetchone()
+    assert row["snapshot_distance"] < 0.45
+    with open(f"{app.config['SNAPSHOTS_DIR']}/{row['snapshot_path']}", "rb") as f:
+        assert f.read() == snapshot_jpeg("barack_obama", 2)
+    assert open_file(client, token, session_id, obama).status_code == 200
+
+
+def test_a_matching_encoding_with_another_face_at_the_screen_is_no_match(client, db, token, obama):
+    session_id = post_session(client, token, None, snapshot_of=("barack_obama", 2))
+    answer = identify(client, token, session_id, HER_ID, face_now=("joe_biden", 1))
+    assert answer.get_json() == {"matched": False, "citizen_key": None, "name": None, "language": None}
+    [entry] = audit_actions(db, "identify.no_match")
+    assert "snapshot_distance" in entry["detail"]
+    assert db.execute("SELECT outcome FROM sessions WHERE id = ?", [session_id]).fetchone()[0] == "unknown"
+
+
+@pytest.mark.parametrize("snapshot", ["not base64!", base64.b64encode(b"GIF89a").decode(), 12])
+def test_a_crop_that_is_not_a_jpeg_is_refused(client, token, obama, snapshot):
+    session_id = post_session(client, token, None)
+    report(client, token, session_id)
+    response = client.post(f"/api/v1/sessions/{session_id}/identify", headers=bearer(token), json={
+        "id_number": HER_ID, "encoding": [0.1] * 128, "snapshot": snapshot})
+    assert response.status_code == 400 and "snapshot" in response.get_json()["error"]["message"]
 
 
 def test_another_face_and_an_unknown_id_number_get_the_same_answer(client, db, token, obama):

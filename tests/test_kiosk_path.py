@@ -244,6 +244,9 @@ def test_a_visitor_the_camera_does_not_know_types_an_id_number_and_goes_on(
         assert of_kind(events, "liveness_passed") and of_kind(events, "case_file_opened")
         assert (row["identified_by"], row["citizen_id"], row["liveness"]) == ("id_number", her, "passed")
         assert "casefile" in [s["mode"] for s in desks[0].shown]
+        # the server looked at her face as OK was pressed, and keeps that crop for the clerk
+        [match] = db.execute("SELECT detail FROM audit_log WHERE action = 'identify.match'").fetchall()
+        assert "snapshot_distance" in match[0] and row["snapshot_distance"] < 0.45
     else:
         assert of_kind(events, "greeted") == [] and of_kind(events, "case_file_opened") == []
         assert row["outcome"] == "unknown" and row["identified_by"] is None
