@@ -99,7 +99,7 @@ def check_opening(db, row, citizen_id):
     site = g.device["site"] if settings.value(db, "gallery.by_site") else None
     if not in_scope(person["district"], site):
         raise CaseFileRefused(403, "other_site", "the citizen is not one of this site's")
-    if snapshot_distance(db, row, citizen_id) > accepted_distance(db, g.device):
+    if snapshot_distance(db, row, citizen_id) > accepted_distance(db):
         # the device's word is not enough: the server's own look at the visitor disagrees
         raise CaseFileRefused(403, "snapshot_not_citizen",
                               "the snapshot does not show this citizen; please see a clerk")
@@ -195,6 +195,8 @@ def open_case_file(session_id):
     key = _citizen_key_body()
     db = get_db()
     row = own_session(db, session_id)
+    if not row["case_opened_at"]:
+        _check_pace(db)             # before the server looks at the snapshot
     try:
         person = check_opening(db, row, _citizen_id_of(db, key))
     except CaseFileRefused as refused:
@@ -213,6 +215,14 @@ def open_case_file(session_id):
     if throttled:
         raise ApiError(429, limits.THROTTLED)
     return jsonify(summary)
+
+
+def _check_pace(db):
+    """429 when the device is over its pace of case files opened or refused."""
+    with limits.one_try_at_a_time(db, f"casefile-open:{g.device['id']}"):
+        throttled = limits.casefile_throttled(db, g.device, current_app.config, device_actor())
+    if throttled:
+        raise ApiError(429, limits.THROTTLED)
 
 
 # --- details, behind the second factor --------------------------------------------------------

@@ -4,11 +4,11 @@ A greeting is a device's claim. A stolen device token holds every template of it
 and could post "I greeted citizen N" with any picture, report a blink, and read N's case
 summary. So before a case file opens the server finds the face in the session's snapshot,
 encodes it with the engine the devices use, and compares it 1:1 with the claimed citizen's
-templates (accepted_distance: the registry's calibrated 1:1 distance, or the distance the
-device itself greets at when that is looser — up to 0.50 for a small gallery on the LFW
-prior, where a 0.45 cap refused one greeted citizen in five). Measured once per session
-and kept in sessions.snapshot_distance (infinite: no face in the snapshot). A forged
-greeting then needs that citizen's face, not only a token.
+templates under the registry's calibrated 1:1 distance (the ID-number check's, never looser
+than the admin's ceiling for it). Measured once per session and kept in
+sessions.snapshot_distance (infinite: no face in the snapshot). A forged greeting then needs
+that citizen's face, not only a token. The device sends the frame of the visit that best
+matched the citizen it named, so one frame stands for the evidence of several.
 """
 import math
 import os
@@ -19,7 +19,7 @@ from db import transaction
 from recognition import PhotoRejected, engine
 from recognition.images import load_image
 
-from .calibration import device_threshold, one_to_one_threshold
+from .calibration import one_to_one_threshold
 from .gallery import best_distance
 
 SNAPSHOT_DETECT_SIDE = 640     # devices send a face crop (a few hundred pixels) or a frame
@@ -59,9 +59,9 @@ def snapshot_distance(db, row, citizen_id):
     return distance
 
 
-def accepted_distance(db, device):
-    """The farthest a snapshot may be from the claimed citizen: the registry's 1:1 distance,
-    or the distance this device greets at (its gallery's calibrated threshold) when that is
-    looser. Refusing a citizen the device was allowed to name would help no one; a forger
-    still needs a face the device itself would have named as that citizen."""
-    return max(one_to_one_threshold(db), device_threshold(db, device["site"])[0])
+def accepted_distance(db):
+    """The farthest a snapshot may be from the claimed citizen: the registry's 1:1 distance.
+    Not the device's greeting distance when that is looser (0.50 for a small gallery on the
+    LFW prior): there, another East-Asian person's photo at 0.46-0.48 opened a citizen's
+    case file. A citizen whose one frame falls between the two sees a clerk."""
+    return one_to_one_threshold(db)

@@ -9,10 +9,9 @@ The kiosk sends the typed ID number, the face encoding of the visitor's track an
 their face as they press OK (devices never hold ID numbers). The server compares the encoding
 with that citizen's templates only (1:1, not a search of everyone) under the registry's
 calibrated 1:1 threshold (server/calibration.py: one_to_one_threshold), and looks at the
-crop itself (server/facecheck.py): an encoding is the device's word, and a device holds every
-template of its gallery. On a match of both the crop becomes the session's snapshot and the
-session a greeting of that citizen, identified_by "id_number". A request without a crop (an
-older device) is checked on the encoding, and its case file on the session's snapshot. Liveness comes first:
+crop itself (server/facecheck.py), under the same threshold: an encoding is the device's word,
+and a device holds every template of its gallery. On a match of both the crop becomes the
+session's snapshot and the session a greeting of that citizen, identified_by "id_number". Liveness comes first:
 the device reports the visitor's blink before it sends the number (409 otherwise); the case
 file and the phone digits then follow as for a face greeting. "No such ID number" and "not
 this face" get the same answer, so the endpoint cannot be used to learn who is enrolled.
@@ -34,7 +33,7 @@ from .calibration import one_to_one_threshold
 from .casefile import CaseFileRefused, check_recent, own_session
 from .database import get_db
 from .devices import audit_device, device_required
-from .facecheck import accepted_distance, snapshot_face
+from .facecheck import snapshot_face
 from .errors import ApiError
 from .gallery import best_distance, in_scope
 from .importer import normalise_id_number
@@ -71,24 +70,15 @@ def _body():
 
 
 def _snapshot(value):
-    """The JPEG bytes of the face crop sent with the number (checked as an uploaded
-    snapshot is), or None when none was sent."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > SNAPSHOT_MAX_BYTES * 4 // 3 + 4:
-        raise ApiError(400, "snapshot must be a base64 JPEG")
+    """The JPEG bytes of the face crop sent with the number (decoded and checked as an
+    uploaded snapshot after the rate check). Required: with an encoding alone, a device's
+    own gallery templates answered "is this citizen's ID number N?"."""
+    if not isinstance(value, str) or not value or len(value) > SNAPSHOT_MAX_BYTES * 4 // 3 + 4:
+        raise ApiError(400, "send the visitor's face as snapshot: a base64 JPEG")
     try:
-        data = base64.b64decode(value, validate=True)
+        return base64.b64decode(value, validate=True)
     except ValueError:
         raise ApiError(400, "snapshot must be a base64 JPEG")
-    check_snapshot(data)
-    return data
-
-
-def _face_in(snapshot):
-    if snapshot is None:
-        return None
-    return snapshot_face(snapshot, SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS)
 
 
 def _rounded(distance):
@@ -135,8 +125,10 @@ def identify(session_id):
         check_recent(row)
     except CaseFileRefused as refused:
         raise ApiError(refused.status, refused.message)
-    threshold, accepted = one_to_one_threshold(db), accepted_distance(db, g.device)
-    seen = _face_in(snapshot)       # before the lock: about 0.1 s of dlib
+    _check_rate(db, row)            # before the costly part (the lock checks it again)
+    check_snapshot(snapshot)
+    threshold = one_to_one_threshold(db)
+    seen = snapshot_face(snapshot, SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS)   # ~0.1 s, unlocked
     # The tries are counted in the audit log: check, compare and count as one step per
     # device (a session is one device's), or tries sent together all pass the check.
     with limits.one_try_at_a_time(db, f"identify:{g.device['id']}"):
@@ -149,17 +141,15 @@ def identify(session_id):
         matched = distance <= threshold
         detail = {"id_number": mask(id_number), "threshold": threshold,
                   "distance": _rounded(distance)}
-        if matched and snapshot is not None:
+        if matched:
             seen_distance = best_distance(db, person["id"], seen) if seen is not None else math.inf
             detail["snapshot_distance"] = _rounded(seen_distance)
-            matched = seen_distance <= accepted
+            matched = seen_distance <= threshold
         if matched:
             db.execute("UPDATE sessions SET outcome = 'greeted', citizen_id = ?,"
-                       " identified_by = 'id_number' WHERE id = ? AND outcome = 'unknown'",
-                       [person["id"], row["id"]])
-            if snapshot is not None:    # the face that matched is the one the clerk sees
-                db.execute("UPDATE sessions SET snapshot_path = ?, snapshot_distance = ? WHERE id = ?",
-                           [save_snapshot(row["id"], snapshot), seen_distance, row["id"]])
+                       " identified_by = 'id_number', snapshot_path = ?, snapshot_distance = ?"
+                       " WHERE id = ? AND outcome = 'unknown'",
+                       [person["id"], save_snapshot(row["id"], snapshot), seen_distance, row["id"]])
         audit_device(ACTIONS[0] if matched else ACTIONS[1], "session", row["id"], detail)
     if not matched:
         return jsonify(NO_MATCH)

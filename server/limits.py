@@ -75,21 +75,25 @@ THROTTLED = ("this device is opening case files unusually fast; it is paused and
 
 
 def casefile_throttled(db, device, config, actor, now=None):
-    """True when the device opened too many case files in the last 10 minutes; the first
-    refusal in a window writes the alert (inside the caller's one_try_at_a_time, so that
-    the count and the opening it allows are one step; the caller answers 429 THROTTLED after)."""
+    """True when the device opened, or was refused, too many case files in the last 10
+    minutes; the first throttled try in a window writes the alert (inside the caller's
+    one_try_at_a_time, so that the count and the opening it allows are one step; the caller
+    answers 429 THROTTLED after). Refusals count: each one may have cost the server a look
+    at a snapshot (up to half a second of face detection for a picture without a face)."""
     now = now or datetime.now(timezone.utc)
     since = utc_stamp(now - timedelta(minutes=THROTTLE_WINDOW_MIN))
     opened = db.execute("SELECT count(*) FROM sessions WHERE device_id = ? AND case_opened_at >= ?",
                         [device["id"], since]).fetchone()[0]
-    if opened < config["CASEFILE_DEVICE_LIMIT"]:
+    refused = db.execute("SELECT count(*) FROM audit_log WHERE actor_type = 'device' AND actor_id = ?"
+                         " AND action = 'casefile.refused' AND at >= ?", [device["id"], since]).fetchone()[0]
+    if opened + refused < config["CASEFILE_DEVICE_LIMIT"]:
         return False
     alerted = db.execute("SELECT 1 FROM audit_log WHERE action = 'device.throttled' AND"
                          " target_type = 'device' AND target_id = ? AND at >= ?",
                          [device["name"], since]).fetchone()
     if not alerted:
         audit.record(db, actor, "device.throttled", "device", device["name"],
-                     {"case_files_opened": opened, "minutes": THROTTLE_WINDOW_MIN})
+                     {"case_files_opened": opened, "refused": refused, "minutes": THROTTLE_WINDOW_MIN})
     return True
 
 

@@ -212,13 +212,24 @@ def test_the_citizens_own_face_opens_the_file_and_the_distance_is_kept(client, d
     assert 0 <= kept < 0.45
 
 
-def test_a_citizen_the_device_may_greet_is_not_refused_by_a_stricter_1to1_point(client, db, token, lin):
-    """Her other photo is 0.40 from her template. With the ID-number check's ceiling at 0.30,
-    the device (greeting at the prior's 0.50 for a one-citizen gallery) names her, and the
-    server's look at the snapshot accepts what the device was allowed to greet."""
+def test_the_snapshot_check_never_goes_past_the_admins_1to1_ceiling(client, db, token, lin):
+    """Her other photo is 0.40 from her template. With the 1:1 ceiling at 0.30 the server
+    refuses it, although the device greets at the prior's 0.50 for a one-citizen gallery:
+    there, other East-Asian people's photos at 0.46-0.48 opened a citizen's file."""
     set_setting(db, "calibration.max_threshold_1to1", 0.30)
     _, answer = opened_session(client, db, token, lin, snapshot_of=("rose_leslie", 2))
-    assert answer.status_code == 200
+    assert answer.status_code == 403 and "snapshot" in answer.get_json()["error"]["message"]
+
+
+def test_refusals_count_towards_a_devices_pace_and_stop_the_server_looking(app, client, db, token, lin):
+    """A token posting greetings with pictures that are not the citizen: each refusal cost
+    the server a look at a picture; past the pace, it is throttled before looking."""
+    app.config["CASEFILE_DEVICE_LIMIT"] = 2
+    answers = [opened_session(client, db, token, lin, snapshot_of=("joe_biden", 1))
+               for _ in range(4)]
+    assert [a.status_code for _, a in answers] == [403, 403, 429, 429]
+    looked = db.execute("SELECT count(*) FROM sessions WHERE snapshot_distance IS NOT NULL").fetchone()[0]
+    assert looked == 2
 
 
 def test_with_site_galleries_no_case_file_of_another_sites_citizen(client, db, token, lin):
