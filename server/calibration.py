@@ -43,18 +43,12 @@ def _templates(db):
 
 
 def flagged_citizens(db):
-    """Ids of citizens an import flagged a new face as a possible duplicate of: their pairs
-    may be the same person under two ID numbers, not two different people."""
-    ids = set()
-    for (detail,) in db.execute("SELECT detail FROM audit_log WHERE action = 'import.flagged'"):
-        try:
-            matched = json.loads(detail).get("matches")
-        except (ValueError, AttributeError):
-            continue
-        row = db.execute("SELECT id FROM citizens WHERE id_number = ?", [matched]).fetchone()
-        if row:
-            ids.add(row[0])
-    return ids
+    """Ids of citizens a held record's face matched, while an admin has not decided: their
+    pairs may be the same person under two ID numbers, not two different people. Once
+    decided (another person, the same one, discarded) the doubt is gone; left out for good,
+    a registry with many held records lost so many people that it fell back to the prior."""
+    rows = db.execute("SELECT DISTINCT match_citizen_id FROM duplicate_reviews WHERE status = 'pending'")
+    return {r[0] for r in rows}
 
 
 def _candidates(text):

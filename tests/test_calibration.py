@@ -10,6 +10,7 @@ from helpers import add_device, enrol, greeted_payload, key_of, person_encoding,
 from recognition import calibration as maths
 from recognition.decision import Policy, TrackVotes, decide
 from recognition.gallery import Gallery
+from recognition.templates import to_blob
 from server import calibration
 
 
@@ -177,12 +178,19 @@ def test_device_reports_and_confirmed_greetings_reach_the_curve(app, db, client,
     assert sum(report["histogram"]["operational"]) == 3 and sum(report["histogram"]["genuine"]) == 1
 
 
-def test_citizens_flagged_as_duplicates_are_left_out(app, db):
+def held_against(db, citizen_id, status="pending"):
+    """A record an import held because its face matched citizen_id (a duplicate review)."""
+    db.execute("INSERT INTO duplicate_reviews (id_number, record, encoding, match_citizen_id,"
+               " distance, threshold, status, created_at) VALUES (?, '{}', ?, ?, 0.2, 0.4, ?,"
+               " '2026-01-01T00:00:00Z')",
+               [f"held-{citizen_id}-{status}", to_blob(np.zeros(128, np.float32)), citizen_id, status])
+
+
+def test_citizens_flagged_as_duplicates_are_left_out_until_an_admin_decides(app, db):
     ids = [enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
            for i, face in enumerate(spread_faces(12, 0.9, seed=12))]
-    number = db.execute("SELECT id_number FROM citizens WHERE id = ?", [ids[0]]).fetchone()[0]
-    db.execute("INSERT INTO audit_log (at, actor_type, action, detail) VALUES ('2026-01-01', 'user',"
-               " 'import.flagged', ?)", [json.dumps({"matches": number, "distance": 0.2})])
+    held_against(db, ids[0])
+    held_against(db, ids[1], status="import")          # decided: another person
     report = calibration.measure_registry(db)
     assert report["people"] == 11 and report["flagged_left_out"] == 1
 
@@ -190,9 +198,8 @@ def test_citizens_flagged_as_duplicates_are_left_out(app, db):
 def test_all_citizens_flagged_fall_back_to_the_prior(app, db, client, auth):
     ids = [enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
            for i, face in enumerate(spread_faces(12, 0.5, seed=15))]
-    for (number,) in db.execute("SELECT id_number FROM citizens").fetchall():
-        db.execute("INSERT INTO audit_log (at, actor_type, action, detail) VALUES ('2026-01-01',"
-                   " 'user', 'import.flagged', ?)", [json.dumps({"matches": number})])
+    for citizen_id in ids:
+        held_against(db, citizen_id)
     report = calibration.measure_registry(db)
     assert report["source"] == "prior" and report["flagged_left_out"] == len(ids)
     assert report["registry"]["threshold"] <= 0.50
