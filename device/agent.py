@@ -174,7 +174,7 @@ class Agent:
         track, decision = outcome.track, outcome.track.decision
         citizen = self.citizens.get(track.citizen_key, {"display_name": "", "language": "zh"})
         session = self._session(track, outcome.t, "greeted", decision)
-        self.record_session(session, frame, track.location)
+        self.record_session(session, frame, track.location, track.best_view)
         visit = Visit(session, track, frame, outcome.t, track.citizen_key, citizen["display_name"],
                       citizen["language"],
                       greeting_text(citizen["display_name"], citizen["language"],
@@ -209,10 +209,15 @@ class Agent:
                 "liveness": "not_run",
                 "started_at": started.isoformat(timespec="milliseconds")}
 
-    def record_session(self, session, frame=None, location=None):
+    def record_session(self, session, frame=None, location=None, view=None):
         """Commit a session (and its snapshot) to the outbox, then wake the uploader.
-        Called before anything is announced: a crash after a greeting never loses its session."""
-        snapshot = snapshot_jpeg(frame.image, location) if frame is not None else None
+        Called before anything is announced: a crash after a greeting never loses its session.
+        view: (rgb, location) of the frame to show instead of this one (a greeting's best)."""
+        if view is not None:
+            import cv2
+            snapshot = snapshot_jpeg(cv2.cvtColor(view[0], cv2.COLOR_RGB2BGR), view[1])
+        else:
+            snapshot = snapshot_jpeg(frame.image, location) if frame is not None else None
         self.store.add_session(session, snapshot)
         self.syncer.nudge()
 

@@ -72,6 +72,9 @@ class Track:
     frames: deque = field(default_factory=deque)   # (t, rgb, location), newest last
     encoding: object = None        # the face encoding of the last frame encoded (1:1 by ID number)
     reference: object = None       # mean encoding of the frames that named it
+    views: deque = field(default_factory=lambda: deque(maxlen=10))  # (decision, rgb, location)
+                                   # of recent encoded frames, for the snapshot of a greeting
+    best_view: object = None       # (rgb, location) of the frame that best matched the name
     checked_t: float = 0.0         # when a named face was last encoded again
     missed: bool = False           # a processed frame did not show it since that check
 
@@ -126,7 +129,7 @@ class Greeter:
                 track = self._new_track(location, t)
                 track.frames.append((t, kept, small))
             if track.named or location == faces[0]:      # only the largest face is served
-                outcome = self._update(track, rgb, location, t, gallery)
+                outcome = self._update(track, rgb, location, t, gallery, (kept, small))
                 if outcome:
                     outcomes.append(outcome)
         return outcomes
@@ -191,7 +194,7 @@ class Greeter:
         self.tracks = [tr for tr in self.tracks if tr not in gone]
         return [Outcome("left", tr, t) for tr in gone]
 
-    def _update(self, track, rgb, location, t, gallery):
+    def _update(self, track, rgb, location, t, gallery, view):
         if track.named:
             self._last_seen[track.citizen_key] = t
             return None
@@ -200,7 +203,9 @@ class Greeter:
             return None
         encoding = engine.face_encoding(rgb, location)
         track.encoding = encoding
-        track.votes.add(decide(gallery, encoding, self.policy), encoding)
+        decision = decide(gallery, encoding, self.policy)
+        track.votes.add(decision, encoding)
+        track.views.append((decision, *view))
         verdict, decision = track.votes.verdict(self.policy, gallery)
         if verdict == "named":
             return self._named(track, decision, t)
@@ -211,6 +216,7 @@ class Greeter:
 
     def _named(self, track, decision, t):
         track.citizen_key, track.decision = decision.citizen_id, decision
+        track.best_view = _best_view(track.views, decision.citizen_id)
         track.reference = np.mean(track.votes.encodings[-self.policy.min_frames:], axis=0) \
             if track.votes.encodings else None
         track.checked_t, track.missed = t, False
@@ -221,6 +227,16 @@ class Greeter:
             return None
         track.state = "named"
         return Outcome("greeted", track, t)
+
+
+def _best_view(views, citizen_id):
+    """(rgb, location) of the recent frame closest to citizen_id: the snapshot the server
+    checks 1:1 stands for the track's evidence, so it is its best frame, not its last."""
+    def distance(view):
+        return min((h.distance for h in view[0].candidates if h.citizen_id == citizen_id),
+                   default=float("inf"))
+    best = min(views, key=distance, default=None)
+    return (best[1], best[2]) if best is not None else None
 
 
 def _similarity(a, b):

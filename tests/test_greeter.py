@@ -112,3 +112,17 @@ def test_a_4k_camera_keeps_small_copies_for_the_blink_check():
     _, kept, location = track.frames[-1]
     assert kept.shape[:2] == (720, 1280)
     assert face_eyes(kept, location) is not None
+
+
+def test_a_greeting_keeps_its_best_frame_for_the_snapshot():
+    """The server checks one frame 1:1; it is the track's closest to the citizen it named."""
+    import numpy as np
+    from recognition import engine
+    greeter = Greeter(gallery())
+    for t, rgb in frames_of([("barack_obama", 1.0)]):
+        greeter.process(rgb, t)
+    [track] = greeter.tracks
+    rgb, location = track.best_view
+    best = min(min(h.distance for h in d.candidates if h.citizen_id == 1) for d, _, _ in track.views)
+    assert np.linalg.norm(engine.face_encoding(rgb, location) - person_encoding("barack_obama")) \
+        == pytest.approx(best, abs=1e-4)
