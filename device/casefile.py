@@ -107,6 +107,7 @@ class CaseFileFlow:
         self.store = None           # the device store, given by the agent (attach_store)
         self._clock = clock
         self._challenges = {}       # track id -> BlinkChallenge
+        self._present = set()       # ids of the tracks in the latest frame (a worker reads it)
         self._shown = {}            # track id -> the progress last shown
         self._identified = queue.Queue()   # greetings by ID number, for the recognition thread
         self._id_requests = queue.Queue()  # typed ID numbers, for the recognition thread
@@ -141,9 +142,12 @@ class CaseFileFlow:
             watcher.feed()
         while not self._id_requests.empty():
             self._id_number_typed(*self._id_requests.get(), frame.t)
+        self._present = {track.id for track in tracks}
         for track_id, challenge in list(self._challenges.items()):
             challenge.feed()
             verdict = challenge.verdict(frame.t)
+            if verdict == "passed" and not _confirmed(challenge):
+                verdict = None      # the face is checked again before the blink counts
             if verdict == "failed" and challenge.attempt < self.attempts:
                 self._retry(track_id, frame.t)
             elif verdict:
@@ -168,6 +172,7 @@ class CaseFileFlow:
         _call(self.presenter, "on_blink_retry", visit)
 
     def on_left(self, track):
+        self._present.discard(track.id)
         self._watching.pop(track.id, None)
         if track.id in self._challenges:
             self._decided(track.id, "failed", self._last_t, "left")
@@ -274,6 +279,8 @@ class CaseFileFlow:
         session_id = visit.session["id"]
         try:
             self._server(lambda: self.client.report_liveness(session_id, "passed", t_of()))
+            if visit.track.id not in self._present:
+                raise Offline("the visitor left before the case file opened")
             summary = self._server(lambda: self.client.open_case_file(session_id, visit.citizen_key))
         except (Offline, Rejected, Revoked) as e:
             self.events.emit("case_file_unavailable", session_id=session_id, reason=str(e), t=t_of())
@@ -281,7 +288,10 @@ class CaseFileFlow:
         else:
             self.events.emit("case_file_opened", session_id=session_id,
                              case_numbers=[c["case_number"] for c in summary["cases"]], t=t_of())
-            _call(self.presenter, "on_case_file", visit, summary)
+            if visit.track.id in self._present:     # never shown to whoever stands there now
+                _call(self.presenter, "on_case_file", visit, summary)
+            else:
+                self.events.emit("case_file_not_shown", session_id=session_id, reason="left", t=t_of())
         if self.tickets:
             self._ticket(visit, t_of)
 
@@ -340,3 +350,16 @@ def _face_now(track):
         return None
     _, rgb, location = track.frames[-1]
     return snapshot_jpeg(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), location)
+
+
+def _confirmed(challenge):
+    """A seen blink counts once the greeter has checked, after it, that the face is still the
+    one it named (Track.verified_t); until then it asks for that check. Else a live face
+    swapped in for a photo, eyes opening as it arrives, blinked for the photo's citizen
+    before the next regular check."""
+    track, blink = challenge.track, challenge.blink
+    verified = getattr(track, "verified_t", None)
+    if verified is None or blink is None or verified >= blink.end:
+        return True
+    track.check_now()
+    return False

@@ -18,11 +18,13 @@ followed but not named until they step up, so a passer-by's greeting and case fi
 appear in front of the person who is standing there.
 
 A name stays with a face, not with a place: a named track's face is encoded again every
-recheck_named_s and at once after any processed frame without it. If it is no longer the face that
-was named (further than same_face from both the frames that named it and the citizen's
-templates), that track has left and a new one starts where it was. Otherwise someone who
-steps into the spot a citizen just left would inherit the greeting, blink for it, and be
-shown the citizen's case file.
+recheck_named_s, at once after any processed frame without it, and when the front end asks
+(a blink was just seen: Track.check_now). A check that finds the face that was named (within
+same_face of the frames that named it or of the citizen's templates) sets verified_t; a blink
+counts only once a check after it has passed (device/casefile.py), so someone swapped in for
+a photo cannot blink for it. changed_after checks in a row that find another face end the
+track, and a new one starts where it was: a hand over the face or a dim moment fails one or
+two checks, a different person fails them all.
 """
 import itertools
 from collections import deque
@@ -31,7 +33,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recognition import engine
-from recognition.images import scaled_to_fit
 from recognition.decision import Policy, TrackVotes, decide
 
 
@@ -48,11 +49,12 @@ class GreeterSettings:
     recheck_unknown_s: float = 6.0 # an unknown track keeps being checked this long, so a citizen
                                    # who first showed a bad angle is still greeted once they face us
     keep_frames: int = 30          # recent frames kept per track (for liveness after greeting)
-    keep_max_side: int = 1280      # ... at most this wide: 30 4K frames took 750 MB; the eye
+    keep_max_side: int = 1920      # ... at most this wide: 30 4K frames took 750 MB; the eye
                                    # landmarks' ratios read as well on a smaller copy
     min_iou: float = 0.25
-    recheck_named_s: float = 0.3   # a named face is encoded again this often (about 0.11 s each),
+    recheck_named_s: float = 0.5   # a named face is encoded again this often (0.11-0.15 s each),
                                    # and at once after a processed frame that did not show it
+    changed_after: int = 3         # checks in a row that find another face end the track
     same_face: float = 0.40        # one face's frames stay within ~0.28 of each other (measured on
                                    # the test clip and the shared video); two people's faces, even
                                    # East-Asian ones, are 0.44 apart or more in 99 of 100 pairs
@@ -76,7 +78,9 @@ class Track:
                                    # of recent encoded frames, for the snapshot of a greeting
     best_view: object = None       # (rgb, location) of the frame that best matched the name
     checked_t: float = 0.0         # when a named face was last encoded again
-    missed: bool = False           # a processed frame did not show it since that check
+    verified_t: float = float("-inf")  # when a check last found the face that was named
+    mismatches: int = 0            # checks in a row that found another face
+    recheck_due: bool = False      # check at the next frame (a frame missed it, or asked)
 
     @property
     def named(self):
@@ -86,7 +90,12 @@ class Track:
         """The visitor typed their ID number and the server matched the face: the track is
         theirs from now on, and their face is watched like any named face."""
         self.state, self.citizen_key = "named", citizen_key
-        self.reference, self.checked_t, self.missed = self.encoding, t, False
+        self.reference, self.checked_t, self.verified_t = self.encoding, t, t
+        self.mismatches, self.recheck_due = 0, False
+
+    def check_now(self):
+        """Have the face checked at the next frame (the front end saw a blink to confirm)."""
+        self.recheck_due = True
 
 
 @dataclass(frozen=True)
@@ -115,16 +124,16 @@ class Greeter:
         seen = {id(tr) for tr, _ in matched}
         outcomes = self._expire(t, seen)
         for track in self.tracks:
-            track.missed = track.missed or id(track) not in seen
+            track.recheck_due = track.recheck_due or id(track) not in seen
         for track, location in matched:
             track.location, track.last_t = location, t
         matched += [(self._new_track(location, t), location) for location in new]
         gallery = self.gallery
-        kept, scale = scaled_to_fit(rgb, self.settings.keep_max_side) if matched else (rgb, 1.0)
+        kept, scale = _kept(rgb, self.settings.keep_max_side) if matched else (rgb, 1.0)
         for track, location in matched:
             small = tuple(round(v * scale) for v in location)
             track.frames.append((t, kept, small))
-            if track.named and not self._still_them(track, rgb, location, t, gallery):
+            if track.named and self._recheck(track, rgb, location, t, gallery) == "changed":
                 outcomes.append(self._replace(track, t))
                 track = self._new_track(location, t)
                 track.frames.append((t, kept, small))
@@ -140,20 +149,27 @@ class Greeter:
         self.tracks.append(track)
         return track
 
-    def _still_them(self, track, rgb, location, t, gallery):
-        """Whether a named track still shows the face that was named (encoded again when due).
-        "Missed" counts processed frames, not seconds: a slow frame (an encoding takes about
-        0.11 s) is not a gap in which someone could have stepped in."""
+    def _recheck(self, track, rgb, location, t, gallery):
+        """Check a named track's face when due: None (not due), "same" or "changed" (another
+        face changed_after times in a row). Due counts processed frames, not seconds: a slow
+        frame (an encoding takes 0.11-0.15 s) is not a gap in which someone could step in."""
         s = self.settings
-        if t - track.checked_t < s.recheck_named_s and not track.missed:
-            return True
-        track.checked_t, track.missed = t, False
-        encoding = engine.face_encoding(rgb, location)
-        if track.reference is not None and float(((encoding - track.reference) ** 2).sum()) ** 0.5 <= s.same_face:
+        if t - track.checked_t < s.recheck_named_s and not track.recheck_due:
+            return None
+        track.checked_t, track.recheck_due = t, False
+        if self._same_face(track, engine.face_encoding(rgb, location), gallery):
+            track.verified_t, track.mismatches = t, 0
+            return "same"
+        track.mismatches += 1
+        return "changed" if track.mismatches >= s.changed_after else None
+
+    def _same_face(self, track, encoding, gallery):
+        limit = self.settings.same_face
+        if track.reference is not None and float(np.linalg.norm(encoding - track.reference)) <= limit:
             return True
         hits = [h for h in (gallery.nearest(encoding, 5) if gallery is not None else ())
                 if h.citizen_id == track.citizen_key]
-        return bool(hits) and hits[0].distance <= s.same_face
+        return bool(hits) and hits[0].distance <= limit
 
     def _replace(self, track, t):
         """End a named track whose face changed: it left (its visit ends), and the citizen may
@@ -219,7 +235,7 @@ class Greeter:
         track.best_view = _best_view(track.views, decision.citizen_id)
         track.reference = np.mean(track.votes.encodings[-self.policy.min_frames:], axis=0) \
             if track.votes.encodings else None
-        track.checked_t, track.missed = t, False
+        track.checked_t, track.verified_t, track.mismatches, track.recheck_due = t, t, 0, False
         last = self._last_seen.get(decision.citizen_id)
         self._last_seen[decision.citizen_id] = t
         if last is not None and t - last < self.settings.regreet_after_s:
@@ -227,6 +243,17 @@ class Greeter:
             return None
         track.state = "named"
         return Outcome("greeted", track, t)
+
+
+def _kept(rgb, max_side):
+    """(copy at most max_side wide, scale) of a frame for the blink check; OpenCV's area
+    resize (a few ms at 4K; PIL's took 43 ms a frame)."""
+    import cv2
+    height, width = rgb.shape[:2]
+    if max(height, width) <= max_side:
+        return rgb, 1.0
+    scale = max_side / max(height, width)
+    return cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA), scale
 
 
 def _best_view(views, citizen_id):
