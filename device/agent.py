@@ -214,8 +214,7 @@ class Agent:
         Called before anything is announced: a crash after a greeting never loses its session.
         view: (rgb, location) of the frame to show instead of this one (a greeting's best)."""
         if view is not None:
-            import cv2
-            snapshot = snapshot_jpeg(cv2.cvtColor(view[0], cv2.COLOR_RGB2BGR), view[1])
+            snapshot = snapshot_jpeg(view[0], view[1], rgb=True)
         else:
             snapshot = snapshot_jpeg(frame.image, location) if frame is not None else None
         self.store.add_session(session, snapshot)
@@ -232,21 +231,26 @@ def warm_up_engine():
     engine.face_encoding(blank, (100, 380, 260, 220))
 
 
-def snapshot_jpeg(bgr, location=None):
+def snapshot_jpeg(image, location=None, rgb=False):
     """JPEG bytes of the face (with some margin) or of the whole frame, at most
     SNAPSHOT_MAX_SIDE pixels across: a 4K camera's crop of someone leaning in was larger than
-    the server takes (4 megapixels), and the visit was refused with its case file and ticket."""
+    the server takes (4 megapixels), and the visit was refused with its case file and ticket.
+    image: a camera frame (BGR), or a kept frame (RGB, rgb=True: converted after the crop)."""
     import cv2
+    picture = image
     if location is not None:
         top, right, bottom, left = location
         pad_y, pad_x = int((bottom - top) * SNAPSHOT_MARGIN), int((right - left) * SNAPSHOT_MARGIN)
-        height, width = bgr.shape[:2]
-        bgr = bgr[max(0, top - pad_y):min(height, bottom + pad_y), max(0, left - pad_x):min(width, right + pad_x)]
-    scale = SNAPSHOT_MAX_SIDE / max(bgr.shape[:2])
+        height, width = picture.shape[:2]
+        picture = picture[max(0, top - pad_y):min(height, bottom + pad_y),
+                          max(0, left - pad_x):min(width, right + pad_x)]
+    scale = SNAPSHOT_MAX_SIDE / max(picture.shape[:2])
     if scale < 1:
-        bgr = cv2.resize(bgr, (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale)),
-                         interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
+        size = (round(picture.shape[1] * scale), round(picture.shape[0] * scale))
+        picture = cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
+    if rgb:
+        picture = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)   # imencode writes BGR
+    ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
     return data.tobytes() if ok else None
 
 

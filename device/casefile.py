@@ -344,12 +344,11 @@ def _call(presenter, hook, *args):
 def _face_now(track):
     """A JPEG of the track's face in its latest frame: who is at the screen as OK is pressed
     (the session's snapshot is from when they were not recognised, often a turned head)."""
-    import cv2
     from .agent import snapshot_jpeg
     if not track.frames:
         return None
     _, rgb, location = track.frames[-1]
-    return snapshot_jpeg(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), location)
+    return snapshot_jpeg(rgb, location, rgb=True)
 
 
 def _confirmed(challenge):

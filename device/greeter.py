@@ -34,6 +34,7 @@ import numpy as np
 
 from recognition import engine
 from recognition.decision import Policy, TrackVotes, decide
+from recognition.images import scaled_to_fit
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class Greeter:
             track.location, track.last_t = location, t
         matched += [(self._new_track(location, t), location) for location in new]
         gallery = self.gallery
-        kept, scale = _kept(rgb, self.settings.keep_max_side) if matched else (rgb, 1.0)
+        kept, scale = scaled_to_fit(rgb, self.settings.keep_max_side) if matched else (rgb, 1.0)
         for track, location in matched:
             small = tuple(round(v * scale) for v in location)
             track.frames.append((t, kept, small))
@@ -243,17 +244,6 @@ class Greeter:
             return None
         track.state = "named"
         return Outcome("greeted", track, t)
-
-
-def _kept(rgb, max_side):
-    """(copy at most max_side wide, scale) of a frame for the blink check; OpenCV's area
-    resize (a few ms at 4K; PIL's took 43 ms a frame)."""
-    import cv2
-    height, width = rgb.shape[:2]
-    if max(height, width) <= max_side:
-        return rgb, 1.0
-    scale = max_side / max(height, width)
-    return cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA), scale
 
 
 def _best_view(views, citizen_id):

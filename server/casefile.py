@@ -25,7 +25,8 @@ from .api import device_session
 from .database import get_db
 from . import limits
 from .devices import audit_device, device_actor, device_required
-from .facecheck import accepted_distance, snapshot_distance
+from .calibration import one_to_one_threshold
+from .facecheck import snapshot_distance
 from .gallery import in_scope
 from .errors import ApiError, error_body
 
@@ -99,8 +100,11 @@ def check_opening(db, row, citizen_id):
     site = g.device["site"] if settings.value(db, "gallery.by_site") else None
     if not in_scope(person["district"], site):
         raise CaseFileRefused(403, "other_site", "the citizen is not one of this site's")
-    if snapshot_distance(db, row, citizen_id) > accepted_distance(db):
-        # the device's word is not enough: the server's own look at the visitor disagrees
+    if snapshot_distance(db, row, citizen_id) > one_to_one_threshold(db):
+        # the device's word is not enough: the server's own look at the visitor disagrees.
+        # The 1:1 distance, not the device's looser greeting distance (0.50 for a small
+        # gallery on the prior): another East-Asian person's photo at 0.46-0.48 opened a
+        # case file there. A citizen whose best frame falls between the two sees a clerk.
         raise CaseFileRefused(403, "snapshot_not_citizen",
                               "the snapshot does not show this citizen; please see a clerk")
     return person

@@ -19,7 +19,6 @@ from db import transaction
 from recognition import PhotoRejected, engine
 from recognition.images import load_image
 
-from .calibration import one_to_one_threshold
 from .gallery import best_distance
 
 SNAPSHOT_DETECT_SIDE = 640     # devices send a face crop (a few hundred pixels) or a frame
@@ -58,10 +57,3 @@ def snapshot_distance(db, row, citizen_id):
         db.execute("UPDATE sessions SET snapshot_distance = ? WHERE id = ?", [distance, row["id"]])
     return distance
 
-
-def accepted_distance(db):
-    """The farthest a snapshot may be from the claimed citizen: the registry's 1:1 distance.
-    Not the device's greeting distance when that is looser (0.50 for a small gallery on the
-    LFW prior): there, another East-Asian person's photo at 0.46-0.48 opened a citizen's
-    case file. A citizen whose one frame falls between the two sees a clerk."""
-    return one_to_one_threshold(db)
