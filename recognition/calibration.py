@@ -15,7 +15,8 @@ FMR(t) = matches / comparisons, with a one-sided 95 % Clopper-Pearson upper boun
 the distances where the data holds matches, the bound of each measured point is carried
 down the tail with a slope no steeper than the LFW prior's (the shape of the tail from the prior,
 its level from the registry): a registry of 50 citizens has ~1,200 pairs and cannot by
-itself show an FMR of 1e-4. The threshold for n citizens is the largest t with
+itself show an FMR of 1e-4. Device reports can only raise the bound that the enrolled
+templates alone give (closer strangers on camera tighten it; many far ones do not loosen it). The threshold for n citizens is the largest t with
 n x FMR_upper(t) <= target FPIR, never looser than the admin's maximum. A registry with
 fewer than MIN_PEOPLE measured people falls back to the LFW prior, with a note.
 
@@ -222,21 +223,29 @@ def measure(enrolled, people, operational=Operational(), confidence=CONFIDENCE):
     if ops and censor < GRID[-1]:
         notes.append(("Device reports count only up to distance {censor} (their candidate lists end"
                       " there).", {"censor": round(censor, 3)}))
-    matches, comparisons = [], []
-    for t in GRID:
-        k, n = int(np.searchsorted(ordered, t, side="right")), int(ordered.size)
+    alone = [int(np.searchsorted(ordered, t, side="right")) for t in GRID]
+    matches, comparisons = list(alone), [int(ordered.size)] * len(GRID)
+    for i, t in enumerate(GRID):
         if ops and t <= censor:
-            k += int(np.searchsorted(ops_sorted, t, side="right"))
-            n += ops_comparisons
-        matches.append(k)
-        comparisons.append(n)
+            matches[i] += int(np.searchsorted(ops_sorted, t, side="right"))
+            comparisons[i] += ops_comparisons
     rates = [k / n for k, n in zip(matches, comparisons)]
-    direct = [upper_bound(k, n, confidence) for k, n in zip(matches, comparisons)]
-    slope = tail_slope(GRID, matches, comparisons)
-    bound = _carry_down(GRID, matches, direct, slope)
+    bound, slope = _bound(matches, comparisons, confidence)
+    if ops:
+        # Device reports may tighten the curve, never loosen it: a session is a device's word,
+        # and many sessions of far-away candidates would otherwise buy a looser threshold.
+        bound = [max(a, b) for a, b in zip(bound, _bound(alone, [ordered.size] * len(GRID),
+                                                         confidence)[0])]
     return Curve("measured", GRID, tuple(matches), tuple(comparisons), tuple(rates), tuple(bound),
                  people=people, pairs=int(ordered.size), operational=ops_comparisons,
                  slope=slope, notes=tuple(notes))
+
+
+def _bound(matches, comparisons, confidence):
+    """(FMR_upper over GRID, tail slope) of the counts."""
+    direct = [upper_bound(k, n, confidence) for k, n in zip(matches, comparisons)]
+    slope = tail_slope(GRID, matches, comparisons)
+    return _carry_down(GRID, matches, direct, slope), slope
 
 
 def tail_slope(grid, matches, comparisons, low=1e-4, high=1e-2):

@@ -83,6 +83,18 @@ def test_device_reports_count_only_where_their_lists_are_complete():
     assert with_ops.comparisons[-1] == without.comparisons[-1]  # beyond 0.42 the lists say nothing
 
 
+def test_device_reports_of_far_candidates_never_loosen_the_curve():
+    # a stolen token posting many sessions whose candidates are all far away: comparisons
+    # with no match would otherwise lower the bound and loosen every threshold
+    base = maths.enrolled_non_mated(range(30), spread_faces(30, 0.9))
+    far = maths.Operational(tuple(((4.0,) * 5, 29, True) for _ in range(300)))
+    poisoned, clean = maths.measure(base, 30, far), maths.measure(base, 30)
+    assert poisoned.operational == 300 * 29
+    assert all(p >= c for p, c in zip(poisoned.fmr_upper, clean.fmr_upper))
+    for size in (1, 30):
+        assert maths.threshold_for(poisoned, size) == maths.threshold_for(clean, size)
+
+
 # --- evidence across frames ---------------------------------------------------------------
 
 def hovering_frames(centre, distance, count, seed):
@@ -176,6 +188,19 @@ def test_device_reports_and_confirmed_greetings_reach_the_curve(app, db, client,
     report = calibration.measure_registry(db)
     assert report["operational_comparisons"] == 11 and report["genuine"] == 1
     assert sum(report["histogram"]["operational"]) == 3 and sum(report["histogram"]["genuine"]) == 1
+
+
+def test_only_sessions_a_clerk_reviewed_reach_the_curve(app, db, client, token):
+    ids = [enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
+           for i, face in enumerate(spread_faces(12, 0.9, seed=11))]
+    headers = {"Authorization": f"Bearer {token}"}
+    far = [{"key": key_of(db, i), "distance": 4.0} for i in ids[:5]]
+    for _ in range(3):    # a device's word alone: unknown visitors nobody has looked at
+        payload = session_payload(outcome="unknown", candidates=far)
+        assert client.post("/api/v1/sessions", json=payload, headers=headers).status_code == 201
+    assert calibration.measure_registry(db)["operational_comparisons"] == 0
+    db.execute("UPDATE sessions SET review_status = 'closed'")   # a clerk closed them
+    assert calibration.measure_registry(db)["operational_comparisons"] == 3 * 11
 
 
 def held_against(db, citizen_id, status="pending"):
