@@ -6,7 +6,8 @@
 
 Numbers run per site per day ("001", "002", ...). A visit keeps its number: a retried request
 gets the same one. The answer names the counter of the citizen's case that is ready (or booked)
-so the kiosk and the robot can send them there; otherwise the counter is "" (the general desk).
+so the kiosk and the robot can send them there, once their case file was opened; otherwise the
+counter is "" (the general desk).
 """
 from datetime import date, timedelta
 
@@ -85,9 +86,11 @@ def ticket(session_id):
             raise ApiError(refused.status, refused.message)
     today = local_today()
     number, created = issue_ticket(db, row["id"], g.device["site"], today.isoformat())
+    # A citizen's counter says which case is ready: only once the server opened their case
+    # file (liveness, its own look at the snapshot); a device's bare claim gets the general desk.
+    counter = counter_for(db, row["citizen_id"], today) if row["case_opened_at"] else ""
     return jsonify({"session_id": row["id"], "ticket_number": number, "site": g.device["site"],
-                    "day": today.isoformat(), "counter": counter_for(db, row["citizen_id"], today)}), \
-        201 if created else 200
+                    "day": today.isoformat(), "counter": counter}), 201 if created else 200
 
 
 # --- the clerks' list -----------------------------------------------------------------------

@@ -7,7 +7,7 @@ from server.devices import register_device
 from kiosk.casefile_screen import CaseFileDesk
 from kiosk.presenter import KioskCaseFilePresenter
 from kiosk.printer import TicketPrinter, open_printer
-from test_casefile import audit_actions, bearer, citizen_id, post_session  # noqa: F401 (fixture)
+from test_casefile import audit_actions, bearer, citizen_id, opened, post_session  # noqa: F401
 
 
 def ticket(client, token, session_id):
@@ -15,11 +15,17 @@ def ticket(client, token, session_id):
 
 
 def test_a_ticket_names_the_citizens_counter_and_an_unknown_visitor_gets_the_general_desk(
-        client, token, citizen_id):
-    greeted, unknown = post_session(client, token, citizen_id), post_session(client, token, None)
+        client, token, opened):
+    greeted, unknown = opened, post_session(client, token, None)
     assert ticket(client, token, greeted).get_json()["counter"] == "3"   # the case ready at 3
     answer = ticket(client, token, unknown).get_json()
     assert (answer["ticket_number"], answer["counter"]) == ("002", "")
+
+
+def test_a_greeting_alone_does_not_learn_the_citizens_counter(client, token, citizen_id):
+    # a device's claim, with no blink and no case file opened: nothing about the citizen's cases
+    claimed = post_session(client, token, citizen_id)
+    assert ticket(client, token, claimed).get_json()["counter"] == ""
 
 
 def test_clerks_see_todays_tickets_with_their_visitors_and_call_them_in_order(
@@ -102,15 +108,14 @@ def test_a_printer_without_paper_never_stops_the_kiosk(tmp_path):
 
 
 def test_a_citizen_with_an_appointment_today_is_sent_to_its_counter_and_the_clerk_sees_it(
-        app, client, auth, db, token, citizen_id):
+        app, client, auth, db, token, citizen_id, opened):
     from server.times import local_today
     with app.app_context():
         today = local_today().isoformat()
     db.execute("INSERT INTO cases (case_number, citizen_id, type, status, counter, appointment_at,"
                " summary, created_at, updated_at) VALUES ('TX-2026-0300', ?, 'Deed tax', 'open', '5',"
                " ?, '', ?, ?)", [citizen_id, f"{today}T10:30:00", today, today])
-    session_id = post_session(client, token, citizen_id)
-    assert ticket(client, token, session_id).get_json()["counter"] == "5"   # not the ready case's 3
+    assert ticket(client, token, opened).get_json()["counter"] == "5"   # not the ready case's 3
     auth.login("clerk")
     html = client.get("/console/tickets?site=Hall A", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert "10:30 · TX-2026-0300 · Counter 5" in html
