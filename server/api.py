@@ -25,7 +25,7 @@ from . import calibration, settings
 from .database import get_db
 from .devices import audit_device, device_required
 from .errors import ApiError
-from .gallery import gallery_delta, in_scope
+from .gallery import device_scope, gallery_delta, in_scope
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -303,7 +303,7 @@ def _greeted_citizen(db, key, started_at):
         return None
     row = db.execute("SELECT id, removed_at, consent, district FROM citizens WHERE key = ?",
                      [key]).fetchone()
-    site = g.device["site"] if settings.value(db, "gallery.by_site") else None
+    site = device_scope(db, g.device["site"])
     if row is None or not row["consent"] or not in_scope(row["district"], site) \
             or (row["removed_at"] is not None and row["removed_at"] <= started_at):
         raise ApiError(409, "citizen_key names no citizen this device's gallery held")

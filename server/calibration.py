@@ -24,7 +24,7 @@ from recognition import calibration as maths
 from recognition.templates import from_blob
 
 from . import settings
-from .gallery import in_scope
+from .gallery import device_scope, in_scope
 
 GALLERY_SIZES = (10, 50, 100, 500, 1_000, 5_000, 10_000, 100_000)
 MAX_SESSIONS = 20_000     # most recent sessions read for device-reported distances
@@ -97,14 +97,15 @@ def genuine_distances(db):
 
 # --- gallery sizes ------------------------------------------------------------------------
 
-def gallery_size(db, site=""):
-    """Citizens a device of `site` holds: enrolled with consent and a template; with the
-    gallery.by_site setting on, those of its site and those without a district."""
+def gallery_size(db, site=None):
+    """Citizens a device of `site` holds (site None: the whole registry): enrolled with
+    consent and a template; with the gallery.by_site setting on, those of its site and
+    those without a district."""
     rows = db.execute(
         "SELECT c.district, count(DISTINCT c.id) FROM citizens c"
         " JOIN face_templates t ON t.citizen_id = c.id"
         " WHERE c.removed_at IS NULL AND c.consent = 1 GROUP BY c.district").fetchall()
-    scope = site if site and settings.value(db, "gallery.by_site") else None
+    scope = None if site is None else device_scope(db, site)
     return sum(n for district, n in rows if in_scope(district, scope))
 
 

@@ -27,7 +27,7 @@ from . import limits
 from .devices import audit_device, device_actor, device_required
 from .calibration import one_to_one_threshold
 from .facecheck import snapshot_distance
-from .gallery import in_scope
+from .gallery import device_scope, in_scope
 from .errors import ApiError, error_body
 
 bp = Blueprint("casefile", __name__, url_prefix="/api/v1")
@@ -97,8 +97,7 @@ def check_opening(db, row, citizen_id):
     person = citizen(db, citizen_id)
     if person is None or not person["consent"]:
         raise CaseFileRefused(404, "citizen_gone", "no such citizen")
-    site = g.device["site"] if settings.value(db, "gallery.by_site") else None
-    if not in_scope(person["district"], site):
+    if not in_scope(person["district"], device_scope(db, g.device["site"])):
         raise CaseFileRefused(403, "other_site", "the citizen is not one of this site's")
     if snapshot_distance(db, row, citizen_id) > one_to_one_threshold(db):
         # the device's word is not enough: the server's own look at the visitor disagrees.

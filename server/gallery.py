@@ -35,8 +35,7 @@ def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
         rows = db.execute(
             "SELECT id, key, name, language, consent, removed_at, district FROM citizens"
             " WHERE sync_seq > ? AND sync_seq <= ? ORDER BY sync_seq, id", [since, upto]).fetchall()
-        scope = site if site and settings.value(db, "gallery.by_site") else None
-        upserts, removals = _split_changes(db, rows, scope)
+        upserts, removals = _split_changes(db, rows, device_scope(db, site))
         registry = registry_id(db)
     return {"registry_id": registry, "seq": upto, "upserts": upserts,
             "removals": removals, "full": since == 0, "more": upto < current}
@@ -67,6 +66,13 @@ def _split_changes(db, rows, site=None):
 def in_scope(district, site):
     """Whether a device of `site` holds a citizen of `district` (site None: every device holds all)."""
     return site is None or not district or district == site
+
+
+def device_scope(db, site):
+    """The site a device's gallery is limited to (in_scope's second argument): None while
+    every device holds every citizen; with per-site galleries on, its site, where a device
+    registered without one holds only the citizens without a district, never the registry."""
+    return (site or "") if settings.value(db, "gallery.by_site") else None
 
 
 def resend_gallery(db):

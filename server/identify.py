@@ -27,7 +27,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from recognition.templates import DIMENSIONS
 
-from . import limits, settings
+from . import limits
 from .api import SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS, check_snapshot, save_snapshot
 from .calibration import one_to_one_threshold
 from .casefile import CaseFileRefused, check_recent, own_session
@@ -35,7 +35,7 @@ from .database import get_db
 from .devices import audit_device, device_required
 from .facecheck import snapshot_face
 from .errors import ApiError
-from .gallery import best_distance, in_scope
+from .gallery import best_distance, device_scope, in_scope
 from .importer import normalise_id_number
 from .privacy import mask
 
@@ -106,8 +106,7 @@ def _candidate(db, id_number):
                         [id_number]).fetchone()
     if person is None:
         return None
-    scope = g.device["site"] if settings.value(db, "gallery.by_site") else None
-    return person if in_scope(person["district"], scope) else None
+    return person if in_scope(person["district"], device_scope(db, g.device["site"])) else None
 
 
 @bp.route("/sessions/<session_id>/identify", methods=["POST"])

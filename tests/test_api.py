@@ -343,6 +343,17 @@ def test_with_site_galleries_a_citizen_of_another_site_cannot_be_greeted(client,
     assert client.post("/api/v1/sessions", json=payload, headers=bearer(token)).status_code == 409
 
 
+def test_with_site_galleries_a_device_without_a_site_holds_no_sites_citizens(client, db):
+    from server.devices import register_device
+    hall_b, anywhere = enrol(db, "barack_obama"), enrol(db, "joe_biden")
+    db.execute("UPDATE citizens SET district = 'Hall B' WHERE id = ?", [hall_b])
+    set_setting(db, "gallery.by_site", True)
+    token = register_device(db, "kiosk-nosite", "kiosk")     # registered with no --site
+    held = client.get("/api/v1/gallery?since=0", headers=bearer(token)).get_json()["upserts"]
+    assert [c["key"] for c in held] == [key_of(db, anywhere)]   # not the whole registry
+    assert client.get("/api/v1/config", headers=bearer(token)).get_json()["gallery_size"] == 1
+
+
 def test_sessions_keep_the_nearest_candidates_and_the_rule_that_refused(client, db, token):
     obama = enrol(db, "barack_obama")
     payload = session_payload(candidates=[{"key": key_of(db, obama), "distance": 0.43},
