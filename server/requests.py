@@ -8,6 +8,7 @@ from datetime import date
 from flask import current_app, request
 from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from .errors import ApiError
@@ -88,4 +89,10 @@ def clamp_page_size(text, default=PAGE_SIZE):
 
 def init_app(app):
     app.url_map.converters["int"] = RowIdConverter  # before any route is added
+    hops = int(app.config["PROXY_HOPS"])
+    if hops > 0:
+        # Behind nginx every request comes from 127.0.0.1: one stranger's 30 wrong passwords
+        # would make every clerk wait. Trust exactly the proxies configured, no more (a client
+        # could write X-Forwarded-For itself).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     app.before_request(limit_body)                   # before CSRF's check, which reads the form

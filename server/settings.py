@@ -56,6 +56,10 @@ CONFIG = (
     Setting("LOGIN_LOCK_MINUTES", 15, "How long such a lock lasts; an admin can unlock sooner."),
     Setting("LOGIN_ADDRESS_LIMIT", 30, "Failed sign-ins from one address, whatever the username,"
             " within 15 minutes before it must wait."),
+    Setting("PROXY_HOPS", 0, "Reverse proxies in front of the server (1 behind nginx): the"
+            " caller's address is then read from their X-Forwarded-For, so sign-in limits and"
+            " the audit log see each client, not the proxy. 0 trusts no such header.",
+            env="CIVIC_PROXY_HOPS"),
     Setting("SESSION_IDLE_MINUTES", 30, "A signed-in session ends after this long without a request."),
     Setting("SESSION_MAX_HOURS", 12, "A signed-in session ends this long after sign-in."),
     Setting("SESSION_COOKIE_SECURE", False, "Send the sign-in cookie over HTTPS only: set True"

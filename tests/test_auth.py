@@ -36,6 +36,25 @@ def test_repeated_failures_lock_the_account_for_that_address_even_for_the_right_
     assert AuthActions(other_desk).login().status_code == 302
 
 
+@pytest.mark.parametrize("hops", [1, 0])
+def test_behind_a_proxy_one_strangers_guesses_do_not_make_every_client_wait(app, hops):
+    """Behind nginx every request comes from 127.0.0.1. With PROXY_HOPS=1 the address budget
+    is each client's own; without it, a forged X-Forwarded-For buys no fresh budget."""
+    from app import create_app
+    from conftest import TEST_HASH_METHOD
+    proxied = create_app({"TESTING": True, "DATABASE": app.config["DATABASE"], "PROXY_HOPS": hops,
+                          "LOGIN_ADDRESS_LIMIT": 3, "PASSWORD_HASH_METHOD": TEST_HASH_METHOD})
+
+    def desk(address):
+        client = proxied.test_client()
+        client.environ_base.update(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=address)
+        return AuthActions(client)
+    for i in range(3):     # one stranger; without trusted hops, one who forges a new address each time
+        assert desk(f"203.0.113.{i if not hops else 9}").login(f"nobody{i}", "guess").status_code == 401
+    clerk = desk("198.51.100.7").login("clerk")
+    assert clerk.status_code == (302 if hops else 401)
+
+
 def recent(seconds_ago):
     return (datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
