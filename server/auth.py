@@ -13,6 +13,7 @@ from db import now_iso, transaction
 
 from . import audit, logins, user_sessions
 from .database import get_db
+from .errors import error_response, wants_json
 from .i18n import t
 from .redirects import safe_path
 from .requests import client_ip
@@ -83,6 +84,8 @@ def role_required(*roles):
         @functools.wraps(view)
         def wrapped(*args, **kwargs):
             if not current_user.is_authenticated:
+                if wants_json():     # a page's poll: the one error shape, not the login page
+                    return error_response(401, "Please sign in.")
                 return current_app.login_manager.unauthorized()
             if current_user.role not in roles and not current_user.is_admin:
                 abort(403, "Your role does not allow this page.")

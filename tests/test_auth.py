@@ -55,6 +55,12 @@ def test_behind_a_proxy_one_strangers_guesses_do_not_make_every_client_wait(app,
     assert clerk.status_code == (302 if hops else 401)
 
 
+def test_a_signed_out_pages_poll_gets_the_json_error_not_the_login_page(client):
+    answer = client.get("/console/sessions.json", headers={"Accept": "application/json"})
+    assert answer.status_code == 401 and answer.get_json()["error"]["status"] == 401
+    assert client.get("/console/").status_code == 302     # a person still goes to the login
+
+
 def recent(seconds_ago):
     return (datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 

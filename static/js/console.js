@@ -101,6 +101,7 @@
       "since=" + encodeURIComponent(since) + "&watch=" + encodeURIComponent(pendingIds().join(","));
     fetch(url, { headers: { "Accept": "application/json" }, credentials: "same-origin" })
       .then(function (response) {
+        if (response.status === 401) { window.location.reload(); }   // signed out: to the login
         if (response.redirected || !response.ok) { throw new Error("poll " + response.status); }
         return response.json();
       })
