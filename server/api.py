@@ -49,7 +49,14 @@ def gallery():
     # ASCII digits only: "²".isdigit() is True but int("²") raises (a 500)
     if not (since.isascii() and since.isdigit()):
         raise ApiError(400, "since must be a non-negative integer")
-    delta = gallery_delta(get_db(), int(since), site=g.device["site"])
+    db = get_db()
+    delta = gallery_delta(db, int(since), site=g.device["site"])
+    if delta["upserts"]:
+        # names and templates left the registry: on record (an empty poll is not)
+        with transaction(db):
+            audit_device("gallery.sync", "device", g.device["name"],
+                         {"since": int(since), "citizens": len(delta["upserts"]),
+                          "full": delta["full"]})
     return jsonify(delta)
 
 

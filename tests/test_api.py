@@ -111,6 +111,10 @@ def test_gallery_delta_has_only_changes_since_and_removals(client, db, token):
     assert delta["removals"] == [key_of(db, obama)]
     again = client.get(f"/api/v1/gallery?since={delta['seq']}", headers=bearer(token)).get_json()
     assert again["upserts"] == [] and again["removals"] == [] and again["seq"] == delta["seq"]
+    # names and templates that left the registry are on record; an empty poll is not
+    synced = db.execute("SELECT detail FROM audit_log WHERE action = 'gallery.sync'"
+                        " ORDER BY id").fetchall()
+    assert [json.loads(r["detail"])["citizens"] for r in synced] == [1, 1]
 
 
 def test_citizen_without_consent_or_templates_is_a_removal(client, db, token):
