@@ -21,9 +21,9 @@ from db.queries import registry_id
 from recognition import PhotoRejected
 from recognition.images import load_image
 
-from . import calibration, settings
+from . import calibration, limits, settings
 from .database import get_db
-from .devices import audit_device, device_required
+from .devices import audit_device, device_actor, device_required
 from .errors import ApiError
 from .gallery import device_scope, gallery_delta, in_scope
 
@@ -286,11 +286,20 @@ def post_session():
     row = _existing(db, session["id"], session)
     if row is not None:
         return jsonify(session_json(db, row)), 200
+    _check_upload_pace(db)
     if snapshot is not None:
         check_snapshot(snapshot)
         session["snapshot_path"] = save_snapshot(session["id"], snapshot)
     row, created = _insert_session(db, session)
     return jsonify(session_json(db, row)), 201 if created else 200
+
+
+def _check_upload_pace(db):
+    """429 when the device is over its pace of uploads (before its snapshot is written)."""
+    with transaction(db):
+        throttled = limits.sessions_throttled(db, g.device, current_app.config, device_actor())
+    if throttled:
+        raise ApiError(429, limits.SESSIONS_THROTTLED)
 
 
 def _check_registry(db, registry, outcome):

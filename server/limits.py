@@ -7,7 +7,10 @@ session after session. So:
     day: over SECOND_FACTOR_CITIZEN_DAILY the citizen's details lock until a clerk unlocks
     them on the citizen's page; over SECOND_FACTOR_DEVICE_DAILY the device is refused;
   - a device opening case files faster than CASEFILE_DEVICE_LIMIT per 10 minutes is throttled,
-    and that is an alert on the admin overview and in the audit log.
+    and that is an alert on the admin overview and in the audit log;
+  - so is a device uploading more than SESSION_DEVICE_LIMIT sessions per 10 minutes: each
+    fills the clerks' queue and keeps a snapshot (a stolen token posted 300 in 2 s). A
+    device's outbox keeps what a 429 refuses and sends it later.
 """
 import contextlib
 from datetime import datetime, timedelta, timezone
@@ -20,7 +23,9 @@ from .times import day_bounds, local_today, utc_stamp
 
 THROTTLE_WINDOW_MIN = 10
 FACTOR_LOCK = "second-factor"   # one lock for every digit try: a citizen's budget spans devices
-ALERT_ACTIONS = ("device.throttled", "device.factor_budget", "citizen.factor_locked")
+ALERT_ACTIONS = ("device.throttled", "device.sessions_throttled", "device.factor_budget",
+                 "citizen.factor_locked")
+SESSIONS_THROTTLED = "this device uploaded too many sessions in the last minutes; it will be sent later"
 
 
 @contextlib.contextmanager
@@ -94,6 +99,24 @@ def casefile_throttled(db, device, config, actor, now=None):
     if not alerted:
         audit.record(db, actor, "device.throttled", "device", device["name"],
                      {"case_files_opened": opened, "refused": refused, "minutes": THROTTLE_WINDOW_MIN})
+    return True
+
+
+def sessions_throttled(db, device, config, actor, now=None):
+    """True when the device uploaded SESSION_DEVICE_LIMIT sessions in the last 10 minutes;
+    the first refusal in a window writes the alert (call inside a transaction)."""
+    now = now or datetime.now(timezone.utc)
+    since = utc_stamp(now - timedelta(minutes=THROTTLE_WINDOW_MIN))
+    uploaded = db.execute("SELECT count(*) FROM sessions WHERE device_id = ? AND received_at >= ?",
+                          [device["id"], since]).fetchone()[0]
+    if uploaded < config["SESSION_DEVICE_LIMIT"]:
+        return False
+    alerted = db.execute("SELECT 1 FROM audit_log WHERE action = 'device.sessions_throttled' AND"
+                         " target_type = 'device' AND target_id = ? AND at >= ?",
+                         [device["name"], since]).fetchone()
+    if not alerted:
+        audit.record(db, actor, "device.sessions_throttled", "device", device["name"],
+                     {"sessions": uploaded, "minutes": THROTTLE_WINDOW_MIN})
     return True
 
 

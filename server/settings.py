@@ -76,6 +76,8 @@ CONFIG = (
     Setting("SECOND_FACTOR_CITIZEN_DAILY", 5, "Wrong phone digits for one citizen in a day, from"
             " any devices, before their case details lock until a clerk unlocks them."),
     Setting("SECOND_FACTOR_DEVICE_DAILY", 20, "Wrong phone digits one device may send in a day."),
+    Setting("SESSION_DEVICE_LIMIT", 300, "Sessions one device may upload in 10 minutes before"
+            " it is refused (429: its outbox sends them later) and an alert is raised."),
     Setting("CASEFILE_DEVICE_LIMIT", 30, "Case files one device may open in 10 minutes before it"
             " is paused and the admins are alerted."),
     Setting("IDENTIFY_MAX_PER_HOUR", 30, "ID-number tries a device may make in an hour."),

@@ -358,6 +358,17 @@ def test_with_site_galleries_a_device_without_a_site_holds_no_sites_citizens(cli
     assert client.get("/api/v1/config", headers=bearer(token)).get_json()["gallery_size"] == 1
 
 
+def test_a_device_uploading_too_fast_is_paused_and_its_retries_are_not_lost(app, client, db, token):
+    app.config["SESSION_DEVICE_LIMIT"] = 3
+    sent = [session_payload() for _ in range(5)]
+    answers = [client.post("/api/v1/sessions", json=s, headers=bearer(token)).status_code for s in sent]
+    assert answers == [201, 201, 201, 429, 429]
+    # a retry of a session already filed is answered, not refused: the outbox can finish
+    assert client.post("/api/v1/sessions", json=sent[0], headers=bearer(token)).status_code == 200
+    alerts = db.execute("SELECT count(*) FROM audit_log WHERE action = 'device.sessions_throttled'")
+    assert alerts.fetchone()[0] == 1     # one alert a window, not one per refusal
+
+
 def test_sessions_keep_the_nearest_candidates_and_the_rule_that_refused(client, db, token):
     obama = enrol(db, "barack_obama")
     payload = session_payload(candidates=[{"key": key_of(db, obama), "distance": 0.43},
