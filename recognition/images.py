@@ -16,6 +16,18 @@ from .errors import PhotoRejected
 
 MAX_BYTES = 30 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 40 MP photo is already far more than a face needs
+DRAFT_SCALE = 8          # a JPEG up to 8x larger each way is decoded at reduced scale
+
+# Our own header check (_fit_pixels) decides what is too large, before any pixel is decoded.
+# PIL's default bomb limit (89 MP, refused outright at 179 MP) fires inside Image.open, before
+# that check: real 108 and 200 MP phone photos were refused although draft mode reads them at
+# 1/4 scale. PIL's guard stays, above anything _fit_pixels could let through.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS * DRAFT_SCALE ** 2
+# What cameras, phones, scanners and photo tools write (JPEG opens a phone's MPO too). PIL
+# reads dozens more (DDS, SPIDER, IM, QOI...): nobody's ID photo is one, and a damaged one of
+# those took seconds or crashed a plugin.
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "AVIF", "JPEG2000")
+Image.init()             # registers every plugin: open(formats=...) names only registered ones
 
 
 def load_image(source, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
@@ -31,18 +43,22 @@ def load_image(source, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=PHOTO_FORMATS)
             _fit_pixels(img, max_pixels)
             img.load()
+            return _to_rgb_array(_upright(img))
         except PhotoRejected:
             raise
         except (UnidentifiedImageError, SyntaxError):
-            raise PhotoRejected("not an image file (JPEG, PNG or another common format is expected)")
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise PhotoRejected("not an image file (JPEG, PNG, WebP, BMP, GIF, TIFF, AVIF or"
+                                " JPEG 2000 is expected)")
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError):
             raise PhotoRejected("image is too large to process safely")
-        except (OSError, ValueError, EOFError):
+        except Exception:
+            # OSError, ValueError, EOFError for a truncated JPEG; a damaged TIFF, AVIF or DDS
+            # raised TypeError, RuntimeError, IndexError, ZeroDivisionError... from PIL's
+            # plugins, and one such photo stopped a whole import.
             raise PhotoRejected("image file is truncated or corrupt")
-    return _to_rgb_array(_upright(img))
 
 
 # EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose)
@@ -97,7 +113,7 @@ def _fit_pixels(img, max_pixels):
     if width * height <= max_pixels:
         return
     if img.format == "JPEG":
-        for k in (2, 4, 8):
+        for k in (2, 4, DRAFT_SCALE):
             if (width // k) * (height // k) <= max_pixels:
                 img.draft("RGB", (-(-width // k), -(-height // k)))
                 if img.size[0] * img.size[1] <= max_pixels:

@@ -20,8 +20,12 @@ PAGE_SIZE = 50
 MAX_PAGE = 100
 # MAX_CONTENT_LENGTH is sized for the bulk photo zip; no other request needs more than this
 # (a device session with its snapshot is ~2 MB).
-BODY_MAX_BYTES = 4 * 1024 * 1024
+MB = 1024 * 1024
+BODY_MAX_BYTES = 4 * MB
 BIG_UPLOAD_ENDPOINTS = ("imports.index",)
+# An admin's photo forms: a phone photo is 4-15 MB (each is checked against the importer's
+# 30 MB later); the new-citizen form takes up to 5.
+PHOTO_FORM_MAX_BYTES = {"records.new_citizen": 160 * MB, "records.add_photo": 32 * MB}
 
 
 class RowIdConverter(IntegerConverter):
@@ -39,12 +43,15 @@ def limit_body():
     disk before the login check refused it). A chunked body has no Content-Length to refuse
     up front; max_content_length stops reading it at the cap."""
     limit = min(BODY_MAX_BYTES, current_app.config["MAX_CONTENT_LENGTH"] or BODY_MAX_BYTES)
-    if request.endpoint in BIG_UPLOAD_ENDPOINTS and current_user.is_authenticated \
-            and current_user.is_admin:
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if current_user.is_authenticated and current_user.is_admin:
+        if request.endpoint in BIG_UPLOAD_ENDPOINTS:
+            limit = current_app.config["MAX_CONTENT_LENGTH"]
+        elif request.endpoint in PHOTO_FORM_MAX_BYTES:
+            limit = PHOTO_FORM_MAX_BYTES[request.endpoint]
     request.max_content_length = limit
     if (request.content_length or 0) > limit:
-        raise RequestEntityTooLarge()
+        raise RequestEntityTooLarge(t("The upload is larger than {mb} MB; nothing was saved.")
+                                    .format(mb=limit // MB))
 
 
 def client_ip():

@@ -80,11 +80,12 @@ def test_32bit_rgba_png_enrols(db, tmp_path, settings):
 
 @pytest.mark.parametrize("data, reason", [
     (truncated_jpeg(), "image file is truncated or corrupt"),
-    (text_as_jpg(), "not an image file (JPEG, PNG or another common format is expected)"),
-    (huge_png_header(12000, 12000), "image is too large to process safely"),
+    (text_as_jpg(), "not an image file (JPEG, PNG, WebP, BMP, GIF, TIFF, AVIF or JPEG 2000 is expected)"),
+    (huge_png_header(12000, 12000), "image is too large (12000x12000 pixels; at most 40 megapixels)"),
     (huge_png_header(8000, 6000), "image is too large (8000x6000 pixels; at most 40 megapixels)"),
     (b"", "file is empty"),
-], ids=["truncated-jpeg", "text-named-jpg", "decompression-bomb", "oversized", "empty"])
+    (edge_photo("damaged.tif"), "image file is truncated or corrupt"),   # its decoder crashes
+], ids=["truncated-jpeg", "text-named-jpg", "decompression-bomb", "oversized", "empty", "damaged-tiff"])
 def test_bad_photo_gets_its_own_reason_and_good_rows_still_import(db, tmp_path, settings, data, reason):
     photos = {"bad.jpg": data, "kit.jpg": people_photo("kit_harington")}
     result = run(db, tmp_path, settings, [record(1, "Bad", "bad.jpg"), record(2, "Kit", "kit.jpg")],

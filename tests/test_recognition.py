@@ -62,6 +62,30 @@ def test_a_48_megapixel_phone_photo_is_read_at_a_smaller_scale_and_enrols():
         images.load_image(as_png.getvalue())
 
 
+def test_a_200_megapixel_phone_photo_is_read_at_a_quarter_scale():
+    """16320x12240 (a phone's 200 MP mode): PIL's own bomb guard refused it inside
+    Image.open, before draft mode could read it small."""
+    buffer = io.BytesIO()
+    Image.new("L", (16320, 12240), 128).save(buffer, "JPEG")
+    assert images.load_image(buffer.getvalue()).shape == (3060, 4080, 3)
+
+
+@pytest.mark.parametrize("name", ["damaged.tif", "damaged.avif"])
+def test_a_photo_that_crashes_its_decoder_is_refused_as_corrupt(name):
+    # PIL's TIFF and AVIF plugins raise TypeError and RuntimeError on these: one such photo
+    # stopped a whole import and was a 500 on the admin's form
+    with pytest.raises(PhotoRejected, match="truncated or corrupt"):
+        images.load_image(FACES / "edge" / name)
+
+
+@pytest.mark.parametrize("kind", ["DDS", "SPIDER", "QOI"])
+def test_formats_no_camera_writes_are_not_photos(kind):
+    buffer = io.BytesIO()
+    Image.open(person_photo("kit_harington", 1)).convert("RGB").resize((64, 64)).save(buffer, kind)
+    with pytest.raises(PhotoRejected, match="not an image file"):
+        images.load_image(buffer.getvalue())
+
+
 def test_oversized_file_is_refused(tmp_path):
     with pytest.raises(PhotoRejected, match="larger than"):
         images.load_image(b"\xff" * 2048, max_bytes=1024)

@@ -233,6 +233,23 @@ def test_admin_adds_edits_and_removes_a_citizen_on_the_pages(app, db, client, au
     assert citizen(db, citizen_id)["removed_at"] is not None and template_rows(db, citizen_id) == []
 
 
+def test_a_phone_photo_over_4_mb_is_taken_by_the_photo_forms(app, db, client, auth):
+    auth.login("admin")
+    big = people_photo("alex_lacamoire", 1) + b"\0" * (6 * 2 ** 20)   # a 6 MB file, as phones write
+    response = post(client, "/admin/citizens/new", "/admin/citizens/new",
+                    {**fields(1, "Alex"), "photos": (io.BytesIO(big), "phone.jpg")},
+                    content_type="multipart/form-data")
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    citizen_id = int(response.headers["Location"].rstrip("/").split("/")[-1])
+    url = f"/admin/citizens/{citizen_id}"
+    post(client, url, f"{url}/photos", {"photo": (io.BytesIO(big), "again.jpg"), "mode": "add"},
+         content_type="multipart/form-data")
+    assert len(template_rows(db, citizen_id)) == 2
+    huge = post(client, url, f"{url}/photos", {"photo": (io.BytesIO(b"\0" * (40 * 2 ** 20)), "x.jpg")},
+                content_type="multipart/form-data", headers={"Accept-Language": "en"})
+    assert huge.status_code == 413 and "larger than 32 MB" in huge.get_data(as_text=True)
+
+
 def test_a_clerk_cannot_manage_citizens(client, auth):
     auth.login("clerk")
     assert client.get("/admin/citizens/new").status_code == 403
