@@ -2,11 +2,15 @@
 and the case-file calls of server/casefile.py.
 
 Every failure is one of three exceptions, because the caller does three different things:
-  Offline       no answer, a timeout, a 5xx, 408 or 429: keep the data, try again later
-  Revoked       401: this device's token is no longer valid; stop syncing, keep the data
-  Rejected      any other 4xx: this request can never succeed as sent (dead-letter it)
+  Offline       no answer, a timeout, a 5xx, 408 or 429, or an answer that is not the API's
+                own (a proxy's 413 or 404 page): keep the data, try again later
+  Revoked       401 from the API: this device's token is no longer valid; stop syncing, keep
+                the data
+  Rejected      any other 4xx from the API: this request can never succeed as sent
+                (dead-letter it)
 """
 import base64
+import http.client
 import json
 import socket
 import urllib.error
@@ -19,7 +23,12 @@ class ApiFailure(Exception):
 
 
 class Offline(ApiFailure):
-    """The server could not be reached or did not answer usefully; retry later."""
+    """The server could not be reached or did not answer usefully; retry later. status: the
+    HTTP status when the server answered (a 500: it failed on this very request)."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
 
 
 class Revoked(ApiFailure):
@@ -104,9 +113,12 @@ class ApiClient:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 body = json.loads(response.read().decode("utf-8"))
         except urllib.error.HTTPError as e:
-            raise _failure(e.code, _error_message(e)) from None
+            raise _failure(e.code, *_error_message(e)) from None
         except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
             raise Offline(f"server unreachable: {getattr(e, 'reason', e)}") from None
+        except http.client.HTTPException as e:
+            # a garbled status line or a body cut short: it ended the sync thread before
+            raise Offline(f"server answered with a broken HTTP response ({type(e).__name__})") from None
         except ValueError:
             raise Offline("server answered with something that is not JSON") from None
         # Every answer of the API is an object; a list or a string (a proxy's page, a wrong
@@ -116,20 +128,24 @@ class ApiClient:
         return body
 
 
-def _failure(status, message):
+def _failure(status, message, from_api):
+    if not from_api:
+        # A proxy or firewall page (413, 403, 404 in HTML): not the API's verdict on this
+        # session, which was dead-lettered for good on such a page before.
+        return Offline(f"server error {status}: {message} (not the registry's answer)", status)
     if status == 401:
         return Revoked(message)
     if status >= 500 or status in TRANSIENT_4XX:
-        return Offline(f"server error {status}: {message}")
+        return Offline(f"server error {status}: {message}", status)
     return Rejected(status, message)
 
 
 def _error_message(http_error):
-    """The message of the server's one error shape, or the HTTP reason."""
+    """(message, True) from the server's one error shape; (the HTTP reason, False) otherwise."""
     try:
-        return json.loads(http_error.read().decode("utf-8"))["error"]["message"]
-    except (ValueError, KeyError, TypeError, OSError):
-        return str(http_error.reason)
+        return str(json.loads(http_error.read().decode("utf-8"))["error"]["message"]), True
+    except (ValueError, KeyError, TypeError, OSError, http.client.HTTPException):
+        return str(http_error.reason), False
 
 
 def _multipart(fields, files):

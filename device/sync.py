@@ -17,6 +17,8 @@ from .store import RegistryMismatch
 
 log = logging.getLogger(__name__)
 
+DONE, FAILED_HERE, UNREACHED = "done", "failed here", "unreached"   # one delivery's outcome
+
 
 class Syncer:
     """Moves data between the Store and the server through an ApiClient; reports events."""
@@ -104,37 +106,48 @@ class Syncer:
         return True
 
     def flush_outbox(self):
-        """Deliver waiting sessions, oldest first; stops at the first network failure.
-        Returns how many are still waiting."""
+        """Deliver waiting sessions, oldest first; stops at the first network failure. A
+        session the server itself fails on (500) is kept and passed over until the next
+        round: one such session held every visit behind it. Returns how many still wait."""
         with self._lock:
+            passed_over = set()
             while not self.revoked:
-                batch = self.store.pending()
-                if not batch or not all(self._deliver(s, snap) for s, snap in batch):
+                batch = [(s, snap) for s, snap in self.store.pending(20 + len(passed_over))
+                         if s["id"] not in passed_over]
+                if not batch:
                     break
+                for session, snapshot in batch:
+                    result = self._deliver(session, snapshot)
+                    if result is UNREACHED:
+                        return self.store.outbox_count()
+                    if result is FAILED_HERE:
+                        passed_over.add(session["id"])
         return self.store.outbox_count()
 
     def _deliver(self, session, snapshot):
-        """True when the session left the outbox (delivered or dead-lettered)."""
+        """DONE when the session left the outbox (delivered or dead-lettered), FAILED_HERE
+        when the server failed on it, UNREACHED when the server could not take it now."""
         try:
             self.client.post_session(session, snapshot)
         except Rejected as e:
             self.store.dead_letter(session["id"], str(e))
             self.events.emit("dead_letter", session_id=session["id"], reason=str(e))
-            return True
+            return DONE
         except (Offline, Revoked) as e:
             self.store.failed_attempt(session["id"], e)
             self._note_failure(e)
-            return False
+            return FAILED_HERE if getattr(e, "status", None) == 500 else UNREACHED
         self._note_online()
         self.store.delivered(session["id"])
         self.events.emit("session_uploaded", session_id=session["id"])
-        return True
+        return DONE
 
     def _call(self, method, *args):
-        """method(*args), or None after a network failure or revocation (reported once)."""
+        """method(*args), or None after a network failure, a refusal (a wrong --server path)
+        or revocation (reported once)."""
         try:
             result = method(*args)
-        except (Offline, Revoked) as e:
+        except (Offline, Revoked, Rejected) as e:
             self._note_failure(e)
             return None
         self._note_online()
@@ -179,9 +192,14 @@ class Syncer:
 
     def _run(self):
         while not self._stop.is_set() and not self.revoked:
-            waiting = self.flush_outbox()
-            if time.monotonic() - self._last_gallery >= self.sync_interval_s:
-                self.sync_gallery()
-                self._last_gallery = time.monotonic()  # offline too: do not hammer the server
+            waiting = True
+            try:
+                waiting = self.flush_outbox()
+                if time.monotonic() - self._last_gallery >= self.sync_interval_s:
+                    self.sync_gallery()
+                    self._last_gallery = time.monotonic()  # offline too: do not hammer the server
+            except Exception as e:     # whatever else: the worker must outlive it, or nothing syncs
+                log.exception("sync round failed")
+                self._note_failure(Offline(f"sync failed: {type(e).__name__}: {e}"))
             self._wake.wait(self.retry_s if waiting else self.sync_interval_s)
             self._wake.clear()

@@ -35,7 +35,29 @@ class SafeJSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply")
         if _depth(value) > MAX_JSON_DEPTH:
             raise ValueError("JSON nested too deeply")
+        if not _encodable(value):
+            # "\ud800" parses to a lone surrogate, which no database or file can store: a
+            # device's session holding one was a 500 on every retry, and held its outbox
+            raise ValueError("JSON holds a lone UTF-16 surrogate")
         return value
+
+
+def _encodable(value):
+    """Whether every string (and key) of a parsed JSON value is valid Unicode."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _depth(value):

@@ -9,6 +9,7 @@ import base64
 import http.client
 import io
 import json
+import time
 import zipfile
 
 import pytest
@@ -136,6 +137,7 @@ def test_odd_session_ids_in_the_url_are_404(client, token, session_id):
     ('{"id": NaN}', "id"),
     ('{"distance": Infinity}', "id"),
     ("\ufeff{}", "id"),                 # a BOM is read past; then the fields are checked
+    ('{"outcome": "greeted", "citizen_key": "c_\\ud800x"}', "JSON"),   # a lone surrogate: no 500
 ])
 def test_session_bodies_that_are_not_a_json_object(client, db, token, body, word):
     assert_error(raw_json(client, token, body), 400, word)
@@ -773,7 +775,8 @@ def test_login_never_redirects_off_site(client, target):
 # --- the device agent against a server that answers nonsense --------------------------------
 
 class NonsenseServer:
-    """A server on 127.0.0.1 that answers every GET with 200 and the body it is given."""
+    """A server on 127.0.0.1 that answers every GET with 200 and the body it is given, and
+    every POST with what answer(body) returns: the raw bytes of a whole HTTP response."""
 
     def __init__(self):
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -787,10 +790,16 @@ class NonsenseServer:
                 self.end_headers()
                 self.wfile.write(owner.body)
 
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.wfile.write(owner.answer(body))
+                self.close_connection = True
+
             def log_message(self, *args):
                 pass
 
         self.body = b"{}"
+        self.answer = lambda body: b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}"
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -839,6 +848,70 @@ def test_a_gallery_of_the_wrong_shape_keeps_the_cache_and_the_sync_worker(nonsen
         assert syncer.sync_gallery() is False
         assert [e["event"] for e in events] == ["offline"]
         assert store.sync_seq == 3 and list(store.citizens()) == ["c_7"]
+    finally:
+        store.close()
+
+
+def outbox_with(tmp_path, count):
+    from device.store import Store
+    store = Store(tmp_path / "device.db")
+    store.bind("r_test", "kiosk-1")
+    sessions = [session_payload(registry_id="r_test") for _ in range(count)]
+    for session in sessions:
+        store.add_session(session)
+    return store, sessions
+
+
+PROXY_413 = (b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: text/html\r\n"
+             b"Content-Length: 45\r\n\r\n<html><h1>413 Request Entity Too Large</h1>")
+
+
+@pytest.mark.parametrize("answer", [
+    PROXY_413,
+    b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot here.",
+    b"garbage\r\n\r\n",                                                     # no status line
+    b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{\"id\"",           # cut short
+], ids=["proxy-413", "proxy-404", "bad-status-line", "cut-short"])
+def test_an_answer_that_is_not_the_registrys_keeps_the_session_for_later(nonsense_server, tmp_path,
+                                                                          answer):
+    # a proxy's 413 page dead-lettered the session for good; a garbled answer ended the sync
+    # thread, and nothing was delivered again until a restart
+    from device.client import ApiClient
+    from device.events import EventLog
+    from device.sync import Syncer
+    store, _ = outbox_with(tmp_path, 1)
+    try:
+        nonsense_server.answer = lambda body: answer
+        syncer = Syncer(store, ApiClient(nonsense_server.url, "token", timeout=2), EventLog(),
+                        retry_s=0.05)
+        syncer.start()
+        time.sleep(0.5)                     # several rounds against the broken answer
+        assert syncer._thread.is_alive() and store.outbox_count() == 1 and store.dead_letters() == []
+        nonsense_server.answer = lambda body: b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}"
+        syncer.nudge()
+        deadline = time.monotonic() + 10
+        while store.outbox_count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.outbox_count() == 0    # delivered once the path is clear
+        syncer.stop()
+    finally:
+        store.close()
+
+
+def test_a_session_the_server_fails_on_does_not_hold_the_ones_behind_it(nonsense_server, tmp_path):
+    from device.client import ApiClient
+    from device.events import EventLog
+    from device.sync import Syncer
+    store, (bad, *good) = outbox_with(tmp_path, 3)
+    error = b'{"error": {"status": 500, "message": "Internal error"}}'
+    failing = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n%s" % (len(error), error))
+    created = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}"
+    nonsense_server.answer = lambda body: failing if bad["id"].encode() in body else created
+    try:
+        syncer = Syncer(store, ApiClient(nonsense_server.url, "token", timeout=2), EventLog())
+        assert syncer.flush_outbox() == 1           # the two behind it were delivered
+        assert [s["id"] for s, _ in store.pending()] == [bad["id"]] and store.dead_letters() == []
     finally:
         store.close()
 
