@@ -202,8 +202,42 @@ class FolderSource(_PacedSource):
 
 
 def _read_image(path):
+    """A folder's image as a BGR frame, or None (skipped, with a warning). Its size is read
+    from the header first: a 117 KB JPEG whose header said 30000x30000 took 9 GB and a
+    minute, and a larger one crashed the kiosk. A JPEG up to 8 times too large each way is
+    read at 1/2, 1/4 or 1/8 scale (a 200 MP phone photo); anything else too large is skipped."""
+    import warnings
     import cv2
-    return cv2.imread(path, cv2.IMREAD_COLOR)
+    from PIL import Image
+    from recognition.images import MAX_PIXELS   # also lifts PIL's own limit to what draft reads
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # judged below
+            with Image.open(path) as header:
+                (width, height), kind = header.size, header.format
+    except Exception as e:          # not an image PIL knows, or a lying header
+        log.warning("skipped %s: not a readable image (%s)", path, type(e).__name__)
+        return None
+    flag = next((flag for scale, flag in _scales()
+                 if (width // scale) * (height // scale) <= MAX_PIXELS
+                 and (scale == 1 or kind == "JPEG")), None)
+    if flag is None:
+        log.warning("skipped %s: %dx%d pixels is too large for a frame", path, width, height)
+        return None
+    try:
+        image = cv2.imread(path, flag)
+    except cv2.error as e:
+        log.warning("skipped %s: %s", path, e)
+        return None
+    if image is None:
+        log.warning("skipped %s: OpenCV could not read it", path)
+    return image
+
+
+def _scales():
+    import cv2
+    return ((1, cv2.IMREAD_COLOR), (2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4),
+            (8, cv2.IMREAD_REDUCED_COLOR_8))
 
 
 def _natural_key(path):

@@ -184,6 +184,26 @@ def test_folder_of_images_is_a_source_in_natural_order(tmp_path):
     assert [(f.index, f.t) for f in iter(camera.read, None)] == [(0, 0.0), (1, 0.5), (2, 1.0)]
 
 
+def test_a_folders_oversized_or_broken_images_are_read_small_or_skipped(tmp_path):
+    import cv2
+    from PIL import Image
+    from device.camera import open_source
+    from videos import background
+    cv2.imwrite(str(tmp_path / "1.jpg"), background(1))
+    Image.new("L", (16320, 12240), 90).save(tmp_path / "2.jpg")        # a 200 MP phone photo
+    ok, small = cv2.imencode(".jpg", background(3))
+    data = bytearray(small.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (65000).to_bytes(2, "big") * 2              # its header says 65000x65000
+    (tmp_path / "3.jpg").write_bytes(bytes(data))
+    (tmp_path / "4.jpg").write_text("<html>not a photo</html>")
+    cv2.imwrite(str(tmp_path / "5.jpg"), background(5))
+    frames = list(iter(open_source(tmp_path, folder_fps=5).read, None))
+    # a 30000x30000 header took 9 GB and a minute, this one crashed the kiosk: now skipped
+    assert [(f.index, f.image.shape) for f in frames] == [
+        (0, background(1).shape), (1, (3060, 4080, 3)), (4, background(5).shape)]
+
+
 def test_bad_camera_source_is_refused(tmp_path):
     from device.camera import SourceError, open_source
     with pytest.raises(SourceError):
