@@ -281,11 +281,13 @@ def post_session():
     db = get_db()
     session["device_started_at"] = session["started_at"]   # the device's claim, kept as a note
     _check_registry(db, registry, session["outcome"])
-    session["citizen_id"] = _greeted_citizen(db, key, session["started_at"])
-    session["identified_by"] = "face" if session["citizen_id"] is not None else None
+    person = _citizen_by_key(db, key)
+    session["citizen_id"] = person["id"] if person is not None else None
+    session["identified_by"] = "face" if person is not None else None
     row = _existing(db, session["id"], session)
-    if row is not None:
+    if row is not None:     # a retry after a lost answer, whatever happened to the citizen since
         return jsonify(session_json(db, row)), 200
+    _check_greetable(db, person, session["started_at"])
     _check_upload_pace(db)
     if snapshot is not None:
         check_snapshot(snapshot)
@@ -311,19 +313,34 @@ def _check_registry(db, registry, outcome):
         raise ApiError(409, "this session was recorded for another registry; it is not filed here")
 
 
-def _greeted_citizen(db, key, started_at):
-    """The row id of the citizen a session names by key, or ApiError(409) when this device
-    could never have greeted them: unknown key, removed before the visit, no consent, or
-    (per-site galleries on) of another site."""
+NOT_HELD = "citizen_key names no citizen this device's gallery held"
+
+
+def _citizen_by_key(db, key):
+    """The citizen a session names by key (None for an unknown visitor); 409 for a key no
+    citizen ever had."""
     if key is None:
         return None
     row = db.execute("SELECT id, removed_at, consent, district FROM citizens WHERE key = ?",
                      [key]).fetchone()
-    site = device_scope(db, g.device["site"])
-    if row is None or not row["consent"] or not in_scope(row["district"], site) \
-            or (row["removed_at"] is not None and row["removed_at"] <= started_at):
-        raise ApiError(409, "citizen_key names no citizen this device's gallery held")
-    return row["id"]
+    if row is None:
+        raise ApiError(409, NOT_HELD)
+    return row
+
+
+def _check_greetable(db, person, started_at):
+    """ApiError(409) when this device could never have greeted the citizen at the visit's
+    time: removed before it, consent withdrawn, or (per-site galleries on) of another site.
+    A visit recorded offline before the citizen was removed is filed: it was refused, and
+    dead-lettered on the device, before (removal also clears consent)."""
+    if person is None:
+        return
+    if person["removed_at"] is not None:
+        greetable = person["removed_at"] > started_at
+    else:
+        greetable = bool(person["consent"])
+    if not greetable or not in_scope(person["district"], device_scope(db, g.device["site"])):
+        raise ApiError(409, NOT_HELD)
 
 
 def _insert_session(db, session):

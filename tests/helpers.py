@@ -165,10 +165,11 @@ def enrol(db, person, photos=(1,), language="en", name=None, encodings=None):
 
 
 def remove_citizen(db, citizen_id):
-    """Mark a citizen removed the way the registry does: removed_at and a new sync seq."""
+    """Mark a citizen removed the way the registry does: removed_at, consent cleared, a new
+    sync seq."""
     with transaction(db):
         seq = next_sync_seq(db)
-        db.execute("UPDATE citizens SET removed_at = ?, sync_seq = ? WHERE id = ?",
+        db.execute("UPDATE citizens SET removed_at = ?, consent = 0, sync_seq = ? WHERE id = ?",
                    [now_iso(), seq, citizen_id])
 
 

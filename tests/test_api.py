@@ -2,6 +2,7 @@
 import base64
 import io
 import json
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -328,6 +329,20 @@ def test_a_session_recorded_for_another_registry_is_never_filed(client, db, toke
     response = client.post("/api/v1/sessions", json=payload, headers=bearer(token))
     assert response.status_code == 409 and "another registry" in response.get_json()["error"]["message"]
     assert session_count(db) == 0
+
+
+def test_a_visit_recorded_offline_before_the_citizen_was_removed_is_filed(client, db, token):
+    # removal also clears consent, and the consent check refused the visit for good: the
+    # device dead-lettered it, and so did a retry of one the server already held
+    obama = enrol(db, "barack_obama")
+    a_minute_ago = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()
+    offline, delivered = (greeted_payload(db, obama, started_at=a_minute_ago) for _ in range(2))
+    assert client.post("/api/v1/sessions", json=delivered, headers=bearer(token)).status_code == 201
+    remove_citizen(db, obama)
+    assert client.post("/api/v1/sessions", json=offline, headers=bearer(token)).status_code == 201
+    assert client.post("/api/v1/sessions", json=delivered, headers=bearer(token)).status_code == 200
+    late = greeted_payload(db, obama)        # dated after the removal: no device still held them
+    assert client.post("/api/v1/sessions", json=late, headers=bearer(token)).status_code == 409
 
 
 def test_a_citizen_removed_before_the_visit_cannot_be_greeted(client, db, token):
