@@ -69,11 +69,33 @@ def private_folder(path):
 
 
 def _instance_secret(instance):
-    """A random secret kept in the instance folder: sessions survive restarts, nothing in git."""
+    """A random secret kept in the instance folder: sessions survive restarts, nothing in git.
+    Written whole before it takes its name (an empty file left by a crash had every page,
+    the login included, answer 500), and an empty one is replaced."""
     path = os.path.join(instance, "secret_key")
-    if not os.path.exists(path):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    with open(path) as f:
-        return f.read().strip()
+    secret = _read_secret(path)
+    if secret:
+        return secret
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)          # another process starting at the same time may win: use theirs
+    except FileExistsError:
+        if not _read_secret(path):
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return _read_secret(path)
+
+
+def _read_secret(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return ""

@@ -247,6 +247,8 @@ class FaceIndex:
                      template_ids=self._template_ids[:self._rows], alive=self._alive[:self._rows],
                      graph=graph, stamp_numbers=np.array(stamp[:3], np.int64),
                      stamp_vector=np.frombuffer(stamp[3], np.uint8))
+            f.flush()
+            os.fsync(f.fileno())     # on disk before the rename: a crash leaves no empty file
         os.replace(tmp, path)
         self.unsaved = 0
 
@@ -343,8 +345,10 @@ def _from_file(folder, options):
         return None
     try:
         return FaceIndex.load(path, **options)
-    except (OSError, ValueError, KeyError, RuntimeError):
-        return None  # unreadable: rebuilt from the database
+    except Exception:
+        # unreadable (an empty file raised EOFError, a cut one BadZipFile, and every import
+        # stopped there): the database is the truth, the index is rebuilt from it
+        return None
 
 
 def _save(index, folder):

@@ -61,6 +61,18 @@ def test_a_signed_out_pages_poll_gets_the_json_error_not_the_login_page(client):
     assert client.get("/console/").status_code == 302     # a person still goes to the login
 
 
+def test_an_empty_secret_key_file_left_by_a_crash_is_replaced(tmp_path, monkeypatch):
+    from app import create_app
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "secret_key").write_text("")          # killed between create and write
+    monkeypatch.setenv("CIVIC_INSTANCE_PATH", str(instance))
+    app = create_app({"TESTING": True})
+    assert app.test_client().get("/login").status_code == 200     # every page was a 500
+    kept = (instance / "secret_key").read_text()
+    assert len(kept) == 64 and create_app({"TESTING": True}).config["SECRET_KEY"] == kept
+
+
 def recent(seconds_ago):
     return (datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 

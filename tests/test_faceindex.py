@@ -145,10 +145,16 @@ def test_a_reused_largest_id_with_another_face_is_seen_as_a_change(app, db, fold
         faceindex._HELD.clear()
 
 
-def test_an_unreadable_index_file_is_rebuilt(app, db, folder):
+@pytest.mark.parametrize("damage", ["garbage", "empty", "cut"])
+def test_an_unreadable_index_file_is_rebuilt(app, db, folder, damage):
+    # an empty file (a crash before the write reached the disk) raised EOFError, a cut one
+    # BadZipFile: every import stopped there
     enrol(db, "joe_biden")
-    folder.mkdir()
-    (folder / faceindex.FILE).write_bytes(b"not an index")
+    opened(db, folder)
+    faceindex._HELD.clear()
+    path = folder / faceindex.FILE
+    whole = path.read_bytes()
+    path.write_bytes({"garbage": b"not an index", "empty": b"", "cut": whole[:len(whole) // 2]}[damage])
     assert len(opened(db, folder)) == 1
 
 
