@@ -764,12 +764,16 @@ class _Run:
 
     def _write_record(self, item):
         """Store one record (inside the batch's transaction) and note its outcome."""
-        record, existing = item.record, item.existing
+        # Read again under the batch's lock: another import may have written this citizen
+        # since _prepare. Two imports of one file at once flagged every row of the second as
+        # a duplicate of itself ("not imported", with a pending review each).
+        record = item.record
+        existing = item.existing = citizen_row(self.db, record.id_number)
         duplicate = self._duplicate_of(item) if item.template is not None else None
         if item.reason:
             self._record_result(record, "rejected", item.reason)
-        elif item.template is None and existing and existing["row_sha256"] == item.row_sha256 \
-                and existing["removed_at"] is None:
+        elif existing and existing["row_sha256"] == item.row_sha256 and existing["removed_at"] is None \
+                and (item.template is None or has_templates(self.db, existing["id"])):
             self._record_result(record, "unchanged")
         elif duplicate:
             self._flag(item, duplicate)

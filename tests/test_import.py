@@ -95,6 +95,29 @@ def test_bad_photo_gets_its_own_reason_and_good_rows_still_import(db, tmp_path, 
     assert citizen(db, 1) is None
 
 
+def test_two_imports_of_one_file_at_once_flag_nobody_as_their_own_duplicate(app, db, tmp_path):
+    from db import open_db
+    photos = photo_folder(tmp_path / "p", {"rose.jpg": people_photo("rose_leslie"),
+                                           "kit.jpg": people_photo("kit_harington")})
+    records = write_csv(tmp_path / "RECORDS.csv", RECORD_HEADER,
+                        [record(1, "Rose", "rose.jpg"), record(2, "Kit", "kit.jpg")])
+    other, first = open_db(app.config["DATABASE"]), []
+
+    def progress(processed, _total):
+        if processed == 2 and not first:     # both photos encoded, nothing written yet
+            first.append(run_import(other, str(records), str(photos), None,
+                                    Settings(app.config["PHOTOS_DIR"], index_dir=str(tmp_path / "i2"))))
+    try:
+        second = run_import(db, str(records), str(photos), None,
+                            Settings(app.config["PHOTOS_DIR"], index_dir=str(tmp_path / "i1")),
+                            progress=progress)
+    finally:
+        other.close()
+    assert [r.outcome for r in first[0].rows] == ["imported", "imported"]
+    assert [r.outcome for r in second.rows] == ["unchanged", "unchanged"]
+    assert db.execute("SELECT count(*) FROM duplicate_reviews").fetchone()[0] == 0
+
+
 def test_missing_photo_file_is_named(db, tmp_path, settings):
     result = run(db, tmp_path, settings, [record(1, "Nobody", "nobody.jpg")], {})
     assert outcome(result, 2) == ("rejected", "photo file nobody.jpg not found")
