@@ -10,6 +10,10 @@ def migration(fn):
     return fn
 
 
+class SchemaTooNew(RuntimeError):
+    """The database holds migrations this code does not know."""
+
+
 def migrate(db):
     """Apply every migration not yet recorded in _migrations, each in its own transaction.
 
@@ -18,6 +22,11 @@ def migrate(db):
     """
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    newer = sorted(done - {fn.__name__ for fn in MIGRATIONS})
+    if newer:
+        # a newer server changed this schema: this one would read and write it wrongly
+        raise SchemaTooNew(f"the database was upgraded by a newer version of this server"
+                           f" ({', '.join(newer)}); run that version, or restore a backup")
     for fn in MIGRATIONS:
         if fn.__name__ in done:
             continue

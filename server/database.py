@@ -1,4 +1,6 @@
 """The request's database connection and `flask --app app init-db` (as flaskr's db.py)."""
+from urllib.parse import urlsplit, urlunsplit
+
 import click
 from flask import current_app, g
 from flask.cli import with_appcontext
@@ -19,6 +21,14 @@ def close_db(_exc=None):
         db.close()
 
 
+def _where(target):
+    """The database's path or URL, without a password."""
+    parts = urlsplit(str(target))
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return urlunsplit(parts) if parts.scheme else str(target)
+
+
 @click.command("init-db")
 @with_appcontext
 def init_db_command():
@@ -31,6 +41,12 @@ def init_db_command():
 
 
 def init_app(app):
-    open_db(app.config["DATABASE"]).close()  # create / migrate once, at start
+    try:
+        open_db(app.config["DATABASE"]).close()  # create / migrate once, at start
+    except Exception as e:
+        # a damaged file, a database from a newer version, a folder that cannot be written,
+        # PostgreSQL not running: one line that says which and what to do, not a traceback
+        raise SystemExit(f"cannot use the database {_where(app.config['DATABASE'])}:"
+                         f" {type(e).__name__}: {e}") from e
     app.teardown_appcontext(close_db)
     app.cli.add_command(init_db_command)

@@ -98,3 +98,25 @@ def test_greetings_stored_before_identified_by_say_they_were_by_face(app, db):
         m060_identified_by_every_greeting(db)
     rows = dict(db.execute("SELECT id, identified_by FROM sessions").fetchall())
     assert rows == {greeted: "face", unknown: None}
+
+
+@pytest.mark.parametrize("damage, says", [
+    ("newer", "upgraded by a newer version of this server (m999_future)"),
+    ("garbage", "file is not a database"),
+])
+def test_a_database_this_server_cannot_use_stops_it_with_one_line(tmp_path, monkeypatch, damage,
+                                                                  says):
+    """A database a newer version upgraded would be read and written wrongly; a damaged file
+    gave a 40-line traceback. Both stop the server with one line, and the file is left as it was."""
+    from app import create_app
+    path = tmp_path / "civic.db"
+    if damage == "newer":
+        open_db(str(path)).execute("INSERT INTO _migrations VALUES ('m999_future', '2027-01-01')")
+    else:
+        path.write_bytes(b"this is not a database, it is a spreadsheet\n" * 100)
+    before = path.read_bytes()
+    monkeypatch.setenv("CIVIC_INSTANCE_PATH", str(tmp_path / "instance"))
+    with pytest.raises(SystemExit) as stopped:
+        create_app({"TESTING": True, "DATABASE": str(path)})
+    assert says in str(stopped.value.code) and str(path) in str(stopped.value.code)
+    assert path.read_bytes() == before
