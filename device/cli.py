@@ -8,6 +8,7 @@ import argparse
 import logging
 import os
 import signal
+import sqlite3
 import sys
 
 from recognition.liveness import BlinkPolicy
@@ -75,7 +76,12 @@ def run_device(args, name, make_front_end):
     except SourceError as e:
         sys.exit(f"{name}: {e}")
     os.makedirs(os.path.dirname(os.path.abspath(args.store)), mode=0o700, exist_ok=True)
-    store = Store(args.store)
+    try:
+        store = Store(args.store)
+    except (sqlite3.DatabaseError, OSError) as e:
+        # never replaced here: its outbox may hold visits not yet delivered
+        sys.exit(f"{name}: cannot use the device store {args.store} ({e}); move it aside to"
+                 " start with an empty one (its undelivered sessions stay in it)")
     client = ApiClient(args.server, args.token, timeout=args.timeout)
     front_end, cleanup = make_front_end(args, client, events)
     agent = Agent(camera, store, Syncer(store, client, events), events, front_end,

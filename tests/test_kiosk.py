@@ -138,6 +138,19 @@ def test_cli_runs_the_agent_and_writes_json_lines(kiosk, db, obama_biden, tmp_pa
     assert events[-1] == {"event": "exit", "outbox": 0, "dead_letters": 0}
 
 
+def test_a_damaged_device_store_is_refused_in_one_line_and_kept(tmp_path):
+    store = tmp_path / "kiosk.db"
+    store.write_bytes(b"\x00garbage" * 500)              # a disk error, a copy cut short
+    video = visitor_video(tmp_path / "v.avi", [], seconds=0.5, present=[(9, 9)])
+    result = subprocess.run(
+        [sys.executable, "-m", "kiosk", "--server", "http://127.0.0.1:9", "--token", "t",
+         "--camera", str(video), "--headless", "--speech", "off", "--exit-at-end",
+         "--store", str(store)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot use the device store" in result.stderr and "move it aside" in result.stderr
+    assert store.read_bytes() == b"\x00garbage" * 500     # its undelivered sessions stay in it
+
+
 # --- camera sources --------------------------------------------------------------------------
 
 def test_video_file_without_realtime_yields_every_frame_with_its_time(tmp_path):
