@@ -10,7 +10,6 @@ part and a JPEG in a "snapshot" part.
 """
 import json
 import os
-import secrets
 import uuid
 from datetime import datetime, timezone
 
@@ -25,6 +24,7 @@ from . import calibration, limits, settings
 from .database import get_db
 from .devices import audit_device, device_actor, device_required
 from .errors import ApiError
+from .files import write_whole
 from .gallery import device_scope, gallery_delta, in_scope
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -224,13 +224,7 @@ def check_snapshot(data):
 def save_snapshot(session_id, data):
     """Write the JPEG (atomically: a reader never sees half a file); its name relative to SNAPSHOTS_DIR."""
     name = f"{session_id}.jpg"
-    path = os.path.join(current_app.config["SNAPSHOTS_DIR"], name)
-    tmp = f"{path}.{secrets.token_hex(4)}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_whole(os.path.join(current_app.config["SNAPSHOTS_DIR"], name), data)
     return name
 
 

@@ -62,6 +62,10 @@ def import_records_command(records, photos, cases, report):
         result = importer.run_import(get_db(), records, photos, cases, settings)
     except importer.ImportFailed as e:
         raise click.ClickException(str(e))
+    except OSError as e:     # a full disk, a photo folder that went away: one line, not 40
+        raise click.ClickException(
+            f"import stopped: {e.strerror or e} ({e.filename or 'while writing'}); the batch being"
+            " written was undone, earlier batches are kept: run the same import again once fixed")
     _echo_problems(result.problems(), report)
     click.echo(result.summary_line())
     if report:

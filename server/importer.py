@@ -12,6 +12,7 @@ it was not imported as is, a reason a person understands. Only a file that canno
 all (missing, not a CSV we can decode, required columns missing) stops the whole import:
 ImportFailed. A process that dies mid-way leaves whole batches, never half a citizen.
 """
+import contextlib
 import csv
 import hashlib
 import io
@@ -35,6 +36,7 @@ from recognition.templates import from_blob, to_blob
 
 from . import audit, calibration, duplicates, faceindex
 from .audit import Actor
+from .files import write_whole
 from .privacy import mask
 from .vocabulary import LANGUAGES, normalise_counter, parse_status
 
@@ -681,6 +683,7 @@ class _Run:
         # The fraud check's own threshold (recall over precision): server/duplicates.py.
         self.threshold = None
         self.replaced_photos = set()  # photo files the current batch stopped using
+        self.saved_photos = set()     # photo files the current batch wrote
 
     def release_index(self, ok):
         """Keep the index, with this import's templates, for the next import (or drop it)."""
@@ -694,15 +697,25 @@ class _Run:
                 batch = valid[start:start + self.settings.batch_size]
                 pending = [self._prepare(record, photos) for record in batch]
                 self._encode(pending, encoder)
-                with transaction(self.db):
-                    # one import at a time checks and writes faces, in any server process; the
-                    # index first takes in what others wrote since (nothing to read when the
-                    # sync counter, which every change of a face bumps, is where we left it)
-                    self.db.lock("faceindex")
-                    self.gallery.catch_up(self.db, locked_sync_seq(self.db))
-                    for item in pending:
-                        self._write_record(item)
-                    self.gallery.seen_seq = locked_sync_seq(self.db)
+                try:
+                    with transaction(self.db):
+                        # one import at a time checks and writes faces, in any server process;
+                        # the index first takes in what others wrote since (nothing to read
+                        # when the sync counter, which every change of a face bumps, is where
+                        # we left it)
+                        self.db.lock("faceindex")
+                        self.gallery.catch_up(self.db, locked_sync_seq(self.db))
+                        for item in pending:
+                            self._write_record(item)
+                        self.gallery.seen_seq = locked_sync_seq(self.db)
+                except BaseException:
+                    # rolled back (a full disk, say): the photos it wrote belong to nobody.
+                    # If the database cannot even be read now, nothing is deleted.
+                    saved, self.saved_photos = self.saved_photos, set()
+                    with contextlib.suppress(Exception):
+                        delete_unused_photos(self.db, self.settings.photos_dir, sorted(saved))
+                    raise
+                self.saved_photos = set()
                 self._delete_replaced_photos()
 
     def _delete_replaced_photos(self):
@@ -801,8 +814,7 @@ class _Run:
         """Hold the record, its photo and template for an admin's decision (/admin/duplicates/)."""
         record = item.record
         citizen_id, id_number, distance = other
-        photo_path = save_photo(self.settings.photos_dir, item.photo, item.photo_sha256,
-                                item.image_format)
+        photo_path = self._save_photo(item)
         review_id = duplicates.hold(self.db, self.actor, record_fields(record), photo_path,
                                     item.photo_sha256, item.template, citizen_id, distance,
                                     self.threshold[1])
@@ -813,6 +825,11 @@ class _Run:
                      {"matches": id_number, "distance": round(distance, 3), "review": review_id})
         self._record_result(record, "flagged", reason)
 
+    def _save_photo(self, item):
+        name = save_photo(self.settings.photos_dir, item.photo, item.photo_sha256, item.image_format)
+        self.saved_photos.add(name)
+        return name
+
     def _store_citizen(self, item):
         record, existing = item.record, item.existing
         photo_path = existing["photo_path"] if existing else None
@@ -820,8 +837,7 @@ class _Run:
         if not record.consent:
             photo_path = photo_sha = None
         elif item.template is not None:
-            photo_path = save_photo(self.settings.photos_dir, item.photo, item.photo_sha256,
-                                    item.image_format)
+            photo_path = self._save_photo(item)
             photo_sha = item.photo_sha256
         if existing and (not record.consent or item.template is not None):
             self.replaced_photos.update(photo_paths(self.db, existing["id"]))
@@ -974,10 +990,7 @@ def save_photo(photos_dir, data, sha256, fmt):
     path = os.path.join(photos_dir, name)
     if not os.path.exists(path):
         os.makedirs(photos_dir, exist_ok=True)
-        temporary = f"{path}.{os.getpid()}.part"
-        with open(temporary, "wb") as f:
-            f.write(data)
-        os.replace(temporary, path)
+        write_whole(path, data)
     return name
 
 

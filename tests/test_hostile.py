@@ -19,7 +19,8 @@ from conftest import PASSWORD, AuthActions, person_photo
 from db import open_db
 from helpers import (RECORD_HEADER, add_case, add_citizen, add_device, add_session, add_template,
                      greeted_payload, huge_png_header, id_number, key_of, make_zip, new_device,
-                     people_photo, post_visit, record, session_count, session_payload, write_csv)
+                     people_photo, photo_folder, post_visit, record, session_count, session_payload,
+                     write_csv)
 
 HUGE = 10 ** 30          # beyond SQLite's 64-bit integers and beyond float's exact range
 SQLITE_MAX = 2 ** 63 - 1
@@ -706,6 +707,33 @@ def test_cli_import_that_cannot_run_says_so_in_one_line(runner, db, tmp_path, pr
     lines = cli_lines(result)
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
     assert citizens(db) == 0
+
+
+def test_a_disk_that_fills_mid_import_leaves_no_stray_photo_and_says_so_in_one_line(
+        app, runner, db, tmp_path, monkeypatch):
+    import errno
+    import os
+    from server import importer
+    rows = [record(1, "Rose", "rose.jpg"), record(2, "Kit", "kit.jpg")]
+    records = write_csv(tmp_path / "r.csv", RECORD_HEADER, rows)
+    photos = photo_folder(tmp_path / "p", {"rose.jpg": people_photo("rose_leslie"),
+                                           "kit.jpg": people_photo("kit_harington")})
+    real_add = importer.add_template
+
+    def add_template(db, citizen_id, blob, photo_path=None):
+        if photo_path.startswith(importer.hashlib.sha256(people_photo("kit_harington")).hexdigest()):
+            raise OSError(errno.ENOSPC, "No space left on device")   # Kit's row, after Rose's
+        return real_add(db, citizen_id, blob, photo_path)
+    monkeypatch.setattr(importer, "add_template", add_template)
+    result = runner.invoke(args=["import-records", str(records), "--photos", str(photos)])
+    lines = cli_lines(result)
+    assert result.exit_code != 0 and len(lines) == 1 and "No space left on device" in lines[0]
+    assert "run the same import again" in lines[0]
+    assert citizens(db) == 0                              # the batch was undone whole
+    assert os.listdir(app.config["PHOTOS_DIR"]) == []     # and so were the photos it wrote
+    monkeypatch.setattr(importer, "add_template", real_add)
+    assert runner.invoke(args=["import-records", str(records), "--photos", str(photos)]).exit_code == 0
+    assert citizens(db) == 2 and len(os.listdir(app.config["PHOTOS_DIR"])) == 2
 
 
 def test_full_width_id_numbers_and_phones_are_stored_as_ascii(runner, db, tmp_path):
