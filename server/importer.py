@@ -565,14 +565,31 @@ def encode_photo(data):
 
 
 def image_format(data):
-    """File extension for stored photo bytes, from their magic number."""
+    """File extension for stored photo bytes, from their magic number: a format browsers
+    show, or "img" for one they do not (TIFF, JPEG 2000), which is stored as a JPEG copy."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return "png"
     if data[:3] == b"\xff\xd8\xff":
         return "jpg"
     if data[:4] in (b"RIFF",) and data[8:12] == b"WEBP":
         return "webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:2] == b"BM":
+        return "bmp"
+    if data[4:12] in (b"ftypavif", b"ftypavis"):
+        return "avif"
     return "img"
+
+
+def browser_copy(data):
+    """A JPEG of a photo browsers cannot show (a scanner's TIFF, a JPEG 2000): the admin's
+    and the clerk's pages, and the duplicate review, showed a broken image for it."""
+    from PIL import Image
+    from recognition import images
+    out = io.BytesIO()
+    Image.fromarray(images.load_image(data)).save(out, "JPEG", quality=92)
+    return out.getvalue()
 
 
 def _warm_worker():
@@ -985,12 +1002,15 @@ def record_fields(record):
 
 
 def save_photo(photos_dir, data, sha256, fmt):
-    """Store photo bytes as <sha256>.<ext> (written whole, then renamed); returns the file name."""
-    name = f"{sha256}.{fmt or 'img'}"
+    """Store photo bytes as <sha256>.<ext> (written whole); returns the file name. A format
+    browsers cannot show is stored as a JPEG copy, still named by the original's hash (so the
+    same upload is recognised again)."""
+    shown = fmt not in (None, "img")
+    name = f"{sha256}.{fmt if shown else 'jpg'}"
     path = os.path.join(photos_dir, name)
     if not os.path.exists(path):
         os.makedirs(photos_dir, exist_ok=True)
-        write_whole(path, data)
+        write_whole(path, data if shown else browser_copy(data))
     return name
 
 

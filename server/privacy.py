@@ -33,4 +33,5 @@ def private_image(folder, relative):
 
 def _image_type(path):
     extension = os.path.splitext(path)[1].lower()
-    return {".png": "image/png", ".webp": "image/webp"}.get(extension, "image/jpeg")
+    return {".png": "image/png", ".webp": "image/webp", ".gif": "image/gif", ".bmp": "image/bmp",
+            ".avif": "image/avif"}.get(extension, "image/jpeg")

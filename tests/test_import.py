@@ -78,6 +78,19 @@ def test_32bit_rgba_png_enrols(db, tmp_path, settings):
     assert len(templates_of(db, 1)) == 1 and citizen(db, 1)["photo_path"].endswith(".png")
 
 
+@pytest.mark.parametrize("kind, stored", [("TIFF", "JPEG"), ("JPEG2000", "JPEG"), ("GIF", "GIF"),
+                                         ("BMP", "BMP")])
+def test_a_photo_is_kept_in_a_form_the_console_can_show(app, db, tmp_path, settings, kind, stored):
+    # a scanner's TIFF enrolled but showed as a broken image on every page (sent as image/jpeg)
+    from PIL import Image
+    scan = io.BytesIO()
+    Image.open(io.BytesIO(people_photo("kit_harington"))).convert("RGB").save(scan, kind)
+    result = run(db, tmp_path, settings, [record(1, "Kit", "scan.img")], {"scan.img": scan.getvalue()})
+    assert outcome(result, 2) == ("imported", "")
+    with Image.open(Path(settings.photos_dir) / citizen(db, 1)["photo_path"]) as kept:
+        assert kept.format == stored
+
+
 @pytest.mark.parametrize("data, reason", [
     (truncated_jpeg(), "image file is truncated or corrupt"),
     (text_as_jpg(), "not an image file (JPEG, PNG, WebP, BMP, GIF, TIFF, AVIF or JPEG 2000 is expected)"),
