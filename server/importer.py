@@ -437,22 +437,52 @@ def unsafe_name(name):
             or ".." in name.split("/"))
 
 
+def photo_key(name):
+    """A photo name as people mean it: a spreadsheet typed on Windows ignores case and writes
+    backslashes; a Mac stores é and 민 decomposed (NFD) where the spreadsheet has them
+    composed. Each was "photo file ... not found" though the file was there."""
+    return unicodedata.normalize("NFC", name.replace("\\", "/")).casefold()
+
+
+def _one_of(candidates, name, where):
+    """The single name spelt like `name`; PhotoRejected when several are."""
+    if len(candidates) > 1:
+        raise PhotoRejected(f"photo {name} is ambiguous in {where}: {', '.join(sorted(candidates))}")
+    return candidates[0] if candidates else None
+
+
 class FolderPhotos:
     """Photos in a folder; names from the CSV never reach outside it."""
 
     def __init__(self, folder):
         self.folder = os.path.realpath(folder)
+        self._listings = {}     # folder -> {photo_key: [names]}, read once when a name misses
 
     def read(self, name):
+        name = name.replace("\\", "/")
         if unsafe_name(name):
             raise PhotoRejected(f"photo name {name!r} refused: absolute paths and '..' are not allowed")
-        path = os.path.realpath(os.path.join(self.folder, name))
-        if not path.startswith(self.folder + os.sep) or not os.path.isfile(path):
-            raise PhotoMissing(f"photo file {name} not found")
+        path = self._find(name)
         if os.path.getsize(path) > MAX_BYTES:
             raise PhotoRejected(f"file is larger than {MAX_BYTES // 2**20} MB")
         with open(path, "rb") as f:
             return f.read()
+
+    def _find(self, name):
+        path = os.path.realpath(os.path.join(self.folder, name))
+        if not os.path.isfile(path):
+            parent = os.path.dirname(path)
+            if os.path.isdir(parent) and parent.startswith(self.folder):
+                if parent not in self._listings:
+                    self._listings[parent] = {}
+                    for entry in os.listdir(parent):
+                        self._listings[parent].setdefault(photo_key(entry), []).append(entry)
+                found = _one_of(self._listings[parent].get(photo_key(os.path.basename(path)), []),
+                                name, "the folder")
+                path = os.path.realpath(os.path.join(parent, found)) if found else path
+        if not path.startswith(self.folder + os.sep) or not os.path.isfile(path):
+            raise PhotoMissing(f"photo file {name} not found")
+        return path
 
     def close(self):
         pass
@@ -471,7 +501,10 @@ class ZipPhotos:
             self.zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as e:
             raise ImportFailed(f"photos: not a readable zip file: {path} ({e})")
-        self.safe, self.unsafe, by_base = {}, {}, {}
+        self.safe, self.unsafe = {}, {}
+        # how a row may name an entry, tried in this order: its file name alone, then its
+        # path or file name spelt another way (case, NFD: photo_key)
+        self.by_base, self.by_key, self.by_base_key = {}, {}, {}
         for info in self.zip.infolist():
             if info.is_dir():
                 continue
@@ -479,8 +512,10 @@ class ZipPhotos:
                 name = name.replace("\\", "/")
                 target = self.unsafe if unsafe_name(name) else self.safe
                 target[name] = info
-                by_base.setdefault(posixpath.basename(name), []).append(name)
-        self.by_base = by_base
+                base = posixpath.basename(name)
+                for index, key in ((self.by_base, base), (self.by_key, photo_key(name)),
+                                   (self.by_base_key, photo_key(base))):
+                    index.setdefault(key, []).append(name)
 
     def read(self, name):
         name = name.replace("\\", "/")
@@ -506,11 +541,12 @@ class ZipPhotos:
     def _entry(self, name):
         if name in self.safe:
             return name
-        candidates = self.by_base.get(posixpath.basename(name), [])
-        if len(candidates) == 1:
-            return candidates[0]
-        if len(candidates) > 1:
-            raise PhotoRejected(f"photo {name} is ambiguous in the zip: {', '.join(sorted(candidates))}")
+        base = posixpath.basename(name)
+        for index, key in ((self.by_base, base), (self.by_key, photo_key(name)),
+                           (self.by_base_key, photo_key(base))):
+            found = _one_of(index.get(key, []), name, "the zip")
+            if found:
+                return found
         raise PhotoMissing(f"photo file {name} not found")
 
     def close(self):

@@ -131,6 +131,23 @@ def test_two_imports_of_one_file_at_once_flag_nobody_as_their_own_duplicate(app,
     assert db.execute("SELECT count(*) FROM duplicate_reviews").fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("packed", ["folder", "zip"])
+def test_photo_names_are_found_as_people_spell_them(db, tmp_path, settings, packed):
+    import unicodedata
+    nfd = unicodedata.normalize("NFD", "José 김민준.jpg")      # as a Mac stores the name
+    files = {nfd: people_photo("kit_harington"), "rose.jpg": people_photo("rose_leslie"),
+             "sub dir/biden.jpg": people_photo("joe_biden")}
+    if packed == "folder":
+        (tmp_path / "p" / "sub dir").mkdir(parents=True)
+        photos = photo_folder(tmp_path / "p", files)
+    else:
+        photos = make_zip(tmp_path / "p.zip", files)
+    rows = [record(1, "Kit", "José 김민준.jpg"), record(2, "Rose", "Rose.JPG"),      # NFC; case
+            record(3, "Biden", "sub dir\\biden.jpg")]                                # Windows path
+    result = run(db, tmp_path, settings, rows, photos)
+    assert [outcome(result, line) for line in (2, 3, 4)] == [("imported", "")] * 3
+
+
 def test_missing_photo_file_is_named(db, tmp_path, settings):
     result = run(db, tmp_path, settings, [record(1, "Nobody", "nobody.jpg")], {})
     assert outcome(result, 2) == ("rejected", "photo file nobody.jpg not found")
