@@ -209,7 +209,8 @@ def _read_image(path):
     import warnings
     import cv2
     from PIL import Image
-    from recognition.images import MAX_PIXELS   # also lifts PIL's own limit to what draft reads
+    # (importing recognition.images also lifts PIL's own limit to what draft mode reads)
+    from recognition.images import DRAFT_FORMATS, MAX_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # judged below
@@ -220,7 +221,7 @@ def _read_image(path):
         return None
     flag = next((flag for scale, flag in _scales()
                  if (width // scale) * (height // scale) <= MAX_PIXELS
-                 and (scale == 1 or kind == "JPEG")), None)
+                 and (scale == 1 or kind in DRAFT_FORMATS)), None)
     if flag is None:
         log.warning("skipped %s: %dx%d pixels is too large for a frame", path, width, height)
         return None
@@ -235,6 +236,7 @@ def _read_image(path):
 
 
 def _scales():
+    """OpenCV's reading at 1/1 ... 1/8 (recognition.images.DRAFT_SCALE) of a JPEG's size."""
     import cv2
     return ((1, cv2.IMREAD_COLOR), (2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4),
             (8, cv2.IMREAD_REDUCED_COLOR_8))

@@ -195,9 +195,11 @@ class Store:
         self._write([("INSERT INTO outbox (id, body, snapshot, created_at) VALUES (?, ?, ?, ?)",
                       (session["id"], json.dumps(session), snapshot, _now()))])
 
-    def pending(self, limit=20):
-        """Up to `limit` outbox sessions, oldest first: [(session dict, snapshot bytes or None)]."""
-        rows = self._read("SELECT body, snapshot FROM outbox ORDER BY created_at, id LIMIT ?", (limit,))
+    def pending(self, limit=20, skip=0):
+        """Up to `limit` outbox sessions, oldest first, after the first `skip` of them:
+        [(session dict, snapshot bytes or None)]."""
+        rows = self._read("SELECT body, snapshot FROM outbox ORDER BY created_at, id LIMIT ? OFFSET ?",
+                          (limit, skip))
         return [(json.loads(r["body"]), r["snapshot"]) for r in rows]
 
     def set_liveness(self, session_id, result):

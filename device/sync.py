@@ -12,12 +12,21 @@ import sqlite3
 import threading
 import time
 
-from .client import Offline, Rejected, Revoked
+from .client import TRANSIENT_4XX, Offline, Rejected, Revoked
 from .store import RegistryMismatch
 
 log = logging.getLogger(__name__)
 
 DONE, FAILED_HERE, UNREACHED = "done", "failed here", "unreached"   # one delivery's outcome
+FAILING_RUN = 3     # sessions in a row the server fails on: it fails on everything, stop for now
+
+
+def _fails_on_this(error):
+    """Whether the server answered, but failed on this very request: a 500, or a 4xx that is
+    not the registry's own (a proxy's 413 for a large snapshot). Sessions behind it may pass."""
+    status = getattr(error, "status", None)
+    return status == 500 or (status is not None and 400 <= status < 500
+                             and status not in TRANSIENT_4XX and status != 401)
 
 
 class Syncer:
@@ -107,21 +116,26 @@ class Syncer:
 
     def flush_outbox(self):
         """Deliver waiting sessions, oldest first; stops at the first network failure. A
-        session the server itself fails on (500) is kept and passed over until the next
-        round: one such session held every visit behind it. Returns how many still wait."""
+        session the server fails on (a 500, or a proxy's 413 for its snapshot) is kept and
+        passed over until the next round: one such session held every visit behind it.
+        Returns how many still wait."""
         with self._lock:
-            passed_over = set()
+            passed_over, failing = 0, 0     # passed over: still first in the outbox, skipped
             while not self.revoked:
-                batch = [(s, snap) for s, snap in self.store.pending(20 + len(passed_over))
-                         if s["id"] not in passed_over]
+                batch = self.store.pending(20, skip=passed_over)
                 if not batch:
                     break
                 for session, snapshot in batch:
                     result = self._deliver(session, snapshot)
-                    if result is UNREACHED:
-                        return self.store.outbox_count()
                     if result is FAILED_HERE:
-                        passed_over.add(session["id"])
+                        passed_over, failing = passed_over + 1, failing + 1
+                    else:
+                        failing = 0
+                    if failing >= FAILING_RUN:
+                        self._note_failure(Offline(f"the registry failed on {failing} sessions in a"
+                                                   " row; they are kept and sent again later"))
+                    if result is UNREACHED or failing >= FAILING_RUN:
+                        return self.store.outbox_count()
         return self.store.outbox_count()
 
     def _deliver(self, session, snapshot):
@@ -135,8 +149,10 @@ class Syncer:
             return DONE
         except (Offline, Revoked) as e:
             self.store.failed_attempt(session["id"], e)
+            if _fails_on_this(e):       # the server is there: no offline event for one session
+                return FAILED_HERE
             self._note_failure(e)
-            return FAILED_HERE if getattr(e, "status", None) == 500 else UNREACHED
+            return UNREACHED
         self._note_online()
         self.store.delivered(session["id"])
         self.events.emit("session_uploaded", session_id=session["id"])

@@ -926,20 +926,47 @@ def test_an_answer_that_is_not_the_registrys_keeps_the_session_for_later(nonsens
         store.close()
 
 
-def test_a_session_the_server_fails_on_does_not_hold_the_ones_behind_it(nonsense_server, tmp_path):
+ERROR_500 = b'{"error": {"status": 500, "message": "Internal error"}}'
+SERVER_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(ERROR_500), ERROR_500))
+CREATED = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}"
+
+
+@pytest.mark.parametrize("failing", [SERVER_500, PROXY_413], ids=["server-500", "proxy-413"])
+def test_a_session_the_server_fails_on_does_not_hold_the_ones_behind_it(nonsense_server, tmp_path,
+                                                                         failing):
     from device.client import ApiClient
     from device.events import EventLog
     from device.sync import Syncer
-    store, (bad, *good) = outbox_with(tmp_path, 3)
-    error = b'{"error": {"status": 500, "message": "Internal error"}}'
-    failing = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\n\r\n%s" % (len(error), error))
-    created = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}"
-    nonsense_server.answer = lambda body: failing if bad["id"].encode() in body else created
+    store, (first, bad, *good) = outbox_with(tmp_path, 5)
+    nonsense_server.answer = lambda body: failing if bad["id"].encode() in body else CREATED
+    events = []
+    log = EventLog()
+    log.add_listener(events.append)
     try:
-        syncer = Syncer(store, ApiClient(nonsense_server.url, "token", timeout=2), EventLog())
-        assert syncer.flush_outbox() == 1           # the two behind it were delivered
+        syncer = Syncer(store, ApiClient(nonsense_server.url, "token", timeout=2), log)
+        assert syncer.flush_outbox() == 1           # the three behind it were delivered
         assert [s["id"] for s, _ in store.pending()] == [bad["id"]] and store.dead_letters() == []
+        assert "offline" not in [e["event"] for e in events]   # the registry is there
+    finally:
+        store.close()
+
+
+def test_a_registry_that_fails_on_everything_is_not_sent_the_whole_outbox_each_round(
+        nonsense_server, tmp_path):
+    from device.client import ApiClient
+    from device.events import EventLog
+    from device.sync import FAILING_RUN, Syncer
+    store, _ = outbox_with(tmp_path, 10)
+    posts = []
+    nonsense_server.answer = lambda body: posts.append(body) or SERVER_500
+    events = []
+    log = EventLog()
+    log.add_listener(events.append)
+    try:
+        syncer = Syncer(store, ApiClient(nonsense_server.url, "token", timeout=2), log)
+        assert syncer.flush_outbox() == 10 and len(posts) == FAILING_RUN
+        assert [e["event"] for e in events] == ["offline"]
     finally:
         store.close()
 
