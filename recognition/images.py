@@ -17,6 +17,7 @@ from .errors import PhotoRejected
 MAX_BYTES = 30 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 40 MP photo is already far more than a face needs
 DRAFT_SCALE = 8          # a JPEG up to 8x larger each way is decoded at reduced scale
+DRAFT_FORMATS = ("JPEG", "MPO")   # PIL opens a phone's JPEG with a multi-picture block as MPO
 
 # Our own header check (_fit_pixels) decides what is too large, before any pixel is decoded.
 # PIL's default bomb limit (89 MP, refused outright at 179 MP) fires inside Image.open, before
@@ -112,7 +113,7 @@ def _fit_pixels(img, max_pixels):
     width, height = img.size
     if width * height <= max_pixels:
         return
-    if img.format == "JPEG":
+    if img.format in DRAFT_FORMATS:
         for k in (2, 4, DRAFT_SCALE):
             if (width // k) * (height // k) <= max_pixels:
                 img.draft("RGB", (-(-width // k), -(-height // k)))

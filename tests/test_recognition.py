@@ -70,6 +70,14 @@ def test_a_200_megapixel_phone_photo_is_read_at_a_quarter_scale():
     assert images.load_image(buffer.getvalue()).shape == (3060, 4080, 3)
 
 
+def test_a_large_phone_photo_with_a_multi_picture_block_is_read_at_a_smaller_scale():
+    # PIL opens a phone's JPEG with an MPF block (a depth map, a preview) as "MPO"
+    buffer = io.BytesIO()
+    Image.new("L", (8000, 6000), 100).save(buffer, "MPO", save_all=True,
+                                            append_images=[Image.new("L", (64, 48), 50)])
+    assert images.load_image(buffer.getvalue()).shape == (3000, 4000, 3)
+
+
 @pytest.mark.parametrize("name", ["damaged.tif", "damaged.avif"])
 def test_a_photo_that_crashes_its_decoder_is_refused_as_corrupt(name):
     # PIL's TIFF and AVIF plugins raise TypeError and RuntimeError on these: one such photo
