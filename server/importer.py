@@ -444,10 +444,10 @@ def photo_key(name):
     return unicodedata.normalize("NFC", name.replace("\\", "/")).casefold()
 
 
-def _one_of(candidates, name, where):
-    """The single name spelt like `name`; PhotoRejected when several are."""
+def _one_of(candidates, name):
+    """The single name spelt like `name`, or None; PhotoRejected when several are."""
     if len(candidates) > 1:
-        raise PhotoRejected(f"photo {name} is ambiguous in {where}: {', '.join(sorted(candidates))}")
+        raise PhotoRejected(f"photo {name} is ambiguous: {', '.join(sorted(candidates))}")
     return candidates[0] if candidates else None
 
 
@@ -472,13 +472,14 @@ class FolderPhotos:
         path = os.path.realpath(os.path.join(self.folder, name))
         if not os.path.isfile(path):
             parent = os.path.dirname(path)
-            if os.path.isdir(parent) and parent.startswith(self.folder):
+            if parent == self.folder or parent.startswith(self.folder + os.sep):
                 if parent not in self._listings:
                     self._listings[parent] = {}
-                    for entry in os.listdir(parent):
-                        self._listings[parent].setdefault(photo_key(entry), []).append(entry)
+                    with contextlib.suppress(OSError):      # no such folder, or not ours to read
+                        for entry in os.listdir(parent):
+                            self._listings[parent].setdefault(photo_key(entry), []).append(entry)
                 found = _one_of(self._listings[parent].get(photo_key(os.path.basename(path)), []),
-                                name, "the folder")
+                                name)
                 path = os.path.realpath(os.path.join(parent, found)) if found else path
         if not path.startswith(self.folder + os.sep) or not os.path.isfile(path):
             raise PhotoMissing(f"photo file {name} not found")
@@ -501,10 +502,7 @@ class ZipPhotos:
             self.zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as e:
             raise ImportFailed(f"photos: not a readable zip file: {path} ({e})")
-        self.safe, self.unsafe = {}, {}
-        # how a row may name an entry, tried in this order: its file name alone, then its
-        # path or file name spelt another way (case, NFD: photo_key)
-        self.by_base, self.by_key, self.by_base_key = {}, {}, {}
+        self.safe, self.unsafe, self.by_base = {}, {}, {}   # by_base: photo_key(file name)
         for info in self.zip.infolist():
             if info.is_dir():
                 continue
@@ -512,10 +510,7 @@ class ZipPhotos:
                 name = name.replace("\\", "/")
                 target = self.unsafe if unsafe_name(name) else self.safe
                 target[name] = info
-                base = posixpath.basename(name)
-                for index, key in ((self.by_base, base), (self.by_key, photo_key(name)),
-                                   (self.by_base_key, photo_key(base))):
-                    index.setdefault(key, []).append(name)
+                self.by_base.setdefault(photo_key(posixpath.basename(name)), []).append(name)
 
     def read(self, name):
         name = name.replace("\\", "/")
@@ -539,15 +534,17 @@ class ZipPhotos:
         return data
 
     def _entry(self, name):
+        """The entry a row names: by its path, or by the end of its path (a zip made by
+        compressing a folder puts everything under that folder's name), spelt as people do
+        (photo_key). Never one in another folder: branchA/001.jpg is not branchB/001.jpg."""
         if name in self.safe:
             return name
-        base = posixpath.basename(name)
-        for index, key in ((self.by_base, base), (self.by_key, photo_key(name)),
-                           (self.by_base_key, photo_key(base))):
-            found = _one_of(index.get(key, []), name, "the zip")
-            if found:
-                return found
-        raise PhotoMissing(f"photo file {name} not found")
+        want = photo_key(name)
+        found = _one_of([entry for entry in self.by_base.get(photo_key(posixpath.basename(name)), [])
+                         if photo_key(entry) == want or photo_key(entry).endswith("/" + want)], name)
+        if found is None:
+            raise PhotoMissing(f"photo file {name} not found")
+        return found
 
     def close(self):
         self.zip.close()
@@ -736,7 +733,7 @@ class _Run:
         # The fraud check's own threshold (recall over precision): server/duplicates.py.
         self.threshold = None
         self.replaced_photos = set()  # photo files the current batch stopped using
-        self.saved_photos = set()     # photo files the current batch wrote
+        self.saved_photos = set()     # photo files the current batch created
 
     def release_index(self, ok):
         """Keep the index, with this import's templates, for the next import (or drop it)."""
@@ -762,14 +759,20 @@ class _Run:
                             self._write_record(item)
                         self.gallery.seen_seq = locked_sync_seq(self.db)
                 except BaseException:
-                    # rolled back (a full disk, say): the photos it wrote belong to nobody.
-                    # If the database cannot even be read now, nothing is deleted.
-                    saved, self.saved_photos = self.saved_photos, set()
-                    with contextlib.suppress(Exception):
-                        delete_unused_photos(self.db, self.settings.photos_dir, sorted(saved))
+                    self._delete_unsaved_photos()
                     raise
                 self.saved_photos = set()
                 self._delete_replaced_photos()
+
+    def _delete_unsaved_photos(self):
+        """The batch was rolled back (a full disk, say): the photo files it created belong to
+        nobody, unless another import committed a reference meanwhile, which the same lock
+        as the writes settles. If the database cannot even be read now, nothing is deleted."""
+        created, self.saved_photos = self.saved_photos, set()
+        with contextlib.suppress(Exception):
+            with transaction(self.db):
+                self.db.lock("faceindex")
+                delete_unused_photos(self.db, self.settings.photos_dir, sorted(created))
 
     def _delete_replaced_photos(self):
         """Delete the face photos this batch replaced or withdrew, once it is committed (a
@@ -841,6 +844,11 @@ class _Run:
         elif existing and existing["row_sha256"] == item.row_sha256 and existing["removed_at"] is None \
                 and (item.template is None or has_templates(self.db, existing["id"])):
             self._record_result(record, "unchanged")
+        elif item.template is None and self._needs_encoding(item):
+            # decided against the citizen as _prepare saw it; another import gave them another
+            # photo since, and this row's photo was never encoded
+            self._record_result(record, "rejected", "changed by another import while this one ran;"
+                                                    " import this file again")
         elif duplicate:
             self._flag(item, duplicate)
         else:
@@ -879,9 +887,10 @@ class _Run:
         self._record_result(record, "flagged", reason)
 
     def _save_photo(self, item):
-        name = save_photo(self.settings.photos_dir, item.photo, item.photo_sha256, item.image_format)
-        self.saved_photos.add(name)
-        return name
+        name = photo_name(item.photo_sha256, item.image_format)
+        if not os.path.exists(os.path.join(self.settings.photos_dir, name)):
+            self.saved_photos.add(name)     # created by this batch (not one it shares)
+        return save_photo(self.settings.photos_dir, item.photo, item.photo_sha256, item.image_format)
 
     def _store_citizen(self, item):
         record, existing = item.record, item.existing
@@ -1041,13 +1050,21 @@ def save_photo(photos_dir, data, sha256, fmt):
     """Store photo bytes as <sha256>.<ext> (written whole); returns the file name. A format
     browsers cannot show is stored as a JPEG copy, still named by the original's hash (so the
     same upload is recognised again)."""
-    shown = fmt not in (None, "img")
-    name = f"{sha256}.{fmt if shown else 'jpg'}"
+    name = photo_name(sha256, fmt)
     path = os.path.join(photos_dir, name)
     if not os.path.exists(path):
         os.makedirs(photos_dir, exist_ok=True)
-        write_whole(path, data if shown else browser_copy(data))
+        write_whole(path, data if _shown(fmt) else browser_copy(data))
     return name
+
+
+def photo_name(sha256, fmt):
+    """The stored file's name: a JPEG copy's for a format browsers cannot show ("img")."""
+    return f"{sha256}.{fmt if _shown(fmt) else 'jpg'}"
+
+
+def _shown(fmt):
+    return fmt not in (None, "img")
 
 
 def case_holder(db, case_number):

@@ -148,6 +148,41 @@ def test_photo_names_are_found_as_people_spell_them(db, tmp_path, settings, pack
     assert [outcome(result, line) for line in (2, 3, 4)] == [("imported", "")] * 3
 
 
+def test_a_row_never_takes_a_photo_from_another_folder_of_the_zip(db, tmp_path, settings):
+    photos = make_zip(tmp_path / "p.zip", {"export/branchA/001.JPG": people_photo("kit_harington"),
+                                           "export/branchB/001.jpg": people_photo("rose_leslie")})
+    rows = [record(1, "Kit", "branchA/001.jpg"), record(2, "Rose", "export/branchB/001.jpg"),
+            record(3, "Nobody", "branchC/001.jpg"), record(4, "Either", "001.jpg")]
+    result = run(db, tmp_path, settings, rows, photos)
+    assert outcome(result, 2) == ("imported", "") and outcome(result, 3) == ("imported", "")
+    assert outcome(result, 4) == ("rejected", "photo file branchC/001.jpg not found")  # not branchB's
+    assert outcome(result, 5)[1].startswith("photo 001.jpg is ambiguous")
+
+
+def test_a_row_another_import_changed_meanwhile_is_not_stored_half_decided(app, db, tmp_path):
+    from db import open_db
+    settings = Settings(app.config["PHOTOS_DIR"], index_dir=str(tmp_path / "i1"))
+    photos = photo_folder(tmp_path / "p", {"kit.jpg": people_photo("kit_harington", 1),
+                                           "kit2.jpg": people_photo("kit_harington", 2)})
+    first = write_csv(tmp_path / "first.csv", RECORD_HEADER, [record(1, "Kit", "kit.jpg")])
+    second = write_csv(tmp_path / "second.csv", RECORD_HEADER, [record(1, "Kit", "kit2.jpg")])
+    run_import(db, str(first), str(photos), None, settings)
+    other, changed = open_db(app.config["DATABASE"]), []
+
+    def progress(processed, _total):
+        if processed and not changed:        # decided "same photo, nothing to encode"; then:
+            changed.append(run_import(other, str(second), str(photos), None,
+                                      Settings(app.config["PHOTOS_DIR"], index_dir=str(tmp_path / "i2"))))
+    try:
+        again = run_import(db, str(first), str(photos), None, settings, progress=progress)
+    finally:
+        other.close()
+    assert [r.outcome for r in changed[0].rows] == ["updated"]
+    assert outcome(again, 2) == ("rejected", "changed by another import while this one ran;"
+                                             " import this file again")
+    assert run_import(db, str(first), str(photos), None, settings).rows[0].outcome == "updated"
+
+
 def test_missing_photo_file_is_named(db, tmp_path, settings):
     result = run(db, tmp_path, settings, [record(1, "Nobody", "nobody.jpg")], {})
     assert outcome(result, 2) == ("rejected", "photo file nobody.jpg not found")
