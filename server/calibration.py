@@ -215,8 +215,8 @@ def threshold_for_size(db, n):
     return maths.threshold_for(latest_curve(db), n, target, loosest)
 
 
-def device_threshold(db, site=""):
-    """(threshold, gallery size) for a device of `site`."""
+def device_threshold(db, site=None):
+    """(threshold, gallery size) for a device of `site` (None: one holding every citizen)."""
     n = gallery_size(db, site)
     return threshold_for_size(db, n), n
 

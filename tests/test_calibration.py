@@ -167,6 +167,7 @@ def test_each_device_gets_the_threshold_for_its_own_gallery(app, db, client):
     report = calibration.measure_registry(db)
     assert report["source"] == "measured" and report["pairs"] == 40 * 39 // 2
     assert report["devices"][0]["gallery_size"] == 30
+    assert calibration.device_threshold(db)[1] == 40     # the clerk's "at most": every citizen
     config = client.get("/api/v1/config", headers={"Authorization": f"Bearer {token}"}).get_json()
     assert config["calibrated"] is True and config["gallery_size"] == 30
     assert config["threshold"] == calibration.threshold_for_size(db, 30) <= 0.50
