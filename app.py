@@ -84,7 +84,7 @@ def _instance_secret(instance):
         os.fsync(f.fileno())
     try:
         os.link(tmp, path)          # another process starting at the same time may win: use theirs
-    except FileExistsError:
+    except OSError:                 # it exists (empty: replace it), or no hard links here
         if not _read_secret(path):
             os.replace(tmp, path)
     finally:

@@ -5,6 +5,7 @@ pictures, 16-bit or transparent PNGs, CMYK scans, the odd decompression bomb. Ev
 that is not a readable, reasonably sized image is refused with a reason a person understands.
 """
 import io
+import logging
 import os
 import struct
 import warnings
@@ -13,6 +14,8 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import PhotoRejected
+
+log = logging.getLogger(__name__)
 
 MAX_BYTES = 30 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 40 MP photo is already far more than a face needs
@@ -55,10 +58,13 @@ def load_image(source, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS):
                                 " JPEG 2000 is expected)")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError):
             raise PhotoRejected("image is too large to process safely")
+        except (OSError, ValueError, EOFError):
+            raise PhotoRejected("image file is truncated or corrupt")
         except Exception:
-            # OSError, ValueError, EOFError for a truncated JPEG; a damaged TIFF, AVIF or DDS
-            # raised TypeError, RuntimeError, IndexError, ZeroDivisionError... from PIL's
-            # plugins, and one such photo stopped a whole import.
+            # A damaged TIFF or AVIF raised TypeError, RuntimeError, IndexError... from PIL's
+            # plugins, and one such photo stopped a whole import. Kept in the log, in case it
+            # is a fault of ours rather than of the file.
+            log.info("photo refused: its decoder failed", exc_info=True)
             raise PhotoRejected("image file is truncated or corrupt")
 
 

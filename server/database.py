@@ -22,11 +22,15 @@ def close_db(_exc=None):
 
 
 def _where(target):
-    """The database's path or URL, without a password."""
+    """The database's path or URL, without a password (in the address or its query)."""
     parts = urlsplit(str(target))
+    if not parts.scheme:
+        return str(target)
     if parts.password:
         parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
-    return urlunsplit(parts) if parts.scheme else str(target)
+    query = "&".join("password=***" if pair.lower().startswith("password=") else pair
+                     for pair in parts.query.split("&")) if parts.query else ""
+    return urlunsplit(parts._replace(query=query))
 
 
 @click.command("init-db")
@@ -46,6 +50,8 @@ def init_app(app):
     except Exception as e:
         # a damaged file, a database from a newer version, a folder that cannot be written,
         # PostgreSQL not running: one line that says which and what to do, not a traceback
+        # (which is still logged, at debug level, for a fault of ours)
+        app.logger.debug("database start failed", exc_info=True)
         raise SystemExit(f"cannot use the database {_where(app.config['DATABASE'])}:"
                          f" {type(e).__name__}: {e}") from e
     app.teardown_appcontext(close_db)

@@ -93,13 +93,17 @@ def casefile_throttled(db, device, config, actor, now=None):
                          " AND action = 'casefile.refused' AND at >= ?", [device["id"], since]).fetchone()[0]
     if opened + refused < config["CASEFILE_DEVICE_LIMIT"]:
         return False
-    alerted = db.execute("SELECT 1 FROM audit_log WHERE action = 'device.throttled' AND"
-                         " target_type = 'device' AND target_id = ? AND at >= ?",
-                         [device["name"], since]).fetchone()
-    if not alerted:
-        audit.record(db, actor, "device.throttled", "device", device["name"],
-                     {"case_files_opened": opened, "refused": refused, "minutes": THROTTLE_WINDOW_MIN})
+    _alert_once(db, actor, "device.throttled", device, since,
+                {"case_files_opened": opened, "refused": refused, "minutes": THROTTLE_WINDOW_MIN})
     return True
+
+
+def _alert_once(db, actor, action, device, since, detail):
+    """Audit the alert unless this device already had it since `since` (once a window)."""
+    alerted = db.execute("SELECT 1 FROM audit_log WHERE action = ? AND target_type = 'device'"
+                         " AND target_id = ? AND at >= ?", [action, device["name"], since]).fetchone()
+    if not alerted:
+        audit.record(db, actor, action, "device", device["name"], detail)
 
 
 def sessions_throttled(db, device, config, actor, now=None):
@@ -111,12 +115,8 @@ def sessions_throttled(db, device, config, actor, now=None):
                           [device["id"], since]).fetchone()[0]
     if uploaded < config["SESSION_DEVICE_LIMIT"]:
         return False
-    alerted = db.execute("SELECT 1 FROM audit_log WHERE action = 'device.sessions_throttled' AND"
-                         " target_type = 'device' AND target_id = ? AND at >= ?",
-                         [device["name"], since]).fetchone()
-    if not alerted:
-        audit.record(db, actor, "device.sessions_throttled", "device", device["name"],
-                     {"sessions": uploaded, "minutes": THROTTLE_WINDOW_MIN})
+    _alert_once(db, actor, "device.sessions_throttled", device, since,
+                {"sessions": uploaded, "minutes": THROTTLE_WINDOW_MIN})
     return True
 
 

@@ -47,7 +47,8 @@ def limit_body():
         if request.endpoint in BIG_UPLOAD_ENDPOINTS:
             limit = current_app.config["MAX_CONTENT_LENGTH"]
         elif request.endpoint in PHOTO_FORM_MAX_BYTES:
-            limit = PHOTO_FORM_MAX_BYTES[request.endpoint]
+            limit = min(PHOTO_FORM_MAX_BYTES[request.endpoint],
+                        current_app.config["MAX_CONTENT_LENGTH"] or PHOTO_FORM_MAX_BYTES[request.endpoint])
     request.max_content_length = limit
     if (request.content_length or 0) > limit:
         raise RequestEntityTooLarge(t("The upload is larger than {mb} MB; nothing was saved.")
@@ -101,5 +102,5 @@ def init_app(app):
         # Behind nginx every request comes from 127.0.0.1: one stranger's 30 wrong passwords
         # would make every clerk wait. Trust exactly the proxies configured, no more (a client
         # could write X-Forwarded-For itself).
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     app.before_request(limit_body)                   # before CSRF's check, which reads the form
