@@ -23,7 +23,9 @@ def busy_hall(app, db):
     add_case(db, obama, "TAX-2026-0417", "个人所得税汇算", "open", "2025 年度汇算清缴")
     add_case(db, obama, "TAX-2026-0533", "发票申领", "waiting_documents", "需补充营业执照", "5")
     now = datetime.now().astimezone()
-    start = now.replace(hour=8, minute=0, second=0, microsecond=0)
+    # the morning so far; before 08:00 (a run just after midnight) the six hours before now:
+    # a start after now put the day's sessions in the future, above the one waiting for review
+    start = min(now.replace(hour=8, minute=0, second=0, microsecond=0), now - timedelta(hours=6))
     rng = random.Random(7)
     for i in range(60):
         at = start + (now - start) * rng.random()
