@@ -184,6 +184,7 @@ class FolderSource(_PacedSource):
                               if name.lower().endswith(IMAGE_SUFFIXES)), key=_natural_key)
         if not self._paths:
             raise SourceError(f"folder {folder!r} holds no images")
+        self._folder, self._delivered = folder, 0
 
     def read(self):
         due = self._due_index()
@@ -194,7 +195,11 @@ class FolderSource(_PacedSource):
             frame = Frame(image, self._next / self.fps, self._next)
             self._next += 1
             if image is not None:
+                self._delivered += 1
                 return frame
+        if not self._delivered and not self.dropped:
+            # every file was unreadable: say so, not a quiet "0 frames, exit 0"
+            raise SourceError(f"no image in folder {self._folder!r} could be read")
         return None
 
     def close(self):

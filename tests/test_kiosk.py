@@ -217,6 +217,15 @@ def test_a_folders_oversized_or_broken_images_are_read_small_or_skipped(tmp_path
         (0, background(1).shape), (1, (3060, 4080, 3)), (4, background(5).shape)]
 
 
+def test_a_folder_whose_images_are_all_unreadable_is_a_camera_failure(tmp_path):
+    from device.camera import SourceError, open_source
+    (tmp_path / "1.jpg").write_text("<html>not a photo</html>")
+    (tmp_path / "2.png").write_bytes(b"")
+    camera = open_source(tmp_path)
+    with pytest.raises(SourceError, match="could be read"):
+        camera.read()
+
+
 def test_bad_camera_source_is_refused(tmp_path):
     from device.camera import SourceError, open_source
     with pytest.raises(SourceError):
