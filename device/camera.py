@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+MAX_BAD_FRAMES = 30      # damaged frames in a row a video file may have before it counts as ended
 log = logging.getLogger(__name__)
 
 
@@ -162,6 +163,14 @@ class VideoFileSource(_PacedSource):
             self._next += 1
             self.dropped += 1
         ok, image = self._capture.read()
+        bad = 0
+        while not ok and self._next < self._frames - 1 and bad < MAX_BAD_FRAMES:
+            # a damaged frame in the middle (an MJPEG AVI stopped at frame 167 of 300, and the
+            # 133 good ones after it were never seen): step over a few before giving up
+            bad, self._next = bad + 1, self._next + 1
+            ok, image = self._capture.read()
+        if bad:
+            log.warning("skipped %d damaged frame(s) of the video before frame %d", bad, self._next)
         if not ok:
             if self._next < self._frames - 1:
                 log.warning("video ended at frame %d of %d: the file is damaged or cut short",

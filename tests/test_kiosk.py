@@ -226,6 +226,25 @@ def test_a_folder_whose_images_are_all_unreadable_is_a_camera_failure(tmp_path):
         camera.read()
 
 
+def test_a_damaged_frame_in_the_middle_of_a_video_does_not_end_it(tmp_path):
+    # an MJPEG AVI stopped at its first damaged frame; the good frames after it were never seen
+    import random
+    import cv2
+    from device.camera import open_source
+    from videos import background
+    path = tmp_path / "damaged.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    for n in range(60):
+        writer.write(background(n))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4000] = random.Random(1).randbytes(4000)     # a frame or two destroyed
+    path.write_bytes(bytes(data))
+    indexes = [f.index for f in iter(open_source(path).read, None)]
+    assert indexes[-1] >= 55 and 50 <= len(indexes) < 60   # it stopped at the damage (~30)
+
+
 def test_bad_camera_source_is_refused(tmp_path):
     from device.camera import SourceError, open_source
     with pytest.raises(SourceError):
