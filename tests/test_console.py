@@ -170,7 +170,9 @@ def test_session_page_shows_the_match_and_is_audited(app, db, client, auth, hall
                           distance=0.318, margin=0.241, time_to_greet=0.74)
     auth.login("clerk")
     page = client.get(f"/console/sessions/{session}").get_data(as_text=True)
-    for text in ("王小明", "0.318", "0.241", "0.74", "kiosk-1", "110101199003074514", "0.5"):
+    from server.review import greeting_threshold
+    for text in ("王小明", "0.318", "0.241", "0.74", "kiosk-1", "110101199003074514",
+                 str(greeting_threshold(db))):
         assert text in page
     assert f"/console/sessions/{session}/snapshot" in page
     assert f"/citizens/{hall['citizen']}/photo" in page

@@ -144,14 +144,16 @@ def key_of(db, citizen_id):
 
 # --- duplicate review -------------------------------------------------------------------------
 
-def test_duplicate_threshold_is_looser_than_greeting_and_follows_the_budget(db):
+def test_duplicate_threshold_is_never_stricter_than_greeting_and_follows_the_budget(db):
     from db.queries import set_setting
-    from recognition.decision import Policy
-    for enrolled in (1, 10, 100, 1000, 10000):  # always looser than the greeting at that size
-        assert duplicates.duplicate_threshold(db, enrolled) > Policy().threshold_for(enrolled)
-    assert duplicates.duplicate_threshold(db, 1) == duplicates.MAX_THRESHOLD
+    from server.calibration import threshold_for_size
+    for enrolled in (1, 10, 100, 1000, 10000):  # never stricter than the greeting at that size
+        assert duplicates.duplicate_threshold(db, enrolled) >= threshold_for_size(db, enrolled)
+    # on the prior, East-Asian strangers are 5 % of pairs under 0.485: not every Chinese
+    # import held for review (a tester's 40 people had 24 held at 0.45-0.58)
+    assert duplicates.duplicate_threshold(db, 1) == 0.485
     at_1000 = duplicates.duplicate_threshold(db, 1000)
-    assert 0.40 < at_1000 < 0.60  # greeting at 1,000 is 0.40
+    assert 0.30 < at_1000 < 0.40  # greeting at 1,000 is 0.30
     set_setting(db, "duplicates.review_budget", 0.5)
     assert duplicates.duplicate_threshold(db, 1000) > at_1000
 
