@@ -121,3 +121,16 @@ def test_separation_runs_each_lever_beside_the_shipped_templates(tmp_path):
     assert (shipped["correct"], shipped["wrong_person"]) == (accuracy["correct"], accuracy["wrong_person"])
     for lever in first["levers"].values():
         assert lever["calibrated"]["wrong_person"] == 0 and lever["calibrated"]["correct"] >= 5
+
+
+def test_prior_measures_every_pair_of_different_people_beside_the_lfw_fit(tmp_path):
+    dataset = tmp_path / "people"
+    shutil.copytree(PEOPLE, dataset)
+    out = subprocess.run([sys.executable, "-m", "bench.prior", str(dataset), "--workers", "1"],
+                         cwd=ROOT, capture_output=True, text=True, check=True, env=bench_env(tmp_path)).stdout
+    result = json.loads(out)
+    assert result["people"] == 5 and result["usable"] <= result["photos"] and result["pairs"] > 0
+    from recognition import calibration
+    assert len(result["table"]) == len(calibration.GRID)         # what recognition/priors.py holds
+    assert result["table"] == sorted(result["table"])            # a bound rises with the distance
+    assert {"lfw_fit", "measured"} <= set(result["thresholds"]["1"])
