@@ -39,6 +39,9 @@ def run(root, workers=None):
     encodings, _ = accuracy.encode_all(photos, [], "small", 1, workers or os.cpu_count())
     kept = [(person, e) for (person, _), e in zip(photos, encodings) if not isinstance(e, str)]
     owners = [person for person, _ in kept]
+    if len(set(owners)) < maths.MIN_PEOPLE:
+        raise ValueError(f"{len(set(owners))} people with a usable photo; a curve needs at least"
+                         f" {maths.MIN_PEOPLE}")
     matrix = np.stack([np.asarray(e, np.float64) for _, e in kept])
     curve = maths.measure(maths.enrolled_non_mated(owners, matrix), len(set(owners)))
     lfw = maths.prior_curve(lfw_only=True)
@@ -58,7 +61,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not os.path.isdir(args.dataset):
         parser.error(f"not a folder: {args.dataset}")
-    json.dump(run(args.dataset, args.workers), sys.stdout, indent=1)
+    try:
+        result = run(args.dataset, args.workers)
+    except ValueError as e:
+        parser.error(str(e))
+    json.dump(result, sys.stdout, indent=1)
     print()
 
 

@@ -123,14 +123,20 @@ def test_separation_runs_each_lever_beside_the_shipped_templates(tmp_path):
         assert lever["calibrated"]["wrong_person"] == 0 and lever["calibrated"]["correct"] >= 5
 
 
-def test_prior_measures_every_pair_of_different_people_beside_the_lfw_fit(tmp_path):
+def test_prior_measures_every_pair_of_different_people_beside_the_lfw_fit(tmp_path, monkeypatch):
+    import os
+    from bench import prior
+    from recognition import calibration
     dataset = tmp_path / "people"
     shutil.copytree(PEOPLE, dataset)
-    out = subprocess.run([sys.executable, "-m", "bench.prior", str(dataset), "--workers", "1"],
-                         cwd=ROOT, capture_output=True, text=True, check=True, env=bench_env(tmp_path)).stdout
-    result = json.loads(out)
-    assert result["people"] == 5 and result["usable"] <= result["photos"] and result["pairs"] > 0
-    from recognition import calibration
+    refused = subprocess.run([sys.executable, "-m", "bench.prior", str(dataset), "--workers", "1"],
+                             cwd=ROOT, capture_output=True, text=True, env=bench_env(tmp_path))
+    assert refused.returncode == 2 and "at least 10" in refused.stderr   # 5 people: no curve
+    monkeypatch.setenv("CIVIC_BENCH_WORK", str(tmp_path / "work"))
+    monkeypatch.setattr(calibration, "MIN_PEOPLE", 3)
+    monkeypatch.setattr("bench.encoding_cache.CACHE", os.path.join(tmp_path, "work", "cache.pkl"))
+    result = prior.run(str(dataset), workers=1)
+    assert result["people"] == 5 and result["pairs"] > 0
     assert len(result["table"]) == len(calibration.GRID)         # what recognition/priors.py holds
     assert result["table"] == sorted(result["table"])            # a bound rises with the distance
-    assert {"lfw_fit", "measured"} <= set(result["thresholds"]["1"])
+    assert {"lfw_fit", "measured"} <= set(result["thresholds"][1])
