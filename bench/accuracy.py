@@ -1,7 +1,7 @@
 """Open-set identification accuracy of the shipped decision policy against the naive one.
 
     python -m bench.accuracy DATASET_DIR [--calibrate] [--enrol-photos K] [--model small|large]
-                             [--jitters N] [--workers N]
+                             [--jitters N] [--workers N] [--fold K/N] [--prior PRIOR_JSON]
 
 DATASET_DIR holds <person>/<images>. People are sorted by name; every 5th person (the 5th,
 10th, ...) is not enrolled and all their photos are impostor probes. Every other person's
@@ -257,6 +257,34 @@ def _combined_root(root, groups):
     return combined
 
 
+def fold_root(root, fold):
+    """A folder of symlinks to the people of fold "K/N" of root (people sorted by name, the
+    K-th of every N), under bench/_work: a prior measured on one fold (bench.prior --fold 1/2)
+    and a registry run on the other (--fold 2/2 --prior) never share a face."""
+    k, n = (int(part) for part in fold.split("/"))
+    if not 1 <= k <= n:
+        raise ValueError(f"--fold {fold}: K must be 1..N")
+    people = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    folded = os.path.join(encoding_cache.WORK, "folds",
+                          re.sub(r"\W+", "_", os.path.abspath(root)) + f"_{k}of{n}")
+    os.makedirs(folded, exist_ok=True)
+    for index, person in enumerate(people):
+        link = os.path.join(folded, person)
+        if index % n == k - 1 and not os.path.exists(link):
+            os.symlink(os.path.abspath(os.path.join(root, person)), link)
+    return folded
+
+
+def use_prior(path):
+    """Replace the shipped East-Asian prior for this run by the `table` of a bench.prior JSON
+    (so a registry is measured with a prior made from faces it does not hold)."""
+    with open(path, encoding="utf-8") as f:
+        table = tuple(float(v) for v in json.load(f)["table"])
+    if len(table) != len(calibration.GRID):
+        raise ValueError(f"{path}: a table of {len(table)} values, the grid has {len(calibration.GRID)}")
+    calibration.EAST_ASIAN_FMR_UPPER = table
+
+
 def _headline(result):
     keys = ("policy", "correct", "wrong_person", "miss", "fpir", "tpir", "impostor_named",
             "genuine_probes", "impostor_probes", "enrolled", "calibration", "prior", "naive",
@@ -366,9 +394,20 @@ def main(argv=None):
                         help="photos enrolled per person (the first K; the rest are probes)")
     parser.add_argument("--fixed", action="store_true",
                         help="use --threshold as is, without tightening it for the gallery size")
+    parser.add_argument("--fold", metavar="K/N", default=None,
+                        help="only the K-th of every N people (sorted by name)")
+    parser.add_argument("--prior", metavar="PRIOR_JSON", default=None,
+                        help="a bench.prior result whose table replaces the shipped prior")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.dataset):
         parser.error(f"not a folder: {args.dataset}")
+    try:
+        if args.fold:
+            args.dataset = fold_root(args.dataset, args.fold)
+        if args.prior:
+            use_prior(args.prior)
+    except (ValueError, OSError, KeyError) as e:
+        parser.error(str(e))
     base = Policy()
     policy = Policy(threshold=args.threshold if args.threshold is not None else base.threshold,
                     margin=args.margin if args.margin is not None else base.margin,

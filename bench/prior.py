@@ -1,6 +1,6 @@
 """Measure the false-match curve a registry falls back to before it can measure its own.
 
-    python -m bench.prior DATASET_DIR [--workers N]
+    python -m bench.prior DATASET_DIR [--workers N] [--fold K/N]
 
 DATASET_DIR holds <person>/<images> (for the shipped table: ../shared/faces/calibration/
 east_asian, the faces this hall serves). Every photo goes through the enrolment gate; the
@@ -58,11 +58,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--fold", metavar="K/N", default=None,
+                        help="only the K-th of every N people (sorted by name)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.dataset):
         parser.error(f"not a folder: {args.dataset}")
     try:
-        result = run(args.dataset, args.workers)
+        root = accuracy.fold_root(args.dataset, args.fold) if args.fold else args.dataset
+        result = run(root, args.workers)
     except ValueError as e:
         parser.error(str(e))
     json.dump(result, sys.stdout, indent=1)

@@ -140,3 +140,29 @@ def test_prior_measures_every_pair_of_different_people_beside_the_lfw_fit(tmp_pa
     assert len(result["table"]) == len(calibration.GRID)         # what recognition/priors.py holds
     assert result["table"] == sorted(result["table"])            # a bound rises with the distance
     assert {"lfw_fit", "measured"} <= set(result["thresholds"][1])
+
+
+def test_a_prior_from_one_fold_measures_a_registry_of_the_other(tmp_path, monkeypatch):
+    """--fold and --prior: the README's East-Asian figures come from a registry whose prior was
+    measured on other people's faces, never on its own."""
+    import os
+    from bench import accuracy
+    from recognition import calibration
+    monkeypatch.setattr("bench.encoding_cache.WORK", str(tmp_path / "work"))
+    dataset = tmp_path / "people"
+    for i in range(7):
+        (dataset / f"person{i}").mkdir(parents=True)
+    halves = [sorted(os.listdir(accuracy.fold_root(str(dataset), f"{k}/2"))) for k in (1, 2)]
+    assert halves == [["person0", "person2", "person4", "person6"], ["person1", "person3", "person5"]]
+    shipped = calibration.EAST_ASIAN_FMR_UPPER
+    table = tmp_path / "prior.json"
+    table.write_text(json.dumps({"table": [1e-3] * len(calibration.GRID)}))
+    monkeypatch.setattr(calibration, "EAST_ASIAN_FMR_UPPER", shipped)
+    accuracy.use_prior(str(table))
+    assert calibration.prior_curve().fmr_upper[0] == 1e-3
+    table.write_text(json.dumps({"table": [1e-3] * 5}))
+    with pytest.raises(ValueError, match="grid"):
+        accuracy.use_prior(str(table))
+    refused = subprocess.run([sys.executable, "-m", "bench.accuracy", str(dataset), "--fold", "3/2"],
+                             cwd=ROOT, capture_output=True, text=True, env=bench_env(tmp_path))
+    assert refused.returncode == 2 and "K must be 1..N" in refused.stderr

@@ -22,6 +22,11 @@ def spread_faces(n, distance, seed=0):
     return directions * distance / math.sqrt(2)
 
 
+def east_asian_like(pairs, seed=0):
+    """Non-mated distances spread as the East-Asian calibration faces' bulk (about 0.62 +- 0.07)."""
+    return np.clip(np.random.default_rng(seed).normal(0.62, 0.07, pairs), 0.42, None)
+
+
 # --- the maths ----------------------------------------------------------------------------
 
 def test_upper_bound_is_clopper_pearson():
@@ -53,6 +58,41 @@ def test_a_registry_of_close_faces_gets_a_stricter_threshold_than_the_prior():
     threshold = maths.threshold_for(curve, 60, 0.005, 0.50)
     assert threshold < Policy().threshold_for(60)
     assert 60 * maths.fmr_at(curve, threshold)[1] <= 0.005 or threshold == 0.30
+
+
+def test_a_small_registry_of_distinct_faces_is_held_to_the_prior_not_the_floor():
+    # 30 citizens are 435 pairs: by themselves they cannot show an FMR of 1e-4, and their own
+    # bound alone kept the registry at the 0.30 floor, greeting one East-Asian photo in five.
+    curve = maths.measure(east_asian_like(435), 30)
+    prior = maths.threshold_for(maths.prior_curve(), 30)
+    assert maths.threshold_for(curve, 30) == prior > 0.30
+    assert all(own <= p for own, p in zip(curve.fmr_upper, maths.prior_curve().fmr_upper))
+    assert any("prior bounds it" in note for note in curve.as_dict()["notes"])
+
+
+def test_a_small_registry_closer_than_the_prior_raises_the_prior():
+    # The prior holds only while the registry's faces are no closer than the prior's: here
+    # 6 of 435 pairs fall at 0.40, far more than the prior's rate there allows.
+    distances = east_asian_like(435)
+    distances[:6] = 0.40
+    curve = maths.measure(distances, 30)
+    prior = maths.prior_curve()
+    assert maths.threshold_for(curve, 30) < maths.threshold_for(prior, 30)
+    at_035 = maths.GRID.index(0.35)
+    assert curve.fmr_upper[at_035] > 3 * prior.fmr_upper[at_035]
+    assert maths.lower_bound(6, 435) > prior.fmr_upper[maths.GRID.index(0.40)]
+
+
+def test_a_large_registry_measures_a_looser_tail_than_the_prior_itself():
+    faces = maths.enrolled_non_mated(range(1500), spread_faces(1500, 0.85, seed=3))
+    curve = maths.measure(faces, 1500)
+    assert maths.threshold_for(curve, 1500) > maths.threshold_for(maths.prior_curve(), 1500)
+
+
+def test_lower_bound_is_clopper_pearson():
+    assert maths.lower_bound(0, 100) == 0.0
+    assert maths.lower_bound(1, 100) == pytest.approx(1 - 0.95 ** (1 / 100), rel=1e-6)
+    assert maths.lower_bound(5, 100) < 0.05 < maths.upper_bound(5, 100)
 
 
 def test_too_few_people_fall_back_to_the_prior_with_a_note():
