@@ -11,7 +11,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from server import (admin, api, auth, casefile, cases, citizens, commands, dashboard, database,
-                    errors, i18n, identify, imports, purge, queue, records, requests, review,
+                    errors, files, i18n, identify, imports, purge, queue, records, requests, review,
                     security, settings, tickets, times)
 
 # One blueprint per feature; the device API (api, casefile) authenticates with bearer tokens,
@@ -76,20 +76,10 @@ def _instance_secret(instance):
     secret = _read_secret(path)
     if secret:
         return secret
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32))
-        f.flush()
-        os.fsync(f.fileno())
-    try:
-        os.link(tmp, path)          # another process starting at the same time may win: use theirs
-    except OSError:                 # it exists (empty: replace it), or no hard links here
-        if not _read_secret(path):
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # Another process starting at the same time may win: use theirs. An empty one is replaced.
+    if not files.write_whole(path, secrets.token_hex(32).encode(), 0o600, replace=False) \
+            and not _read_secret(path):
+        files.write_whole(path, secrets.token_hex(32).encode(), 0o600)
     return _read_secret(path)
 
 

@@ -224,7 +224,7 @@ def _read_image(path):
     import cv2
     from PIL import Image
     # (importing recognition.images also lifts PIL's own limit to what draft mode reads)
-    from recognition.images import DRAFT_FORMATS, MAX_PIXELS
+    from recognition.images import reduced_scale
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # judged below
@@ -233,27 +233,19 @@ def _read_image(path):
     except Exception as e:          # not an image PIL knows, or a lying header
         log.warning("skipped %s: not a readable image (%s)", path, type(e).__name__)
         return None
-    flag = next((flag for scale, flag in _scales()
-                 if (width // scale) * (height // scale) <= MAX_PIXELS
-                 and (scale == 1 or kind in DRAFT_FORMATS)), None)
-    if flag is None:
+    scale = reduced_scale(width, height, kind)
+    if scale is None:
         log.warning("skipped %s: %dx%d pixels is too large for a frame", path, width, height)
         return None
     try:
-        image = cv2.imread(path, flag)
+        image = cv2.imread(path, {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+                                  4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[scale])
     except cv2.error as e:
         log.warning("skipped %s: %s", path, e)
         return None
     if image is None:
         log.warning("skipped %s: OpenCV could not read it", path)
     return image
-
-
-def _scales():
-    """OpenCV's reading at 1/1 ... 1/8 (recognition.images.DRAFT_SCALE) of a JPEG's size."""
-    import cv2
-    return ((1, cv2.IMREAD_COLOR), (2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4),
-            (8, cv2.IMREAD_REDUCED_COLOR_8))
 
 
 def _natural_key(path):

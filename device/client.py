@@ -24,11 +24,13 @@ class ApiFailure(Exception):
 
 class Offline(ApiFailure):
     """The server could not be reached or did not answer usefully; retry later. status: the
-    HTTP status when the server answered (a 500: it failed on this very request)."""
+    HTTP status when the server answered; fails_here: it answered, but failed on this very
+    request (a 500, or a proxy's 413 for a large snapshot), so requests behind it may pass."""
 
-    def __init__(self, message, status=None):
+    def __init__(self, message, status=None, fails_here=False):
         super().__init__(message)
         self.status = status
+        self.fails_here = fails_here
 
 
 class Revoked(ApiFailure):
@@ -129,14 +131,16 @@ class ApiClient:
 
 
 def _failure(status, message, from_api):
+    lasting_4xx = 400 <= status < 500 and status not in TRANSIENT_4XX and status != 401
     if not from_api:
         # A proxy or firewall page (413, 403, 404 in HTML): not the API's verdict on this
         # session, which was dead-lettered for good on such a page before.
-        return Offline(f"server error {status}: {message} (not the registry's answer)", status)
+        return Offline(f"server error {status}: {message} (not the registry's answer)", status,
+                       fails_here=status == 500 or lasting_4xx)
     if status == 401:
         return Revoked(message)
     if status >= 500 or status in TRANSIENT_4XX:
-        return Offline(f"server error {status}: {message}", status)
+        return Offline(f"server error {status}: {message}", status, fails_here=status == 500)
     return Rejected(status, message)
 
 

@@ -12,21 +12,13 @@ import sqlite3
 import threading
 import time
 
-from .client import TRANSIENT_4XX, Offline, Rejected, Revoked
+from .client import Offline, Rejected, Revoked
 from .store import RegistryMismatch
 
 log = logging.getLogger(__name__)
 
 DONE, FAILED_HERE, UNREACHED = "done", "failed here", "unreached"   # one delivery's outcome
 FAILING_RUN = 3     # sessions in a row the server fails on: it fails on everything, stop for now
-
-
-def _fails_on_this(error):
-    """Whether the server answered, but failed on this very request: a 500, or a 4xx that is
-    not the registry's own (a proxy's 413 for a large snapshot). Sessions behind it may pass."""
-    status = getattr(error, "status", None)
-    return status == 500 or (status is not None and 400 <= status < 500
-                             and status not in TRANSIENT_4XX and status != 401)
 
 
 class Syncer:
@@ -149,7 +141,7 @@ class Syncer:
             return DONE
         except (Offline, Revoked) as e:
             self.store.failed_attempt(session["id"], e)
-            if _fails_on_this(e):       # the server is there: no offline event for one session
+            if getattr(e, "fails_here", False):   # the server is there: no offline event for one session
                 return FAILED_HERE
             self._note_failure(e)
             return UNREACHED

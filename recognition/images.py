@@ -111,21 +111,28 @@ def _read_bytes(source, max_bytes):
     return data
 
 
+def reduced_scale(width, height, kind, max_pixels=MAX_PIXELS):
+    """The scale (1, 2, 4 or 8) at which an image of this size and format fits max_pixels, or
+    None: only a JPEG can be decoded at 1/2, 1/4 or 1/8 (libjpeg's draft mode, no full-size
+    copy ever made); phones take 48-64 MP photos, and a face needs far less. The one rule for
+    photos here and camera frames read from files (device/camera.py)."""
+    for k in (1, 2, 4, DRAFT_SCALE):
+        if (width // k) * (height // k) <= max_pixels and (k == 1 or kind in DRAFT_FORMATS):
+            return k
+    return None
+
+
 def _fit_pixels(img, max_pixels):
-    """Refuse an image over max_pixels from its header, before its pixels are decoded. A
-    JPEG up to 8 times larger each way is decoded at 1/2, 1/4 or 1/8 scale instead
-    (libjpeg's draft mode: no full-size copy is ever made): phones take 48-64 MP photos, and
-    a face needs far less."""
+    """Refuse an image over max_pixels from its header, before its pixels are decoded, or
+    have a JPEG decoded at the reduced scale that fits (reduced_scale)."""
     width, height = img.size
-    if width * height <= max_pixels:
+    k = reduced_scale(width, height, img.format, max_pixels)
+    if k == 1:
         return
-    if img.format in DRAFT_FORMATS:
-        for k in (2, 4, DRAFT_SCALE):
-            if (width // k) * (height // k) <= max_pixels:
-                img.draft("RGB", (-(-width // k), -(-height // k)))
-                if img.size[0] * img.size[1] <= max_pixels:
-                    return
-                break
+    if k is not None:
+        img.draft("RGB", (-(-width // k), -(-height // k)))
+        if img.size[0] * img.size[1] <= max_pixels:
+            return
     raise PhotoRejected(
         f"image is too large ({width}x{height} pixels; at most {max_pixels // 1_000_000} megapixels)")
 

@@ -22,13 +22,14 @@ efSearch: at 200k, 128 -> recall 0.990 (0.6 ms), 256 -> 0.997 (1.0 ms), 512 with
 re-ranked -> 1.000 (1.7 ms); at 1M, 128 gave 0.970, so 512.
 """
 import os
-import tempfile
 import threading
 
 import numpy as np
 
 from recognition.gallery import Hit
 from recognition.templates import DIMENSIONS, from_blob
+
+from . import files
 
 EXACT_BELOW = 20_000        # live templates under which exact search is as fast as the graph
 HNSW_M = 32                 # graph links per node: more is better recall, more memory and build
@@ -240,16 +241,11 @@ class FaceIndex:
         """Write atomically (a crash mid-write leaves the previous file, or none)."""
         graph = _serialised(self._graph)
         stamp = self.stamp()
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, vectors=self._vectors[:self._rows], citizens=self._citizens[:self._rows],
-                     template_ids=self._template_ids[:self._rows], alive=self._alive[:self._rows],
-                     graph=graph, stamp_numbers=np.array(stamp[:3], np.int64),
-                     stamp_vector=np.frombuffer(stamp[3], np.uint8))
-            f.flush()
-            os.fsync(f.fileno())     # on disk before the rename: a crash leaves no empty file
-        os.replace(tmp, path)
+        files.write_whole(path, lambda f: np.savez(
+            f, vectors=self._vectors[:self._rows], citizens=self._citizens[:self._rows],
+            template_ids=self._template_ids[:self._rows], alive=self._alive[:self._rows],
+            graph=graph, stamp_numbers=np.array(stamp[:3], np.int64),
+            stamp_vector=np.frombuffer(stamp[3], np.uint8)))
         self.unsaved = 0
 
     @classmethod

@@ -1,22 +1,40 @@
-"""Files the server keeps (face photos, snapshots): written whole, or not at all."""
+"""Files the server keeps (face photos, snapshots, the face index, the secret key): written
+whole, or not at all."""
 import contextlib
 import os
 import secrets
 
 
-def write_whole(path, data):
-    """Write data to path: into a temporary file beside it, flushed to the disk, then renamed,
-    so a reader never sees half a file and a crash leaves none. On any failure (a full disk)
-    the temporary file is removed before the error is raised: they were left behind, and
-    nothing ever deleted them."""
+def write_whole(path, data, mode=0o644, replace=True):
+    """Write data (bytes, or a function that writes to the open binary file) to path: into a
+    temporary file beside it, flushed to the disk, then renamed, so a reader never sees half a
+    file and a crash leaves none. On any failure (a full disk) the temporary file is removed
+    before the error is raised: they were left behind, and nothing ever deleted them.
+
+    replace=False keeps a file already at path (another process got there first) and answers
+    False; True when this call's data took the name."""
     tmp = f"{path}.{secrets.token_hex(4)}.tmp"
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as f:
+            data(f) if callable(data) else f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        return _take_name(tmp, path, replace)
+    finally:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        raise
+
+
+def _take_name(tmp, path, replace):
+    if replace:
+        os.replace(tmp, path)
+        return True
+    try:
+        os.link(tmp, path)          # atomic, and fails if the name is taken
+    except FileExistsError:
+        return False
+    except OSError:                 # no hard links on this file system
+        if os.path.exists(path):
+            return False
+        os.replace(tmp, path)
+    return True

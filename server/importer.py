@@ -887,10 +887,9 @@ class _Run:
         self._record_result(record, "flagged", reason)
 
     def _save_photo(self, item):
-        name = photo_name(item.photo_sha256, item.image_format)
-        if not os.path.exists(os.path.join(self.settings.photos_dir, name)):
-            self.saved_photos.add(name)     # created by this batch (not one it shares)
-        return save_photo(self.settings.photos_dir, item.photo, item.photo_sha256, item.image_format)
+        # saved_photos: files this batch created (not ones it shares), deleted if it is undone
+        return save_photo(self.settings.photos_dir, item.photo, item.photo_sha256, item.image_format,
+                          created=self.saved_photos)
 
     def _store_citizen(self, item):
         record, existing = item.record, item.existing
@@ -1046,15 +1045,17 @@ def record_fields(record):
             "consent": "yes" if record.consent else "no"}
 
 
-def save_photo(photos_dir, data, sha256, fmt):
-    """Store photo bytes as <sha256>.<ext> (written whole); returns the file name. A format
-    browsers cannot show is stored as a JPEG copy, still named by the original's hash (so the
-    same upload is recognised again)."""
+def save_photo(photos_dir, data, sha256, fmt, created=None):
+    """Store photo bytes as <sha256>.<ext> (written whole); returns the file name, also added
+    to the set `created` when this call wrote it. A format browsers cannot show is stored as a
+    JPEG copy, still named by the original's hash (so the same upload is recognised again)."""
     name = photo_name(sha256, fmt)
     path = os.path.join(photos_dir, name)
     if not os.path.exists(path):
         os.makedirs(photos_dir, exist_ok=True)
         write_whole(path, data if _shown(fmt) else browser_copy(data))
+        if created is not None:
+            created.add(name)
     return name
 
 

@@ -71,6 +71,17 @@ def test_an_empty_secret_key_file_left_by_a_crash_is_replaced(tmp_path, monkeypa
     assert app.test_client().get("/login").status_code == 200     # every page was a 500
     kept = (instance / "secret_key").read_text()
     assert len(kept) == 64 and create_app({"TESTING": True}).config["SECRET_KEY"] == kept
+    assert (instance / "secret_key").stat().st_mode & 0o777 == 0o600     # signs every session
+    assert not list(instance.glob("*.tmp"))
+
+
+def test_two_servers_starting_at_once_share_one_secret_key(tmp_path):
+    """The second to write its key keeps the first one's: sessions signed by either verify."""
+    from server import files
+    path = tmp_path / "secret_key"
+    assert files.write_whole(str(path), b"first", 0o600, replace=False) is True
+    assert files.write_whole(str(path), b"second", 0o600, replace=False) is False
+    assert path.read_bytes() == b"first" and not list(tmp_path.glob("*.tmp"))
 
 
 def recent(seconds_ago):
