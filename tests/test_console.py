@@ -171,9 +171,12 @@ def test_session_page_shows_the_match_and_is_audited(app, db, client, auth, hall
     auth.login("clerk")
     page = client.get(f"/console/sessions/{session}").get_data(as_text=True)
     from server.review import greeting_threshold
-    for text in ("王小明", "0.318", "0.241", "0.74", "kiosk-1", "110101199003074514",
+    from server.privacy import mask
+    for text in ("王小明", "0.318", "0.241", "0.74", "kiosk-1", mask("110101199003074514"),
                  str(greeting_threshold(db))):
         assert text in page
+    # the full number is on the case file (its own audited view), not on every session page
+    assert "110101199003074514" not in page
     assert f"/console/sessions/{session}/snapshot" in page
     assert f"/citizens/{hall['citizen']}/photo" in page
     assert audit_actions(db, session) == ["session.view"]
