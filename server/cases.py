@@ -11,7 +11,7 @@ from db.queries import citizen_cases
 from .auth import audit_user, guard
 from .citizens import citizen_or_404
 from .database import get_db
-from .i18n import t
+from .i18n import label, t
 from .sessions import recent_sessions
 from .vocabulary import CASE_STATUSES, normalise_counter
 
@@ -95,16 +95,31 @@ def update(case_id):
         flash(t("Unknown case status."), "error")
     elif counter is None:
         flash(t("A counter is a number like 11 or a code like A3."), "error")
-    else:
-        _save_case(db, row, status, counter)
+    elif _save_case(db, row, status, counter, _seen(request.form, row)):
         flash(t("Case updated."), "ok")
+    else:
+        current = case_or_404(db, case_id)
+        flash(t("Another clerk changed this case while you were looking (now {status}, counter"
+                " {counter}). Nothing was saved; look again before changing it.").format(
+                    status=label(current["status"]), counter=current["counter"] or "—"), "error")
     return _to_case(row)
 
 
-def _save_case(db, row, status, counter):
+def _seen(form, row):
+    """(status, counter) as the clerk's page showed them; a form without them (an older page,
+    a script) is taken to have seen what is stored now."""
+    return form.get("seen_status", row["status"]), form.get("seen_counter", row["counter"])
+
+
+def _save_case(db, row, status, counter, seen):
+    """Save status and counter only if they are still what the clerk saw (compare and set in
+    the UPDATE itself): two clerks on one case, the later save silently undid the earlier."""
     with transaction(db):
-        db.execute("UPDATE cases SET status = ?, counter = ?, updated_at = ? WHERE id = ?",
-                   [status, counter, now_iso(), row["id"]])
-        audit_user("case.update", "case", row["id"],
-                   {"case_number": row["case_number"],
-                    "status": [row["status"], status], "counter": [row["counter"], counter]})
+        saved = db.execute("UPDATE cases SET status = ?, counter = ?, updated_at = ?"
+                           " WHERE id = ? AND status = ? AND counter = ?",
+                           [status, counter, now_iso(), row["id"], *seen]).rowcount
+        if saved:
+            audit_user("case.update", "case", row["id"],
+                       {"case_number": row["case_number"],
+                        "status": [seen[0], status], "counter": [seen[1], counter]})
+    return bool(saved)

@@ -338,6 +338,32 @@ def test_clerk_adds_a_note_and_sets_status_and_counter(app, db, client, auth, ha
     assert {"case.note", "case.update"} <= set(audit_actions(db, hall["case"]))
 
 
+def test_a_case_change_made_meanwhile_by_another_clerk_is_not_overwritten(app, db, client, auth, hall):
+    import re
+    auth.login("clerk")
+    in_english(client, auth)
+    url = f"/console/citizens/{hall['citizen']}/cases"
+    page = client.get(url).get_data(as_text=True)
+    seen = dict(re.findall(r'name="(seen_\w+)" value="([^"]*)"', page))
+    assert seen == {"seen_status": "open", "seen_counter": ""}
+    # another clerk sends the citizen to counter 5 while this page is open
+    db.execute("UPDATE cases SET status = 'ready', counter = '5' WHERE id = ?", [hall["case"]])
+    response = client.post(f"/console/cases/{hall['case']}", data={
+        "csrf_token": csrf_from(page), "status": "waiting_documents", "counter": "", **seen})
+    shown = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Another clerk changed this case" in shown and "counter 5" in shown
+    case = db.execute("SELECT status, counter FROM cases WHERE id = ?", [hall["case"]]).fetchone()
+    assert tuple(case) == ("ready", "5")
+    assert "case.update" not in audit_actions(db, hall["case"])
+    # looked again: the page now shows counter 5, and the change is saved over it
+    page = client.get(url).get_data(as_text=True)
+    seen = dict(re.findall(r'name="(seen_\w+)" value="([^"]*)"', page))
+    client.post(f"/console/cases/{hall['case']}", data={
+        "csrf_token": csrf_from(page), "status": "waiting_documents", "counter": "5", **seen})
+    case = db.execute("SELECT status, counter FROM cases WHERE id = ?", [hall["case"]]).fetchone()
+    assert tuple(case) == ("waiting_documents", "5")
+
+
 @pytest.mark.parametrize("data,message", [
     ({"status": "bribed"}, "Unknown case status"),
     ({"counter": "x" * 21}, "a number like 11"),
