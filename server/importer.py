@@ -46,6 +46,19 @@ CASE_COLUMNS = ("case_number", "id_number", "type", "status", "summary")
 CASE_OPTIONAL = ("counter", "appointment_at")
 OUTCOMES = ("imported", "updated", "unchanged", "rejected", "flagged")
 REPORT_COLUMNS = ("file", "line", "id_number", "name", "outcome", "reason")
+# Headers a Chinese bureau's own export uses (and "ID number" for id_number): matched after
+# NFKC and case folding. The English names stay the documented format; these only read it.
+HEADER_ALIASES = {
+    "身份证号": "id_number", "身份证号码": "id_number", "公民身份号码": "id_number",
+    "证件号码": "id_number", "证件号": "id_number", "姓名": "name", "手机号": "phone",
+    "手机号码": "phone", "手机": "phone", "联系电话": "phone", "电话": "phone", "照片": "photo",
+    "照片文件": "photo", "照片文件名": "photo", "语言": "language", "区县": "district",
+    "辖区": "district", "所属区县": "district", "同意": "consent", "是否同意": "consent",
+    "同意采集人脸": "consent", "案件编号": "case_number", "案件号": "case_number",
+    "业务类型": "type", "案件类型": "type", "类型": "type", "状态": "status", "案件状态": "status",
+    "摘要": "summary", "事项摘要": "summary", "窗口": "counter", "窗口号": "counter",
+    "预约时间": "appointment_at",
+}
 BATCH_SIZE = 50
 MAX_CSV_BYTES = 100 * 1024 * 1024
 MAX_FIELD = 500  # longer cells are a wrong column or pasted junk, not a name or a summary
@@ -156,6 +169,10 @@ class Case:
 def decode_csv(data, label):
     """Text of a CSV file: UTF-8 (with or without BOM), else GBK/GB18030, decided for the whole
     file; UTF-16 with a BOM too (Excel's "Unicode text" export)."""
+    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")):
+        # .xlsx is a zip, .xls an OLE2 file: read as text they failed as "encoding not recognised"
+        raise ImportFailed(f"{label}: is an Excel or WPS workbook, not a CSV file; save it as"
+                           f" \"CSV UTF-8\" and import that")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return data.decode("utf-16")
@@ -235,7 +252,7 @@ def read_csv(path, required, optional, label):
         header = next(reader, None)
         if not header:
             raise ImportFailed(f"{label}: the file is empty")
-        columns = [h.strip().lower() for h in header]
+        columns = [column_name(h) for h in header]
         missing = [c for c in required if c not in columns]
         if missing:
             raise ImportFailed(f"{label}: missing column(s) {', '.join(missing)}"
@@ -245,6 +262,14 @@ def read_csv(path, required, optional, label):
         return list(_rows(reader, index))
     except csv.Error as e:
         raise ImportFailed(f"{label}: not a readable CSV file ({e})")
+
+
+def column_name(header):
+    """The column a header cell names: "ID Number", "id_number" and "身份证号" all name
+    id_number (HEADER_ALIASES); anything else is kept, lower-cased, and ignored."""
+    name = unicodedata.normalize("NFKC", header).strip().lower()
+    name = re.sub(r"[\s\-]+", "_", name)
+    return HEADER_ALIASES.get(name, name)
 
 
 def csv_delimiter(text):

@@ -20,7 +20,7 @@ LANGUAGES = ("zh", "yue", "en")
 
 # Other spellings accepted in CASES.csv (compared in lower case, spaces and dashes as "_").
 STATUS_SPELLINGS = {
-    "open": ("new", "opened", "received", "已受理", "受理", "新建", "待办理"),
+    "open": ("new", "opened", "received", "已受理", "受理", "新建", "待办理", "待处理", "未办理"),
     "in_progress": ("processing", "in_process", "办理中", "正在办理", "处理中"),
     "waiting_documents": ("waiting_for_documents", "documents_needed", "待补材料", "待补充材料",
                           "补充材料", "需补材料", "还需要补充材料"),

@@ -347,6 +347,33 @@ def test_bom_csv_with_odd_header_case_is_read(db, tmp_path, settings):
     assert citizen(db, 1)["name"] == "李四"
 
 
+def test_a_chinese_export_with_chinese_headers_is_read(db, tmp_path, settings):
+    """A bureau's own WPS/Excel export (GBK, 身份证号 / 姓名 / 手机号 / 照片 ...) was refused
+    as "missing column(s) id_number, name, phone, photo"."""
+    header = ["序号", "身份证号码", "姓名", "手机号", "照片", "所属区县", "是否同意"]
+    rows = [["1", id_number(1), "张三", "13800138000", "", "天河区", "否"]]
+    records = write_csv(tmp_path / "市民名单.csv", header, rows, "gbk")
+    result = run_import(db, str(records), str(photo_folder(tmp_path / "p", {})), None, settings)
+    assert [(r.outcome, r.id_number) for r in result.rows] == [("imported", id_number(1))]
+    stored = citizen(db, 1)
+    assert (stored["name"], stored["phone"], stored["district"]) == ("张三", "13800138000", "天河区")
+    cases = write_csv(tmp_path / "案件.csv", ["案件编号", "身份证号", "业务类型", "状态", "摘要", "窗口号"],
+                      [["C-1", id_number(1), "个税", "待处理", "汇算清缴", "3"]])
+    run_import(db, str(records), str(photo_folder(tmp_path / "p", {})), str(cases), settings)
+    case = db.execute("SELECT type, summary, counter FROM cases WHERE case_number = 'C-1'").fetchone()
+    assert tuple(case) == ("个税", "汇算清缴", "3")
+
+
+@pytest.mark.parametrize("magic, kind", [(b"PK\x03\x04", "xlsx"),
+                                         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "xls")])
+def test_an_excel_workbook_is_refused_with_what_to_do(db, tmp_path, settings, magic, kind):
+    path = tmp_path / f"records.{kind}"
+    path.write_bytes(magic + bytes(range(256)) * 8)
+    with pytest.raises(ImportFailed, match=r'records: is an Excel or WPS workbook, not a CSV file;'
+                                           r' save it as "CSV UTF-8"'):
+        run_import(db, str(path), str(photo_folder(tmp_path / "p", {})), None, settings)
+
+
 def test_bad_check_digit_and_other_bad_fields_are_rejected_with_their_line(db, tmp_path, settings):
     rows = [record(1, "Good", "", consent="no"),
             {"id_number": bad_check_digit(id_number(2)), "name": "Typo", "consent": "no"},
