@@ -371,7 +371,9 @@ def _calibration_charts(r):
                                       t("share of pairs"), marker),
         "fmr": charts.log_lines(xs, [(t("Measured false-match rate"), [p["fmr"] for p in r["curve"]]),
                                      (t("95% upper bound"), [p["fmr_upper"] for p in r["curve"]]),
-                                     (t("LFW prior"), r["prior"])],
+                                     (t("LFW prior"), r["prior"])]
+                                + ([(t("Prior bound (East-Asian faces)"), r["prior_bound"])]
+                                   if r.get("prior_bound") else []),
                                 t("False-match rate by threshold"), t("distance threshold"),
                                 t("false-match rate (log)"), marker),
     }

@@ -5,8 +5,9 @@ possible duplicate left out), the distances devices reported to the nearest *oth
 citizens, and the distances of greetings a clerk confirmed; recognition.calibration does
 the maths; the report (curve, histograms, thresholds per gallery size and per device) is
 stored in `calibrations`. It runs after every import, on the purge schedule and from
-`flask --app app calibrate`. Until a registry is big enough to measure, the LFW prior
-decides, and the report says so.
+`flask --app app calibrate`. Until a registry is big enough to measure, the prior (the
+more cautious of the LFW fit and the bound measured on East-Asian faces) decides, and the
+report says so; after, it still bounds the tail the registry's own pairs are too few for.
 
 Plain functions for other modules:
   threshold_for_size(db, n)  the threshold for a gallery of n citizens (latest curve)
@@ -166,7 +167,8 @@ def _report(db, curve, distances, ops, genuine, devices, sizes, flagged):
         "histogram": {"non_mated": maths.histogram(distances),
                       "operational": maths.histogram(ops_distances),
                       "genuine": maths.histogram(genuine)},
-        "prior": [min(1.0, maths.false_match_rate(t)) for t in curve.grid],
+        "prior": [min(1.0, maths.false_match_rate(t)) for t in curve.grid],    # the LFW fit
+        "prior_bound": list(maths.prior_curve().fmr_upper),   # what a small registry falls back to
         "registry": row(gallery_size(db)),
         "by_size": [row(n) for n in GALLERY_SIZES],
         "devices": [{"name": d["name"], "site": d["site"], **row(sizes[d["site"]])} for d in devices],
@@ -194,7 +196,7 @@ def latest_report(db):
 
 
 def latest_curve(db):
-    """The curve of the last measurement, or the LFW prior when there is none."""
+    """The curve of the last measurement, or the prior when there is none."""
     report = latest_report(db)
     if not report or report.get("source") != "measured":
         return maths.prior_curve([tuple(n) for n in report["note_parts"]] if report
@@ -230,5 +232,5 @@ def one_to_one_threshold(db):
 
 def measured_fmr(db, t):
     """(FMR, 95 % upper bound) that two different people's faces come within distance t,
-    on the registry's latest curve (the LFW prior before it can be measured)."""
+    on the registry's latest curve (the prior before it can be measured)."""
     return maths.fmr_at(latest_curve(db), t)
