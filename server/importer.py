@@ -60,6 +60,7 @@ HEADER_ALIASES = {
     "预约时间": "appointment_at",
 }
 BATCH_SIZE = 50
+BATCH_BYTES = 128 * 1024 * 1024   # photo bytes a batch holds at most (see Importer._batches)
 MAX_CSV_BYTES = 100 * 1024 * 1024
 MAX_FIELD = 500  # longer cells are a wrong column or pasted junk, not a name or a summary
 # The duplicate-identity check has its own, looser threshold (server/duplicates.py): a face
@@ -768,9 +769,7 @@ class _Run:
     def records(self, rows, photos):
         valid = self._valid_records(rows)
         with Encoder(self.settings.workers) as encoder:
-            for start in range(0, len(valid), self.settings.batch_size):
-                batch = valid[start:start + self.settings.batch_size]
-                pending = [self._prepare(record, photos) for record in batch]
+            for pending in self._batches(valid, photos):
                 self._encode(pending, encoder)
                 try:
                     with transaction(self.db):
@@ -820,6 +819,21 @@ class _Run:
                           "rejected", e.reason)
         self._tick(len(rows) - len(valid))
         return valid
+
+    def _batches(self, records, photos):
+        """Prepared records, in batches of at most batch_size rows and BATCH_BYTES of photos
+        (the last photo may pass it): a batch's photos are held until it is written, and 50
+        photos of 30 MB each were 1.5 GB at once, twice over while the workers had them."""
+        batch, size = [], 0
+        for record in records:
+            item = self._prepare(record, photos)
+            batch.append(item)
+            size += len(item.photo or b"")
+            if len(batch) >= self.settings.batch_size or size >= BATCH_BYTES:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
 
     def _prepare(self, record, photos):
         """Read the photo and decide from hashes alone whether it needs encoding."""

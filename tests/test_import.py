@@ -63,6 +63,25 @@ def test_people_photos_enrol_with_template_photo_and_sync_seq(db, tmp_path, sett
     assert np.linalg.norm(a - b) > 0.6  # two different people, two different templates
 
 
+def test_large_photos_are_written_in_smaller_batches(db, tmp_path, settings, monkeypatch):
+    """A batch holds its photos until it is written: it is cut by their bytes, not only by
+    its row count, and every row still arrives."""
+    written = []
+    original = importer._Run._encode
+    monkeypatch.setattr(importer._Run, "_encode",
+                        lambda self, pending, encoder: (written.append(len(pending)),
+                                                        original(self, pending, encoder)))
+    monkeypatch.setattr(importer, "BATCH_BYTES", len(people_photo("barack_obama")) + 1)
+    photos = {"obama.jpg": people_photo("barack_obama"), "biden.jpg": people_photo("joe_biden"),
+              "obama2.jpg": people_photo("barack_obama", 2)}
+    rows = [record(1, "Barack Obama", "obama.jpg"), record(2, "Joe Biden", "biden.jpg"),
+            record(3, "No Photo", "", consent="no"), record(4, "Obama Again", "obama2.jpg")]
+    result = run(db, tmp_path, settings, rows, photos)
+    assert written == [2, 2]                       # two photos pass the bytes; the third waits
+    assert result.summary_line().startswith("imported 3")   # the second Obama is held as a duplicate
+    assert [r.outcome for r in result.rows] == ["imported", "imported", "imported", "flagged"]
+
+
 @pytest.mark.parametrize("name, faces", [("two_people.jpg", 2), ("kit_with_rose.jpg", 2),
                                          ("obama_and_biden.jpg", 3)])
 def test_group_photo_is_rejected_for_more_than_one_face(db, tmp_path, settings, name, faces):
