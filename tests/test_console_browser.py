@@ -126,3 +126,29 @@ def test_admin_pages(app, db, live_server, chromium_page, busy_hall):
     page.click("#settings-form button[type=submit]")
     page.wait_for_selector(".setting .flash-error")
     screenshot(page, "admin_settings_error")
+
+
+def test_two_clerks_on_one_case_the_later_save_is_refused_not_applied(app, db, live_server,
+                                                                     chromium_page, busy_hall):
+    """Clerk A sends the citizen to counter 3 while clerk B has the same case file open; B's
+    save would have put the old counter back without a word."""
+    base, a = live_server.url, chromium_page
+    b = a.context.browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
+    log_in(a, base, "clerk")
+    log_in(b, base, "admin")
+    for page in (a, b):
+        page.goto(f"{base}/console/citizens/{busy_hall['obama']}/cases")
+    first = lambda page: page.locator(".case").first
+    first(a).locator("select[name=status]").select_option("ready")
+    first(a).locator("input[name=counter]").fill("3")
+    first(a).get_by_role("button", name="Save").click()
+    a.wait_for_selector(".flash-ok")
+    first(b).locator("select[name=status]").select_option("in_progress")
+    first(b).get_by_role("button", name="Save").click()
+    b.wait_for_selector(".flash-error")
+    assert "Another clerk changed this case" in b.inner_text(".flash-error")
+    assert first(b).locator(".counter").inner_text() == "3"    # the page now shows A's change
+    screenshot(b, "console_case_changed_meanwhile")
+    status = db.execute("SELECT status, counter FROM cases WHERE case_number = 'TAX-2026-0417'").fetchone()
+    assert tuple(status) == ("ready", "3")
+    b.context.close()
