@@ -239,14 +239,16 @@ def measure(enrolled, people, operational=Operational(), confidence=CONFIDENCE):
         if ops and t <= censor:
             matches[i] += int(np.searchsorted(ops_sorted, t, side="right"))
             comparisons[i] += ops_comparisons
-    rates = [k / n for k, n in zip(matches, comparisons)]
+    rates = [min(1.0, k / n) for k, n in zip(matches, comparisons)]   # a device may claim k > n
     bound, slope = _bound(matches, comparisons, confidence)
     if ops:
         # Device reports may tighten the curve, never loosen it: a session is a device's word,
         # and many sessions of far-away candidates would otherwise buy a looser threshold.
         bound = [max(a, b) for a, b in zip(bound, _bound(alone, [ordered.size] * len(GRID),
                                                          confidence)[0])]
-    bound, scale = _within_prior(bound, matches, comparisons, confidence)
+    # the scale from the enrolled pairs alone too: device reports may raise it, never lower it
+    bound, scale = _within_prior(bound, [(matches, comparisons), (alone, [ordered.size] * len(GRID))],
+                                 confidence)
     if scale is not None:
         notes.append(("Where this registry has too few pairs to show a rate this low, the prior"
                       " bounds it.", {}) if scale < 1.05 else
@@ -271,7 +273,14 @@ def lower_bound(matches, comparisons, confidence=CONFIDENCE):
     k, n = int(matches), int(comparisons)
     if k <= 0 or n <= 0:
         return 0.0
+    k = min(k, n)
     alpha = 1.0 - confidence
+    if k > 300:     # Wilson, as upper_bound (exact summing is O(k) per step)
+        z = 1.6448536269514722 if confidence == 0.95 else _z(confidence)
+        p = k / n
+        centre = p + z * z / (2 * n)
+        spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return max(0.0, (centre - spread) / (1 + z * z / n))
     low, high = 0.0, k / n
     for _ in range(80):
         mid = (low + high) / 2
@@ -282,7 +291,7 @@ def lower_bound(matches, comparisons, confidence=CONFIDENCE):
     return low
 
 
-def _within_prior(bound, matches, comparisons, confidence):
+def _within_prior(bound, counts, confidence):
     """(FMR_upper, scale): the registry's bound, or the prior's scaled to the registry where
     the prior is the tighter of the two.
 
@@ -293,13 +302,19 @@ def _within_prior(bound, matches, comparisons, confidence):
     registry's matches prove a rate above the prior (the lower 95 % bound over the prior, in
     the tail), the prior is raised by the largest such factor at every distance. The
     registry's own bound still wins wherever it is tighter (a large registry measures its own
-    tail)."""
+    tail). counts: (matches, comparisons) over GRID, pooled with device reports and from the
+    enrolled pairs alone; the factor is the larger of the two, so far-away device reports,
+    which add comparisons and no matches, cannot lower it."""
     prior = prior_curve().fmr_upper
-    scale = 1.0
-    for k, n, p in zip(matches, comparisons, prior):
-        if 0 < p <= TAIL:
-            scale = max(scale, lower_bound(k, n, confidence) / p)
-    combined = [min(own, min(1.0, p * scale)) for own, p in zip(bound, prior)]
+    scale, measured = 1.0, [0.0] * len(bound)
+    for matches, comparisons in counts:
+        for i, (k, n, p) in enumerate(zip(matches, comparisons, prior)):
+            if 0 < p <= TAIL:
+                scale = max(scale, lower_bound(k, n, confidence) / p)
+            measured[i] = max(measured[i], min(1.0, k / n) if n else 0.0)
+    # an upper bound is never under a rate the registry measured
+    combined = [max(rate, min(own, min(1.0, p * scale)))
+                for own, p, rate in zip(bound, prior, measured)]
     for i in range(1, len(combined)):
         combined[i] = max(combined[i], combined[i - 1])
     used = any(c < own for c, own in zip(combined, bound))

@@ -245,7 +245,7 @@ class FaceIndex:
             f, vectors=self._vectors[:self._rows], citizens=self._citizens[:self._rows],
             template_ids=self._template_ids[:self._rows], alive=self._alive[:self._rows],
             graph=graph, stamp_numbers=np.array(stamp[:3], np.int64),
-            stamp_vector=np.frombuffer(stamp[3], np.uint8)))
+            stamp_vector=np.frombuffer(stamp[3], np.uint8)), 0o600)
         self.unsaved = 0
 
     @classmethod

@@ -259,6 +259,12 @@ def read_csv(path, required, optional, label):
             raise ImportFailed(f"{label}: missing column(s) {', '.join(missing)}"
                                f" (expected {','.join(required)})")
         wanted = set(required) | set(optional)
+        # Two headers for one field (联系电话 and 手机号码 both a phone): taking either would
+        # store a landline as the number the kiosk's second factor checks, so neither is taken.
+        clash = next((c for c in required + optional if columns.count(c) > 1), None)
+        if clash:
+            both = ", ".join(h.strip() for h, c in zip(header, columns) if c == clash)
+            raise ImportFailed(f"{label}: columns {both} all name {clash}; keep one of them")
         index = {c: i for i, c in reversed(list(enumerate(columns))) if c in wanted}
         return list(_rows(reader, index))
     except csv.Error as e:

@@ -66,7 +66,9 @@ def test_a_small_registry_of_distinct_faces_is_held_to_the_prior_not_the_floor()
     curve = maths.measure(east_asian_like(435), 30)
     prior = maths.threshold_for(maths.prior_curve(), 30)
     assert maths.threshold_for(curve, 30) == prior > 0.30
-    assert all(own <= p for own, p in zip(curve.fmr_upper, maths.prior_curve().fmr_upper))
+    # the prior bounds the tail where the registry saw no pair this close
+    assert all(own <= p for own, p, k in zip(curve.fmr_upper, maths.prior_curve().fmr_upper,
+                                             curve.matches) if k == 0)
     assert any("prior bounds it" in note for note in curve.as_dict()["notes"])
 
 
@@ -81,6 +83,41 @@ def test_a_small_registry_closer_than_the_prior_raises_the_prior():
     at_035 = maths.GRID.index(0.35)
     assert curve.fmr_upper[at_035] > 3 * prior.fmr_upper[at_035]
     assert maths.lower_bound(6, 435) > prior.fmr_upper[maths.GRID.index(0.40)]
+
+
+def test_device_reports_of_far_strangers_never_lower_the_raised_prior():
+    # Many clerk-closed sessions of far-away candidates add comparisons and no matches; the
+    # prior's raise then fell back to 1 and the close registry's threshold loosened.
+    distances = east_asian_like(435)
+    distances[:6] = 0.40
+    far = maths.Operational(tuple(((0.80, 0.81, 0.82, 0.83, 0.84), 29, True) for _ in range(100)))
+    alone, with_reports = maths.measure(distances, 30), maths.measure(distances, 30, far)
+    assert maths.threshold_for(with_reports, 30) <= maths.threshold_for(alone, 30)
+    assert maths.one_to_one_threshold(with_reports) <= maths.one_to_one_threshold(alone)
+    assert all(b >= a for a, b in zip(alone.fmr_upper, with_reports.fmr_upper))
+
+
+def test_the_upper_bound_is_never_below_the_rate_measured():
+    distances = east_asian_like(435)
+    distances[:6] = 0.40
+    curve = maths.measure(distances, 30)
+    assert all(upper >= rate for rate, upper in zip(curve.fmr, curve.fmr_upper))
+
+
+def test_a_device_claiming_more_matches_than_comparisons_does_not_stop_calibration():
+    # a per-site gallery of 2 citizens is 1 comparison a session, yet 5 candidates came
+    claims = maths.Operational(tuple(((0.25,) * 5, 1, True) for _ in range(20)))
+    curve = maths.measure(east_asian_like(45), 10, claims)
+    assert max(curve.fmr) <= 1.0 and maths.threshold_for(curve, 10) == 0.30
+
+
+def test_a_registry_of_millions_of_pairs_is_measured_without_summing_each_match():
+    # an exact lower bound sums every match 80 times a point: 3 million pairs took 52 s
+    curve = maths.measure(np.random.default_rng(0).normal(0.55, 0.07, 3_000_000), 5000)
+    matches, pairs = curve.matches[maths.GRID.index(0.45)], curve.comparisons[0]
+    assert matches > 300
+    assert maths.lower_bound(matches, pairs) == pytest.approx(
+        matches / pairs - 1.645 * math.sqrt(matches) / pairs, rel=0.01)
 
 
 def test_a_large_registry_measures_a_looser_tail_than_the_prior_itself():

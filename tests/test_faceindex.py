@@ -106,6 +106,7 @@ def test_index_is_built_once_saved_and_then_kept_current_without_a_rebuild(app, 
     kit = enrol(db, "kit_harington")
     first = opened(db, folder)
     assert (folder / faceindex.FILE).exists() and first.stamp() == db_stamp(db)
+    assert (folder / faceindex.FILE).stat().st_mode & 0o077 == 0     # every citizen's templates
     no_rebuilds(monkeypatch)
     remove_citizen(db, kit)
     rose = enrol(db, "rose_leslie")

@@ -383,6 +383,18 @@ def test_a_chinese_export_with_chinese_headers_is_read(db, tmp_path, settings):
     assert tuple(case) == ("个税", "汇算清缴", "3")
 
 
+def test_two_headers_for_one_field_refuse_the_file_and_change_nothing(db, tmp_path, settings):
+    """联系电话 (often a landline) before 手机号码: taking the first stored 020-... as the number
+    the kiosk's second factor checks, and a re-import overwrote the mobile numbers with it."""
+    header = ["身份证号", "姓名", "联系电话", "手机号码", "照片", "是否同意"]
+    records = write_csv(tmp_path / "r.csv", header,
+                        [[id_number(1), "张三", "020-83331234", "13800138000", "", "否"]], "gbk")
+    with pytest.raises(ImportFailed, match="records: columns 联系电话, 手机号码 all name phone;"
+                                           " keep one of them"):
+        run_import(db, str(records), str(photo_folder(tmp_path / "p", {})), None, settings)
+    assert db.execute("SELECT count(*) FROM citizens").fetchone()[0] == 0
+
+
 @pytest.mark.parametrize("magic, kind", [(b"PK\x03\x04", "xlsx"),
                                          (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "xls")])
 def test_an_excel_workbook_is_refused_with_what_to_do(db, tmp_path, settings, magic, kind):
