@@ -97,8 +97,9 @@ def update(case_id):
         flash(t("A counter is a number like 11 or a code like A3."), "error")
     elif _save_case(db, row, status, counter, _seen(request.form, row)):
         flash(t("Case updated."), "ok")
+    elif (current := case_or_404(db, case_id))["status"] == status and current["counter"] == counter:
+        flash(t("Case updated."), "ok")    # the same save sent twice (a double click): it stands
     else:
-        current = case_or_404(db, case_id)
         flash(t("Another clerk changed this case while you were looking (now {status}, counter"
                 " {counter}). Nothing was saved; look again before changing it.").format(
                     status=label(current["status"]), counter=current["counter"] or "—"), "error")
