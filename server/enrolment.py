@@ -128,11 +128,19 @@ def update_citizen(db, actor, row, fields, rule):
     changed = [k for k in EDITABLE if getattr(record, k) != (row[k] or "")]
     if not changed:
         return []
+    # The form sends every field back, so a page opened before an import or another admin
+    # changed the record would put the old values back: it must show the record as stored.
+    seen = fields.get("seen_row", row["row_sha256"] or "")
     with transaction(db):
-        db.execute("UPDATE citizens SET name = ?, phone = ?, language = ?, district = ?,"
-                   " row_sha256 = ?, sync_seq = ?, updated_at = ? WHERE id = ?",
-                   [record.name, record.phone, record.language, record.district,
-                    record.row_sha256(row["photo_sha256"]), next_sync_seq(db), now_iso(), row["id"]])
+        saved = db.execute("UPDATE citizens SET name = ?, phone = ?, language = ?, district = ?,"
+                           " row_sha256 = ?, sync_seq = ?, updated_at = ?"
+                           " WHERE id = ? AND COALESCE(row_sha256, '') = ?",
+                           [record.name, record.phone, record.language, record.district,
+                            record.row_sha256(row["photo_sha256"]), next_sync_seq(db), now_iso(),
+                            row["id"], seen]).rowcount
+        if not saved:
+            raise RecordRefused("the record was changed while this page was open (an import or"
+                                " another admin); nothing was saved, look at it again")
         # which fields, not their values: the audit log is read more widely than the record
         audit.record(db, actor, "citizen.update", "citizen", row["id"], {"changed": changed})
     return changed

@@ -235,6 +235,36 @@ def test_admin_adds_edits_and_removes_a_citizen_on_the_pages(app, db, client, au
     assert citizen(db, citizen_id)["removed_at"] is not None and template_rows(db, citizen_id) == []
 
 
+def test_a_record_changed_while_its_page_was_open_is_not_put_back(app, db, client, auth):
+    """The form sends every field back: an admin correcting the district on a page opened
+    before an import changed the phone put the old phone back."""
+    import re
+    auth.login("admin")
+    client.post("/lang/en", data={"csrf_token": auth.csrf_token()})
+    response = post(client, "/admin/citizens/new", "/admin/citizens/new",
+                    {**fields(1, "Alex"), "photos": (io.BytesIO(people_photo("alex_lacamoire", 1)), "a.jpg")},
+                    content_type="multipart/form-data")
+    url = response.headers["Location"]
+    citizen_id = int(url.rstrip("/").split("/")[-1])
+    page = client.get(url).get_data(as_text=True)
+    shown = {"seen_row": re.search(r'name="seen_row" value="([^"]*)"', page).group(1),
+             "name": "Alex", "phone": citizen(db, citizen_id)["phone"], "language": "zh"}
+    row = citizen(db, citizen_id)
+    record = enrolment.check_record({**dict(row), "phone": "13911112222", "consent": "yes"}, "prc18",
+                                    has_photo=True)            # what an import stores meanwhile
+    db.execute("UPDATE citizens SET phone = ?, row_sha256 = ? WHERE id = ?",
+               [record.phone, record.row_sha256(row["photo_sha256"]), citizen_id])
+    token = csrf_from(page)
+    refused = client.post(url, data={**shown, "district": "越秀区", "csrf_token": token})
+    assert "changed while this page was open" in client.get(refused.headers["Location"]).get_data(as_text=True)
+    assert (citizen(db, citizen_id)["phone"], citizen(db, citizen_id)["district"]) == ("13911112222", "天河区")
+    page = client.get(url).get_data(as_text=True)           # looked again: the new phone is shown
+    again = {**shown, "phone": "13911112222", "district": "越秀区", "csrf_token": csrf_from(page),
+             "seen_row": re.search(r'name="seen_row" value="([^"]*)"', page).group(1)}
+    client.post(url, data=again)
+    assert (citizen(db, citizen_id)["phone"], citizen(db, citizen_id)["district"]) == ("13911112222", "越秀区")
+
+
 def test_a_phone_photo_over_4_mb_is_taken_by_the_photo_forms(app, db, client, auth):
     auth.login("admin")
     big = people_photo("alex_lacamoire", 1) + b"\0" * (6 * 2 ** 20)   # a 6 MB file, as phones write
