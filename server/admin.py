@@ -4,6 +4,8 @@ Admins only: the blueprint checks the role before every view, so a route added l
 forget it. Plain functions do the work (and are what the tests and the CLI call); the views
 parse forms, call them and write the audit entry.
 """
+import hashlib
+import json
 import string
 from dataclasses import dataclass
 from datetime import date
@@ -106,10 +108,23 @@ def save_settings(db, form):
     return changes, {}
 
 
+def settings_version(values):
+    """A short digest of every setting: the page sends back the one it showed."""
+    text = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 @bp.route("/settings", methods=["GET", "POST"])
 def settings():
     db = get_db()
     errors, values = {}, registry.values(db)
+    if request.method == "POST" and request.form.get("seen_settings", settings_version(values)) \
+            != settings_version(values):
+        # The form sends every setting back: a page opened before another admin tightened the
+        # threshold would have loosened it again without a word.
+        flash(t("Another admin changed the settings while this page was open. Nothing was saved;"
+                " look at them again."), "error")
+        return redirect(url_for("admin.settings"))
     if request.method == "POST":
         changes, errors = save_settings(db, request.form)
         if not errors:
@@ -117,7 +132,8 @@ def settings():
             return redirect(url_for("admin.settings"))
         values = _submitted(request.form, values)
     return render_template("admin/settings.html", specs=registry.ON_FORM, values=values, errors=errors,
-                           languages=LANGUAGES), 400 if errors else 200
+                           languages=LANGUAGES, version=settings_version(registry.values(db))), \
+        400 if errors else 200
 
 
 def _submitted(form, values):

@@ -76,6 +76,29 @@ def test_invalid_settings_are_refused_and_nothing_is_saved(app, db, client, auth
     assert get_setting(db, "policy.margin") is None  # the valid fields were not saved either
 
 
+def test_a_settings_page_opened_before_another_admins_change_cannot_undo_it(app, db, client, auth):
+    """The form sends every setting back: a page opened before another admin tightened the
+    match threshold would have loosened it again."""
+    import re
+    from db.queries import set_setting
+    auth.login("admin")
+    in_english(client, auth)
+    page = client.get("/admin/settings").get_data(as_text=True)
+    seen = re.search(r'name="seen_settings" value="([^"]+)"', page).group(1)
+    set_setting(db, "policy.threshold", 0.40)                 # the other admin, meanwhile
+    response = client.post("/admin/settings", data={**settings_form(**{"policy.threshold": "0.5",
+                                                                      "retention_days": "21"}),
+                                                    "seen_settings": seen, "csrf_token": csrf_from(page)})
+    shown = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Another admin changed the settings while this page was open" in shown
+    assert get_setting(db, "policy.threshold") == 0.40 and get_setting(db, "retention_days") is None
+    fresh = re.search(r'name="seen_settings" value="([^"]+)"', shown).group(1)
+    client.post("/admin/settings", data={**settings_form(**{"policy.threshold": "0.40",
+                                                          "retention_days": "21"}),
+                                         "seen_settings": fresh, "csrf_token": csrf_from(shown)})
+    assert get_setting(db, "retention_days") == 21 and get_setting(db, "policy.threshold") == 0.40
+
+
 def test_every_setting_has_a_form_field(client, auth):
     auth.login("admin")
     page = client.get("/admin/settings").get_data(as_text=True)
