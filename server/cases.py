@@ -43,7 +43,7 @@ def case_notes(db, case_ids):
 @bp.route("/citizens/<int:citizen_id>/cases")
 def case_file(citizen_id):
     db = get_db()
-    person = citizen_or_404(db, citizen_id)
+    person = citizen_or_404(db, citizen_id, removed_too=True)
     cases = citizen_cases(db, citizen_id)
     with transaction(db):
         audit_user("casefile.view", "citizen", citizen_id)

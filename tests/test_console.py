@@ -389,6 +389,24 @@ def test_empty_note_is_refused(app, db, client, auth, hall):
     assert db.execute("SELECT count(*) FROM case_notes").fetchone()[0] == 0
 
 
+def test_a_removed_citizens_cases_stay_readable_as_history(app, db, client, auth, hall):
+    """Removal keeps cases and visits as history; the case file answered 404, so a clerk
+    could no longer read or close them."""
+    from helpers import remove_citizen
+    remove_citizen(db, hall["citizen"])
+    auth.login("clerk")
+    in_english(client, auth)
+    url = f"/console/citizens/{hall['citizen']}/cases"
+    page = client.get(url)
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "Removed from the registry on" in text and 'id="case-' in text
+    post_form(client, url, f"/console/cases/{hall['case']}", {"status": "closed", "counter": "",
+                                                              "seen_status": "open", "seen_counter": ""})
+    assert db.execute("SELECT status FROM cases WHERE id = ?", [hall["case"]]).fetchone()[0] == "closed"
+    assert "casefile.view" in audit_actions(db, hall["citizen"])
+
+
 def test_case_link_lands_on_the_case_file(app, db, client, auth, hall):
     auth.login("clerk")
     response = client.get(f"/console/cases/{hall['case']}")
