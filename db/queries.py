@@ -33,9 +33,11 @@ def set_setting(db, key, value):
                " DO UPDATE SET value = excluded.value", [key, json.dumps(value)])
 
 
-def citizen(db, citizen_id):
-    return db.execute("SELECT * FROM citizens WHERE id = ? AND removed_at IS NULL",
-                      [citizen_id]).fetchone()
+def citizen(db, citizen_id, removed_too=False):
+    """The citizen's row; one removed from the registry only with removed_too (their cases
+    and visits stay as history)."""
+    return db.execute("SELECT * FROM citizens WHERE id = ?"
+                      + ("" if removed_too else " AND removed_at IS NULL"), [citizen_id]).fetchone()
 
 
 def search_citizens(db, q, limit=50, after_id=0):

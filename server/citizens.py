@@ -34,8 +34,7 @@ def search_text(q):
 def citizen_or_404(db, citizen_id, removed_too=False):
     """The citizen, or a 404; removed_too also finds one removed from the registry (their
     cases and visits stay as history, and a clerk must still be able to read them)."""
-    row = db.execute("SELECT * FROM citizens WHERE id = ?", [citizen_id]).fetchone() \
-        if removed_too else citizen(db, citizen_id)
+    row = citizen(db, citizen_id, removed_too)
     if row is None:
         abort(404, t("No such citizen."))
     return row

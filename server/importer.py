@@ -38,7 +38,7 @@ from . import audit, calibration, duplicates, faceindex
 from .audit import Actor
 from .files import write_whole
 from .privacy import mask
-from .vocabulary import LANGUAGES, normalise_counter, parse_status
+from .vocabulary import LANGUAGES, normalise_counter, parse_status, spelling_key
 
 RECORD_COLUMNS = ("id_number", "name", "phone", "photo")
 RECORD_OPTIONAL = ("language", "district", "consent")
@@ -274,8 +274,7 @@ def read_csv(path, required, optional, label):
 def column_name(header):
     """The column a header cell names: "ID Number", "id_number" and "身份证号" all name
     id_number (HEADER_ALIASES); anything else is kept, lower-cased, and ignored."""
-    name = unicodedata.normalize("NFKC", header).strip().lower()
-    name = re.sub(r"[\s\-]+", "_", name)
+    name = spelling_key(header)
     return HEADER_ALIASES.get(name, name)
 
 

@@ -37,9 +37,15 @@ _COUNTER_WORDS = re.compile(r"^(第|窗口|counter|window|no\.?|#)|(号窗口|�
                             re.IGNORECASE)
 
 
+def spelling_key(value):
+    """How a word from a spreadsheet is compared: NFKC (full-width letters), case folded,
+    spaces and dashes as "_" ("In Progress", "in-progress", "ＩＤ Number")."""
+    return re.sub(r"[\s\-]+", "_", unicodedata.normalize("NFKC", value).strip().lower())
+
+
 def parse_status(value):
     """The stored status for a spelling in a CSV or form, or ValueError listing the vocabulary."""
-    key = re.sub(r"[\s\-]+", "_", unicodedata.normalize("NFKC", value).strip().lower())
+    key = spelling_key(value)
     if key in _STATUS_OF:
         return _STATUS_OF[key]
     raise ValueError(f"status {value!r} is not one of {', '.join(CASE_STATUSES)}"
