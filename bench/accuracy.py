@@ -52,7 +52,7 @@ def dataset_plan(root, enrol_photos=1):
     """(enrol, genuine, impostor): enrol is [(person, path)], probes are [(person or None, path)].
     An enrolled person's first enrol_photos photos are enrolled (a registry may hold several
     templates a citizen, e.g. an ID photo and a clerk-confirmed capture); the rest are probes."""
-    people = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    people = subfolders(root)
     enrol, genuine, impostor = [], [], []
     for index, person in enumerate(people, start=1):
         files = image_files(os.path.join(root, person))
@@ -213,7 +213,7 @@ def best_point(rows, max_fpir=0.01):
 
 def group_folders(root):
     """Subfolders that are groups of people (their own subfolders hold the images), or []."""
-    subdirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    subdirs = subfolders(root)
     groups = [d for d in subdirs
               if any(os.path.isdir(os.path.join(root, d, e)) for e in os.listdir(os.path.join(root, d)))]
     return groups if groups and len(groups) == len(subdirs) else []
@@ -244,17 +244,27 @@ def run_groups(root, model="small", jitters=1, workers=None, policy=None, calibr
     return result
 
 
+def subfolders(root):
+    """The folders in root (people, or groups of people), sorted by name."""
+    return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+
+
+def _link_folder(kind, root, links):
+    """A folder under bench/_work/<kind>/ named after root, holding symlinks {name: target}:
+    a dataset made of parts of others without copying a photo."""
+    folder = os.path.join(encoding_cache.WORK, kind, re.sub(r"\W+", "_", os.path.abspath(root)))
+    os.makedirs(folder, exist_ok=True)
+    for name, target in links.items():
+        link = os.path.join(folder, name)
+        if not os.path.exists(link):
+            os.symlink(os.path.abspath(target), link)
+    return folder
+
+
 def _combined_root(root, groups):
     """A folder of symlinks <group>__<person> -> the person's folder (under bench/_work)."""
-    combined = os.path.join(encoding_cache.WORK, "combined",
-                            re.sub(r"\W+", "_", os.path.abspath(root)))
-    os.makedirs(combined, exist_ok=True)
-    for g in groups:
-        for person in os.listdir(os.path.join(root, g)):
-            link = os.path.join(combined, f"{g}__{person}")
-            if not os.path.exists(link):
-                os.symlink(os.path.abspath(os.path.join(root, g, person)), link)
-    return combined
+    return _link_folder("combined", root, {f"{g}__{person}": os.path.join(root, g, person)
+                                           for g in groups for person in os.listdir(os.path.join(root, g))})
 
 
 def fold_root(root, fold):
@@ -264,15 +274,9 @@ def fold_root(root, fold):
     k, n = (int(part) for part in fold.split("/"))
     if not 1 <= k <= n:
         raise ValueError(f"--fold {fold}: K must be 1..N")
-    people = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    folded = os.path.join(encoding_cache.WORK, "folds",
-                          re.sub(r"\W+", "_", os.path.abspath(root)) + f"_{k}of{n}")
-    os.makedirs(folded, exist_ok=True)
-    for index, person in enumerate(people):
-        link = os.path.join(folded, person)
-        if index % n == k - 1 and not os.path.exists(link):
-            os.symlink(os.path.abspath(os.path.join(root, person)), link)
-    return folded
+    return _link_folder(f"folds_{k}of{n}", root, {person: os.path.join(root, person)
+                                                  for index, person in enumerate(subfolders(root))
+                                                  if index % n == k - 1})
 
 
 def use_prior(path):

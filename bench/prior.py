@@ -29,8 +29,7 @@ SIZES = (1, 5, 10, 20, 50, 100, 1000)
 
 def photos_of(root):
     """[(person, path)] of every photo in root/<person>/."""
-    people = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    return [(person, path) for person in people
+    return [(person, path) for person in accuracy.subfolders(root)
             for path in accuracy.image_files(os.path.join(root, person))]
 
 

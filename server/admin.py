@@ -118,8 +118,8 @@ def settings_version(values):
 def settings():
     db = get_db()
     errors, values = {}, registry.values(db)
-    if request.method == "POST" and request.form.get("seen_settings", settings_version(values)) \
-            != settings_version(values):
+    version = settings_version(values)
+    if request.method == "POST" and request.form.get("seen_settings", version) != version:
         # The form sends every setting back: a page opened before another admin tightened the
         # threshold would have loosened it again without a word.
         flash(t("Another admin changed the settings while this page was open. Nothing was saved;"
@@ -132,8 +132,7 @@ def settings():
             return redirect(url_for("admin.settings"))
         values = _submitted(request.form, values)
     return render_template("admin/settings.html", specs=registry.ON_FORM, values=values, errors=errors,
-                           languages=LANGUAGES, version=settings_version(registry.values(db))), \
-        400 if errors else 200
+                           languages=LANGUAGES, version=version), 400 if errors else 200
 
 
 def _submitted(form, values):
