@@ -1,8 +1,8 @@
 """The registry's own false-match curve, and the thresholds it allows.
 
-dlib's model separates East-Asian faces far less well than the LFW pairs the shipped
-constants were fitted to (recognition/decision.py), so a registry measures how close the
-faces of *different* people come on its own data:
+A face model's published figures come from other people's faces (dlib's from LFW, mostly
+Western; on East-Asian faces its false-match rate is 250-320 times the LFW fit), so a
+registry measures how close the faces of *different* people come on its own data:
 
   - non-mated distances between the enrolled templates of different citizens (all pairs,
     or a uniform sample for a large registry, computed in blocks: memory stays bounded);
@@ -13,34 +13,32 @@ faces of *different* people come on its own data:
 
 FMR(t) = matches / comparisons, with a one-sided 95 % Clopper-Pearson upper bound. Below
 the distances where the data holds matches, the bound of each measured point is carried
-down the tail with a slope no steeper than the LFW prior's (the shape of the tail from the prior,
-its level from the registry): a registry of 50 citizens has ~1,200 pairs and cannot by
+down the tail with a slope no steeper than the model's prior allows (the shape of the tail
+from the prior, its level from the registry): a registry of 50 citizens has ~1,200 pairs and cannot by
 itself show an FMR of 1e-4. Device reports can only raise the bound that the enrolled
 templates alone give (closer strangers on camera tighten it; many far ones do not loosen it).
-Where the registry's pairs are too few to bound the tail as tightly as the prior (measured on
-43,294 pairs of East-Asian faces, priors.py), the prior bounds it, raised wherever the
+Where the registry's pairs are too few to bound the tail as tightly as the prior (measured
+with bench.prior on East-Asian and mixed faces, recognition/models/priors/), the prior bounds it, raised wherever the
 registry's own matches prove its faces closer (_within_prior). The threshold for n citizens
 is the largest t with n x FMR_upper(t) <= target FPIR, never looser than the admin's maximum.
 A registry with fewer than MIN_PEOPLE measured people falls back to the prior, with a note.
+
+Every distance here is one face model's (recognition/models): its grid, its prior, the
+steepest tail slope its distances allow. A curve names the model it was measured on.
 
 Pure functions over numpy arrays; the server stores and shows what `measure` returns.
 The duplicate-identity check can ask `fmr_at(curve, t)` for the measured FMR at a distance.
 """
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .decision import FMR_LOG10_SLOPE, false_match_rate
-from .priors import EAST_ASIAN_FMR_UPPER
-
-GRID = tuple(round(0.20 + 0.005 * i, 3) for i in range(141))   # 0.20 ... 0.90
-HISTOGRAM_BINS = tuple(round(0.02 * i, 2) for i in range(61))  # 0.00 ... 1.20
 MIN_PEOPLE = 10          # fewer distinct people measured: the prior decides
 MAX_PAIRS = 3_000_000    # more template pairs than this: a uniform sample of this many
 BLOCK = 1024             # rows per block of the all-pairs pass (BLOCK x n floats at a time)
 CONFIDENCE = 0.95
-ONE_TO_ONE_FMR = 0.001   # ID-number check: one false accept in a thousand impostor tries
+ONE_TO_ONE_FMR = 0.0001  # ID-number check: one false accept in ten thousand impostor tries
 TAIL = 0.01             # FMR bounds up to this are the tail a straight log-line describes
 
 
@@ -109,10 +107,10 @@ def _z(confidence):
 
 # --- non-mated distances ------------------------------------------------------------------
 
-def enrolled_non_mated(owners, matrix, exclude=(), max_pairs=MAX_PAIRS, block=BLOCK, seed=0):
+def enrolled_non_mated(model, owners, matrix, exclude=(), max_pairs=MAX_PAIRS, block=BLOCK, seed=0):
     """Distances between templates of *different* citizens, as float32.
 
-    owners: one citizen id per row of matrix (n x 128). Citizens in `exclude` (possible
+    owners: one citizen id per row of matrix (n x model.dims). Citizens in `exclude` (possible
     duplicates) are left out. All pairs when there are at most max_pairs, else a uniform
     sample of max_pairs pairs; either way computed block by block.
     """
@@ -128,38 +126,33 @@ def enrolled_non_mated(owners, matrix, exclude=(), max_pairs=MAX_PAIRS, block=BL
     if n < 2:
         return np.empty(0, np.float32)
     if n * (n - 1) // 2 <= max_pairs:
-        return _all_pairs(codes, matrix, block)
-    return _sampled_pairs(codes, matrix, max_pairs, block, seed)
+        return _all_pairs(model, codes, matrix, block)
+    return _sampled_pairs(model, codes, matrix, max_pairs, block, seed)
 
 
-def _all_pairs(codes, matrix, block):
+def _all_pairs(model, codes, matrix, block):
     out = []
     for start in range(0, len(codes), block):
         rows = matrix[start:start + block]
-        d = _distances(rows, matrix[start:])
+        d = model.pairwise(rows, matrix[start:])
         i, j = np.triu_indices(len(rows), k=1, m=d.shape[1])
         different = codes[start + i] != codes[start + j]
         out.append(d[i[different], j[different]])
     return np.concatenate(out).astype(np.float32) if out else np.empty(0, np.float32)
 
 
-def _sampled_pairs(codes, matrix, max_pairs, block, seed):
+def _sampled_pairs(model, codes, matrix, max_pairs, block, seed):
     rng = np.random.default_rng(seed)
     n, out, total = len(codes), [], 0
+    matrix = np.asarray(matrix, np.float32)
     while total < max_pairs:
-        size = min(block * 16, max_pairs - total)   # 16k pairs x 128 floats: ~8 MB a step
-        i, j = rng.integers(0, n, size), rng.integers(0, n, size)
+        size = min(block * 64, max_pairs - total)   # 64k pairs x 192 floats: ~50 MB a step
+        i, j = rng.integers(0, n, size, dtype=np.int32), rng.integers(0, n, size, dtype=np.int32)
         different = codes[i] != codes[j]
         i, j = i[different], j[different]
-        d = np.sqrt(((matrix[i] - matrix[j]) ** 2).sum(axis=1))
-        out.append(d.astype(np.float32))
-        total += len(d)
+        out.append(model.rowwise(matrix[i], matrix[j]).astype(np.float32))
+        total += int(different.sum())
     return np.concatenate(out)
-
-
-def _distances(a, b):
-    squared = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.sqrt(np.clip(squared, 0, None))
 
 
 def finite(values):
@@ -185,9 +178,10 @@ class Operational:
 
 @dataclass(frozen=True)
 class Curve:
-    """A false-match curve over GRID: matches and comparisons at each t, and its bound."""
+    """A false-match curve over its model's grid: matches and comparisons at each t, and its bound."""
     source: str                   # "measured" or "prior"
-    grid: tuple = GRID
+    model: str                    # the face model's id: its distances, no other's
+    grid: tuple
     matches: tuple = ()
     comparisons: tuple = ()
     fmr: tuple = ()
@@ -195,12 +189,12 @@ class Curve:
     people: int = 0
     pairs: int = 0                # enrolment pairs measured
     operational: int = 0          # comparisons from device sessions
-    slope: float = FMR_LOG10_SLOPE
+    slope: float = 0.0
     notes: tuple = ()             # (English template, {field: value}) pairs, for a page to translate
     histogram: dict = field(default_factory=dict)
 
     def as_dict(self):
-        return {"source": self.source, "people": self.people, "pairs": self.pairs,
+        return {"source": self.source, "model": self.model, "people": self.people, "pairs": self.pairs,
                 "operational_comparisons": self.operational, "tail_slope": round(self.slope, 2),
                 "notes": [text.format(**args) for text, args in self.notes],
                 "note_parts": [[text, args] for text, args in self.notes],
@@ -210,51 +204,57 @@ class Curve:
                 "histogram": self.histogram}
 
 
-def prior_curve(notes=(), lfw_only=False):
-    """The curve of a registry too small to measure: at each distance the more cautious of
-    the LFW fit of decision.py and the bound measured on East-Asian faces (priors.py). The
-    LFW fit alone allowed 0.50 for 16 citizens, where East-Asian strangers match 5 % of
-    citizens; a small Chinese registry greeted 4 of 6 strangers by someone's name."""
-    rates = tuple(min(1.0, false_match_rate(t)) if lfw_only else
-                  min(1.0, max(false_match_rate(t), east_asian))
-                  for t, east_asian in zip(GRID, EAST_ASIAN_FMR_UPPER))
-    return Curve("prior", matches=(0,) * len(GRID), comparisons=(0,) * len(GRID), fmr=rates,
-                 fmr_upper=rates, notes=tuple(notes))
+def prior_curve(model, notes=(), rates=None):
+    """The curve of a registry too small to measure: the model's prior (at each distance the
+    most cautious of the bounds measured on East-Asian and on mixed faces, and of a published
+    fit where the model has one). dlib's LFW fit alone allowed 0.50 for 16 citizens, where
+    East-Asian strangers match 5 % of citizens; a small Chinese registry greeted 4 of 6
+    strangers by someone's name. rates: another prior over the model's grid (the bench's
+    --prior, a prior measured on faces the registry does not hold)."""
+    rates = tuple(model.prior_fmr() if rates is None else rates)
+    grid = model.grid
+    if len(rates) != len(grid):
+        raise ValueError(f"a prior of {len(rates)} values; the {model.name} grid has {len(grid)}")
+    return Curve("prior", model.id, grid, matches=(0,) * len(grid), comparisons=(0,) * len(grid),
+                 fmr=rates, fmr_upper=rates, slope=model.max_tail_slope, notes=tuple(notes))
 
 
-def measure(enrolled, people, operational=Operational(), confidence=CONFIDENCE):
+def measure(model, enrolled, people, operational=Operational(), confidence=CONFIDENCE, prior=None):
     """The registry's curve from enrolment non-mated distances (of `people` distinct
-    citizens) and device-reported ones; the LFW prior when too few people were measured."""
+    citizens) and device-reported ones, all of one model; its prior when too few people were
+    measured. prior: a Curve to use instead of the model's (the bench's --prior)."""
+    prior = prior or prior_curve(model)
     enrolled = finite(enrolled)
     notes = []
     if people < MIN_PEOPLE or not enrolled.size:
         notes.append(("Fewer than {min} citizens with a face to compare ({people}): the prior decides"
-                      " (the more cautious of the LFW fit and the bound measured on East-Asian"
+                      " (the most cautious of the bounds measured on East-Asian and on mixed"
                       " faces).", {"min": MIN_PEOPLE, "people": people}))
-        return prior_curve(notes)
+        return replace(prior, notes=tuple(notes))
+    grid = model.grid
     ordered = np.sort(enrolled)
     ops = [(finite(d), c, full) for d, c, full in operational.sessions if c > 0]
     ops_sorted = np.sort(np.concatenate([d for d, _, _ in ops])) if ops else np.empty(0)
     ops_comparisons = int(sum(c for _, c, _ in ops))
     censor = Operational(tuple((tuple(d), c, full) for d, c, full in ops)).censor
-    if ops and censor < GRID[-1]:
+    if ops and censor < grid[-1]:
         notes.append(("Device reports count only up to distance {censor} (their candidate lists end"
                       " there).", {"censor": round(censor, 3)}))
-    alone = [int(np.searchsorted(ordered, t, side="right")) for t in GRID]
-    matches, comparisons = list(alone), [int(ordered.size)] * len(GRID)
-    for i, t in enumerate(GRID):
+    alone = [int(np.searchsorted(ordered, t, side="right")) for t in grid]
+    alone_counts = (alone, [int(ordered.size)] * len(grid))
+    matches, comparisons = list(alone), list(alone_counts[1])
+    for i, t in enumerate(grid):
         if ops and t <= censor:
             matches[i] += int(np.searchsorted(ops_sorted, t, side="right"))
             comparisons[i] += ops_comparisons
     rates = [min(1.0, k / n) for k, n in zip(matches, comparisons)]   # a device may claim k > n
-    bound, slope = _bound(matches, comparisons, confidence)
+    bound, slope = _bound(model, matches, comparisons, confidence)
     if ops:
         # Device reports may tighten the curve, never loosen it: a session is a device's word,
         # and many sessions of far-away candidates would otherwise buy a looser threshold.
-        bound = [max(a, b) for a, b in zip(bound, _bound(alone, [ordered.size] * len(GRID),
-                                                         confidence)[0])]
+        bound = [max(a, b) for a, b in zip(bound, _bound(model, *alone_counts, confidence)[0])]
     # the scale from the enrolled pairs alone too: device reports may raise it, never lower it
-    bound, scale = _within_prior(bound, [(matches, comparisons), (alone, [ordered.size] * len(GRID))],
+    bound, scale = _within_prior(prior.fmr_upper, bound, [(matches, comparisons), alone_counts],
                                  confidence)
     if scale is not None:
         notes.append(("Where this registry has too few pairs to show a rate this low, the prior"
@@ -262,16 +262,16 @@ def measure(enrolled, people, operational=Operational(), confidence=CONFIDENCE):
                      ("Where this registry has too few pairs to show a rate this low, the prior"
                       " bounds it, raised {scale}-fold where this registry's faces came closer"
                       " than the prior's.", {"scale": round(scale, 1)}))
-    return Curve("measured", GRID, tuple(matches), tuple(comparisons), tuple(rates), tuple(bound),
-                 people=people, pairs=int(ordered.size), operational=ops_comparisons,
+    return Curve("measured", model.id, grid, tuple(matches), tuple(comparisons), tuple(rates),
+                 tuple(bound), people=people, pairs=int(ordered.size), operational=ops_comparisons,
                  slope=slope, notes=tuple(notes))
 
 
-def _bound(matches, comparisons, confidence):
-    """(FMR_upper over GRID, tail slope) of the counts."""
+def _bound(model, matches, comparisons, confidence):
+    """(FMR_upper over the model's grid, tail slope) of the counts."""
     direct = [upper_bound(k, n, confidence) for k, n in zip(matches, comparisons)]
-    slope = tail_slope(GRID, matches, comparisons)
-    return _carry_down(GRID, matches, direct, slope), slope
+    slope = tail_slope(model, matches, comparisons)
+    return _carry_down(model.grid, matches, direct, slope), slope
 
 
 def lower_bound(matches, comparisons, confidence=CONFIDENCE):
@@ -294,7 +294,7 @@ def lower_bound(matches, comparisons, confidence=CONFIDENCE):
     return low
 
 
-def _within_prior(bound, counts, confidence):
+def _within_prior(prior, bound, counts, confidence):
     """(FMR_upper, scale): the registry's bound, or the prior's scaled to the registry where
     the prior is the tighter of the two.
 
@@ -305,10 +305,9 @@ def _within_prior(bound, counts, confidence):
     registry's matches prove a rate above the prior (the lower 95 % bound over the prior, in
     the tail), the prior is raised by the largest such factor at every distance. The
     registry's own bound still wins wherever it is tighter (a large registry measures its own
-    tail). counts: (matches, comparisons) over GRID, pooled with device reports and from the
+    tail). prior: its FMR bounds over the grid. counts: (matches, comparisons), pooled with device reports and from the
     enrolled pairs alone; the factor is the larger of the two, so far-away device reports,
     which add comparisons and no matches, cannot lower it."""
-    prior = prior_curve().fmr_upper
     scale, measured = 1.0, [0.0] * len(bound)
     for matches, comparisons in counts:
         for i, (k, n, p) in enumerate(zip(matches, comparisons, prior)):
@@ -324,21 +323,23 @@ def _within_prior(bound, counts, confidence):
     return combined, (scale if used else None)
 
 
-def tail_slope(grid, matches, comparisons, low=1e-4, high=1e-2):
+def tail_slope(model, matches, comparisons, low=1e-4, high=1e-2):
     """Decades of FMR per unit of distance in the measured lower tail (least squares over
     points with FMR between low and high and at least 5 matches), never steeper than the
-    LFW prior's: a shallower slope bounds the unmeasured tail more cautiously."""
+    model allows (its prior's slope): a shallower slope bounds the unmeasured tail more
+    cautiously. Never under a quarter of that either: a flat line would say nothing."""
+    cap = model.max_tail_slope
     xs, ys = [], []
-    for t, k, n in zip(grid, matches, comparisons):
+    for t, k, n in zip(model.grid, matches, comparisons):
         if k >= 5 and n and low <= k / n <= high:
             xs.append(t)
             ys.append(math.log10(k / n))
     if len(xs) < 3:
-        return FMR_LOG10_SLOPE
+        return cap
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
-    fitted = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else FMR_LOG10_SLOPE
-    return max(4.0, min(FMR_LOG10_SLOPE, fitted))
+    fitted = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else cap
+    return max(cap / 4.2, min(cap, fitted))
 
 
 def _carry_down(grid, matches, direct, slope):
@@ -366,9 +367,10 @@ def fmr_at(curve, t):
     return curve.fmr[-1], curve.fmr_upper[-1]
 
 
-def threshold_for(curve, gallery_size, target_fpir=0.005, max_threshold=0.50, min_threshold=0.30):
+def threshold_for(curve, gallery_size, target_fpir, max_threshold, min_threshold):
     """The largest grid t with gallery_size x FMR_upper(t) <= target_fpir, within
-    [min_threshold, max_threshold]: a stranger has gallery_size chances to resemble someone."""
+    [min_threshold, max_threshold] (the model's floor, the admin's ceiling): a stranger has
+    gallery_size chances to resemble someone."""
     n = max(1, int(gallery_size))
     best = None
     for t, upper in zip(curve.grid, curve.fmr_upper):
@@ -381,11 +383,25 @@ def threshold_for(curve, gallery_size, target_fpir=0.005, max_threshold=0.50, mi
     return round(max(min_threshold, min(max_threshold, best)), 3)
 
 
-def one_to_one_threshold(curve, target_fmr=ONE_TO_ONE_FMR, max_threshold=0.45, min_threshold=0.30):
+def one_to_one_threshold(curve, target_fmr, max_threshold, min_threshold):
     """The threshold when a visitor has said who they are (typed an ID number): one
     comparison, so the largest t with FMR_upper(t) <= target_fmr. Looser than any 1:N
     threshold, and on close faces still measured, not assumed."""
     return threshold_for(curve, 1, target_fmr, max_threshold, min_threshold)
+
+
+def duplicate_threshold(curve, enrolled, budget, greeting, ceiling):
+    """The fraud check's distance: the largest grid t whose expected false flags per new
+    record, enrolled x FMR(t), stay within the review budget; never stricter than the
+    greeting threshold, never looser than the model's ceiling. The point estimate, not its
+    upper bound: a false flag costs an admin a look, a missed duplicate a second identity."""
+    chosen = greeting
+    for t, rate in zip(curve.grid, curve.fmr):
+        if t > ceiling:
+            break
+        if max(enrolled, 1) * rate <= budget:
+            chosen = max(chosen, t)
+    return round(min(ceiling, chosen), 4)
 
 
 def expected_fpir(curve, gallery_size, threshold):
@@ -393,7 +409,7 @@ def expected_fpir(curve, gallery_size, threshold):
     return min(1.0, max(1, int(gallery_size)) * fmr_at(curve, threshold)[1])
 
 
-def histogram(values, bins=HISTOGRAM_BINS):
+def histogram(values, bins):
     """Counts of finite values per bin (the last bin also holds everything beyond it)."""
     values = np.clip(finite(values), bins[0], bins[-1] - 1e-9)
     counts, _ = np.histogram(values, bins=np.asarray(bins))

@@ -1,59 +1,50 @@
 """When to say a name: the decision policy shared by devices and the accuracy bench.
 
-Nearest neighbour at face_recognition's default tolerance (0.6) names many strangers as
-someone enrolled. A name is said only when
+Nearest neighbour at a fixed tolerance (face_recognition's 0.6 for dlib) names many
+strangers as someone enrolled. A name is said only when
   - the distance to the best citizen is under a calibrated threshold, which tightens as the
     gallery grows (a stranger has N chances to resemble someone among N citizens),
   - the nearest *other* citizen is clearly further away (margin), and
   - on a device, the same citizen wins several frames of one face track in a row.
 Anything else is "unknown": the visitor is sent to a clerk, never greeted with a guess.
 """
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-NO_RUNNER_UP = 1.0  # margin reported when only one citizen is enrolled
-
-# dlib's false-match rate per comparison as a function of the distance threshold t:
-# log10 FMR = FMR_LOG10_AT_0 + FMR_LOG10_SLOPE * t, fitted to a public measurement over all
-# 81.9 million pairs of LFW (13k photos, 5.7k people): FMR ~ 3.6e-5 at 0.45, ~ 2.5e-4 at 0.50.
-FMR_LOG10_AT_0 = -12.0
-FMR_LOG10_SLOPE = 16.8
-
-
-def false_match_rate(threshold):
-    """Expected chance that two different people's faces fall within `threshold`."""
-    return 10 ** (FMR_LOG10_AT_0 + FMR_LOG10_SLOPE * threshold)
+NO_RUNNER_UP = 4.0   # margin reported when only one citizen is enrolled: further than any two
+                    # templates of any model are apart
+DEFAULT_TARGET_FPIR = 0.005   # strangers the threshold alone may name, before an admin says
 
 
 @dataclass(frozen=True)
 class Policy:
-    """The shipped operating point; see bench/accuracy.py and the README for how it was chosen.
+    """An operating point on one face model's distances; see the README for how it is chosen.
 
-    threshold is the loosest distance ever accepted. A registry that measured its own
-    false-match curve (recognition.calibration) sends each device the threshold for its
-    gallery, used as is (target_fpir=None). Otherwise, with target_fpir set, the distance
-    used for a gallery of n citizens is the largest one whose expected share of strangers
-    named, n x FMR(t) on the LFW prior, stays within target_fpir: about 0.50 for 10
-    citizens, 0.46 for 100, 0.40 for 1,000 — far too loose for East-Asian faces, which is
-    why the registry measures. The evidence rule's parameters are below (TrackVotes).
+    threshold is the distance the best citizen must be within: the registry sends each
+    device the threshold for its own gallery, measured on its own faces
+    (recognition.calibration). for_model() gives the prior's point for a gallery size, for a
+    device that has not heard from its registry yet and for the benchmarks' baselines. The
+    evidence rule's parameters are below (TrackVotes).
     """
-    threshold: float = 0.50
-    margin: float = 0.06
+    threshold: float
+    margin: float
     min_frames: int = 3          # frames in a row that must agree before greeting
     unknown_after: int = 6       # frames of a track with no acceptable match -> unknown visitor
-    target_fpir: object = 0.005  # share of strangers the threshold alone may name; None = fixed
-    min_threshold: float = 0.30  # below this nobody is recognised anyway: don't tighten further
     evidence_frames: int = 2     # frames whose mean template may name a track (0: off)
     evidence_window: int = 10    # most recent frames averaged
 
-    def threshold_for(self, gallery_size):
-        """The distance threshold for a gallery of gallery_size citizens."""
-        if self.target_fpir is None or gallery_size <= 1:
-            return self.threshold
-        fitted = (math.log10(self.target_fpir / gallery_size) - FMR_LOG10_AT_0) / FMR_LOG10_SLOPE
-        return round(max(self.min_threshold, min(self.threshold, fitted)), 4)
+    @classmethod
+    def for_model(cls, model, gallery_size=1, target_fpir=DEFAULT_TARGET_FPIR, **changes):
+        """The policy the model's prior gives a gallery of gallery_size citizens: the largest
+        threshold whose expected share of strangers named, n x FMR_upper(t), stays within
+        target_fpir, between the model's floor and its default ceiling."""
+        from . import calibration
+        bounds = model.bounds
+        threshold = calibration.threshold_for(calibration.prior_curve(model), gallery_size,
+                                              target_fpir, bounds.threshold_ceiling,
+                                              bounds.threshold_floor)
+        return cls(**{"threshold": threshold, "margin": bounds.margin, **changes})
 
 
 @dataclass(frozen=True)
@@ -77,15 +68,16 @@ def decide(gallery, encoding, policy):
     best = hits[0]
     margin = (hits[1].distance - best.distance) if len(hits) > 1 else NO_RUNNER_UP
     rule = None
-    if best.distance > policy.threshold_for(len(gallery)):
+    if best.distance > policy.threshold:
         rule = "threshold"
     elif margin < policy.margin:
         rule = "margin"
     return FrameDecision(None if rule else best.citizen_id, best.distance, margin, hits, rule)
 
 
-def naive_decide(gallery, encoding, tolerance=0.6):
-    """The naive policy, for comparison only: nearest neighbour under face_recognition's tolerance."""
+def naive_decide(gallery, encoding, tolerance):
+    """The naive policy, for comparison only: nearest neighbour under a fixed tolerance
+    (the model's naive_tolerance: face_recognition's 0.6 for dlib)."""
     best, _ = gallery.nearest_two(encoding)
     if best is None or best.distance > tolerance:
         return FrameDecision(None, float("inf") if best is None else best.distance, 0.0)
@@ -136,7 +128,7 @@ class TrackVotes:
         if gallery is None or not policy.evidence_frames \
                 or len(self.encodings) < policy.evidence_frames or not self.decisions:
             return None
-        mean = np.mean(self.encodings[-policy.evidence_window:], axis=0)
+        mean = gallery.model.mean(self.encodings[-policy.evidence_window:])
         pooled = decide(gallery, mean, policy)
         latest = self.decisions[-1].candidates
         if pooled.citizen_id is None or not latest or latest[0].citizen_id != pooled.citizen_id:

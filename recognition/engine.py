@@ -1,4 +1,5 @@
-"""Detect, align and encode faces with dlib's models from face_recognition_models.
+"""Find faces and their landmarks with dlib's models from face_recognition_models: the front
+end of every face model (recognition/models), and the eye landmarks the blink check reads.
 
 Models load once, on first use. All locations are (top, right, bottom, left).
 """
@@ -19,7 +20,7 @@ _in_use = threading.Lock()
 
 @functools.lru_cache(maxsize=None)
 def _models():
-    """Load dlib's detector, landmark predictors and encoder (about a second, once)."""
+    """Load dlib's detector and landmark predictors (about a second, once)."""
     with _lock:
         import dlib
         with warnings.catch_warnings():  # it still imports the deprecated pkg_resources
@@ -29,7 +30,6 @@ def _models():
             "detector": dlib.get_frontal_face_detector(),
             "small": dlib.shape_predictor(frm.pose_predictor_five_point_model_location()),
             "large": dlib.shape_predictor(frm.pose_predictor_model_location()),
-            "encoder": dlib.face_recognition_model_v1(frm.face_recognition_model_location()),
         }
 
 
@@ -84,18 +84,19 @@ def face_landmarks(rgb, location, model="small"):
         return models[model](rgb, dlib.rectangle(left, top, right, bottom))
 
 
-def face_encoding_from_landmarks(rgb, shape, num_jitters=1):
-    """128-d float32 template from an aligned face. num_jitters > 1 averages that many
-    randomly jittered crops: steadier templates for enrolment, num_jitters times slower."""
-    models = _models()
+def dlib_encoder(path):
+    """dlib's ResNet face encoder from its model file (recognition/models/dlib_resnet.py)."""
+    import dlib
+    with _lock:
+        return dlib.face_recognition_model_v1(path)
+
+
+def dlib_encode(encoder, rgb, shape, num_jitters=1):
+    """128-d float32 template from dlib's encoder and a face's landmark shape. num_jitters > 1
+    averages that many randomly jittered crops: steadier templates, num_jitters times slower."""
     with _in_use:
-        vector = models["encoder"].compute_face_descriptor(rgb, shape, num_jitters)
+        vector = encoder.compute_face_descriptor(rgb, shape, num_jitters)
     return np.asarray(vector, dtype=np.float32)
-
-
-def face_encoding(rgb, location, model="small", num_jitters=1):
-    """128-d float32 template of the face at location."""
-    return face_encoding_from_landmarks(rgb, face_landmarks(rgb, location, model), num_jitters)
 
 
 def eye_points(shape):

@@ -1,7 +1,9 @@
-"""1:N search over enrolled templates.
+"""1:N search over enrolled templates of one face model.
 
 Exact numpy search: 10k templates take well under a millisecond per probe. Callers use
-only add/remove/nearest_two, so an approximate index can replace this class unchanged.
+only add/remove/nearest, so an approximate index can replace this class unchanged. A
+gallery holds one model's templates and measures with that model's distance: a template of
+another model (another size) is refused, never compared.
 """
 from dataclasses import dataclass
 
@@ -17,18 +19,19 @@ class Hit:
 class Gallery:
     """Templates by citizen id; a citizen may have several (enrolment + confirmed visits)."""
 
-    def __init__(self):
+    def __init__(self, model):
+        self.model = model
         self._ids = np.empty(0, dtype=object)
-        self._matrix = np.empty((0, 128), dtype=np.float32)
+        self._matrix = np.empty((0, model.dims), dtype=np.float32)
         self._citizens = None
 
     @classmethod
-    def from_arrays(cls, citizen_ids, matrix):
-        """A gallery built in one step from n citizen ids and an n x 128 matrix (row i is
+    def from_arrays(cls, model, citizen_ids, matrix):
+        """A gallery built in one step from n citizen ids and an n x dims matrix (row i is
         a template of citizen_ids[i]); adding 10k templates one by one copies the matrix 10k times."""
-        gallery = cls()
+        gallery = cls(model)
         gallery._ids = np.asarray(list(citizen_ids), dtype=object).reshape(-1)
-        gallery._matrix = np.asarray(matrix, dtype=np.float32).reshape(len(gallery._ids), 128)
+        gallery._matrix = np.asarray(matrix, dtype=np.float32).reshape(len(gallery._ids), model.dims)
         return gallery
 
     def __len__(self):
@@ -38,15 +41,13 @@ class Gallery:
         return self._citizens
 
     def add(self, citizen_id, encoding):
+        vector = np.asarray(encoding, np.float32).reshape(1, -1)
+        if vector.shape[1] != self.model.dims:
+            raise ValueError(f"a {self.model.name} gallery holds {self.model.dims}-value templates,"
+                             f" not {vector.shape[1]}")
         self._ids = np.append(self._ids, np.array([citizen_id], dtype=object))
         self._citizens = None
-        self._matrix = np.vstack([self._matrix, np.asarray(encoding, np.float32).reshape(1, 128)])
-
-    def replace(self, citizen_id, encodings):
-        """Set a citizen's templates to exactly `encodings` (empty removes the citizen)."""
-        self.remove(citizen_id)
-        for encoding in encodings:
-            self.add(citizen_id, encoding)
+        self._matrix = np.vstack([self._matrix, vector])
 
     def remove(self, citizen_id):
         keep = self._ids != citizen_id
@@ -57,9 +58,9 @@ class Gallery:
         """The k closest *citizens* (each once, at their closest template), closest first."""
         if not len(self._ids):
             return []
-        distances = np.linalg.norm(self._matrix - np.asarray(encoding, np.float32), axis=1)
+        distances = self.model.distances(self._matrix, encoding)
         hits, seen = [], set()
-        for i in np.argsort(distances):
+        for i in np.argsort(distances, kind="stable"):
             if self._ids[i] not in seen:
                 seen.add(self._ids[i])
                 hits.append(Hit(_plain(self._ids[i]), float(distances[i])))

@@ -174,3 +174,13 @@ def bgr_to_rgb(frame):
     """OpenCV frames are BGR; dlib wants contiguous RGB (a [..., ::-1] view is rejected)."""
     import cv2
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def jpeg_bytes(rgb, quality=90):
+    """JPEG bytes of an RGB array (OpenCV writes BGR)."""
+    import cv2
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("OpenCV could not write the image as JPEG")   # not the photo's fault
+    return data.tobytes()

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import engine
+from . import align, engine
 from .errors import PhotoRejected
 
-MIN_FACE_PX = 60        # dlib's encoder aligns to 150 px; much smaller faces lose detail
+MIN_FACE_PX = 60        # the encoders align to 112-150 px; much smaller faces lose detail
 MIN_SHARPNESS = 15.0    # variance of the Laplacian on the face scaled to 150 px
 DETECT_MAX_SIDE = 1000
 # Detector passes, cheapest first: upsample 0 on a 1000 px copy sees faces down to ~8 % of the
@@ -25,13 +25,20 @@ class Enrolment:
     location: tuple
     sharpness: float
 
+    def kept_crop(self, rgb):
+        """The face, level and with room around it, to keep beside a template whose photo
+        will be deleted (see align.kept_crop): the next face model re-encodes it from this."""
+        points = align.five_points(engine.face_landmarks(rgb, self.location, model="large"))
+        return align.kept_crop(rgb, self.location, points)
 
-def enrolment_template(rgb, num_jitters=1, model="small", min_face_px=MIN_FACE_PX,
+
+def enrolment_template(rgb, model, num_jitters=1, min_face_px=MIN_FACE_PX,
                        min_sharpness=MIN_SHARPNESS):
-    """Check a photo and encode its one face.
+    """Check a photo and encode its one face with the face model (recognition/models).
 
-    Raises PhotoRejected for no face, more than one face, a face too small or too blurry.
-    num_jitters > 1 gives a steadier template at num_jitters times the encoding cost.
+    Raises PhotoRejected for no face, more than one face, a face too small or too blurry,
+    or one the model's aligner cannot place. num_jitters > 1 (dlib) gives a steadier
+    template at num_jitters times the encoding cost.
     """
     faces = _find_faces(rgb)
     if not faces:
@@ -47,7 +54,7 @@ def enrolment_template(rgb, num_jitters=1, model="small", min_face_px=MIN_FACE_P
     score = sharpness(rgb, location)
     if score < min_sharpness:
         raise PhotoRejected(f"photo is too blurry (sharpness {score:.0f}; at least {min_sharpness:.0f})")
-    encoding = engine.face_encoding(rgb, location, model=model, num_jitters=num_jitters)
+    encoding = model.encoding(rgb, location, num_jitters)
     return Enrolment(encoding, location, score)
 
 
