@@ -386,3 +386,43 @@ def m070_sessions_snapshot_distance(db):
     """The distance the server itself measured between the face in a session's snapshot and
     the citizen the device named (NULL: not measured yet), before the case file opens."""
     db.execute("ALTER TABLE sessions ADD COLUMN snapshot_distance REAL")
+
+
+@migration
+def m080_face_models(db):
+    """Every face datum names the model that made it (recognition/models: its id is the
+    model's name and the first 12 hex digits of its file's sha256). Everything stored before
+    this was made by dlib's 128-d model, and the registry stays on it until
+    `flask --app app reencode --model NAME`; a registry with no face yet starts on the
+    FACE_MODEL setting (server/faces.py). Session distances of an unknown model stay NULL-
+    tagged and are never folded into the curve.
+
+    reencode_staged: templates (and held duplicates) encoded with the next
+    model while the registry keeps greeting on the old one; the switch moves them in one step.
+    """
+    dlib = "dlib-55533b28a958"
+    for sql in [
+        "ALTER TABLE face_templates ADD COLUMN face_model TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE duplicate_reviews ADD COLUMN face_model TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE sessions ADD COLUMN face_model TEXT",
+        "ALTER TABLE calibrations ADD COLUMN face_model TEXT NOT NULL DEFAULT ''",
+        """CREATE TABLE reencode_staged (
+            kind TEXT NOT NULL CHECK (kind IN ('template', 'review')),
+            row_id INTEGER NOT NULL,
+            face_model TEXT NOT NULL,
+            encoding BLOB,
+            problem TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (kind, row_id, face_model))""",
+    ]:
+        db.execute(sql)
+    for table in ("face_templates", "duplicate_reviews", "calibrations"):
+        db.execute(f"UPDATE {table} SET face_model = ?", [dlib])
+    db.execute("UPDATE sessions SET face_model = ?", [dlib])
+    # distance settings an admin saved were on dlib's scale: they stay dlib's
+    for name in ("policy.threshold", "policy.margin", "calibration.max_threshold_1to1"):
+        db.execute("UPDATE settings SET key = ? WHERE key = ?", [f"{name}@dlib", name])
+    had_faces = db.execute("SELECT 1 FROM face_templates UNION ALL SELECT 1 FROM duplicate_reviews"
+                           " LIMIT 1").fetchone()
+    if had_faces:
+        db.execute("INSERT INTO settings (key, value) VALUES ('face.model', ?)", [json.dumps(dlib)])

@@ -19,12 +19,13 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
-from recognition import engine
+from recognition import engine, models
 from recognition.decision import Policy
 
 from .camera import SourceError
 from .greeter import Greeter, GreeterSettings
 from .speech import greeting_text
+from .store import UNNAMED_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class Visit:
 class Stats:
     frames: int = 0                  # frames processed
     busy_s: float = 0.0              # time spent processing them
+    encoding_frames: int = 0         # ... of which a face was encoded in (someone undecided,
+    encoding_busy_s: float = 0.0     # or a named face checked again): what greeting costs
     first_frame_wall: float = None   # monotonic time the first frame was read
     events: dict = field(default_factory=dict)
 
@@ -67,6 +70,7 @@ class Agent:
         self.settings = settings or GreeterSettings()
         self.regreet_after_s = regreet_after_s
         self.greeter = None
+        self.model = None           # the face model the registry greets on, if this device has it
         self.config = {}
         self.citizens = {}
         self.stats = Stats()
@@ -81,38 +85,63 @@ class Agent:
     def prepare(self):
         """Load the models and the freshest gallery before the first frame, so the first
         visitor waits for neither. Offline, the cached gallery and config are used."""
-        warm_up_engine()
         self.config = self.syncer.fetch_config() or {}
         self.syncer.sync_interval_s = float(self.config.get("sync_interval_s", self.syncer.sync_interval_s))
         self.syncer.sync_gallery()
-        self.greeter = Greeter(None, self._policy(), self._greeter_settings())
         self.reload_gallery()
         self.events.emit("ready", citizens=len(self.citizens), outbox=self.store.outbox_count(),
                          online=self.syncer.online is not False and not self.syncer.revoked)
 
-    def _policy(self):
-        defaults, c = Policy(), self.config
-        # "calibrated": the registry sent the threshold for this device's own gallery size
-        # (measured on its own faces); an older registry sends the loosest one to tighten here
-        return Policy(threshold=c.get("threshold", defaults.threshold),
+    def _policy(self, model):
+        """The registry's policy for this device: a threshold for its own gallery size,
+        measured on its own faces ("calibrated"); before it has heard from a registry that
+        does, the model's prior for the gallery it holds."""
+        c = self.config
+        defaults = Policy.for_model(model, max(1, len(self.citizens)))
+        return Policy(threshold=c["threshold"] if c.get("calibrated") else defaults.threshold,
                       margin=c.get("margin", defaults.margin),
                       min_frames=c.get("min_frames", defaults.min_frames),
                       unknown_after=c.get("unknown_after", defaults.unknown_after),
-                      target_fpir=None if c.get("calibrated") else defaults.target_fpir,
                       evidence_frames=c.get("evidence_frames", defaults.evidence_frames),
                       evidence_window=c.get("evidence_window", defaults.evidence_window))
 
-    def _greeter_settings(self):
+    def _greeter_settings(self, model):
         regreet = self.regreet_after_s
         if regreet is None:
             regreet = self.config.get("regreet_after_s", self.settings.regreet_after_s)
-        return replace(self.settings, regreet_after_s=float(regreet))
+        return replace(self.settings, regreet_after_s=float(regreet),
+                       same_face=float(self.config.get("same_face", model.bounds.same_face)))
 
     def reload_gallery(self):
-        """Swap in the cached gallery (called after each sync that changed it)."""
+        """Swap in the cached gallery (called after each sync that changed it). When the
+        registry's face model changed (a re-encoded registry), the greeter starts over on the
+        new one with the new config's thresholds; when this device does not have it, there
+        is no greeter at all: nobody is greeted on templates it cannot read."""
         self.citizens = self.store.citizens()
+        model_id = self.config.get("model") or self.store.gallery_model or UNNAMED_MODEL
+        if self.model is None or self.model.id != model_id:
+            self.config = self.store.get_meta("config") or self.config
+            model_id = self.config.get("model") or self.store.gallery_model or UNNAMED_MODEL
+            self.model = self._face_model(model_id)
+            self.greeter = None
+            if self.model is not None:
+                warm_up_engine(self.model)
+                self.greeter = Greeter(None, self._policy(self.model),
+                                       self._greeter_settings(self.model), self.model)
         if self.greeter is not None:
-            self.greeter.gallery = self.store.gallery()
+            self.greeter.gallery = self.store.gallery(self.model)
+
+    def _face_model(self, model_id):
+        """The profile of model_id with its file checked, or None (said once, as an event)."""
+        try:
+            model = models.by_id(model_id)
+            model.check_file()
+            return model
+        except models.UnknownModel:
+            self.syncer.model_missing(model_id)
+        except models.ModelFileError as e:
+            self.syncer.model_missing(model_id, str(e))
+        return None
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -153,14 +182,22 @@ class Agent:
             if self.stats.first_frame_wall is None:
                 self.stats.first_frame_wall = time.monotonic()
             started = time.monotonic()
+            encoded = self.greeter.encoded if self.greeter is not None else 0
             self.handle_frame(frame)
+            spent = time.monotonic() - started
             self.stats.frames += 1
-            self.stats.busy_s += time.monotonic() - started
+            self.stats.busy_s += spent
+            if self.greeter is not None and self.greeter.encoded > encoded:
+                self.stats.encoding_frames += 1
+                self.stats.encoding_busy_s += spent
 
     def handle_frame(self, frame):
         """Recognise one frame and act on what it shows."""
         import cv2
         rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+        if self.greeter is None:     # no face model this device can run: greet no one
+            self.front_end.on_frame(frame, rgb, [])
+            return
         for outcome in self.greeter.process(rgb, frame.t):
             if outcome.kind == "greeted":
                 self._greeted(outcome, frame)
@@ -199,6 +236,7 @@ class Agent:
         finite = decision is not None and decision.distance != float("inf")
         return {"id": str(uuid.uuid4()),
                 "registry_id": self.store.registry_id,
+                "model": self.model.id,          # the scale of its distances
                 "citizen_key": track.citizen_key if outcome == "greeted" else None,
                 "outcome": outcome,
                 "candidates": [{"key": hit.citizen_id, "distance": round(hit.distance, 4)}
@@ -221,14 +259,15 @@ class Agent:
         self.syncer.nudge()
 
 
-def warm_up_engine():
-    """Load dlib's models and run them once on a blank frame: the first detection and
-    encoding also allocate their buffers, which the first visitor should not wait for."""
+def warm_up_engine(model):
+    """Load dlib's detector and landmarks and the face model, and run them once on a blank
+    frame: the first detection and encoding also allocate their buffers, which the first
+    visitor should not wait for."""
     import numpy as np
     engine.warm_up()
     blank = np.zeros((360, 640, 3), dtype=np.uint8)
     engine.detect_faces(blank, 480, 1)
-    engine.face_encoding(blank, (100, 380, 260, 220))
+    model.encodings(blank, [(100, 380, 260, 220)])
 
 
 def snapshot_jpeg(image, location=None, rgb=False):

@@ -217,7 +217,8 @@ class CaseFileFlow:
             # The server checks an ID number only for a visit whose blink it was told of.
             once_uploaded(lambda: self.client.report_liveness(session_id, "passed", t),
                           IDENTIFY_WAIT_S, give_up=self._closing)
-            answer = once_uploaded(lambda: self.client.identify(session_id, id_number, encoding, snapshot),
+            answer = once_uploaded(lambda: self.client.identify(session_id, id_number, encoding, snapshot,
+                                                                visit.session.get("model")),
                                    IDENTIFY_WAIT_S, give_up=self._closing)
         except Rejected as e:
             status = "invalid" if e.status == 400 else "no_match"

@@ -93,11 +93,11 @@ class ApiClient:
     def ticket(self, session_id):
         return self._post(f"/api/v1/sessions/{session_id}/ticket", {})
 
-    def identify(self, session_id, id_number, encoding, snapshot=None):
+    def identify(self, session_id, id_number, encoding, snapshot=None, model=None):
         """1:1 check of a visitor the device did not recognise: the typed ID number, the face
-        encoding of their track (128 floats) and a JPEG crop of their face as they press OK
-        (the server looks at it itself, as at the session's snapshot)."""
-        body = {"id_number": id_number, "encoding": [float(v) for v in encoding]}
+        encoding of their track (of the face model named, the registry's) and a JPEG crop of
+        their face as they press OK (the server looks at it itself, as at the snapshot)."""
+        body = {"id_number": id_number, "encoding": [float(v) for v in encoding], "model": model}
         if snapshot is not None:
             body["snapshot"] = base64.b64encode(snapshot).decode("ascii")
         return self._post(f"/api/v1/sessions/{session_id}/identify", body)

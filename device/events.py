@@ -1,6 +1,6 @@
 """The agent's event stream: one JSON object per line (--events FILE or - for stdout).
 
-    {"event": "greeted", "citizen_key": "c_...", "name": "...", "t": 0.4, "distance": 0.31, "margin": 0.4}
+    {"event": "greeted", "citizen_key": "c_...", "name": "...", "t": 0.4, "distance": 0.62, "margin": 0.4}
     {"event": "unknown_visitor", "t": 2.1}
     {"event": "session_uploaded", "session_id": "..."}
 and "ready", "sync", "offline", "online", "revoked", "registry_changed", "dead_letter", "end",

@@ -28,12 +28,10 @@ two checks, a different person fails them all.
 """
 import itertools
 from collections import deque
-from dataclasses import dataclass, field
-
-import numpy as np
+from dataclasses import dataclass, field, replace
 
 from recognition import engine
-from recognition.decision import Policy, TrackVotes, decide
+from recognition.decision import TrackVotes, decide
 from recognition.images import scaled_to_fit
 
 
@@ -56,9 +54,8 @@ class GreeterSettings:
     recheck_named_s: float = 0.5   # a named face is encoded again this often (0.11-0.15 s each),
                                    # and at once after a processed frame that did not show it
     changed_after: int = 3         # checks in a row that find another face end the track
-    same_face: float = 0.40        # one face's frames stay within ~0.28 of each other (measured on
-                                   # the test clip and the shared video); two people's faces, even
-                                   # East-Asian ones, are 0.44 apart or more in 99 of 100 pairs
+    same_face: float = None        # a named face's checks count as the same face within this of
+                                   # the frames that named it: the face model's own (Bounds.same_face)
 
 
 @dataclass
@@ -110,11 +107,15 @@ class Outcome:
 class Greeter:
     """Holds the face tracks of one camera; process() one frame at a time."""
 
-    def __init__(self, gallery, policy=None, settings=None):
+    def __init__(self, gallery, policy, settings=None, model=None):
+        self.model = model or gallery.model    # the face model the gallery's templates are of
         self.gallery = gallery     # replaced whole by the sync worker; read once per frame
-        self.policy = policy or Policy()
+        self.policy = policy
         self.settings = settings or GreeterSettings()
+        if self.settings.same_face is None:
+            self.settings = replace(self.settings, same_face=self.model.bounds.same_face)
         self.tracks = []
+        self.encoded = 0           # faces encoded so far (the costly step; the bench counts it)
         self._ids = itertools.count(1)
         self._last_seen = {}       # citizen key -> last t a track named them was seen
 
@@ -158,7 +159,8 @@ class Greeter:
         if t - track.checked_t < s.recheck_named_s and not track.recheck_due:
             return None
         track.checked_t, track.recheck_due = t, False
-        if self._same_face(track, engine.face_encoding(rgb, location), gallery):
+        encoding = self._encode(rgb, location)
+        if encoding is not None and self._same_face(track, encoding, gallery):
             track.verified_t, track.mismatches = t, 0
             return "same"
         track.mismatches += 1
@@ -166,7 +168,7 @@ class Greeter:
 
     def _same_face(self, track, encoding, gallery):
         limit = self.settings.same_face
-        if track.reference is not None and float(np.linalg.norm(encoding - track.reference)) <= limit:
+        if track.reference is not None and self.model.distance(encoding, track.reference) <= limit:
             return True
         hits = [h for h in (gallery.nearest(encoding, 5) if gallery is not None else ())
                 if h.citizen_id == track.citizen_key]
@@ -218,7 +220,9 @@ class Greeter:
         age = t - track.first_t
         if track.state == "unknown" and age > self.settings.recheck_unknown_s:
             return None
-        encoding = engine.face_encoding(rgb, location)
+        encoding = self._encode(rgb, location)
+        if encoding is None:       # the face cannot be aligned in this frame (turned away)
+            return None
         track.encoding = encoding
         decision = decide(gallery, encoding, self.policy)
         track.votes.add(decision, encoding)
@@ -231,10 +235,15 @@ class Greeter:
             return Outcome("unknown", track, t)
         return None
 
+    def _encode(self, rgb, location):
+        """The face model's template of one face, or None when it cannot be aligned."""
+        self.encoded += 1
+        return self.model.encodings(rgb, [location])[0]
+
     def _named(self, track, decision, t):
         track.citizen_key, track.decision = decision.citizen_id, decision
         track.best_view = _best_view(track.views, decision.citizen_id)
-        track.reference = np.mean(track.votes.encodings[-self.policy.min_frames:], axis=0) \
+        track.reference = self.model.mean(track.votes.encodings[-self.policy.min_frames:]) \
             if track.votes.encodings else None
         track.checked_t, track.verified_t, track.mismatches, track.recheck_due = t, t, 0, False
         last = self._last_seen.get(decision.citizen_id)

@@ -14,7 +14,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from recognition import models
 from recognition.gallery import Gallery
+
+# A registry from before face models were named sent no "model": its templates were dlib's.
+UNNAMED_MODEL = models.get("dlib").id
 
 _SCHEMA = [
     # citizen_key: the registry's random key for the citizen (never its row id, never an ID number)
@@ -99,12 +103,26 @@ class Store:
         rows = self._read("SELECT value FROM meta WHERE key = 'sync_seq'")
         return int(rows[0][0]) if rows else 0
 
+    @property
+    def gallery_model(self):
+        """The id of the face model the cached templates are of (None: nothing cached yet)."""
+        return self.get_meta("gallery_model")
+
     def apply_delta(self, delta):
         """Apply a gallery delta from the server (upserts, removals, new seq) atomically.
-        The delta must come from the registry this store is bound to (see bind)."""
+        The delta must come from the registry this store is bound to (see bind) and be of the
+        face model the cache holds, unless it replaces the cache ("full"): ModelChanged
+        otherwise (the registry was re-encoded; the caller drops the cache and starts over).
+        UnknownModel when this device's code does not hold the delta's model."""
         if delta.get("registry_id") != self.get_meta("registry_id"):
             raise RegistryMismatch(delta.get("registry_id"))
-        statements = [("DELETE FROM gallery", ())] if delta.get("full") else []
+        model_id = delta.get("model") or UNNAMED_MODEL
+        if model_id != self.gallery_model and not delta.get("full"):
+            raise ModelChanged(model_id)
+        model = models.by_id(model_id)
+        statements = [("DELETE FROM gallery", ()),
+                      ("INSERT OR REPLACE INTO meta (key, value) VALUES ('gallery_model', ?)",
+                       (json.dumps(model.id),))] if delta.get("full") else []
         for key in delta.get("removals", []):
             statements.append(("DELETE FROM gallery WHERE citizen_key = ?", (_key(key),)))
         for entry in delta.get("upserts", []):
@@ -112,14 +130,15 @@ class Store:
                 "INSERT OR REPLACE INTO gallery (citizen_key, display_name, language, templates)"
                 " VALUES (?, ?, ?, ?)",
                 (_key(entry["key"]), entry["display_name"], entry["language"],
-                 _templates_blob(entry["templates"]))))
+                 _templates_blob(model, entry["templates"]))))
         statements.append(("INSERT OR REPLACE INTO meta (key, value) VALUES ('sync_seq', ?)",
                            (str(int(delta["seq"])),)))
         self._write(statements)
 
     def clear_gallery(self):
         """Forget every cached citizen and template (a revoked device keeps no biometrics)."""
-        self._write([("DELETE FROM gallery", ()), ("DELETE FROM meta WHERE key = 'sync_seq'", ())])
+        self._write([("DELETE FROM gallery", ()),
+                     ("DELETE FROM meta WHERE key IN ('sync_seq', 'gallery_model')", ())])
 
     def use_endpoint(self, fingerprint):
         """Record the server and token this store is used with (fingerprint: never the token
@@ -135,7 +154,8 @@ class Store:
             self._write(record)
             return False
         self._write([("DELETE FROM gallery", ()),
-                     ("DELETE FROM meta WHERE key IN ('sync_seq', 'config')", ())] + record)
+                     ("DELETE FROM meta WHERE key IN ('sync_seq', 'config', 'gallery_model')", ())]
+                    + record)
         return True
 
     def citizens(self):
@@ -144,15 +164,18 @@ class Store:
         return {r["citizen_key"]: {"display_name": r["display_name"], "language": r["language"]}
                 for r in rows}
 
-    def gallery(self):
-        """The cached templates as a recognition Gallery (citizens named by key)."""
+    def gallery(self, model):
+        """The cached templates as a recognition Gallery of the face model (citizens named by
+        key); empty when the cache holds another model's templates, which are never compared."""
         ids, blocks = [], []
-        for row in self._read("SELECT citizen_key, templates FROM gallery ORDER BY citizen_key"):
-            block = np.frombuffer(row["templates"], dtype="<f4").reshape(-1, 128)
+        rows = self._read("SELECT citizen_key, templates FROM gallery ORDER BY citizen_key") \
+            if self.gallery_model == model.id else []
+        for row in rows:
+            block = np.frombuffer(row["templates"], dtype="<f4").reshape(-1, model.dims)
             ids += [row["citizen_key"]] * len(block)
             blocks.append(block)
-        matrix = np.vstack(blocks) if blocks else np.empty((0, 128), np.float32)
-        return Gallery.from_arrays(ids, matrix)
+        matrix = np.vstack(blocks) if blocks else np.empty((0, model.dims), np.float32)
+        return Gallery.from_arrays(model, ids, matrix)
 
     # --- which registry and device this store belongs to -----------------------------------
 
@@ -253,16 +276,20 @@ class RegistryMismatch(ValueError):
     """A gallery delta from another registry than the store is bound to."""
 
 
+class ModelChanged(ValueError):
+    """A gallery delta of another face model than the cached templates' (a re-encoded registry)."""
+
+
 def _key(value):
     if not isinstance(value, str) or not value:
         raise ValueError("a citizen key must be a non-empty string")
     return value
 
 
-def _templates_blob(templates):
-    """base64 float32 templates from the API -> one BLOB of n x 128 little-endian float32."""
+def _templates_blob(model, templates):
+    """base64 float32 templates from the API -> one BLOB of n x dims little-endian float32."""
     import base64
     vectors = [np.frombuffer(base64.b64decode(t), dtype="<f4") for t in templates]
-    if any(v.shape != (128,) for v in vectors):
-        raise ValueError("a gallery template does not have 128 values")
+    if any(v.shape != (model.dims,) for v in vectors):
+        raise ValueError(f"a gallery template does not have {model.dims} values ({model.name})")
     return b"".join(v.tobytes() for v in vectors)

@@ -12,8 +12,10 @@ import sqlite3
 import threading
 import time
 
+from recognition.models import UnknownModel
+
 from .client import Offline, Rejected, Revoked
-from .store import RegistryMismatch
+from .store import ModelChanged, RegistryMismatch
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,20 @@ class Syncer:
                         break
                     changed = True
                     continue
+                except ModelChanged as e:
+                    # The registry was re-encoded with another face model: the cached templates
+                    # cannot be compared with its faces. Drop them, take the new config (its
+                    # thresholds are on the new model's scale) and pull everything again.
+                    self.store.clear_gallery()
+                    self._refresh_config()
+                    self.events.emit("model_changed", model=e.args[0])
+                    changed = True
+                    continue
+                except UnknownModel as e:
+                    self.store.clear_gallery()
+                    self.model_missing(e.model_id)
+                    changed = True
+                    break
                 except (KeyError, TypeError, ValueError, OverflowError, sqlite3.InterfaceError,
                         sqlite3.ProgrammingError) as e:
                     # A delta of the wrong shape raised out of the worker thread and ended it:
@@ -90,6 +106,22 @@ class Syncer:
             if config is not None and self._bind(config):
                 self.store.set_meta("config", config)
         return self.store.get_meta("config")
+
+    def model_missing(self, model_id, reason="this device does not have that model"):
+        """The registry greets on a face model this device cannot run: no greeting at all,
+        said once, until the model is installed (a device never guesses on another's scale)."""
+        if getattr(self, "_missing", None) == model_id:
+            return
+        self._missing = model_id
+        message = (f"the registry's face model is {model_id}; {reason}: greeting is off,"
+                   " visitors are sent to the desk")
+        log.error(message)
+        self.events.emit("model_mismatch", model=model_id, message=message)
+
+    def _refresh_config(self):
+        config = self._call(self.client.config)
+        if config is not None and self._bind(config):
+            self.store.set_meta("config", config)
 
     def _bind(self, config):
         """Bind the store to the config's registry and device; False if the config says neither."""

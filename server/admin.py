@@ -15,12 +15,11 @@ from flask import (Blueprint, abort, current_app, flash, redirect, render_templa
 from flask_login import current_user
 
 from db import transaction
-from db.queries import set_setting
 
 from . import calibration as calibration_data
 from . import charts
 from . import devices as device_registry
-from . import limits, logins, user_sessions
+from . import faces, limits, logins, user_sessions
 from . import settings as registry
 from .auth import ROLES, UserError, audit_user, create_user, guard, hash_password, user_actor
 from .database import get_db
@@ -87,7 +86,7 @@ def save_settings(db, form):
     """
     current = registry.values(db)
     values, errors = {}, {}
-    for spec in registry.ON_FORM:
+    for spec in registry.on_form(db):
         if spec.kind in ("float", "int") and spec.name not in form:
             values[spec.name] = current[spec.name]   # a form from before the setting existed
             continue
@@ -100,7 +99,7 @@ def save_settings(db, form):
     changes = {key: [current[key], value] for key, value in values.items() if current[key] != value}
     with transaction(db):
         for key, (_, value) in changes.items():
-            set_setting(db, key, value)
+            registry.save(db, key, value)
         if "gallery.by_site" in changes:
             resend_gallery(db)  # every device re-checks every citizen against the new scope
         if changes:
@@ -131,14 +130,15 @@ def settings():
             flash(t("Settings saved.") if changes else t("Nothing changed."), "ok")
             return redirect(url_for("admin.settings"))
         values = _submitted(request.form, values)
-    return render_template("admin/settings.html", specs=registry.ON_FORM, values=values, errors=errors,
+    return render_template("admin/settings.html", specs=registry.on_form(db), model=faces.active(db),
+                           values=values, errors=errors,
                            languages=LANGUAGES, version=version), 400 if errors else 200
 
 
 def _submitted(form, values):
     """What the admin typed, to show back with the errors."""
     shown = dict(values)
-    for spec in registry.ON_FORM:
+    for spec in registry.ON_FORM:  # names and kinds only
         if spec.kind == "greetings":
             shown[spec.name] = {lang: form.get(f"{spec.name}.{lang}", "") for lang in LANGUAGES}
         elif spec.kind == "bool":
@@ -371,6 +371,10 @@ def calibration():
     return render_template("admin/calibration.html", r=report, charts=_calibration_charts(report))
 
 
+PRIOR_LABELS = {"east_asian": "Prior measured on East-Asian faces",
+                "mixed": "Prior measured on mixed faces"}
+
+
 def _calibration_charts(r):
     xs = [p["t"] for p in r["curve"]]
     everyone = r.get("registry") or {}
@@ -385,10 +389,9 @@ def _calibration_charts(r):
         "histogram": charts.histogram(r["bins"], series, t("Face distances"), t("distance"),
                                       t("share of pairs"), marker),
         "fmr": charts.log_lines(xs, [(t("Measured false-match rate"), [p["fmr"] for p in r["curve"]]),
-                                     (t("95% upper bound"), [p["fmr_upper"] for p in r["curve"]]),
-                                     (t("LFW prior"), r["prior"])]
-                                + ([(t("Prior bound (East-Asian faces)"), r["prior_bound"])]
-                                   if r.get("prior_bound") else []),
+                                     (t("95% upper bound"), [p["fmr_upper"] for p in r["curve"]])]
+                                + [(t(PRIOR_LABELS.get(name, name)), table)
+                                   for name, table in r.get("priors", {}).items()],
                                 t("False-match rate by threshold"), t("distance threshold"),
                                 t("false-match rate (log)"), marker),
     }

@@ -6,7 +6,10 @@
     GET  /api/v1/config              the decision policy and greeting settings for devices
 
 A session is posted as JSON, or as multipart/form-data with the same JSON in a "session"
-part and a JPEG in a "snapshot" part.
+part and a JPEG in a "snapshot" part. Its distances are on the face model it names
+("model", a profile id): one the server does not know, or a session that names none (an
+older device), is stored with its distances untagged, shown to clerks but never folded into
+the registry's false-match curve.
 """
 import json
 import os
@@ -17,10 +20,10 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from db import now_iso, transaction
 from db.queries import registry_id
-from recognition import PhotoRejected
+from recognition import PhotoRejected, models
 from recognition.images import load_image
 
-from . import calibration, limits, settings
+from . import calibration, faces, limits, settings
 from .database import get_db
 from .devices import audit_device, device_actor, device_required
 from .errors import ApiError
@@ -66,9 +69,14 @@ def device_config(db, device):
     """What a device needs to decide and greet (admin settings over the shipped defaults),
     and who it is: the registry and the device the token belongs to."""
     threshold, size = calibration.device_threshold(db, device["site"])
+    model = faces.active(db)
     return {
         "registry_id": registry_id(db),
         "device": {"name": device["name"], "kind": device["kind"], "site": device["site"]},
+        # the face model the gallery's templates are of: a device without it greets no one
+        "model": model.id,
+        "model_dims": model.dims,
+        "same_face": model.bounds.same_face,
         # for this device's own gallery size, from the registry's measured false-match curve
         "threshold": threshold,
         "calibrated": True,
@@ -105,8 +113,10 @@ def parse_session(payload):
                "outcome": _choice(payload, "outcome", OUTCOMES, None),
                "liveness": _choice(payload, "liveness", LIVENESS, "not_run"),
                "started_at": _timestamp(payload.get("started_at")),
-               "candidates": json.dumps(_candidates(payload.get("candidates", []))),
-               "refused_by": _refusal(payload.get("refused_by"), payload.get("outcome"))}
+               "face_model": _face_model(payload.get("model"))}
+    model = models.by_id(session["face_model"]) if session["face_model"] else None
+    session["candidates"] = json.dumps(_candidates(payload.get("candidates", []), model))
+    session["refused_by"] = _refusal(payload.get("refused_by"), payload.get("outcome"))
     for key in ("distance", "margin", "time_to_greet"):
         session[key] = _number(payload, key)
     key = _citizen_key(payload.get("citizen_key"), session["outcome"])
@@ -164,8 +174,25 @@ def _citizen_key(value, outcome):
     return value
 
 
-def _candidates(value):
-    """The device's nearest citizens, as [{"key", "distance"}] (keys only: no templates)."""
+def _face_model(value):
+    """The id of the face model the session's distances are on, or None (not said, or a
+    model this server does not know: its distances are kept but never measured on)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > KEY_MAX:
+        raise SessionInvalid("model must be the id of the face model the device greets with")
+    try:
+        return models.by_id(value).id
+    except models.UnknownModel:
+        return None
+
+
+def _candidates(value, model=None):
+    """The device's nearest citizens, as [{"key", "distance"}] (keys only: no templates).
+    Distances past what the model's templates can be apart (any model's, when unknown) are
+    junk and refuse the session."""
+    largest = model.bounds.max_reported if model else max(
+        m.bounds.max_reported for m in models.PROFILES.values())
     if not isinstance(value, list) or len(value) > MAX_CANDIDATES:
         raise SessionInvalid(f"candidates must be a list of at most {MAX_CANDIDATES} entries")
     checked = []
@@ -174,8 +201,8 @@ def _candidates(value):
                 or len(entry["key"]) > KEY_MAX:
             raise SessionInvalid('each candidate is {"key": citizen key, "distance": number}')
         distance = _number(entry, "distance")
-        if distance is None or distance > 4:   # two unit-length 128-d templates are at most 2 apart
-            raise SessionInvalid("a candidate's distance must be a number from 0 to 4")
+        if distance is None or distance > largest:
+            raise SessionInvalid(f"a candidate's distance must be a number from 0 to {largest:g}")
         checked.append({"key": entry["key"], "distance": round(distance, 4)})
     return checked
 

@@ -5,26 +5,25 @@ possible duplicate left out), the distances devices reported to the nearest *oth
 citizens, and the distances of greetings a clerk confirmed; recognition.calibration does
 the maths; the report (curve, histograms, thresholds per gallery size and per device) is
 stored in `calibrations`. It runs after every import, on the purge schedule and from
-`flask --app app calibrate`. Until a registry is big enough to measure, the prior (the
-more cautious of the LFW fit and the bound measured on East-Asian faces) decides, and the
-report says so; after, it still bounds the tail the registry's own pairs are too few for.
+`flask --app app calibrate`. Until a registry is big enough to measure, the prior of its
+face model (the most cautious of the bounds measured on East-Asian and on mixed faces)
+decides, and the report says so; after, it still bounds the tail the registry's own pairs
+are too few for. Everything here is on the registry's active face model: its templates, the
+session distances devices reported on it, its reports (calibrations.face_model); a report
+or a distance of another model is never read.
 
 Plain functions for other modules:
   threshold_for_size(db, n)  the threshold for a gallery of n citizens (latest curve)
   device_threshold(db, site) (threshold, gallery size) for a device of that site
-  measured_fmr(db, t)        (FMR, 95 % upper bound) of different people within distance t
   one_to_one_threshold(db)   the distance for the ID-number check (one comparison)
   latest_curve(db)           the latest recognition.calibration.Curve (the prior if none)
 """
 import json
 
-import numpy as np
-
 from db import now_iso, transaction
 from recognition import calibration as maths
-from recognition.templates import from_blob
 
-from . import settings
+from . import faces, settings
 from .gallery import device_scope, in_scope
 
 GALLERY_SIZES = (10, 50, 100, 500, 1_000, 5_000, 10_000, 100_000)
@@ -32,16 +31,6 @@ MAX_SESSIONS = 20_000     # most recent sessions read for device-reported distan
 
 
 # --- what is measured ---------------------------------------------------------------------
-
-def _templates(db):
-    """(owner ids, n x 128 matrix) of enrolled citizens with consent."""
-    rows = db.execute(
-        "SELECT t.citizen_id, t.encoding FROM face_templates t JOIN citizens c ON c.id = t.citizen_id"
-        " WHERE c.removed_at IS NULL AND c.consent = 1 ORDER BY t.id").fetchall()
-    owners = [r[0] for r in rows]
-    matrix = np.stack([from_blob(r[1]) for r in rows]) if rows else np.empty((0, 128), np.float32)
-    return owners, matrix
-
 
 def flagged_citizens(db):
     """Ids of citizens a held record's face matched, while an admin has not decided: their
@@ -61,7 +50,7 @@ def _candidates(text):
             and isinstance(c.get("distance"), (int, float)) and not isinstance(c.get("distance"), bool)]
 
 
-def operational(db, gallery_sizes):
+def operational(db, gallery_sizes, model):
     """Device-reported non-mated distances of sessions a clerk reviewed (a greeting
     confirmed, or any session closed): of a greeting, the candidates other than the greeted
     citizen; of an unknown visitor, those after the first (the nearest may be the visitor
@@ -73,8 +62,8 @@ def operational(db, gallery_sizes):
     rows = db.execute(
         "SELECT s.outcome, s.candidates, c.key, d.site FROM sessions s"
         " JOIN devices d ON d.id = s.device_id LEFT JOIN citizens c ON c.id = s.citizen_id"
-        " WHERE s.review_status IN ('confirmed', 'closed') ORDER BY s.received_at DESC LIMIT ?",
-        [MAX_SESSIONS]).fetchall()
+        " WHERE s.review_status IN ('confirmed', 'closed') AND s.face_model = ?"
+        " ORDER BY s.received_at DESC LIMIT ?", [model.id, MAX_SESSIONS]).fetchall()
     sessions = []
     for outcome, text, key, site in rows:
         candidates = _candidates(text)
@@ -89,10 +78,11 @@ def operational(db, gallery_sizes):
     return maths.Operational(tuple(sessions))
 
 
-def genuine_distances(db):
-    """Distances of greetings a clerk confirmed (the right citizen was named)."""
+def genuine_distances(db, model):
+    """Distances of greetings a clerk confirmed (the right citizen was named), on the model."""
     rows = db.execute("SELECT distance FROM sessions WHERE outcome = 'greeted'"
-                      " AND review_status = 'confirmed' AND distance IS NOT NULL").fetchall()
+                      " AND review_status = 'confirmed' AND distance IS NOT NULL"
+                      " AND face_model = ?", [model.id]).fetchall()
     return maths.finite([r[0] for r in rows])
 
 
@@ -124,26 +114,28 @@ def _limits(db):
 
 def measure_registry(db):
     """Measure the curve now, store the report, and return it (a JSON-ready dict)."""
-    owners, matrix = _templates(db)
+    model = faces.active(db)
+    owners, matrix = faces.live_templates(db, model)
     flagged = flagged_citizens(db)
-    distances = maths.enrolled_non_mated(owners, matrix, exclude=flagged)
+    distances = maths.enrolled_non_mated(model, owners, matrix, exclude=flagged)
     people = len(set(owners) - flagged)
     devices = _device_sites(db)
     sizes = {d["site"]: gallery_size(db, d["site"]) for d in devices}
-    ops = operational(db, sizes)
-    curve = maths.measure(distances, people, ops)
-    genuine = genuine_distances(db)
-    report = _report(db, curve, distances, ops, genuine, devices, sizes, len(flagged))
+    ops = operational(db, sizes, model)
+    curve = maths.measure(model, distances, people, ops)
+    genuine = genuine_distances(db, model)
+    report = _report(db, model, curve, distances, ops, genuine, devices, sizes, len(flagged))
     with transaction(db):
         db.insert("INSERT INTO calibrations (measured_at, source, people, pairs, operational,"
-                  " genuine, report) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                  " genuine, report, face_model) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                   [report["measured_at"], curve.source, curve.people, curve.pairs,
-                   curve.operational, int(genuine.size), json.dumps(report)])
+                   curve.operational, int(genuine.size), json.dumps(report), model.id])
     return report
 
 
-def _report(db, curve, distances, ops, genuine, devices, sizes, flagged):
+def _report(db, model, curve, distances, ops, genuine, devices, sizes, flagged):
     target, loosest = _limits(db)
+    floor = model.bounds.threshold_floor
     notes = list(curve.notes)
     if flagged:
         notes.append(("{n} citizens flagged as possible duplicates are left out.", {"n": flagged}))
@@ -152,32 +144,33 @@ def _report(db, curve, distances, ops, genuine, devices, sizes, flagged):
     ops_distances = [d for s in ops.sessions for d in s[0]]
 
     def row(n):
-        t = maths.threshold_for(curve, n, target, loosest)
+        t = maths.threshold_for(curve, n, target, loosest, floor)
         return {"gallery_size": n, "threshold": t,
                 "expected_fpir": round(maths.expected_fpir(curve, n, t), 6),
                 "share_greeted": maths.share_within(genuine, t)}
 
     return {
-        "measured_at": now_iso(), **curve.as_dict(),
-        "one_to_one": _one_to_one(db, curve, genuine),
+        "measured_at": now_iso(), **curve.as_dict(), "face_model": model.describe(),
+        "one_to_one": _one_to_one(db, model, curve, genuine),
         "notes": [text.format(**args) for text, args in notes],
         "note_parts": [[text, args] for text, args in notes],
         "target_fpir": target, "max_threshold": loosest, "flagged_left_out": flagged,
-        "genuine": int(genuine.size), "bins": list(maths.HISTOGRAM_BINS),
-        "histogram": {"non_mated": maths.histogram(distances),
-                      "operational": maths.histogram(ops_distances),
-                      "genuine": maths.histogram(genuine)},
-        "prior": [min(1.0, maths.false_match_rate(t)) for t in curve.grid],    # the LFW fit
-        "prior_bound": list(maths.prior_curve().fmr_upper),   # what a small registry falls back to
+        "genuine": int(genuine.size), "bins": list(model.histogram_bins),
+        "histogram": {"non_mated": maths.histogram(distances, model.histogram_bins),
+                      "operational": maths.histogram(ops_distances, model.histogram_bins),
+                      "genuine": maths.histogram(genuine, model.histogram_bins)},
+        # what a small registry falls back to, and the populations it was measured on
+        "prior_bound": list(maths.prior_curve(model).fmr_upper),
+        "priors": {name: list(table) for name, table in model.priors().items()},
         "registry": row(gallery_size(db)),
         "by_size": [row(n) for n in GALLERY_SIZES],
         "devices": [{"name": d["name"], "site": d["site"], **row(sizes[d["site"]])} for d in devices],
     }
 
 
-def _one_to_one(db, curve, genuine):
+def _one_to_one(db, model, curve, genuine):
     target, ceiling = _one_to_one_limits(db)
-    t = maths.one_to_one_threshold(curve, target, ceiling)
+    t = maths.one_to_one_threshold(curve, target, ceiling, model.bounds.threshold_floor)
     return {"threshold": t, "target_fmr": target, "max_threshold": ceiling,
             "fmr_upper": maths.fmr_at(curve, t)[1], "share_accepted": maths.share_within(genuine, t)}
 
@@ -189,20 +182,23 @@ def _one_to_one_limits(db):
 
 # --- what others read ---------------------------------------------------------------------
 
-def latest_report(db):
-    """The last stored report, or None."""
-    row = db.execute("SELECT report FROM calibrations ORDER BY id DESC LIMIT 1").fetchone()
+def latest_report(db, model=None):
+    """The last stored report on the registry's face model, or None."""
+    model = model or faces.active(db)
+    row = db.execute("SELECT report FROM calibrations WHERE face_model = ? ORDER BY id DESC LIMIT 1",
+                     [model.id]).fetchone()
     return json.loads(row[0]) if row else None
 
 
-def latest_curve(db):
-    """The curve of the last measurement, or the prior when there is none."""
-    report = latest_report(db)
+def latest_curve(db, model=None):
+    """The curve of the last measurement, or the model's prior when there is none."""
+    model = model or faces.active(db)
+    report = latest_report(db, model)
     if not report or report.get("source") != "measured":
-        return maths.prior_curve([tuple(n) for n in report["note_parts"]] if report
+        return maths.prior_curve(model, [tuple(n) for n in report["note_parts"]] if report
                                  else [("Not measured yet.", {})])
     points = report["curve"]
-    return maths.Curve("measured", tuple(p["t"] for p in points),
+    return maths.Curve("measured", model.id, tuple(p["t"] for p in points),
                        tuple(p["matches"] for p in points), tuple(p["comparisons"] for p in points),
                        tuple(p["fmr"] for p in points), tuple(p["fmr_upper"] for p in points),
                        people=report["people"], pairs=report["pairs"],
@@ -212,9 +208,11 @@ def latest_curve(db):
 
 def threshold_for_size(db, n):
     """The threshold for a gallery of n citizens: the latest curve, the target FPIR setting,
-    never looser than the admin's maximum (policy.threshold)."""
+    never looser than the admin's maximum (policy.threshold) nor under the model's floor."""
     target, loosest = _limits(db)
-    return maths.threshold_for(latest_curve(db), n, target, loosest)
+    model = faces.active(db)
+    return maths.threshold_for(latest_curve(db, model), n, target, loosest,
+                               model.bounds.threshold_floor)
 
 
 def device_threshold(db, site=None):
@@ -227,10 +225,8 @@ def one_to_one_threshold(db):
     """The largest distance accepted when a visitor typed their ID number: the latest curve
     at the 1:1 target FMR, never looser than the admin's ceiling for it."""
     target, ceiling = _one_to_one_limits(db)
-    return maths.one_to_one_threshold(latest_curve(db), target, ceiling)
+    model = faces.active(db)
+    return maths.one_to_one_threshold(latest_curve(db, model), target, ceiling,
+                                      model.bounds.threshold_floor)
 
 
-def measured_fmr(db, t):
-    """(FMR, 95 % upper bound) that two different people's faces come within distance t,
-    on the registry's latest curve (the prior before it can be measured)."""
-    return maths.fmr_at(latest_curve(db), t)

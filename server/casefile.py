@@ -101,9 +101,9 @@ def check_opening(db, row, citizen_id):
         raise CaseFileRefused(403, "other_site", "the citizen is not one of this site's")
     if snapshot_distance(db, row, citizen_id) > one_to_one_threshold(db):
         # the device's word is not enough: the server's own look at the visitor disagrees.
-        # The 1:1 distance, not the device's looser greeting distance (0.50 for a small
-        # gallery on the prior): another East-Asian person's photo at 0.46-0.48 opened a
-        # case file there. A citizen whose best frame falls between the two sees a clerk.
+        # The 1:1 distance, not the device's looser greeting distance for a small gallery:
+        # on dlib's prior (0.50 then) another East-Asian person's photo at 0.46-0.48 opened a
+        # case file. A citizen whose best frame falls between the two sees a clerk.
         raise CaseFileRefused(403, "snapshot_not_citizen",
                               "the snapshot does not show this citizen; please see a clerk")
     return person

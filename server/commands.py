@@ -10,7 +10,9 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from . import calibration, importer, purge
+from recognition import models
+
+from . import calibration, faces, importer, purge, reencode
 from .auth import UserError, create_user
 from .database import get_db
 from .devices import DEVICE_KINDS, DeviceError, register_device, revoke_device
@@ -60,7 +62,7 @@ def import_records_command(records, photos, cases, report):
     settings = importer.Settings.from_config(current_app.config)
     try:
         result = importer.run_import(get_db(), records, photos, cases, settings)
-    except importer.ImportFailed as e:
+    except (importer.ImportFailed, faces.ModelChanged) as e:
         raise click.ClickException(str(e))
     except OSError as e:     # a full disk, a photo folder that went away: one line, not 40
         raise click.ClickException(
@@ -149,5 +151,42 @@ def calibrate_command():
     click.echo(json.dumps(report, indent=1, ensure_ascii=False))
 
 
+@click.command("reencode")
+@click.option("--model", "model_name", type=click.Choice(models.names()), required=True,
+              help="The face model to move the registry to.")
+@with_appcontext
+def reencode_command(model_name):
+    """Re-encode every face template with another face model, then switch the registry to it.
+
+    Resumable: a run stopped at any point (even kill -9) goes on where it was when started
+    again; the registry greets on the old model until the new one is complete. Templates
+    whose source image is gone are listed and dropped.
+    """
+    config = current_app.config
+    db = get_db()
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if bar is None and total:
+            bar = click.progressbar(length=total, label=f"encoding with {model_name}", file=sys.stderr)
+            bar.__enter__()
+        if bar is not None:
+            bar.update(done - bar.pos)
+    try:
+        result = reencode.reencode(db, models.get(model_name), config["PHOTOS_DIR"],
+                                   config["SNAPSHOTS_DIR"], config["IMPORT_WORKERS"], progress)
+    except reencode.ReencodeFailed as e:
+        raise click.ClickException(str(e))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    for template_id, citizen_id, reason in result.dropped:
+        click.echo(f"dropped template {template_id} of citizen {citizen_id}: {reason}", err=True)
+    for review_id, reason in result.held_kept:
+        click.echo(f"held record {review_id} stays on the old model: {reason}", err=True)
+    click.echo(result.summary_line())
+
+
 COMMANDS = (create_user_command, import_records_command, register_device_command,
-            revoke_device_command, purge_command, calibrate_command)
+            revoke_device_command, purge_command, calibrate_command, reencode_command)

@@ -5,7 +5,10 @@ import click
 from flask import current_app, g
 from flask.cli import with_appcontext
 
-from db import open_db
+from db import open_db, transaction
+from recognition import models
+
+from . import faces
 
 
 def get_db():
@@ -40,13 +43,20 @@ def init_db_command():
     db = get_db()
     users = db.execute("SELECT count(*) FROM users").fetchone()[0]
     click.echo(f"database ready: {current_app.config['DATABASE']}")
+    model, wanted = faces.active(db), current_app.config["FACE_MODEL"]
+    click.echo(f"face model: {model.id}")
+    if model.name != wanted:
+        click.echo(f"this registry greets on {model.name}, FACE_MODEL is {wanted}: to switch,"
+                   f" flask --app app reencode --model {wanted}")
     if not users:
         click.echo("no users yet: flask --app app create-user NAME --role admin")
 
 
 def init_app(app):
     try:
-        open_db(app.config["DATABASE"]).close()  # create / migrate once, at start
+        _start(app)
+    except (models.UnknownModel, models.ModelFileError) as e:
+        raise SystemExit(f"cannot start: {e}") from e
     except Exception as e:
         # a damaged file, a database from a newer version, a folder that cannot be written,
         # PostgreSQL not running: one line that says which and what to do, not a traceback
@@ -56,3 +66,18 @@ def init_app(app):
                          f" {type(e).__name__}: {e}") from e
     app.teardown_appcontext(close_db)
     app.cli.add_command(init_db_command)
+
+
+def _start(app):
+    """Create / migrate the database once, at start; a new registry takes FACE_MODEL as its
+    face model; the active model's file must be there and be the file its profile names
+    (checked by its sha256), or nothing starts: a registry that cannot encode a face would
+    refuse every photo of an import and every case file."""
+    db = open_db(app.config["DATABASE"])
+    try:
+        models.get(app.config["FACE_MODEL"])
+        with transaction(db):
+            model = faces.start_on(db, app.config["FACE_MODEL"])
+    finally:
+        db.close()
+    model.check_file()

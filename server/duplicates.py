@@ -11,19 +11,15 @@ the same face in under a second ID number, and a false flag only costs an admin 
 it is loose (recall): the largest distance whose expected false flags per imported row,
 N x FMR(t) over the N enrolled citizens on the registry's measured curve, stay within the
 admin's review budget (setting duplicates.review_budget), never stricter than the greeting
-threshold and never looser than MAX_THRESHOLD.
+threshold and never looser than the model's duplicate ceiling (recognition/models).
 """
 import json
 
 from db import now_iso
 from recognition import calibration as maths
 
-from . import audit, calibration
+from . import audit, calibration, faces
 from . import settings as registry
-
-# face_recognition's 1:1 verification tolerance: past it even the same person's photos
-# rarely fall, and different people's start to in bulk (on LFW ~ 1 pair in 100).
-MAX_THRESHOLD = 0.60
 
 
 def enrolled_count(db):
@@ -39,25 +35,19 @@ def duplicate_threshold(db, enrolled=None):
     budget, on the registry's own measured false-match curve (server/calibration.py; the LFW
     prior until it can be measured). The point estimate, not its upper bound: here a false
     flag costs a look, a missed duplicate a second identity. Never stricter than what devices
-    greet at, never looser than MAX_THRESHOLD."""
+    greet at, never looser than the model's duplicate ceiling."""
+    ceiling = faces.active(db).bounds.duplicate_ceiling
     enrolled = enrolled_count(db) if enrolled is None else enrolled
     budget = float(registry.value(db, "duplicates.review_budget"))
-    greeting = calibration.threshold_for_size(db, enrolled)
-    curve = calibration.latest_curve(db)
-    chosen = greeting
-    for t in curve.grid:
-        if t > MAX_THRESHOLD:
-            break
-        if max(enrolled, 1) * maths.fmr_at(curve, t)[0] <= budget:
-            chosen = max(chosen, t)
-    return round(min(MAX_THRESHOLD, chosen), 4)
+    return maths.duplicate_threshold(calibration.latest_curve(db), enrolled, budget,
+                                     calibration.threshold_for_size(db, enrolled), ceiling)
 
 
-def hold(db, actor, record, photo_path, photo_sha256, encoding, match_citizen_id, distance,
+def hold(db, actor, record, photo_path, photo_sha256, model, encoding, match_citizen_id, distance,
          threshold):
     """Keep a flagged record for review (inside the caller's transaction); returns its id.
 
-    record: the row's fields as a dict. An ID number with the same photo is held once:
+    record: the row's fields as a dict; encoding: its template's bytes, of `model`. An ID number with the same photo is held once:
     re-importing a file flags it again, and the nearest registered face may have changed as
     the registry grew (the match was part of the key, and each re-import added a review), so
     the waiting review is brought up to date instead."""
@@ -73,9 +63,9 @@ def hold(db, actor, record, photo_path, photo_sha256, encoding, match_citizen_id
         return waiting["id"]
     review_id = db.insert(
         "INSERT INTO duplicate_reviews (id_number, record, photo_path, photo_sha256, encoding,"
-        " match_citizen_id, distance, threshold, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " RETURNING id",
-        [record["id_number"], values["record"], photo_path, photo_sha256, encoding,
+        " face_model, match_citizen_id, distance, threshold, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        [record["id_number"], values["record"], photo_path, photo_sha256, encoding, model.id,
          match_citizen_id, values["distance"], values["threshold"], now_iso()])
     audit.record(db, actor, "duplicate.held", "duplicate_review", review_id,
                  {"id_number": record["id_number"], "match_citizen_id": match_citizen_id,

@@ -11,16 +11,17 @@ another citizen or a held record uses the same file) and bump the citizen's sync
 gallery delta (server/gallery.py) then tells every device to drop the citizen.
 """
 import hashlib
+import os
 from dataclasses import dataclass
 
 from flask import current_app, has_app_context
 
 from db import now_iso, transaction
 from db.queries import next_sync_seq
+from recognition import models
 from recognition.images import MAX_BYTES
-from recognition.templates import from_blob
 
-from . import audit, duplicates, faceindex, importer
+from . import audit, duplicates, faceindex, faces, importer
 from .importer import RowInvalid, delete_unused_photos  # shared with the import
 
 EDITABLE = ("name", "phone", "language", "district")
@@ -36,11 +37,17 @@ class RecordRefused(ValueError):
 
 @dataclass
 class Photo:
-    """An uploaded photo that passed the quality gate: its bytes, hash, template and format."""
+    """An uploaded photo that passed the quality gate: its bytes, hash, template and format,
+    and the face model the template is of."""
     data: bytes
     sha256: str
     template: bytes
     fmt: str
+    model: object
+
+    @property
+    def vector(self):
+        return self.model.from_blob(self.template)
 
 
 def check_record(fields, rule, has_photo=True):
@@ -54,26 +61,28 @@ def check_record(fields, rule, has_photo=True):
         raise RecordRefused(e.reason)
 
 
-def check_photo(data):
-    """A Photo through the enrolment quality gate (one face, big and sharp enough), or RecordRefused."""
+def check_photo(db, data):
+    """A Photo through the enrolment quality gate (one face, big and sharp enough) and the
+    registry's face model, or RecordRefused."""
     if not data:
         raise RecordRefused("photo is empty")
     if len(data) > MAX_BYTES:
         raise RecordRefused(f"file is larger than {MAX_BYTES // 2**20} MB")
-    template, fmt, reason = importer.encode_photo(data)
+    model = faces.active(db)
+    template, fmt, reason = importer.encode_photo(data, model.name)
     if reason:
         raise RecordRefused(reason)
-    return Photo(data, hashlib.sha256(data).hexdigest(), template, fmt)
+    return Photo(data, hashlib.sha256(data).hexdigest(), template, fmt, model)
 
 
-def duplicate_of(db, template, own_id=None):
+def duplicate_of(db, vector, own_id=None):
     """(citizen id, ID number, distance, threshold) of another citizen this face resembles
     within the duplicate threshold, or None."""
     index_dir = current_app.config.get("FACEINDEX_DIR") if has_app_context() else None
     gallery = importer.load_gallery(db, index_dir)
     try:
         threshold = duplicates.duplicate_threshold(db, len(gallery))
-        best, runner_up = gallery.nearest_two(from_blob(template))
+        best, runner_up = gallery.nearest_two(vector)
     finally:
         if index_dir:
             faceindex.release(index_dir, gallery)
@@ -90,7 +99,7 @@ def duplicate_reason(id_number, distance):
 
 def _refuse_duplicates(db, photos, own_id=None):
     for photo in photos:
-        match = duplicate_of(db, photo.template, own_id)
+        match = duplicate_of(db, photo.vector, own_id)
         if match:
             raise RecordRefused(duplicate_reason(match[1], match[2]))
 
@@ -104,7 +113,7 @@ def add_citizen(db, actor, fields, photos, settings):
     existing = importer.citizen_row(db, record.id_number)
     if existing and existing["removed_at"] is None:
         raise RecordRefused(f"ID number {record.id_number} is already registered")
-    checked = [check_photo(data) for data in photos] if record.consent else []
+    checked = [check_photo(db, data) for data in photos] if record.consent else []
     _refuse_duplicates(db, checked, existing["id"] if existing else None)
     paths = [importer.save_photo(settings.photos_dir, p.data, p.sha256, p.fmt) for p in checked]
     main_sha = checked[0].sha256 if checked else None
@@ -113,7 +122,7 @@ def add_citizen(db, actor, fields, photos, settings):
                                              main_sha, record.row_sha256(main_sha))
         db.execute("DELETE FROM face_templates WHERE citizen_id = ?", [citizen_id])
         for photo, path in zip(checked, paths):
-            importer.add_template(db, citizen_id, photo.template, path)
+            faces.add_template(db, citizen_id, photo.model, photo.vector, photo_path=path)
         audit.record(db, actor, "citizen.add", "citizen", citizen_id,
                      {"id_number": record.id_number, "photos": len(checked),
                       "consent": record.consent})
@@ -150,14 +159,14 @@ def add_photo(db, actor, row, data, settings, replace=False):
     """Add a photo as one more template, or replace every photo and template with it."""
     if not row["consent"]:
         raise RecordRefused("consent is no: a citizen without consent holds no photo")
-    photo = check_photo(data)
+    photo = check_photo(db, data)
     _refuse_duplicates(db, [photo], row["id"])
     path = importer.save_photo(settings.photos_dir, photo.data, photo.sha256, photo.fmt)
     old_paths = _photo_paths(db, row) if replace else []
     with transaction(db):
         if replace:
             db.execute("DELETE FROM face_templates WHERE citizen_id = ?", [row["id"]])
-        importer.add_template(db, row["id"], photo.template, path)
+        faces.add_template(db, row["id"], photo.model, photo.vector, photo_path=path)
         main_path, main_sha = (path, photo.sha256) if replace or not row["photo_path"] \
             else (row["photo_path"], row["photo_sha256"])
         record = _record_of(row)
@@ -210,6 +219,21 @@ def _photo_paths(db, row):
 
 # --- records held by the duplicate check ------------------------------------------------------
 
+def _held_face(db, review, settings):
+    """(model, template) of a held record on the registry's face model: as held, or encoded
+    again from its photo when the registry moved to another model since (reencode could not
+    encode it then; RecordRefused with the reason if it still cannot)."""
+    if review["face_model"] == faces.active_id(db):
+        model = models.get(review["face_model"])
+        return model, model.from_blob(review["encoding"])
+    try:
+        with open(os.path.join(settings.photos_dir, os.path.basename(review["photo_path"] or "")), "rb") as f:
+            photo = check_photo(db, f.read())
+    except OSError:
+        raise RecordRefused("the held photo is gone; add the citizen again with a new photo")
+    return photo.model, photo.vector
+
+
 DECISIONS = ("import", "discard", "add_to_existing")
 
 
@@ -227,6 +251,7 @@ def decide_duplicate(db, actor, review, decision, settings):
     if review["status"] != "pending":
         raise RecordRefused("this record has already been decided")
     record = check_record(duplicates.record_of(review), settings.id_number_rule)
+    model, vector = _held_face(db, review, settings) if decision != "discard" else (None, None)
     citizen_id = None
     with transaction(db):
         if decision == "import":
@@ -236,10 +261,10 @@ def decide_duplicate(db, actor, review, decision, settings):
                                                  review["photo_sha256"],
                                                  record.row_sha256(review["photo_sha256"]))
             db.execute("DELETE FROM face_templates WHERE citizen_id = ?", [citizen_id])
-            importer.add_template(db, citizen_id, review["encoding"], review["photo_path"])
+            faces.add_template(db, citizen_id, model, vector, photo_path=review["photo_path"])
         elif decision == "add_to_existing":
             citizen_id = review["match_citizen_id"]
-            importer.add_template(db, citizen_id, review["encoding"], review["photo_path"])
+            faces.add_template(db, citizen_id, model, vector, photo_path=review["photo_path"])
             db.execute("UPDATE citizens SET sync_seq = ?, updated_at = ? WHERE id = ?",
                        [next_sync_seq(db), now_iso(), citizen_id])
         db.execute("UPDATE duplicate_reviews SET status = ?, decided_by = ?, decided_at = ?,"

@@ -19,13 +19,14 @@ from db import transaction
 from recognition import PhotoRejected, engine
 from recognition.images import load_image
 
-from .gallery import best_distance
+from . import faces
 
 SNAPSHOT_DETECT_SIDE = 640     # devices send a face crop (a few hundred pixels) or a frame
 
 
-def snapshot_face(path, max_bytes, max_pixels):
-    """The encoding of the largest face in a stored snapshot, or None when it shows none.
+def snapshot_face(model, path, max_bytes, max_pixels):
+    """The encoding (by the face model) of the largest face in a stored snapshot, or None
+    when it shows none or none the model can align.
     OSError when the file cannot be read (then nothing is concluded about the face).
 
     A device's crop is the face with 0.6 of its size around it, at most 800 px: the face
@@ -35,9 +36,9 @@ def snapshot_face(path, max_bytes, max_pixels):
         rgb = load_image(path, max_bytes=max_bytes, max_pixels=max_pixels)
     except PhotoRejected:
         return None
-    faces = engine.detect_faces(rgb, SNAPSHOT_DETECT_SIDE, upsample=0) \
+    found = engine.detect_faces(rgb, SNAPSHOT_DETECT_SIDE, upsample=0) \
         or engine.detect_faces(rgb, SNAPSHOT_DETECT_SIDE, upsample=1)
-    return engine.face_encoding(rgb, faces[0]) if faces else None
+    return model.encodings(rgb, found[:1])[0] if found else None
 
 
 def snapshot_distance(db, row, citizen_id):
@@ -48,11 +49,12 @@ def snapshot_distance(db, row, citizen_id):
         return row["snapshot_distance"]
     from .api import SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS
     path = os.path.join(current_app.config["SNAPSHOTS_DIR"], row["snapshot_path"])
+    model = faces.active(db)
     try:
-        encoding = snapshot_face(path, SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS)
+        encoding = snapshot_face(model, path, SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS)
     except OSError:
         return math.inf
-    distance = math.inf if encoding is None else best_distance(db, citizen_id, encoding)
+    distance = math.inf if encoding is None else faces.best_distance(db, citizen_id, encoding, model)
     with transaction(db):
         db.execute("UPDATE sessions SET snapshot_distance = ? WHERE id = ?", [distance, row["id"]])
     return distance

@@ -6,20 +6,19 @@ phones: a device in a public hall can be stolen.
 """
 import base64
 
-import numpy as np
-
 from db import snapshot
 from db.queries import next_sync_seq, registry_id
-from recognition.templates import from_blob
 
-from . import settings
+from . import faces, settings
 
 GALLERY_PAGE = 500                      # citizens per delta response; the device asks again for more
 
 
 def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
     """Citizens changed after sync seq `since`: upserts (templates to hold) and removals,
-    both naming citizens by their key, with the registry's id (the device binds to it).
+    both naming citizens by their key, with the registry's id (the device binds to it) and
+    its face model's id (a device holding another model's templates drops them and starts
+    over: every template is only comparable with its own model's).
 
     A citizen removed, without consent, or with no template is a removal: the device must
     forget them. With the gallery.by_site setting on, so is a citizen of another site than
@@ -35,9 +34,10 @@ def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
         rows = db.execute(
             "SELECT id, key, name, language, consent, removed_at, district FROM citizens"
             " WHERE sync_seq > ? AND sync_seq <= ? ORDER BY sync_seq, id", [since, upto]).fetchall()
-        upserts, removals = _split_changes(db, rows, device_scope(db, site))
+        model = faces.active(db)
+        upserts, removals = _split_changes(db, rows, device_scope(db, site), model)
         registry = registry_id(db)
-    return {"registry_id": registry, "seq": upto, "upserts": upserts,
+    return {"registry_id": registry, "model": model.id, "seq": upto, "upserts": upserts,
             "removals": removals, "full": since == 0, "more": upto < current}
 
 
@@ -50,11 +50,11 @@ def _page_end(db, since, current, limit):
     return row[0] if row else current
 
 
-def _split_changes(db, rows, site=None):
+def _split_changes(db, rows, site, model):
     upserts, removals = [], []
     for row in rows:
         wanted = row["consent"] and not row["removed_at"] and in_scope(row["district"], site)
-        templates = _templates(db, row["id"]) if wanted else []
+        templates = _templates(db, row["id"], model) if wanted else []
         if templates:
             upserts.append({"key": row["key"], "display_name": row["name"],
                             "language": row["language"], "templates": templates})
@@ -81,24 +81,9 @@ def resend_gallery(db):
     db.execute("UPDATE citizens SET sync_seq = ?", [next_sync_seq(db)])
 
 
-def citizen_templates(db, citizen_id):
-    """The citizen's face templates (128-float arrays), oldest first."""
-    rows = db.execute("SELECT encoding FROM face_templates WHERE citizen_id = ? ORDER BY id",
-                      [citizen_id]).fetchall()
-    return [from_blob(r["encoding"]) for r in rows]
-
-
-def best_distance(db, citizen_id, vector):
-    """The distance from vector to the nearest of the citizen's templates (inf: none)."""
-    templates = citizen_templates(db, citizen_id)
-    if not templates:
-        return float("inf")
-    return float(np.linalg.norm(np.stack(templates).astype(np.float64) - vector, axis=1).min())
-
-
-def _templates(db, citizen_id):
-    return [base64.b64encode(t.astype("<f4").tobytes()).decode("ascii")
-            for t in citizen_templates(db, citizen_id)]
+def _templates(db, citizen_id, model):
+    return [base64.b64encode(model.to_blob(t)).decode("ascii")
+            for t in faces.citizen_templates(db, citizen_id, model)]
 
 
 def _current_seq(db):

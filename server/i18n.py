@@ -61,6 +61,7 @@ LABELS = {
     "ticket.call": "Ticket called", "ticket.issue": "Ticket issued", "user.create": "User created",
     "user.password_reset": "Password reset", "user.update": "User changed",
     "login": "Signed in", "user.unlock": "Sign-in unlocked", "calibration.measured": "Calibration measured",
+    "faces.reencoded": "Face templates re-encoded with another model",
     "citizen.add": "Citizen added", "citizen.update": "Citizen changed", "citizen.remove": "Citizen removed",
     "citizen.consent.withdraw": "Consent withdrawn", "citizen.photo.add": "Citizen photo added",
     "citizen.photo.replace": "Citizen photo replaced", "citizen.factor_unlocked": "Phone check unlocked",

@@ -1,6 +1,7 @@
 """No dead end for a visitor the camera did not recognise: their ID number, checked 1:1.
 
-    POST /api/v1/sessions/<id>/identify  {"id_number": "4401...", "encoding": [128 floats],
+    POST /api/v1/sessions/<id>/identify  {"id_number": "4401...", "encoding": [dims floats],
+                                          "model": "<face model id>",
                                           "snapshot": "<base64 JPEG of the face now>"}
         -> {"matched": true, "citizen_key": K, "name": ..., "language": ...}
         or {"matched": false, "citizen_key": null, "name": null, "language": null}
@@ -12,7 +13,9 @@ calibrated 1:1 threshold (server/calibration.py: one_to_one_threshold), and look
 crop itself (server/facecheck.py), under the same threshold: an encoding is the device's word,
 and a device holds every template of its gallery. On a match of both the crop becomes the
 session's snapshot and the session a greeting of that citizen, identified_by "id_number". Liveness comes first:
-the device reports the visitor's blink before it sends the number (409 otherwise); the case
+the device reports the visitor's blink before it sends the number (409 otherwise). An
+encoding of another face model than the registry's is refused (409: the device syncs and
+re-encodes), never compared with templates it cannot be compared with. The case
 file and the phone digits then follow as for a face greeting. "No such ID number" and "not
 this face" get the same answer, so the endpoint cannot be used to learn who is enrolled.
 Every attempt is audited (the ID number masked); a device gets IDENTIFY_MAX_PER_HOUR tries an
@@ -25,9 +28,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from flask import Blueprint, current_app, g, jsonify, request
 
-from recognition.templates import DIMENSIONS
-
-from . import limits
+from . import faces, limits
 from .api import SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS, check_snapshot, save_snapshot
 from .calibration import one_to_one_threshold
 from .casefile import CaseFileRefused, check_recent, own_session
@@ -35,7 +36,7 @@ from .database import get_db
 from .devices import audit_device, device_required
 from .facecheck import snapshot_face
 from .errors import ApiError
-from .gallery import best_distance, device_scope, in_scope
+from .gallery import device_scope, in_scope
 from .importer import normalise_id_number
 from .privacy import mask
 
@@ -45,14 +46,19 @@ ACTIONS = ("identify.match", "identify.no_match")
 NO_MATCH = {"matched": False, "citizen_key": None, "name": None, "language": None}
 
 
-def _body():
+def _body(model):
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise ApiError(400, 'send {"id_number": "...", "encoding": [128 numbers]}')
+        raise ApiError(400, 'send {"id_number": "...", "encoding": [numbers], "model": "...",'
+                            ' "snapshot": "..."}')
+    claimed = body.get("model")
+    if claimed is not None and claimed != model.id:
+        raise ApiError(409, f"the registry's face model is {model.id}: sync the gallery and"
+                            " encode the face again")
     encoding = body.get("encoding")
-    if (not isinstance(encoding, list) or len(encoding) != DIMENSIONS
+    if (not isinstance(encoding, list) or len(encoding) != model.dims
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in encoding)):
-        raise ApiError(400, f"encoding must be {DIMENSIONS} numbers")
+        raise ApiError(400, f"encoding must be {model.dims} numbers (a {model.name} template)")
     # Compared before any conversion: the chained comparison refuses NaN and infinities, and
     # a 400-digit JSON integer, which numpy cannot convert (OverflowError, a 500 before).
     if not all(-10 <= v <= 10 for v in encoding):
@@ -112,8 +118,9 @@ def _candidate(db, id_number):
 @bp.route("/sessions/<session_id>/identify", methods=["POST"])
 @device_required
 def identify(session_id):
-    id_number, vector, snapshot = _body()
     db = get_db()
+    model = faces.active(db)
+    id_number, vector, snapshot = _body(model)
     row = own_session(db, session_id)
     if row["outcome"] != "unknown":
         raise ApiError(409, "only a visitor the device did not recognise types an ID number")
@@ -127,7 +134,7 @@ def identify(session_id):
     _check_rate(db, row)            # before the costly part (the lock checks it again)
     check_snapshot(snapshot)
     threshold = one_to_one_threshold(db)
-    seen = snapshot_face(snapshot, SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS)   # ~0.1 s, unlocked
+    seen = snapshot_face(model, snapshot, SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS)   # unlocked
     # The tries are counted in the audit log: check, compare and count as one step per
     # device (a session is one device's), or tries sent together all pass the check.
     with limits.one_try_at_a_time(db, f"identify:{g.device['id']}"):
@@ -136,12 +143,14 @@ def identify(session_id):
             raise ApiError(409, "only a visitor the device did not recognise types an ID number")
         _check_rate(db, row)
         person = _candidate(db, id_number)
-        distance = best_distance(db, person["id"], vector) if person is not None else float("inf")
+        distance = faces.best_distance(db, person["id"], vector, model) if person is not None \
+            else float("inf")
         matched = distance <= threshold
         detail = {"id_number": mask(id_number), "threshold": threshold,
                   "distance": _rounded(distance)}
         if matched:
-            seen_distance = best_distance(db, person["id"], seen) if seen is not None else math.inf
+            seen_distance = faces.best_distance(db, person["id"], seen, model) \
+                if seen is not None else math.inf
             detail["snapshot_distance"] = _rounded(seen_distance)
             matched = seen_distance <= threshold
         if matched:

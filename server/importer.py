@@ -14,6 +14,7 @@ ImportFailed. A process that dies mid-way leaves whole batches, never half a cit
 """
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import lzma
@@ -30,11 +31,10 @@ from datetime import datetime
 
 from db import now_iso, transaction
 from db.queries import new_citizen_key, next_sync_seq
-from recognition import PhotoRejected
+from recognition import PhotoRejected, models
 from recognition.images import MAX_BYTES
-from recognition.templates import from_blob, to_blob
 
-from . import audit, calibration, duplicates, faceindex
+from . import audit, calibration, duplicates, faceindex, faces
 from .audit import Actor
 from .files import write_whole
 from .privacy import mask
@@ -614,18 +614,20 @@ def open_photos(path):
 
 # --- the quality gate and encoder, run in worker processes -----------------------------------
 
-def encode_photo(data):
-    """(template bytes, image format, None) for an acceptable photo, or (None, None, reason).
+def encode_photo(data, model_name):
+    """(template bytes, image format, None) for an acceptable photo, or (None, None, reason):
+    the quality gate, then the face model named (the registry's active one).
 
     Runs in a worker process: takes and returns plain bytes so nothing big is pickled twice.
     """
     from recognition import images, quality
+    model = models.get(model_name)
     try:
         rgb = images.load_image(data)
-        enrolment = quality.enrolment_template(rgb)
+        enrolment = quality.enrolment_template(rgb, model)
     except PhotoRejected as e:
         return None, None, e.reason
-    return to_blob(enrolment.encoding), image_format(data), None
+    return model.to_blob(enrolment.encoding), image_format(data), None
 
 
 def image_format(data):
@@ -656,10 +658,11 @@ def browser_copy(data):
     return out.getvalue()
 
 
-def _warm_worker():
+def _warm_worker(model_name):
     _die_with_parent()
     from recognition import engine
     engine.warm_up()
+    models.get(model_name).warm_up()
 
 
 def _die_with_parent():
@@ -682,17 +685,18 @@ class Encoder:
     thread, and forking a threaded process can copy a held lock into the child.
     """
 
-    def __init__(self, workers):
+    def __init__(self, workers, model):
         self.workers = workers
         self.pool = None
+        self.encode = functools.partial(encode_photo, model_name=model.name)
         if workers > 1:
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_warm_worker)
+                                            initializer=_warm_worker, initargs=(model.name,))
 
     def map(self, photos):
         if self.pool is None:
-            return map(encode_photo, photos)
-        return self.pool.map(encode_photo, photos)
+            return map(self.encode, photos)
+        return self.pool.map(self.encode, photos)
 
     def close(self):
         if self.pool is not None:
@@ -760,6 +764,9 @@ class _Run:
         self.progress = progress or (lambda processed, total: None)
         self.total, self.processed = total, 0
         self.result = ImportResult()
+        # The registry's model when the import starts; a template written after a switch to
+        # another one is refused (faces.ModelChanged) and the batch undone.
+        self.model = faces.active(db)
         self.gallery = load_gallery(db, settings.index_dir)  # last: held until release_index
         # The fraud check's own threshold (recall over precision): server/duplicates.py.
         self.threshold = None
@@ -773,7 +780,7 @@ class _Run:
 
     def records(self, rows, photos):
         valid = self._valid_records(rows)
-        with Encoder(self.settings.workers) as encoder:
+        with Encoder(self.settings.workers, self.model) as encoder:
             for pending in self._batches(valid, photos):
                 self._encode(pending, encoder)
                 try:
@@ -904,7 +911,7 @@ class _Run:
         """(citizen id, ID number, distance) of another citizen whose enrolled face is within
         the duplicate threshold, or None."""
         own = item.existing["id"] if item.existing else None
-        best, runner_up = self.gallery.nearest_two(from_blob(item.template))
+        best, runner_up = self.gallery.nearest_two(self.model.from_blob(item.template))
         other = runner_up if best and best.citizen_id == own else best
         if other is None:
             return None
@@ -921,7 +928,7 @@ class _Run:
         citizen_id, id_number, distance = other
         photo_path = self._save_photo(item)
         review_id = duplicates.hold(self.db, self.actor, record_fields(record), photo_path,
-                                    item.photo_sha256, item.template, citizen_id, distance,
+                                    item.photo_sha256, self.model, item.template, citizen_id, distance,
                                     self.threshold[1])
         reason = (f"possible duplicate identity: face matches ID number {id_number}"
                   f" (distance {distance:.2f}); not imported, held for review"
@@ -952,8 +959,10 @@ class _Run:
             self.db.execute("DELETE FROM face_templates WHERE citizen_id = ?", [citizen_id])
             self.gallery.remove(citizen_id)
         if item.template is not None:
-            template_id = add_template(self.db, citizen_id, item.template, photo_path)
-            self.gallery.add(citizen_id, from_blob(item.template), template_id)
+            vector = self.model.from_blob(item.template)
+            template_id = faces.add_template(self.db, citizen_id, self.model, vector,
+                                             photo_path=photo_path)
+            self.gallery.add(citizen_id, vector, template_id)
         return citizen_id
 
     def _record_result(self, record, outcome, reason=""):
@@ -1073,13 +1082,6 @@ def delete_unused_photos(db, photos_dir, paths):
         full = os.path.join(photos_dir, os.path.basename(path))
         if not used and os.path.isfile(full):
             os.remove(full)
-
-
-def add_template(db, citizen_id, blob, photo_path=None):
-    """Store one enrolment template (with the photo it came from); returns its id."""
-    return db.insert("INSERT INTO face_templates (citizen_id, encoding, source, model, num_jitters,"
-                     " photo_path, created_at) VALUES (?, ?, 'enrolment', 'small', 1, ?, ?)"
-                     " RETURNING id", [citizen_id, blob, photo_path, now_iso()])
 
 
 def record_fields(record):

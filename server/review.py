@@ -6,6 +6,7 @@ has checked an ID document.
 A confirmed match may become an extra face template (admin setting); a rejected one never
 does, and withdraws a template an earlier confirmation added. Every view is audited.
 """
+import hashlib
 import json
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -15,9 +16,9 @@ from werkzeug.utils import safe_join
 from db import now_iso, transaction
 from db.queries import next_sync_seq
 
-from . import calibration, sessions, settings
+from . import calibration, faces, sessions, settings
 from .auth import audit_user, guard
-from .importer import citizen_row, normalise_id_number
+from .importer import citizen_row, delete_unused_photos, normalise_id_number, save_photo
 from .database import get_db
 from .errors import ApiError
 from .i18n import label, t
@@ -40,6 +41,7 @@ def session_detail(session_id):
                            threshold=greeting_threshold(db),
                            min_margin=settings.value(db, "policy.margin"),
                            candidates=nearest_citizens(db, row), refusal=refusal_text(row),
+                           registry_model=faces.active_id(db),
                            mask=mask)
 
 
@@ -109,26 +111,30 @@ def review_session(db, row, decision, note, user_id, snapshots_dir, add_template
         raise ReviewRefused(t("Choose confirm, reject or close."))
     if status in ("confirmed", "rejected") and row["citizen_id"] is None:
         raise ReviewRefused(t("An unknown visitor has no match to confirm or reject."))
-    encoding, message = None, ""
+    template, message = None, ""
     if status == "confirmed" and add_template:
-        encoding, message = _snapshot_template(row, snapshots_dir)
+        template, message = _snapshot_template(db, row, snapshots_dir)
     with transaction(db):
         db.execute("UPDATE sessions SET review_status = ?, reviewed_by = ?, reviewed_at = ?,"
                    " review_note = ? WHERE id = ?",
                    [status, user_id, now_iso(), note, row["id"]])
-        withdrawn = _withdraw_templates(db, row) if status == "rejected" else 0
-        if encoding is not None:
-            _add_template(db, row, encoding)
+        withdrawn = _withdraw_templates(db, row) if status == "rejected" else []
+        if template is not None:
+            _add_template(db, row, *template)
         audit_user(f"session.{decision}", "session", row["id"],
-                   {"note": note, "template_added": encoding is not None,
-                    "templates_withdrawn": withdrawn})
+                   {"note": note, "template_added": template is not None,
+                    "templates_withdrawn": len(withdrawn)})
+    # the face crops the withdrawn templates kept, once nothing refers to them
+    delete_unused_photos(db, current_app.config["PHOTOS_DIR"], [p for p in withdrawn if p])
     return message
 
 
-def _snapshot_template(row, snapshots_dir):
-    """(encoding, "") from the session's snapshot, or (None, why not)."""
+def _snapshot_template(db, row, snapshots_dir):
+    """((model, encoding, kept crop JPEG), message) from the session's snapshot, or (None,
+    why not). The snapshot is purged after retention and the template stays: a crop of the
+    face is kept as the template's photo, so the next face model can re-encode it."""
     from recognition.errors import PhotoRejected
-    from recognition.images import load_image
+    from recognition.images import jpeg_bytes, load_image
     from recognition.quality import enrolment_template
     if row["citizen_removed_at"]:
         return None, t("The citizen has been removed; no template was added.")
@@ -140,7 +146,10 @@ def _snapshot_template(row, snapshots_dir):
         return None, ""
     try:
         rgb = load_image(safe_join(snapshots_dir, row["snapshot_path"]) or "")
-        return enrolment_template(rgb).encoding, t("The snapshot was added as a face template.")
+        model = faces.active(db)
+        enrolment = enrolment_template(rgb, model)
+        crop = jpeg_bytes(enrolment.kept_crop(rgb))
+        return (model, enrolment.encoding, crop), t("The snapshot was added as a face template.")
     except PhotoRejected as e:
         return None, t("The snapshot was not added as a face template: {reason}").format(
             reason=e.reason)
@@ -151,20 +160,23 @@ def _has_session_template(db, session_id):
                       [session_id]).fetchone() is not None
 
 
-def _add_template(db, row, encoding):
-    from recognition.templates import to_blob
-    db.execute("INSERT INTO face_templates (citizen_id, encoding, source, session_id,"
-               " created_at) VALUES (?, ?, 'confirmed_session', ?, ?)",
-               [row["citizen_id"], to_blob(encoding), row["id"], now_iso()])
+def _add_template(db, row, model, encoding, crop):
+    photos_dir = current_app.config["PHOTOS_DIR"]
+    path = save_photo(photos_dir, crop, hashlib.sha256(crop).hexdigest(), "jpg")
+    faces.add_template(db, row["citizen_id"], model, encoding, source="confirmed_session",
+                       photo_path=path, session_id=row["id"])
     _bump_citizen(db, row["citizen_id"])
 
 
 def _withdraw_templates(db, row):
+    """Delete the templates a confirmation of this session added; their photo paths."""
+    paths = [r[0] for r in db.execute("SELECT photo_path FROM face_templates WHERE session_id = ?",
+                                      [row["id"]])]
     deleted = db.execute("DELETE FROM face_templates WHERE session_id = ?",
                          [row["id"]]).rowcount
     if deleted and row["citizen_id"] is not None:
         _bump_citizen(db, row["citizen_id"])
-    return deleted
+    return paths
 
 
 def _bump_citizen(db, citizen_id):
@@ -214,10 +226,10 @@ def attach_session(db, row, person, id_checked, user_id, snapshots_dir, add_temp
     if not add_template:
         return ""
     attached = sessions.session_or_404(db, row["id"])
-    encoding, message = _snapshot_template(attached, snapshots_dir)
-    if encoding is not None:
+    template, message = _snapshot_template(db, attached, snapshots_dir)
+    if template is not None:
         with transaction(db):
-            _add_template(db, attached, encoding)
+            _add_template(db, attached, *template)
             audit_user("session.template_added", "session", row["id"], {"citizen_id": person["id"]})
     return message
 

@@ -6,7 +6,7 @@ from .i18n import t
 COLUMNS = """s.id, s.device_id, s.citizen_id, s.outcome, s.distance, s.margin,
     s.time_to_greet, s.liveness, s.snapshot_path, s.started_at, s.received_at, s.review_status,
     s.reviewed_by, s.reviewed_at, s.review_note, s.ticket_number, s.case_opened_at,
-    s.candidates, s.refused_by, s.identified_by,
+    s.candidates, s.refused_by, s.identified_by, s.face_model,
     d.name AS device_name, d.kind AS device_kind, d.site AS site,
     c.name AS citizen_name, c.id_number AS id_number, c.photo_path AS photo_path,
     c.removed_at AS citizen_removed_at, c.consent AS consent, u.username AS reviewer"""

@@ -6,11 +6,17 @@ Two kinds:
   - ADMIN: kept in the database's settings table; admins change them at /admin/settings
     (those with a `label`), and devices read the ones they need from /api/v1/config.
 The README documents each one (a test reads this registry to check).
+
+A setting that is a face distance (the match threshold, margin, 1:1 ceiling) means nothing
+on another face model's scale, so its default, bounds and stored value belong to the
+registry's active model (recognition/models): it is kept under "NAME@MODEL", and after
+`reencode` the new model starts from its own measured defaults.
 """
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from db.queries import get_setting
+from db.queries import get_setting, set_setting
+from recognition import models
 from recognition.decision import Policy
 
 MB = 1024 * 1024
@@ -27,6 +33,37 @@ class Setting:
     label: str = ""          # ADMIN: shown on /admin/settings; no label = not on the form
     low: float = None
     high: float = None
+    distance: str = ""       # ADMIN: a face distance: the model's Bounds field of its default
+    distance_range: str = ""  # ... and the Bounds field of its (low, high)
+
+    def for_model(self, model):
+        """This setting on the model's scale: its default and bounds from the model's profile,
+        its help text's {placeholders} filled (help_args) with the model's bounds."""
+        if not self.distance:
+            return self
+        bounds = model.bounds
+        low, high = getattr(bounds, self.distance_range) if self.distance_range \
+            else (self.low, self.high)
+        return replace(self, default=getattr(bounds, self.distance), low=low, high=high)
+
+    def key(self, model):
+        """Where the value is stored: per model for a distance."""
+        return f"{self.name}@{model.name}" if self.distance else self.name
+
+    def help_for(self, model, translate=str):
+        """The help text (translated) with the model's figures put in ({model},
+        {duplicate_ceiling}); other braces (a greeting's {name}) are left as written."""
+        return _fill(translate(self.help), {"duplicate_ceiling": model.bounds.duplicate_ceiling,
+                                            "model": model.title})
+
+
+class _Kept(dict):
+    def __missing__(self, key):
+        return "{" + key + "}"
+
+
+def _fill(text, values):
+    return text.format_map(_Kept(values))
 
 
 def _in_instance(name):
@@ -43,6 +80,9 @@ CONFIG = (
     Setting("UPLOADS_DIR", _in_instance("uploads"), "Files of a web import while it runs."),
     Setting("FACEINDEX_DIR", _in_instance("faceindex"), "The import's 1:N index of enrolled"
             " templates (rebuilt from the database when missing or out of date)."),
+    Setting("FACE_MODEL", models.DEFAULT, "The face model a new registry greets on:"
+            f" {', '.join(models.names())}. An existing registry keeps the model it was enrolled"
+            " on until `flask --app app reencode --model NAME`.", env="CIVIC_FACE_MODEL"),
     Setting("MAX_CONTENT_LENGTH", 512 * MB, "Largest upload (the bulk zip of photos); every"
             " other request is capped at 4 MB before its body is read."),
     Setting("ID_NUMBER_RULE", "prc18", "prc18: 18-character PRC resident ID with its check"
@@ -91,11 +131,13 @@ CONFIG = (
 )
 
 ADMIN = (
-    Setting("policy.threshold", Policy.threshold, "Loosest face distance that may be greeted by"
-            " name; devices tighten it as the number of enrolled citizens grows. Lower is"
-            " stricter.", kind="float", label="Match threshold", low=0.20, high=0.60),
-    Setting("policy.margin", Policy.margin, "How much closer the best citizen must be than the"
-            " next one.", kind="float", label="Match margin", low=0.0, high=0.30),
+    Setting("policy.threshold", None, "Loosest face distance that may be greeted by"
+            " name ({model}); devices tighten it as the number of enrolled citizens grows. Lower"
+            " is stricter.", kind="float", label="Match threshold", distance="threshold_ceiling",
+            distance_range="threshold_range"),
+    Setting("policy.margin", None, "How much closer the best citizen must be than the"
+            " next one ({model}).", kind="float", label="Match margin", distance="margin",
+            distance_range="margin_range"),
     Setting("policy.min_frames", Policy.min_frames, "Frames in a row naming the same citizen"
             " before the greeting.", kind="int", label="Frames that must agree", low=1, high=30),
     Setting("greeting.templates", GREETINGS, "Placeholders: {name}, {surname}, {honorific}.",
@@ -112,7 +154,7 @@ ADMIN = (
             " more citizens.", kind="bool", label="Each device holds only its own site's citizens"),
     Setting("duplicates.review_budget", 0.05, "Fraud review: how many false duplicate flags per"
             " imported record admins accept to look at, so that the same face under a second ID"
-            " number is rarely missed. Higher flags more (never past distance 0.60).",
+            " number is rarely missed. Higher flags more (never past distance {duplicate_ceiling}).",
             kind="float", label="Duplicate review budget (false flags per record)",
             low=0.001, high=1.0),
     Setting("calibration.target_fpir", 0.005, "Share of visitors who are not enrolled that the"
@@ -120,14 +162,15 @@ ADMIN = (
             " false-match curve and gives each device the largest threshold (never looser than"
             " the match threshold) that keeps within it for that device's number of citizens.",
             kind="float", label="Strangers named at most (share)", low=0.0001, high=0.05),
-    Setting("calibration.target_fmr_1to1", 0.001, "ID-number check: the share of tries by"
+    Setting("calibration.target_fmr_1to1", 0.0001, "ID-number check: the share of tries by"
             " someone else's face under a citizen's ID number that may pass the one-to-one face"
             " comparison (liveness and the phone digits still follow). The registry sets the"
             " distance from its measured curve.", kind="float",
             label="ID-number check: false accepts at most (share)", low=0.00001, high=0.01),
-    Setting("calibration.max_threshold_1to1", 0.45, "ID-number check: the loosest face distance"
-            " ever accepted, whatever the measured curve allows.", kind="float",
-            label="ID-number check: loosest distance", low=0.30, high=0.55),
+    Setting("calibration.max_threshold_1to1", None, "ID-number check: the loosest face distance"
+            " ever accepted ({model}), whatever the measured curve allows.", kind="float",
+            label="ID-number check: loosest distance", distance="one_to_one_ceiling",
+            distance_range="one_to_one_range"),
     Setting("policy.evidence_frames", Policy.evidence_frames, "Frames of a face track whose"
             " mean template may name the citizen (threshold and margin still hold); 0 turns the"
             " rule off and only frames in a row that agree name someone."),
@@ -144,6 +187,17 @@ ON_FORM = tuple(s for s in ADMIN if s.label)
 _ADMIN = {s.name: s for s in ADMIN}
 
 
+def _model(db):
+    from .faces import active   # settings is below faces in the import tree otherwise
+    return active(db)
+
+
+def on_form(db):
+    """The settings on /admin/settings, on the registry's face model's scale."""
+    model = _model(db)
+    return tuple(spec.for_model(model) for spec in ON_FORM)
+
+
 def config_defaults(instance):
     """{name: value} of every CONFIG setting for an instance folder, environment applied."""
     values = {}
@@ -158,10 +212,14 @@ def environment_overrides():
     return {s.name: os.environ[s.env] for s in CONFIG if s.env and os.environ.get(s.env)}
 
 
-def value(db, name):
-    """An ADMIN setting's current value (its default until an admin saves one)."""
+def value(db, name, model=None):
+    """An ADMIN setting's current value (its default until an admin saves one); a distance on
+    the registry's face model (or the model given)."""
     spec = _ADMIN[name]
-    stored = get_setting(db, name, spec.default)
+    if spec.distance:
+        model = model or _model(db)
+        spec = spec.for_model(model)
+    stored = get_setting(db, spec.key(model), spec.default)
     if isinstance(spec.default, dict):
         return {**spec.default, **(stored or {})}  # languages added later keep their default
     return stored
@@ -169,7 +227,14 @@ def value(db, name):
 
 def values(db):
     """{name: current value} of every ADMIN setting."""
-    return {spec.name: value(db, spec.name) for spec in ADMIN}
+    model = _model(db)
+    return {spec.name: value(db, spec.name, model) for spec in ADMIN}
+
+
+def save(db, name, new_value):
+    """Store an ADMIN setting (a distance for the registry's face model); in a transaction."""
+    spec = _ADMIN[name]
+    set_setting(db, spec.key(_model(db) if spec.distance else None), new_value)
 
 
 def markdown():
@@ -189,8 +254,25 @@ def markdown():
               " theirs from `/api/v1/config` when they start.", "",
               "| setting | default | on the admin page as | what it does |", "|---|---|---|---|"]
     for spec in ADMIN:
-        lines.append(f"| `{spec.name}` | `{spec.default!r}` | {spec.label or '—'} | {spec.help} |")
+        lines.append(f"| `{spec.name}` | {_default_text(spec)} | {spec.label or '—'} |"
+                     f" {_help_text(spec)} |")
     return "\n".join(lines) + "\n"
+
+
+def _default_text(spec):
+    """`value`, or for a distance each model's default and range."""
+    if not spec.distance:
+        return f"`{spec.default!r}`"
+    parts = []
+    for model in models.PROFILES.values():
+        own = spec.for_model(model)
+        parts.append(f"{model.name}: `{own.default!r}` ({own.low}–{own.high})")
+    return "; ".join(parts)
+
+
+def _help_text(spec):
+    return _fill(spec.help, {"model": "on the registry's face model",
+                             "duplicate_ceiling": "the face model's duplicate ceiling"})
 
 
 if __name__ == "__main__":

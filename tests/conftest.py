@@ -53,11 +53,23 @@ def database_url(request, monkeypatch):
 
 
 @pytest.fixture
-def app(tmp_path, monkeypatch, database_url):
+def face_model(request):
+    """The face model of the test's registry: @pytest.mark.face_model("dlib"), or the default."""
+    import helpers
+    from recognition import models
+    marker = request.node.get_closest_marker("face_model")
+    name = marker.args[0] if marker else models.DEFAULT
+    helpers.use_model(name)
+    yield models.get(name)
+    helpers.use_model(models.DEFAULT)
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch, database_url, face_model):
     monkeypatch.setenv("CIVIC_INSTANCE_PATH", str(tmp_path / "instance"))
     overrides = {"DATABASE": database_url} if database_url else {}
     app = create_app({"TESTING": True, "IMPORT_WORKERS": 1, "PASSWORD_HASH_METHOD": TEST_HASH_METHOD,
-                      **overrides})
+                      "FACE_MODEL": face_model.name, **overrides})
     db = open_db(app.config["DATABASE"])
     for role in ("admin", "clerk"):
         db.execute("INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",

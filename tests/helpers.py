@@ -35,10 +35,29 @@ from device.events import EventLog
 from device.store import Store
 from device.sync import Syncer
 from kiosk.presenter import KioskFrontEnd
-from recognition import engine, images, quality
-from recognition.templates import to_blob
+from recognition import engine, images, models, quality
+from server import faces
 from server.devices import register_device
 from server.importer import prc_check_digit
+
+
+# The face model of the test's registry (the app fixture sets it: FACE_MODEL's default, or
+# the model a test marks with @pytest.mark.face_model("dlib")): every helper's templates and
+# posted sessions are its.
+MODEL = models.get(models.DEFAULT)
+
+
+def use_model(name):
+    global MODEL
+    MODEL = models.get(name)
+
+
+def one_to_one_limit():
+    """The 1:1 distance the test model's prior allows (what the server's snapshot check and
+    the ID-number check use on a registry too small to measure)."""
+    from recognition import calibration
+    return calibration.one_to_one_threshold(calibration.prior_curve(MODEL), calibration.ONE_TO_ONE_FMR,
+                                            MODEL.bounds.one_to_one_ceiling, MODEL.bounds.threshold_floor)
 
 
 # --- registry rows: devices, citizens, sessions, cases ----------------------------------------
@@ -72,12 +91,11 @@ def add_citizen(app, db, name="王小明", id_number="110101199003074514", photo
 def add_template(db, citizen_id, person, index=1):
     """Give a citizen the template of a photo of person (the server checks snapshots with it)."""
     with transaction(db):
-        db.execute("INSERT INTO face_templates (citizen_id, encoding, created_at) VALUES (?, ?, ?)",
-                   [citizen_id, to_blob(person_encoding(person, index)), now_iso()])
+        faces.add_template(db, citizen_id, MODEL, person_encoding(person, index))
 
 
 def add_session(app, db, device_id, citizen_id=None, snapshot=None, received_at=None,
-                status="pending", distance=0.31, margin=0.22, time_to_greet=0.8,
+                status="pending", distance=0.62, margin=0.3, time_to_greet=0.8,
                 liveness="passed", session_id=None):
     """A session as a device would post it; snapshot=(person, index) copies a real photo."""
     session_id = session_id or str(uuid.uuid4())
@@ -90,12 +108,12 @@ def add_session(app, db, device_id, citizen_id=None, snapshot=None, received_at=
     with transaction(db):
         db.execute(
             "INSERT INTO sessions (id, device_id, citizen_id, outcome, distance, margin,"
-            " time_to_greet, liveness, snapshot_path, started_at, received_at, review_status)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " time_to_greet, liveness, snapshot_path, started_at, received_at, review_status,"
+            " face_model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [session_id, device_id, citizen_id, "greeted" if greeted else "unknown",
              distance if greeted else None, margin if greeted else None,
              time_to_greet if greeted else None, liveness if greeted else "not_run",
-             snapshot_path, iso(received - timedelta(seconds=3)), iso(received), status])
+             snapshot_path, iso(received - timedelta(seconds=3)), iso(received), status, MODEL.id])
     return session_id
 
 
@@ -131,14 +149,19 @@ def bulk_sessions(db, device_ids, count, start=None):
 _id_numbers = itertools.count(1)
 
 
+def photo_encoding(path, model_name=None):
+    """The enrolment template of a photo on a face model (the test's, unless named)."""
+    return _photo_encoding(str(path), model_name or MODEL.name)
+
+
 @functools.lru_cache(maxsize=None)
-def photo_encoding(path):
-    """The enrolment template of a photo (cached per test session)."""
-    return quality.enrolment_template(images.load_image(str(path))).encoding
+def _photo_encoding(path, model_name):
+    """Cached per test session: each encoding costs dlib work on two shared cores."""
+    return quality.enrolment_template(images.load_image(path), models.get(model_name)).encoding
 
 
-def person_encoding(person, index=1):
-    return photo_encoding(str(PEOPLE / person / f"{index}.jpg"))
+def person_encoding(person, index=1, model_name=None):
+    return photo_encoding(PEOPLE / person / f"{index}.jpg", model_name)
 
 
 def display_name(person):
@@ -159,8 +182,7 @@ def enrol(db, person, photos=(1,), language="en", name=None, encodings=None):
             [f"T{next(_id_numbers):08d}{uuid.uuid4().hex[:6]}", new_citizen_key(),
              name or display_name(person), "13800000000", language, seq, stamp, stamp])
         for encoding in encodings:
-            db.execute("INSERT INTO face_templates (citizen_id, encoding, created_at)"
-                       " VALUES (?, ?, ?)", [citizen_id, to_blob(encoding), stamp])
+            faces.add_template(db, citizen_id, faces.active(db), encoding)
     return citizen_id
 
 
@@ -180,8 +202,8 @@ def new_device(db, name="kiosk-1", kind="kiosk"):
 
 def session_payload(**fields):
     """A valid session upload (an unknown visitor unless fields say otherwise)."""
-    body = {"id": str(uuid.uuid4()), "citizen_key": None, "outcome": "unknown", "distance": 0.7,
-            "margin": 0.01, "time_to_greet": None, "liveness": "not_run",
+    body = {"id": str(uuid.uuid4()), "citizen_key": None, "outcome": "unknown", "distance": 1.2,
+            "margin": 0.01, "time_to_greet": None, "liveness": "not_run", "model": MODEL.id,
             "started_at": datetime.now(timezone.utc).isoformat()}
     body.update(fields)
     return body
@@ -200,7 +222,7 @@ def id_of(db, key):
 def greeted_payload(db, citizen_id, **fields):
     """A valid upload of a greeting of citizen_id, recorded against this registry."""
     return session_payload(**{"outcome": "greeted", "citizen_key": key_of(db, citizen_id),
-                              "registry_id": registry_id(db), "distance": 0.3, "margin": 0.2,
+                              "registry_id": registry_id(db), "distance": 0.6, "margin": 0.3,
                               "time_to_greet": 0.5, **fields})
 
 
@@ -365,15 +387,19 @@ CLIP_START, CLIP_END = 1.0, 5.5
 PHONE = "139 0000 4321"
 
 
-@functools.lru_cache(maxsize=None)
 def her_encoding():
     """Her template from a frame with open eyes (2.5 s), as an enrolment photo would give."""
+    return _her_encoding(MODEL.name)
+
+
+@functools.lru_cache(maxsize=None)
+def _her_encoding(model_name):
     capture = cv2.VideoCapture(str(VIDEO))
     capture.set(cv2.CAP_PROP_POS_MSEC, 2_500)
     ok, frame = capture.read()
     capture.release()
     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-    return engine.face_encoding(rgb, engine.detect_faces(rgb, 640)[0])
+    return models.get(model_name).encoding(rgb, engine.detect_faces(rgb, 640)[0])
 
 
 def enrol_her(db, name="林小姐", language="zh", cases=(("TX-2026-0107", "个人所得税", "ready", "3"),)):

@@ -38,11 +38,12 @@ def settings_form(**overrides):
     return {key: value for key, value in form.items() if value is not None}
 
 
+@pytest.mark.face_model("dlib")
 def test_settings_are_saved_audited_and_reach_the_device_config(app, db, client, auth):
     auth.login("admin")
     response = post_form(client, "/admin/settings", "/admin/settings", settings_form())
     assert response.status_code == 302
-    assert get_setting(db, "policy.threshold") == 0.42
+    assert get_setting(db, "policy.threshold@dlib") == 0.42
     assert get_setting(db, "retention_days") == 14
     assert get_setting(db, "add_confirmed_templates") is True
     assert get_setting(db, "second_factor") is False  # unchecked box
@@ -55,6 +56,7 @@ def test_settings_are_saved_audited_and_reach_the_device_config(app, db, client,
     assert actor == "admin" and "policy.threshold" in detail and "0.5" in detail
 
 
+@pytest.mark.face_model("dlib")
 @pytest.mark.parametrize("key,value,message", [
     ("policy.threshold", "0.9", "between 0.2 and 0.6"),
     ("policy.threshold", "abc", "Enter a number"),
@@ -73,9 +75,10 @@ def test_invalid_settings_are_refused_and_nothing_is_saved(app, db, client, auth
     response = post_form(client, "/admin/settings", "/admin/settings", settings_form(**{key: value}))
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
-    assert get_setting(db, "policy.margin") is None  # the valid fields were not saved either
+    assert get_setting(db, "policy.margin@dlib") is None  # the valid fields were not saved either
 
 
+@pytest.mark.face_model("dlib")
 def test_a_settings_page_opened_before_another_admins_change_cannot_undo_it(app, db, client, auth):
     """The form sends every setting back: a page opened before another admin tightened the
     match threshold would have loosened it again."""
@@ -85,18 +88,37 @@ def test_a_settings_page_opened_before_another_admins_change_cannot_undo_it(app,
     in_english(client, auth)
     page = client.get("/admin/settings").get_data(as_text=True)
     seen = re.search(r'name="seen_settings" value="([^"]+)"', page).group(1)
-    set_setting(db, "policy.threshold", 0.40)                 # the other admin, meanwhile
+    set_setting(db, "policy.threshold@dlib", 0.40)                 # the other admin, meanwhile
     response = client.post("/admin/settings", data={**settings_form(**{"policy.threshold": "0.5",
                                                                       "retention_days": "21"}),
                                                     "seen_settings": seen, "csrf_token": csrf_from(page)})
     shown = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "Another admin changed the settings while this page was open" in shown
-    assert get_setting(db, "policy.threshold") == 0.40 and get_setting(db, "retention_days") is None
+    assert get_setting(db, "policy.threshold@dlib") == 0.40 and get_setting(db, "retention_days") is None
     fresh = re.search(r'name="seen_settings" value="([^"]+)"', shown).group(1)
     client.post("/admin/settings", data={**settings_form(**{"policy.threshold": "0.40",
                                                           "retention_days": "21"}),
                                          "seen_settings": fresh, "csrf_token": csrf_from(shown)})
-    assert get_setting(db, "retention_days") == 21 and get_setting(db, "policy.threshold") == 0.40
+    assert get_setting(db, "retention_days") == 21 and get_setting(db, "policy.threshold@dlib") == 0.40
+
+
+def test_distance_settings_are_on_the_registrys_face_model_scale(app, db, client, auth):
+    """On MobileFaceNet (distances 0 to 2 between unit vectors) 0.9 is a sound threshold and
+    0.42 would greet almost no one; dlib's stored threshold does not carry over."""
+    from db.queries import set_setting
+    set_setting(db, "policy.threshold@dlib", 0.42)        # saved while the registry was on dlib
+    auth.login("admin")
+    in_english(client, auth)
+    page = client.get("/admin/settings").get_data(as_text=True)
+    assert "0.5 – 1.2" in page and "MobileFaceNet" in page
+    response = post_form(client, "/admin/settings", "/admin/settings",
+                         settings_form(**{"policy.threshold": "0.9", "policy.margin": "0.12"}))
+    assert response.status_code == 302
+    assert get_setting(db, "policy.threshold@mobilefacenet") == 0.9
+    assert get_setting(db, "policy.threshold@dlib") == 0.42          # dlib's is kept as dlib's
+    refused = post_form(client, "/admin/settings", "/admin/settings",
+                        settings_form(**{"policy.threshold": "1.5"}))
+    assert refused.status_code == 400 and "between 0.5 and 1.2" in refused.get_data(as_text=True)
 
 
 def test_every_setting_has_a_form_field(client, auth):
@@ -271,7 +293,7 @@ def test_purge_command_deletes_old_snapshots_and_keeps_the_session(app, db, runn
     assert not os.path.exists(old_file)
     row = db.execute("SELECT * FROM sessions WHERE id = ?", [old]).fetchone()
     assert row["snapshot_path"] is None
-    assert (row["outcome"], row["distance"], row["citizen_id"]) == ("greeted", 0.31, 1)
+    assert (row["outcome"], row["distance"], row["citizen_id"]) == ("greeted", 0.62, 1)
     assert os.path.exists(snapshot_file(app, db, new))
     assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'snapshots.purge'"
                       ).fetchone()[0] == 1
@@ -296,7 +318,7 @@ def test_purged_session_page_still_shows_its_metadata(app, db, client, auth, run
     runner.invoke(args=["purge"])
     auth.login("clerk")
     page = client.get(f"/console/sessions/{old}").get_data(as_text=True)
-    assert "王小明" in page and "0.310" in page
+    assert "王小明" in page and "0.620" in page
     assert client.get(f"/console/sessions/{old}/snapshot").status_code == 404
 
 

@@ -12,6 +12,7 @@ from conftest import FACES, person_photo
 from db.queries import set_setting
 from helpers import (enrol, greeted_payload, id_of, key_of, new_device, person_encoding,
                      remove_citizen, session_count, session_payload)
+from recognition import models
 from recognition.decision import Policy
 from server import calibration
 from server.devices import hash_token
@@ -266,15 +267,17 @@ def test_bad_snapshots_are_refused(client, db, token, snapshot, status):
 
 def test_config_gives_policy_defaults_and_greeting_settings(client, db, token):
     body = client.get("/api/v1/config", headers=bearer(token)).get_json()
-    policy = Policy()
-    assert (body["margin"], body["min_frames"]) == (policy.margin, policy.min_frames)
+    model = models.get(models.DEFAULT)
+    assert (body["model"], body["model_dims"]) == (model.id, 192)    # the gallery's templates
+    assert (body["margin"], body["min_frames"]) == (model.bounds.margin, Policy.min_frames)
     # too few citizens to measure: the prior, never looser than the admin's maximum
-    assert body["threshold"] == calibration.device_threshold(db, "Hall A")[0] <= policy.threshold
+    assert body["threshold"] == calibration.device_threshold(db, "Hall A")[0] \
+        <= model.bounds.threshold_ceiling
     assert body["greeting_templates"]["en"] == "Hello, {name}!"
     set_setting(db, "greeting.templates", {"zh": "{surname}{honorific}，您好"})
-    set_setting(db, "policy.threshold", 0.4)
+    set_setting(db, "policy.threshold@mobilefacenet", 0.7)
     body = client.get("/api/v1/config", headers=bearer(token)).get_json()
-    assert body["threshold"] == 0.4
+    assert body["threshold"] == 0.7
     assert body["greeting_templates"]["zh"] == "{surname}{honorific}，您好"
     assert body["greeting_templates"]["en"] == "Hello, {name}!"
 

@@ -504,11 +504,12 @@ def reason_templates():
                 yield node.args[5]
         elif isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "reason" for t in node.targets):
             yield node.value
-        elif isinstance(node, ast.FunctionDef) and node.name.endswith("_reason"):
+        elif isinstance(node, ast.FunctionDef) and (node.name.endswith("_reason")
+                                                    or node.name == "unalignable"):
             yield from (r.value for r in ast.walk(node) if isinstance(r, ast.Return))
 
     files = ["server/importer.py", "server/enrolment.py", "server/vocabulary.py",
-             "recognition/images.py", "recognition/quality.py"]
+             "recognition/images.py", "recognition/quality.py", "recognition/align.py"]
     texts = set()
     for name in files:
         for node in ast.walk(ast.parse((root / name).read_text(encoding="utf-8"))):

@@ -122,7 +122,7 @@ def test_admin_pages(app, db, live_server, chromium_page, busy_hall):
     page.goto(base + "/admin/users")
     screenshot(page, "admin_users")
     page.goto(base + "/admin/settings")
-    page.fill("[name='policy.threshold']", "0.9")
+    page.fill("[name='policy.threshold']", "1.5")
     page.click("#settings-form button[type=submit]")
     page.wait_for_selector(".setting .flash-error")
     screenshot(page, "admin_settings_error")

@@ -3,7 +3,9 @@ unknown visitor, and that a citizen first seen at a bad angle is still greeted."
 import cv2
 import pytest
 
+import helpers
 from helpers import person_encoding
+from recognition.decision import Policy
 from recognition.gallery import Gallery
 from device.greeter import Greeter, GreeterSettings
 from videos import background, face_patch, paste
@@ -34,15 +36,20 @@ def outcomes(greeter, schedule):
     return out
 
 
+def greeter_of(gallery, settings=None):
+    """A greeter on the test model's prior for this gallery (as a device before calibration)."""
+    return Greeter(gallery, Policy.for_model(helpers.MODEL, len(gallery)), settings)
+
+
 def gallery():
-    g = Gallery()
+    g = Gallery(helpers.MODEL)
     g.add(1, person_encoding("barack_obama"))
     g.add(2, person_encoding("joe_biden"))
     return g
 
 
 def test_stranger_becomes_unknown_only_after_a_second_and_is_never_named():
-    result = outcomes(Greeter(gallery()), [("kit_harington", 2.5)])
+    result = outcomes(greeter_of(gallery()), [("kit_harington", 2.5)])
     kinds = [kind for kind, _, _ in result]
     assert kinds == ["unknown"]
     assert result[0][2] >= GreeterSettings().unknown_after_s
@@ -51,7 +58,7 @@ def test_stranger_becomes_unknown_only_after_a_second_and_is_never_named():
 def test_citizen_first_unrecognised_is_still_greeted_on_the_same_track():
     # The same spot shows someone unrecognisable for 1.5 s (a turned head, here another
     # face), then the enrolled citizen: the track was an unknown visitor, now it is greeted.
-    result = outcomes(Greeter(gallery()), [("kit_harington", 1.5), ("barack_obama", 1.5)])
+    result = outcomes(greeter_of(gallery()), [("kit_harington", 1.5), ("barack_obama", 1.5)])
     assert [(kind, cid) for kind, cid, _ in result] == [("unknown", None), ("greeted", 1)]
 
 
@@ -61,7 +68,7 @@ def test_someone_stepping_into_a_greeted_citizens_place_does_not_inherit_the_nam
     would have survived it) or at once. The name leaves with Obama's face: his track ends (the
     blink check and case file close with it) and the stranger is a visitor of their own."""
     schedule = [("barack_obama", 1.5), (None, gap_s), ("kit_harington", 2.5)]
-    result = outcomes(Greeter(gallery()), [step for step in schedule if step[1]])
+    result = outcomes(greeter_of(gallery()), [step for step in schedule if step[1]])
     assert [(kind, cid) for kind, cid, _ in result] == [("greeted", 1), ("left", 1), ("unknown", None)]
     left_at = result[1][2]
     settings = GreeterSettings()
@@ -69,7 +76,7 @@ def test_someone_stepping_into_a_greeted_citizens_place_does_not_inherit_the_nam
 
 
 def test_a_greeted_citizen_standing_still_keeps_the_name():
-    result = outcomes(Greeter(gallery()), [("barack_obama", 4.0)])
+    result = outcomes(greeter_of(gallery()), [("barack_obama", 4.0)])
     assert [(kind, cid) for kind, cid, _ in result] == [("greeted", 1)]
 
 
@@ -77,7 +84,7 @@ def test_only_the_face_at_the_screen_is_served():
     """A stranger stands at the kiosk (the larger face); an enrolled citizen waits behind. The
     citizen is not named over the stranger's head, only once they step up."""
     both = (("kit_harington", 150, 240, 60), ("barack_obama", 90, 480, 120))
-    result = outcomes(Greeter(gallery()), [(both, 2.5), ("barack_obama", 2.0)])
+    result = outcomes(greeter_of(gallery()), [(both, 2.5), ("barack_obama", 2.0)])
     assert [(kind, cid) for kind, cid, _ in result if kind != "left"] == [("unknown", None), ("greeted", 1)]
     assert [t for kind, _, t in result if kind == "greeted"][0] >= 2.5
 
@@ -85,7 +92,7 @@ def test_only_the_face_at_the_screen_is_served():
 def test_a_visitor_named_by_id_number_keeps_the_name_only_while_their_face_is_there():
     """Kit is not recognised and types his ID number (the server matched, as citizen 2 here);
     then someone else takes his place: the track ends, the newcomer is not served as him."""
-    greeter = Greeter(gallery())
+    greeter = greeter_of(gallery())
     result = []
     for t, rgb in frames_of([("kit_harington", 1.5)]):
         result += [o.kind for o in greeter.process(rgb, t)]
@@ -102,7 +109,7 @@ def test_a_4k_camera_keeps_small_copies_for_the_blink_check():
     """30 kept 4K frames took 750 MB; the copies are 1920 wide and the eyes are still read."""
     import numpy as np
     from recognition.liveness import face_eyes
-    greeter = Greeter(gallery())
+    greeter = greeter_of(gallery())
     frame = np.full((2160, 3840, 3), 180, np.uint8)
     patch = face_patch("barack_obama", face_px=700)
     frame[300:300 + patch.shape[0], 1500:1500 + patch.shape[1]] = patch
@@ -119,13 +126,13 @@ def test_a_greeting_keeps_its_best_frame_for_the_snapshot():
     """The server checks one frame 1:1; it is the track's closest to the citizen it named."""
     import numpy as np
     from recognition import engine
-    greeter = Greeter(gallery())
+    greeter = greeter_of(gallery())
     for t, rgb in frames_of([("barack_obama", 1.0)]):
         greeter.process(rgb, t)
     [track] = greeter.tracks
     rgb, location = track.best_view
     best = min(min(h.distance for h in d.candidates if h.citizen_id == 1) for d, _, _ in track.views)
-    assert np.linalg.norm(engine.face_encoding(rgb, location) - person_encoding("barack_obama")) \
+    assert helpers.MODEL.distance(helpers.MODEL.encoding(rgb, location), person_encoding("barack_obama")) \
         == pytest.approx(best, abs=1e-4)
 
 

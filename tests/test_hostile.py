@@ -189,7 +189,7 @@ def test_replay_with_other_content_is_a_conflict_and_keeps_the_first(client, db,
                             distance=0.2, margin=0.3)
     assert_error(client.post("/api/v1/sessions", json=other, headers=bearer(token)), 409, "different")
     row = db.execute("SELECT outcome, citizen_id, distance FROM sessions").fetchone()
-    assert tuple(row) == ("unknown", None, 0.7) and session_count(db) == 1
+    assert tuple(row) == ("unknown", None, 1.2) and session_count(db) == 1
     # the same visit again, even with the id in capitals and after liveness was reported
     assert client.post(f"/api/v1/sessions/{payload['id']}/liveness", json={"result": "failed"},
                        headers=bearer(token)).status_code == 201
@@ -505,7 +505,7 @@ def test_forms_without_a_valid_csrf_token_change_nothing(client, db, staff, path
 
 
 def settings_form(client, **fields):
-    form = {"csrf_token": AuthActions(client).csrf_token("/admin/settings"), "policy.threshold": "0.4",
+    form = {"csrf_token": AuthActions(client).csrf_token("/admin/settings"), "policy.threshold": "0.9",
             "policy.margin": "0.06", "policy.min_frames": "3", "retention_days": "30",
             "duplicates.review_budget": "0.05",
             "greeting.templates.zh": "{name}", "greeting.templates.yue": "{name}",
@@ -521,7 +521,7 @@ def test_greeting_templates_with_formats_or_odd_fields_are_refused(client, db, s
         response = client.post("/admin/settings",
                                data=settings_form(client, **{"greeting.templates.zh": greeting}))
         assert_page(response, 400)
-        assert db.execute("SELECT count(*) FROM settings WHERE key != 'registry.id'").fetchone()[0] == 0, greeting
+        assert db.execute("SELECT count(*) FROM settings WHERE key NOT IN ('registry.id', 'face.model')").fetchone()[0] == 0, greeting
 
 
 def test_settings_out_of_range_save_nothing(client, db, staff):
@@ -529,7 +529,7 @@ def test_settings_out_of_range_save_nothing(client, db, staff):
                          ("policy.min_frames", str(HUGE)), ("retention_days", "-1"),
                          ("policy.margin", "0x10"), ("policy.min_frames", "2.5")]:
         assert_page(client.post("/admin/settings", data=settings_form(client, **{field: value})), 400)
-        assert db.execute("SELECT count(*) FROM settings WHERE key != 'registry.id'").fetchone()[0] == 0, (field, value)
+        assert db.execute("SELECT count(*) FROM settings WHERE key NOT IN ('registry.id', 'face.model')").fetchone()[0] == 0, (field, value)
 
 
 def test_a_big_body_outside_the_bulk_upload_is_refused_before_it_is_read(client, staff):
@@ -718,20 +718,21 @@ def test_a_disk_that_fills_mid_import_leaves_no_stray_photo_and_says_so_in_one_l
     records = write_csv(tmp_path / "r.csv", RECORD_HEADER, rows)
     photos = photo_folder(tmp_path / "p", {"rose.jpg": people_photo("rose_leslie"),
                                            "kit.jpg": people_photo("kit_harington")})
-    real_add = importer.add_template
+    from server import faces
+    real_add = faces.add_template
 
-    def add_template(db, citizen_id, blob, photo_path=None):
+    def add_template(db, citizen_id, model, encoding, photo_path=None, **other):
         if photo_path.startswith(importer.hashlib.sha256(people_photo("kit_harington")).hexdigest()):
             raise OSError(errno.ENOSPC, "No space left on device")   # Kit's row, after Rose's
-        return real_add(db, citizen_id, blob, photo_path)
-    monkeypatch.setattr(importer, "add_template", add_template)
+        return real_add(db, citizen_id, model, encoding, photo_path=photo_path, **other)
+    monkeypatch.setattr(faces, "add_template", add_template)
     result = runner.invoke(args=["import-records", str(records), "--photos", str(photos)])
     lines = cli_lines(result)
     assert result.exit_code != 0 and len(lines) == 1 and "No space left on device" in lines[0]
     assert "run the same import again" in lines[0]
     assert citizens(db) == 0                              # the batch was undone whole
     assert os.listdir(app.config["PHOTOS_DIR"]) == []     # and so were the photos it wrote
-    monkeypatch.setattr(importer, "add_template", real_add)
+    monkeypatch.setattr(faces, "add_template", real_add)
     assert runner.invoke(args=["import-records", str(records), "--photos", str(photos)]).exit_code == 0
     assert citizens(db) == 2 and len(os.listdir(app.config["PHOTOS_DIR"])) == 2
 

@@ -5,12 +5,13 @@ import socket
 from pathlib import Path
 
 import numpy as np
+
+import helpers
 import pytest
 
 from helpers import (CASE_HEADER, RECORD_HEADER, bad_check_digit, edge_photo, enrol, group_photo,
                      huge_png_header, id_number, make_zip, people_photo, photo_folder,
                      record, text_as_jpg, truncated_jpeg, write_csv)
-from recognition.templates import from_blob
 from server import importer
 from server.importer import ImportFailed, Settings, run_import
 
@@ -59,8 +60,8 @@ def test_people_photos_enrol_with_template_photo_and_sync_seq(db, tmp_path, sett
     assert obama["photo_path"] == obama["photo_sha256"] + ".jpg"
     assert (tmp_path / "instance" / "photos" / obama["photo_path"]).read_bytes() == photos["obama.jpg"]
     assert obama["sync_seq"] > 0 and biden["sync_seq"] > obama["sync_seq"]
-    a, b = from_blob(templates_of(db, 1)[0]["encoding"]), from_blob(templates_of(db, 2)[0]["encoding"])
-    assert np.linalg.norm(a - b) > 0.6  # two different people, two different templates
+    a, b = (helpers.MODEL.from_blob(templates_of(db, n)[0]["encoding"]) for n in (1, 2))
+    assert helpers.MODEL.distance(a, b) > helpers.MODEL.bounds.duplicate_ceiling  # two people
 
 
 def test_large_photos_are_written_in_smaller_batches(db, tmp_path, settings, monkeypatch):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import VIDEO
+import helpers
 from helpers import enrol, key_of, new_device, of_kind, run_agent, session_count
 from device.speech import Speaker
 from videos import visitor_video
@@ -46,7 +47,8 @@ def test_enrolled_citizen_is_greeted_by_name_within_target_and_the_visit_recorde
     greeted = of_kind(events, "greeted")
     assert [(g["citizen_key"], g["name"]) for g in greeted] == [(key_of(db, obama), "Barack Obama")]
     assert greeted[0]["t"] <= GREETING_TARGET_S
-    assert greeted[0]["distance"] < 0.45 and greeted[0]["margin"] > 0.06
+    assert greeted[0]["distance"] < helpers.one_to_one_limit()
+    assert greeted[0]["margin"] > helpers.MODEL.bounds.margin
     assert not of_kind(events, "unknown_visitor")
     assert [e["session_id"] for e in of_kind(events, "session_uploaded")] == [greeted[0]["session_id"]]
     row = db.execute("SELECT * FROM sessions").fetchone()
@@ -113,7 +115,7 @@ def test_real_video_person_greeted_soon_after_she_appears(kiosk, db, tmp_path):
     ok, frame = capture.read()
     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     location = engine.detect_faces(rgb, 640)[0]
-    enrol(db, "blinking", name="林小姐", language="zh", encodings=[engine.face_encoding(rgb, location)])
+    enrol(db, "blinking", name="林小姐", language="zh", encodings=[helpers.MODEL.encoding(rgb, location)])
     enrol(db, "barack_obama")
     video = real_clip(tmp_path / "clip.avi", start_s=0.5, seconds=3.0)
     events, _ = run_agent(*kiosk, video, tmp_path / "kiosk.db")
@@ -355,8 +357,8 @@ def test_a_4k_cameras_snapshot_fits_the_server_and_still_shows_the_face(tmp_path
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     assert max(image.shape[:2]) <= SNAPSHOT_MAX_SIDE and len(data) < SNAPSHOT_MAX_BYTES
     (tmp_path / "s.jpg").write_bytes(data)
-    seen = snapshot_face(str(tmp_path / "s.jpg"), SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS)
-    assert np.linalg.norm(seen - person_encoding("barack_obama", 1)) < 0.45
+    seen = snapshot_face(helpers.MODEL, str(tmp_path / "s.jpg"), SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS)
+    assert helpers.MODEL.distance(seen, person_encoding("barack_obama", 1)) < helpers.one_to_one_limit()
 
 
 # --- greeting text -----------------------------------------------------------------------------

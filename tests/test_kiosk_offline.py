@@ -12,6 +12,7 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
+import helpers
 from helpers import (EventWaiter, enrol, greeted_payload, key_of, new_device, of_kind,
                      remove_citizen, run_agent, session_count, session_payload)
 from device.agent import Agent, FrontEnd
@@ -197,7 +198,7 @@ def test_removed_citizen_is_forgotten_at_next_sync(live_server, db, token, obama
     assert of_kind(events, "greeted") == []
     assert len(of_kind(events, "unknown_visitor")) == 1
     store = Store(tmp_path / "kiosk.db")
-    assert obama not in store.citizens() and len(store.gallery()) == 0
+    assert obama not in store.citizens() and len(store.gallery(helpers.MODEL)) == 0
     store.close()
 
 

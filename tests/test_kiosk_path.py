@@ -5,6 +5,7 @@ import socket
 import pytest
 
 from browser import screenshot
+import helpers
 from helpers import blinking_clip, enrol_her, new_device, of_kind, run_flow
 from device.client import ApiClient
 from device.events import EventLog
@@ -207,7 +208,7 @@ def test_a_visitor_the_camera_does_not_know_types_an_id_number_and_goes_on(
     from conftest import VIDEO
     her = enrol_her(db, name="林小姐", language="zh")
     # Her twin is enrolled too: the margin rule keeps the camera from naming either of them.
-    twin = her_encoding() + np.random.default_rng(1).normal(0, 0.002, 128)
+    twin = her_encoding() + np.random.default_rng(1).normal(0, 0.002, helpers.MODEL.dims)
     enrol(db, "blinking", name="林小妹", language="zh", encodings=[twin])
     someone = enrol(db, "barack_obama")
     db.execute("UPDATE citizens SET id_number = ? WHERE id = ?", [id_number(1), her])
@@ -246,7 +247,7 @@ def test_a_visitor_the_camera_does_not_know_types_an_id_number_and_goes_on(
         assert "casefile" in [s["mode"] for s in desks[0].shown]
         # the server looked at her face as OK was pressed, and keeps that crop for the clerk
         [match] = db.execute("SELECT detail FROM audit_log WHERE action = 'identify.match'").fetchall()
-        assert "snapshot_distance" in match[0] and row["snapshot_distance"] < 0.45
+        assert "snapshot_distance" in match[0] and row["snapshot_distance"] < helpers.one_to_one_limit()
     else:
         assert of_kind(events, "greeted") == [] and of_kind(events, "case_file_opened") == []
         assert row["outcome"] == "unknown" and row["identified_by"] is None

@@ -12,9 +12,9 @@ import pytest
 
 from app import create_app
 from conftest import AuthActions, csrf_from
-from db import now_iso
-from helpers import add_case, add_citizen, add_device, add_session, person_encoding
-from recognition.templates import to_blob
+from db import now_iso, transaction
+from helpers import MODEL, add_case, add_citizen, add_device, add_session, person_encoding
+from server import faces
 
 # Who may use each blueprint's routes.
 OWNERS = {"queue": "clerk", "review": "clerk", "cases": "clerk", "dashboard": "clerk",
@@ -62,14 +62,15 @@ def world(app, db):
                     " RETURNING id", ["2026-01-01T00:00:00Z"])
     clerk = db.execute("SELECT id FROM users WHERE username = 'clerk'").fetchone()[0]
     photo = db.execute("SELECT photo_path FROM citizens WHERE id = ?", [citizen]).fetchone()[0]
-    template = db.insert("INSERT INTO face_templates (citizen_id, encoding, photo_path, created_at)"
-                         " VALUES (?, ?, ?, ?) RETURNING id",
-                         [citizen, to_blob(person_encoding("barack_obama")), photo, now_iso()])
+    with transaction(db):
+        template = faces.add_template(db, citizen, MODEL, person_encoding("barack_obama"),
+                                      photo_path=photo)
     review = db.insert("INSERT INTO duplicate_reviews (id_number, record, photo_path, photo_sha256,"
-                       " encoding, match_citizen_id, distance, threshold, created_at)"
-                       " VALUES (?, ?, ?, '', ?, ?, 0.2, 0.6, ?) RETURNING id",
+                       " encoding, face_model, match_citizen_id, distance, threshold, created_at)"
+                       " VALUES (?, ?, ?, '', ?, ?, ?, 0.2, 0.6, ?) RETURNING id",
                        ["440106198001010019", '{"id_number": "440106198001010019", "name": "x"}',
-                        photo, to_blob(person_encoding("barack_obama")), citizen, now_iso()])
+                        photo, MODEL.to_blob(person_encoding("barack_obama")), MODEL.id, citizen,
+                        now_iso()])
     return {"token": token, "values": {"session_id": session, "citizen_id": citizen,
                                        "case_id": case, "user_id": clerk, "device_id": device_id,
                                        "job_id": job, "code": "en", "template_id": template,

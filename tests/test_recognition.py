@@ -6,20 +6,33 @@ import pytest
 from PIL import Image
 
 from conftest import FACES, PEOPLE, person_photo
-from recognition import PhotoRejected, images, quality, templates
+from recognition import PhotoRejected, calibration, images, models, quality
 from recognition.decision import FrameDecision, Policy, TrackVotes, decide
 from recognition.gallery import Gallery
 
+MODEL = models.get(models.DEFAULT)
+
+
+@pytest.fixture(scope="module", params=list(models.names()))
+def model(request):
+    """Each face model: the decision rules hold on either's distances."""
+    return models.get(request.param)
+
 
 @pytest.fixture(scope="module")
-def encodings():
+def encodings(model):
     """One enrolment template per test person, plus every other photo as a probe."""
     out = {}
     for person_dir in sorted(PEOPLE.iterdir()):
         for path in sorted(person_dir.glob("*.jpg")):
             rgb = images.load_image(path)
-            out[(person_dir.name, path.name)] = quality.enrolment_template(rgb).encoding
+            out[(person_dir.name, path.name)] = quality.enrolment_template(rgb, model).encoding
     return out
+
+
+def policy_of(model, n=4):
+    """The prior's operating point of the model for a gallery of n."""
+    return Policy.for_model(model, n)
 
 
 def jpeg_bytes(rgb, **save_args):
@@ -55,7 +68,7 @@ def test_a_48_megapixel_phone_photo_is_read_at_a_smaller_scale_and_enrols():
     photo.save(buffer, "JPEG", quality=80)
     rgb = images.load_image(buffer.getvalue())
     assert rgb.shape[:2] == (3000, 4000)
-    assert quality.enrolment_template(rgb).encoding.shape == (128,)
+    assert quality.enrolment_template(rgb, MODEL).encoding.shape == (MODEL.dims,)
     as_png = io.BytesIO()
     Image.new("RGB", (8000, 6000)).save(as_png, "PNG")       # no reduced decoding for PNG
     with pytest.raises(PhotoRejected, match="too large"):
@@ -102,7 +115,7 @@ def test_oversized_file_is_refused(tmp_path):
 def test_rgba_png_enrols():
     rgb = images.load_image(FACES / "edge" / "32bit_rgba.png")
     assert rgb.dtype == np.uint8 and rgb.shape[2] == 3
-    assert quality.enrolment_template(rgb).encoding.shape == (128,)
+    assert quality.enrolment_template(rgb, MODEL).encoding.shape == (MODEL.dims,)
 
 
 @pytest.mark.parametrize("bits", [16, 12, 10])
@@ -115,7 +128,7 @@ def test_16_bit_greyscale_png_enrols(bits):
     Image.fromarray(grey).save(buffer, "PNG")
     rgb = images.load_image(buffer.getvalue())
     assert rgb.max() > 200  # scaled down from its bit depth, not clipped to white or black
-    quality.enrolment_template(rgb)
+    quality.enrolment_template(rgb, MODEL)
 
 
 def test_exif_orientation_is_applied():
@@ -126,82 +139,86 @@ def test_exif_orientation_is_applied():
     exif[0x0112] = 6
     loaded = images.load_image(jpeg_bytes(stored, exif=exif.tobytes()))
     assert loaded.shape == upright.shape
-    a = quality.enrolment_template(upright).encoding
-    b = quality.enrolment_template(loaded).encoding
+    a = quality.enrolment_template(upright, MODEL).encoding
+    b = quality.enrolment_template(loaded, MODEL).encoding
     assert np.linalg.norm(a - b) < 0.15
 
 
 @pytest.mark.parametrize("name", ["kit_with_rose.jpg", "obama_and_biden.jpg", "two_people.jpg"])
 def test_group_photos_are_rejected_not_guessed(name):
     with pytest.raises(PhotoRejected, match="faces found; the photo must show exactly one person"):
-        quality.enrolment_template(images.load_image(FACES / "group" / name))
+        quality.enrolment_template(images.load_image(FACES / "group" / name), MODEL)
 
 
 @pytest.mark.parametrize("name", ["obama_partial_face.jpg", "obama_partial_face2.jpg"])
 def test_cut_off_faces_are_rejected(name):
     with pytest.raises(PhotoRejected, match="cut off"):
-        quality.enrolment_template(images.load_image(FACES / "edge" / name))
+        quality.enrolment_template(images.load_image(FACES / "edge" / name), MODEL)
 
 
 def test_photo_without_a_face_is_rejected():
     with pytest.raises(PhotoRejected, match="no face"):
-        quality.enrolment_template(np.full((400, 300, 3), 180, np.uint8))
+        quality.enrolment_template(np.full((400, 300, 3), 180, np.uint8), MODEL)
 
 
 def test_tiny_face_is_rejected():
     rgb = images.load_image(person_photo("joe_biden", 2))
     small, _ = images.scaled_to_fit(rgb, 110)
     with pytest.raises(PhotoRejected, match="too small|no face"):
-        quality.enrolment_template(small)
+        quality.enrolment_template(small, MODEL)
 
 
 def test_blurred_photo_is_rejected():
     import cv2
     rgb = images.load_image(person_photo("joe_biden", 2))
     with pytest.raises(PhotoRejected, match="blurry|no face"):
-        quality.enrolment_template(cv2.GaussianBlur(rgb, (0, 0), 9))
+        quality.enrolment_template(cv2.GaussianBlur(rgb, (0, 0), 9), MODEL)
 
 
-def test_template_blob_round_trip():
-    vector = np.random.default_rng(1).normal(size=128).astype(np.float32)
-    assert np.array_equal(templates.from_blob(templates.to_blob(vector)), vector)
+def test_template_blob_round_trip(model):
+    vector = np.random.default_rng(1).normal(size=model.dims).astype(np.float32)
+    assert np.array_equal(model.from_blob(model.to_blob(vector)), vector)
     with pytest.raises(ValueError):
-        templates.from_blob(b"\x00" * 100)
+        model.from_blob(b"\x00" * 100)
+    other = next(m for m in models.PROFILES.values() if m.dims != model.dims)
+    with pytest.raises(ValueError):        # another model's template is never read as this one's
+        model.from_blob(other.to_blob(np.zeros(other.dims)))
 
 
-def gallery_of(encodings, people):
-    gallery = Gallery()
+def gallery_of(encodings, people, model):
+    gallery = Gallery(model)
     for citizen_id, person in enumerate(people, start=1):
         gallery.add(citizen_id, encodings[(person, "1.jpg")])
     return gallery
 
 
-def test_genuine_probe_is_named(encodings):
+def test_genuine_probe_is_named(encodings, model):
     people = ["alex_lacamoire", "barack_obama", "joe_biden", "kit_harington"]
-    gallery = gallery_of(encodings, people)
-    decision = decide(gallery, encodings[("barack_obama", "3.jpg")], Policy())
+    gallery, policy = gallery_of(encodings, people, model), policy_of(model)
+    decision = decide(gallery, encodings[("barack_obama", "3.jpg")], policy)
     assert decision.citizen_id == 2
-    assert decision.distance < Policy().threshold and decision.margin > Policy().margin
+    assert decision.distance < policy.threshold and decision.margin > policy.margin
 
 
-def test_stranger_is_unknown_under_the_policy(encodings):
-    gallery = gallery_of(encodings, ["alex_lacamoire", "barack_obama", "joe_biden", "kit_harington"])
+def test_stranger_is_unknown_under_the_policy(encodings, model):
+    gallery = gallery_of(encodings, ["alex_lacamoire", "barack_obama", "joe_biden", "kit_harington"], model)
     for index in (1, 2):
-        assert decide(gallery, encodings[("rose_leslie", f"{index}.jpg")], Policy()).citizen_id is None
+        assert decide(gallery, encodings[("rose_leslie", f"{index}.jpg")],
+                      policy_of(model)).citizen_id is None
 
 
-def test_lookalike_within_the_margin_is_unknown(encodings):
+def test_lookalike_within_the_margin_is_unknown(encodings, model):
     # Two citizens enrolled with nearly the same template: the probe is close to both, so no name.
-    gallery = Gallery()
+    gallery = Gallery(model)
     obama = encodings[("barack_obama", "1.jpg")]
     gallery.add(1, obama)
     gallery.add(2, obama + 0.002)
-    decision = decide(gallery, encodings[("barack_obama", "2.jpg")], Policy())
-    assert decision.citizen_id is None and decision.margin < Policy().margin
+    decision = decide(gallery, encodings[("barack_obama", "2.jpg")], policy_of(model))
+    assert decision.citizen_id is None and decision.margin < policy_of(model).margin
 
 
-def test_runner_up_is_another_citizen_not_a_second_template(encodings):
-    gallery = Gallery()
+def test_runner_up_is_another_citizen_not_a_second_template(encodings, model):
+    gallery = Gallery(model)
     gallery.add(1, encodings[("barack_obama", "1.jpg")])
     gallery.add(1, encodings[("barack_obama", "2.jpg")])
     gallery.add(2, encodings[("joe_biden", "1.jpg")])
@@ -209,14 +226,14 @@ def test_runner_up_is_another_citizen_not_a_second_template(encodings):
     assert best.citizen_id == 1 and runner_up.citizen_id == 2
 
 
-def test_removed_citizen_is_never_named(encodings):
-    gallery = gallery_of(encodings, ["barack_obama", "joe_biden"])
+def test_removed_citizen_is_never_named(encodings, model):
+    gallery = gallery_of(encodings, ["barack_obama", "joe_biden"], model)
     gallery.remove(1)
-    assert decide(gallery, encodings[("barack_obama", "3.jpg")], Policy()).citizen_id is None
+    assert decide(gallery, encodings[("barack_obama", "3.jpg")], policy_of(model)).citizen_id is None
 
 
 def test_track_names_only_after_agreeing_frames():
-    policy = Policy(min_frames=3, unknown_after=6)
+    policy = Policy(threshold=0.5, margin=0.06, min_frames=3, unknown_after=6)
     votes = TrackVotes()
     for citizen in (7, 7):
         votes.add(FrameDecision(citizen, 0.3, 0.2))
@@ -227,36 +244,38 @@ def test_track_names_only_after_agreeing_frames():
 
 
 def test_track_with_disagreeing_frames_ends_unknown():
-    policy = Policy(min_frames=3, unknown_after=6)
+    policy = Policy(threshold=0.5, margin=0.06, min_frames=3, unknown_after=6)
     votes = TrackVotes()
     for citizen in (7, 8, 7, None, 8, 7):
         votes.add(FrameDecision(citizen, 0.4, 0.1))
     assert votes.verdict(policy) == ("unknown", None)
 
 
-def test_threshold_tightens_as_the_gallery_grows():
-    from recognition.decision import false_match_rate
-    policy = Policy()
+def test_threshold_tightens_as_the_gallery_grows(model):
+    bounds = model.bounds
     sizes = [1, 10, 100, 1_000, 10_000, 100_000]
-    thresholds = [policy.threshold_for(n) for n in sizes]
+    thresholds = [Policy.for_model(model, n).threshold for n in sizes]
     assert thresholds == sorted(thresholds, reverse=True)
-    assert thresholds[0] == policy.threshold          # never looser than the setting
-    assert thresholds[-1] >= policy.min_threshold     # never so tight nobody is recognised
-    for n, t in zip(sizes[2:5], thresholds[2:5]):     # within the FPIR budget where it can be
-        assert n * false_match_rate(t) <= policy.target_fpir * 1.01
-    assert Policy(target_fpir=None).threshold_for(100_000) == policy.threshold
+    assert thresholds[0] <= bounds.threshold_ceiling      # never looser than the setting
+    assert thresholds[-1] >= bounds.threshold_floor       # never so tight nobody is recognised
+    prior = calibration.prior_curve(model)
+    for n, t in zip(sizes[:4], thresholds[:4]):           # within the FPIR budget where it can be
+        assert t == bounds.threshold_floor or n * calibration.fmr_at(prior, t)[1] <= 0.005
 
 
-def test_a_match_acceptable_in_a_small_gallery_is_unknown_in_a_large_one(encodings):
+def test_a_match_acceptable_in_a_small_gallery_is_unknown_in_a_large_one(encodings, model):
     probe = encodings[("barack_obama", "3.jpg")]
-    small = gallery_of(encodings, ["barack_obama", "joe_biden"])
-    distance = decide(small, probe, Policy()).distance
+    small = gallery_of(encodings, ["barack_obama", "joe_biden"], model)
+    distance = decide(small, probe, policy_of(model, 2)).distance
     # a gallery big enough that the threshold drops below this probe's distance
-    n = next(n for n in (10, 100, 1_000, 10_000, 100_000) if Policy().threshold_for(n) < distance)
+    n = next((n for n in (10, 100, 1_000, 10_000, 100_000)
+              if Policy.for_model(model, n).threshold < distance), None)
+    if n is None:
+        pytest.skip(f"{model.name} names this probe at every gallery size (distance {distance:.2f})")
     rng = np.random.default_rng(3)
-    strangers = rng.normal(size=(n, 128)).astype(np.float32)
+    strangers = rng.normal(size=(n, model.dims)).astype(np.float32)
     strangers *= 1.5 / np.linalg.norm(strangers, axis=1, keepdims=True)  # far from everyone
-    large = Gallery.from_arrays(np.arange(3, n + 3), strangers)
+    large = Gallery.from_arrays(model, np.arange(3, n + 3), strangers)
     large.add(1, encodings[("barack_obama", "1.jpg")])
-    assert decide(small, probe, Policy()).citizen_id == 1
-    assert decide(large, probe, Policy()).citizen_id is None
+    assert decide(small, probe, policy_of(model, 2)).citizen_id == 1
+    assert decide(large, probe, Policy.for_model(model, n + 1)).citizen_id is None

@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+import helpers
+
 from conftest import csrf_from
 from helpers import group_photo, id_number, people_photo, photo_folder, record, write_csv, RECORD_HEADER
 from server import duplicates, enrolment
@@ -144,6 +146,7 @@ def key_of(db, citizen_id):
 
 # --- duplicate review -------------------------------------------------------------------------
 
+@pytest.mark.face_model("dlib")
 def test_duplicate_threshold_is_never_stricter_than_greeting_and_follows_the_budget(db):
     from db.queries import set_setting
     from server.calibration import threshold_for_size
@@ -156,6 +159,18 @@ def test_duplicate_threshold_is_never_stricter_than_greeting_and_follows_the_bud
     assert 0.30 < at_1000 < 0.40  # greeting at 1,000 is 0.30
     set_setting(db, "duplicates.review_budget", 0.5)
     assert duplicates.duplicate_threshold(db, 1000) > at_1000
+
+
+def test_duplicate_threshold_on_mobilefacenet_holds_a_second_photo_of_one_person(db):
+    """On MobileFaceNet's prior the fraud check holds a face within the model's ceiling (1.10)
+    for a small registry, tightening with its size; the same person's photos of the test set
+    are 0.47-0.79 apart, different people's 1.1 or more."""
+    from server.calibration import threshold_for_size
+    ceiling = helpers.MODEL.bounds.duplicate_ceiling
+    for enrolled in (1, 10, 100, 1000, 10000):
+        assert threshold_for_size(db, enrolled) <= duplicates.duplicate_threshold(db, enrolled) <= ceiling
+    assert duplicates.duplicate_threshold(db, 1) >= ceiling - 0.01
+    assert duplicates.duplicate_threshold(db, 100) > 0.79      # past the same person's photos here
 
 
 def import_people(db, tmp_path, settings, rows, photos):

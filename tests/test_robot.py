@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 from helpers import (blinking_clip, enrol, enrol_her, key_of, of_kind, run_flow, still_clip,
                      wav_duration_and_rms)
 from robot.voice import RobotVoice
@@ -136,7 +137,7 @@ def test_a_robot_with_a_screen_takes_an_id_number_there_and_goes_on(live_server,
     from recognition.liveness import BlinkPolicy
     from robot.__main__ import robot_front_end
     her = enrol_her(db, name="林小姐", language="zh")
-    twin = her_encoding() + np.random.default_rng(1).normal(0, 0.002, 128)
+    twin = her_encoding() + np.random.default_rng(1).normal(0, 0.002, helpers.MODEL.dims)
     enrol(db, "blinking", name="林小妹", language="zh", encodings=[twin])
     db.execute("UPDATE citizens SET id_number = ? WHERE id = ?", [id_number(1), her])
     token = new_device(db, "robot-hall-a", kind="robot")

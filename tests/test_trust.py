@@ -197,7 +197,7 @@ def test_a_greeting_whose_snapshot_is_not_the_citizen_opens_nothing(client, db, 
                          headers=bearer(token))
     assert answer.status_code == 403 and "snapshot" in answer.get_json()["error"]["message"]
     row = db.execute("SELECT snapshot_distance, case_opened_at FROM sessions WHERE id = ?", [sid]).fetchone()
-    assert row["snapshot_distance"] > 0.45 and row["case_opened_at"] is None
+    assert row["snapshot_distance"] > helpers.one_to_one_limit() and row["case_opened_at"] is None
     refusal = db.execute("SELECT detail FROM audit_log WHERE action = 'casefile.refused'").fetchone()
     assert "snapshot_not_citizen" in refusal[0]
     details = client.post(f"/api/v1/sessions/{sid}/casefile/details", json={"phone_last4": "4321"},
@@ -206,8 +206,7 @@ def test_a_greeting_whose_snapshot_is_not_the_citizen_opens_nothing(client, db, 
 
 
 def test_the_citizens_own_face_opens_the_file_and_the_distance_is_kept(client, db, token, lin):
-    # her enrolment photo as the device crops and sends it (her second photo, 0.40 away, is
-    # past the 1:1 distance a one-citizen registry allows on the East-Asian prior: a clerk)
+    # her enrolment photo as the device crops and sends it: the same face, only rescaled
     sid, answer = opened_session(client, db, token, lin, snapshot_of=("rose_leslie", 1))
     assert answer.status_code == 200
     kept = db.execute("SELECT snapshot_distance FROM sessions WHERE id = ?", [sid]).fetchone()[0]
@@ -215,9 +214,9 @@ def test_the_citizens_own_face_opens_the_file_and_the_distance_is_kept(client, d
 
 
 def test_the_snapshot_check_never_goes_past_the_admins_1to1_ceiling(client, db, token, lin):
-    """Her other photo is 0.40 from her template. With the 1:1 ceiling at 0.30 the server
-    refuses it, although the device greets at the prior's 0.425 for a one-citizen gallery."""
-    set_setting(db, "calibration.max_threshold_1to1", 0.30)
+    """Her other photo is 0.67 from her template. With the 1:1 ceiling at 0.60 the server
+    refuses it, although the device greets at the prior's 0.975 for a one-citizen gallery."""
+    set_setting(db, "calibration.max_threshold_1to1@mobilefacenet", 0.60)
     _, answer = opened_session(client, db, token, lin, snapshot_of=("rose_leslie", 2))
     assert answer.status_code == 403 and "snapshot" in answer.get_json()["error"]["message"]
 

@@ -1,6 +1,7 @@
 """An unknown visit the clerk can resolve: the nearest citizens and the refusing rule beside
 the snapshot, and attaching the visit to a citizen after an ID check (real photos, real SQLite)."""
 import json
+import os
 
 import pytest
 
@@ -67,7 +68,7 @@ def test_attaching_needs_the_id_check_and_a_known_id_number(db, client, auth, vi
     assert db.execute("SELECT citizen_id FROM sessions").fetchone()[0] is None
 
 
-def test_the_clerk_attaches_the_visit_and_adds_the_snapshot_as_a_template(db, client, auth, visit):
+def test_the_clerk_attaches_the_visit_and_adds_the_snapshot_as_a_template(app, db, client, auth, visit):
     auth.login("clerk")
     seq = db.execute("SELECT sync_seq FROM citizens WHERE id = ?", [visit["obama"]]).fetchone()[0]
     attach(client, visit["session"], id_number=id_number(1).lower(), id_checked="yes",
@@ -78,6 +79,13 @@ def test_the_clerk_attaches_the_visit_and_adds_the_snapshot_as_a_template(db, cl
                            " ORDER BY id", [visit["obama"]]).fetchall()
     assert [tuple(t) for t in templates] == [("enrolment", None), ("confirmed_session", visit["session"])]
     assert db.execute("SELECT sync_seq FROM citizens WHERE id = ?", [visit["obama"]]).fetchone()[0] > seq
+    # the snapshot is purged after retention, the template stays: a level face crop is kept
+    # with it, so that the next face model can encode it again
+    from PIL import Image
+    crop = db.execute("SELECT photo_path FROM face_templates WHERE session_id = ?",
+                      [visit["session"]]).fetchone()[0]
+    with Image.open(os.path.join(app.config["PHOTOS_DIR"], crop)) as kept:
+        assert kept.size == (256, 256)
     entry = db.execute("SELECT * FROM audit_log WHERE action = 'session.attach'").fetchone()
     assert entry["actor_name"] == "clerk" and json.loads(entry["detail"]) == \
         {"citizen_id": visit["obama"], "id_document_checked": True}
