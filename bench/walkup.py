@@ -1,13 +1,15 @@
 """Walk-up visits made from photos: time to greet and wrong names, evidence rule vs agreement.
 
-    python -m bench.walkup DATASET_DIR [--visits N] [--workers N] [--seed S] [--video VIDEO]
-                           [--enrol-photos K]
+    python -m bench.walkup DATASET_DIR [--face-model mobilefacenet|dlib|all] [--visits N]
+                           [--workers N] [--seed S] [--video VIDEO] [--enrol-photos K]
 
 DATASET_DIR holds <person>/<images> (or group folders of them, as bench.accuracy). The
 registry is built as bench.accuracy does (every 5th person not enrolled, the others from
 their first photo) and its threshold chosen from the enrolled photos alone, as the
 registry does (recognition.calibration). A walk-up is a 640x360 clip at the rate a device
-encodes frames (5 per second, ~0.2 s per dlib encoding here): the visitor's photo (a
+encodes frames with the face model (FPS: dlib's encoder takes ~0.2 s a face here, 5 frames a
+second; MobileFaceNet's frame, detection included, ~0.06 s: 10 a second, leaving the other
+half of the time to the blink check and the screen; "frame_cost_s" is measured): the visitor's photo (a
 *different* photo from the enrolled one; for strangers, any of theirs) starts small at one
 side, moves and grows towards the camera, with sensor noise and changing brightness. Each
 frame goes through the device path (detect on the frame, encode the largest face, decide)
@@ -15,7 +17,9 @@ and the two track rules are run on the same frames:
   agreement  the shipped rule before: min_frames single-frame decisions in a row agree;
   evidence   agreement, or the mean template of the track's frames (TrackVotes.evidence).
 Prints JSON: per rule, visits greeted by the right name within 2 s, median time to greet,
-wrong names, strangers named. Frame encodings are cached under bench/_work.
+wrong names, strangers named. Frame encodings are cached under bench/_work. --face-model all
+runs each model on the same visits: the default model's figures at the top level, each
+model's under "models".
 
 --video adds real footage: the person in VIDEO is enrolled from its last frame with a face
 (among the dataset's enrolled citizens, so she has lookalike competition), and every 8 s of
@@ -26,27 +30,29 @@ import json
 import os
 import statistics
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import cv2
 import numpy as np
 
 from bench import accuracy, encoding_cache
-from recognition import engine, images
+from recognition import engine, images, models
 from recognition.decision import Policy, TrackVotes, decide
 
-FPS = 5.0            # encoded frames per second on a device (dlib's encoder ~0.2 s a face)
+# encoded frames per second on a device, per face model (see above)
+FPS = {"dlib": 5.0, "mobilefacenet": 10.0}
 SECONDS = 3.0        # length of a walk-up clip
 WITHIN_S = 2.0       # the product's promise: greeted within two seconds of appearing
 SIZE = (640, 360)
 
 
-def walkup_frames(rgb, seed):
+def walkup_frames(rgb, seed, fps):
     """The frames of one walk-up: the photo grows from ~35 % to ~95 % of the frame height
     while moving sideways, with noise and brightness changes (deterministic per seed)."""
     rng = np.random.default_rng(seed)
     width, height = SIZE
-    frames, count = [], int(SECONDS * FPS)
+    frames, count = [], int(SECONDS * fps)
     start_x, end_x = rng.uniform(0.1, 0.3) * width, rng.uniform(0.35, 0.55) * width
     for i in range(count):
         progress = i / max(1, count - 1)
@@ -64,18 +70,16 @@ def walkup_frames(rgb, seed):
 
 
 def _encode_walkup(args):
-    """Encodings of the largest face in each frame (None where no face was found)."""
-    path, seed = args
+    """(encodings of the largest face in each frame, None where no face was found; seconds
+    the device path took a frame on average)."""
+    path, seed, name = args
+    model = models.get(name)
+    model.warm_up()
     rgb = images.load_image(path)
-    out = []
-    for frame in walkup_frames(rgb, seed):
-        faces = engine.detect_faces(frame, 480, 0) or engine.detect_faces(frame, 480, 1)
-        if not faces:
-            out.append(None)
-            continue
-        largest = max(faces, key=lambda f: engine.face_height(f) * engine.face_width(f))
-        out.append(engine.face_encoding(frame, largest))
-    return out
+    frames = walkup_frames(rgb, seed, FPS[name])
+    started = time.perf_counter()
+    out = [_largest_encoding(frame, model) for frame in frames]
+    return out, (time.perf_counter() - started) / len(frames)
 
 
 def visits(enrol, genuine, impostor, count, seed):
@@ -95,7 +99,7 @@ def visits(enrol, genuine, impostor, count, seed):
     return pick(genuine_visits, count) + pick(strangers, max(1, count // 2))
 
 
-def run_rule(gallery, ids, plan, encodings, policy, rule):
+def run_rule(gallery, ids, plan, encodings, policy, rule, fps):
     """Counts for one track rule over the walk-ups."""
     counts = dict(visits=0, strangers=0, greeted_within_2s=0, greeted_late=0, wrong_name=0,
                   strangers_named=0, times=[])
@@ -108,7 +112,7 @@ def run_rule(gallery, ids, plan, encodings, policy, rule):
             votes.add(decide(gallery, encoding, policy), encoding)
             verdict, decision = votes.verdict(policy, gallery if rule == "evidence" else None)
             if verdict == "named":
-                named, at = decision.citizen_id, (i + 1) / FPS
+                named, at = decision.citizen_id, (i + 1) / fps
                 break
         if expected is None:
             counts["strangers"] += 1
@@ -131,27 +135,31 @@ def run_rule(gallery, ids, plan, encodings, policy, rule):
     return counts
 
 
-def run(root, count, workers, seed, threshold=None, enrol_photos=1):
+def run(root, model, count, workers, seed, threshold=None, enrol_photos=1):
     enrol, genuine, impostor = accuracy.dataset_plan(root, enrol_photos)
-    enrolled, _ = accuracy.encode_all(enrol, [], "small", 1, workers)
-    gallery, ids = accuracy.build_gallery(enrol, enrolled)
+    enrolled, _ = accuracy.encode_all(model, enrol, [], 1, workers)
+    gallery, ids = accuracy.build_gallery(model, enrol, enrolled)
     items = [(ids[p], e) for (p, _), e in zip(enrol, enrolled) if not isinstance(e, str)]
-    policy, curve = accuracy.calibrated_policy(Policy(), items)
+    policy, curve = accuracy.calibrated_policy(model, items)
     if threshold is not None:   # a fixed point instead of the calibrated one (to compare)
-        policy = Policy(threshold=threshold, margin=policy.margin, target_fpir=None)
+        policy = Policy(threshold=threshold, margin=policy.margin)
     plan = visits(enrol, [g for g in genuine if g[0] in ids], impostor, count, seed)
+    fps = FPS[model.name]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        encodings = encoding_cache.cached_map(pool, _encode_walkup, [p for _, p in plan],
-                                              f"walkup{seed}", "small", 1, lambda p: (p, seed))
-    return {"dataset": os.path.abspath(root), "enrolled": len(ids), "enrol_photos": enrol_photos,
-            "threshold": policy.threshold,
-            "margin": policy.margin, "fps": FPS,
-            "evidence": run_rule(gallery, ids, plan, encodings, policy, "evidence"),
-            "agreement": run_rule(gallery, ids, plan, encodings, policy, "agreement")}
+        done = encoding_cache.cached_map(pool, _encode_walkup, [p for _, p in plan],
+                                         f"walkup{seed}", f"{model.id}@{fps}", 1,
+                                         lambda p: (p, seed, model.name))
+    encodings = [frames for frames, _ in done]
+    return {"dataset": os.path.abspath(root), "face_model": model.id, "enrolled": len(ids),
+            "enrol_photos": enrol_photos, "threshold": policy.threshold,
+            "margin": policy.margin, "fps": fps,
+            "frame_cost_s": round(statistics.median(cost for _, cost in done), 4) if done else None,
+            "evidence": run_rule(gallery, ids, plan, encodings, policy, "evidence", fps),
+            "agreement": run_rule(gallery, ids, plan, encodings, policy, "agreement", fps)}
 
 
-def _video_frames(path, starts, enrol_at):
-    """({start: [rgb frames at FPS for SECONDS]}, the rgb frame at enrol_at seconds)."""
+def _video_frames(path, starts, enrol_at, fps):
+    """({start: [rgb frames at fps for SECONDS]}, the rgb frame at enrol_at seconds)."""
     capture = cv2.VideoCapture(path)
 
     def frame_at(t):
@@ -159,45 +167,51 @@ def _video_frames(path, starts, enrol_at):
         ok, frame = capture.read()
         return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if ok else None
 
-    visits = {s: [frame_at(s + i / FPS) for i in range(int(SECONDS * FPS))] for s in starts}
+    visits = {s: [frame_at(s + i / fps) for i in range(int(SECONDS * fps))] for s in starts}
     enrolled = frame_at(enrol_at)
     capture.release()
     return visits, enrolled
 
 
-def _largest_encoding(rgb):
+def _largest_encoding(rgb, model):
+    """The device path on one frame: the largest face's template, or None (no face, or one
+    the model cannot align)."""
     faces = engine.detect_faces(rgb, 480, 0) or engine.detect_faces(rgb, 480, 1)
     if not faces:
         return None
-    return engine.face_encoding(rgb, max(faces, key=lambda f: engine.face_height(f) * engine.face_width(f)))
+    largest = max(faces, key=lambda f: engine.face_height(f) * engine.face_width(f))
+    return model.encodings(rgb, [largest])[0]
 
 
-def run_video(video, root, workers):
+def run_video(video, root, model, workers):
     """Visits cut from real footage of one person, enrolled from a later frame."""
     capture = cv2.VideoCapture(video)
     length = capture.get(cv2.CAP_PROP_FRAME_COUNT) / (capture.get(cv2.CAP_PROP_FPS) or 30)
     capture.release()
+    fps = FPS[model.name]
     starts = [float(s) for s in range(0, int(length - SECONDS - 4), 8)]
-    visits_rgb, enrol_rgb = _video_frames(video, starts, length - 1.0)
+    visits_rgb, enrol_rgb = _video_frames(video, starts, length - 1.0, fps)
     enrol, _, _ = accuracy.dataset_plan(root)
-    enrolled, _ = accuracy.encode_all(enrol, [], "small", 1, workers)
-    gallery, ids = accuracy.build_gallery(enrol, enrolled)
-    her = _largest_encoding(enrol_rgb)
+    enrolled, _ = accuracy.encode_all(model, enrol, [], 1, workers)
+    gallery, ids = accuracy.build_gallery(model, enrol, enrolled)
+    her = _largest_encoding(enrol_rgb, model)
     ids["__video__"] = len(ids) + 1
     gallery.add(ids["__video__"], her)
     items = [(ids[p], e) for (p, _), e in zip(enrol, enrolled) if not isinstance(e, str)]
-    policy, _ = accuracy.calibrated_policy(Policy(), items + [(ids["__video__"], her)])
+    policy, _ = accuracy.calibrated_policy(model, items + [(ids["__video__"], her)])
     plan = [("__video__", s) for s in starts]
-    encodings = [[None if f is None else _largest_encoding(f) for f in visits_rgb[s]] for s in starts]
-    return {"video": os.path.abspath(video), "visits_at_s": starts, "gallery": len(gallery),
-            "threshold": policy.threshold,
-            "evidence": run_rule(gallery, ids, plan, encodings, policy, "evidence"),
-            "agreement": run_rule(gallery, ids, plan, encodings, policy, "agreement")}
+    encodings = [[None if f is None else _largest_encoding(f, model) for f in visits_rgb[s]]
+                 for s in starts]
+    return {"video": os.path.abspath(video), "face_model": model.id, "visits_at_s": starts,
+            "gallery": len(gallery), "threshold": policy.threshold,
+            "evidence": run_rule(gallery, ids, plan, encodings, policy, "evidence", fps),
+            "agreement": run_rule(gallery, ids, plan, encodings, policy, "agreement", fps)}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset")
+    accuracy.add_face_model_option(parser)
     parser.add_argument("--visits", type=int, default=30, help="genuine walk-ups (strangers: half)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
@@ -209,10 +223,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     groups = accuracy.group_folders(args.dataset)
     roots = [os.path.join(args.dataset, g) for g in groups] or [args.dataset]
-    result = {os.path.basename(r): run(r, args.visits, args.workers, args.seed, args.threshold,
-                                       args.enrol_photos) for r in roots}
-    if args.video:
-        result["video"] = run_video(args.video, roots[0], args.workers)
+    names = accuracy.model_names(args.face_model)
+    results = {}
+    for name in names:
+        model = accuracy.face_model(name)
+        one = {os.path.basename(r): run(r, model, args.visits, args.workers, args.seed,
+                                        args.threshold, args.enrol_photos) for r in roots}
+        if args.video:
+            one["video"] = run_video(args.video, roots[0], model, args.workers)
+        results[name] = one
+    result = dict(results[names[0]])
+    if len(names) > 1:
+        result["models"] = results
     json.dump(result, sys.stdout, indent=1)
     print()
 
