@@ -399,6 +399,8 @@ def m080_face_models(db):
 
     reencode_staged: templates (and held duplicates) encoded with the next
     model while the registry keeps greeting on the old one; the switch moves them in one step.
+    fingerprint: what the row was when it was encoded (citizen, photo, session, time), so a
+    row id SQLite gave again to another face after a deletion never takes this one's encoding.
     """
     dlib = "dlib-55533b28a958"
     for sql in [
@@ -412,6 +414,7 @@ def m080_face_models(db):
             face_model TEXT NOT NULL,
             encoding BLOB,
             problem TEXT,
+            fingerprint TEXT NOT NULL DEFAULT '',
             created_at TEXT NOT NULL,
             PRIMARY KEY (kind, row_id, face_model))""",
     ]:

@@ -114,22 +114,27 @@ class Agent:
 
     def reload_gallery(self):
         """Swap in the cached gallery (called after each sync that changed it). When the
-        registry's face model changed (a re-encoded registry), the greeter starts over on the
-        new one with the new config's thresholds; when this device does not have it, there
-        is no greeter at all: nobody is greeted on templates it cannot read."""
+        registry's face model changed (a re-encoded registry), a greeter on the new model is
+        made with the new config's thresholds and swapped in whole (the sync thread calls
+        this while frames go on); when this device does not have the model, the greeter
+        names nobody: visitors are followed and recorded as unknown, sent to the desk."""
         self.citizens = self.store.citizens()
-        model_id = self.config.get("model") or self.store.gallery_model or UNNAMED_MODEL
-        if self.model is None or self.model.id != model_id:
-            self.config = self.store.get_meta("config") or self.config
-            model_id = self.config.get("model") or self.store.gallery_model or UNNAMED_MODEL
+        config = self.store.get_meta("config") or self.config
+        model_id = self.store.gallery_model or config.get("model") or UNNAMED_MODEL
+        greeter = self.greeter
+        if greeter is None or greeter.model_id != model_id:
+            self.config = config
             self.model = self._face_model(model_id)
-            self.greeter = None
-            if self.model is not None:
-                warm_up_engine(self.model)
-                self.greeter = Greeter(None, self._policy(self.model),
-                                       self._greeter_settings(self.model), self.model)
-        if self.greeter is not None:
-            self.greeter.gallery = self.store.gallery(self.model)
+            greeter = self._new_greeter(self.model)
+        if self.model is not None:
+            greeter.gallery = self.store.gallery(self.model)
+        self.greeter = greeter
+
+    def _new_greeter(self, model):
+        if model is None:
+            return Greeter(None, Policy(threshold=0.0, margin=0.0), self.settings)
+        warm_up_engine(model)
+        return Greeter(None, self._policy(model), self._greeter_settings(model), model)
 
     def _face_model(self, model_id):
         """The profile of model_id with its file checked, or None (said once, as an event)."""
@@ -182,12 +187,13 @@ class Agent:
             if self.stats.first_frame_wall is None:
                 self.stats.first_frame_wall = time.monotonic()
             started = time.monotonic()
-            encoded = self.greeter.encoded if self.greeter is not None else 0
+            greeter = self.greeter
+            encoded = greeter.encoded
             self.handle_frame(frame)
             spent = time.monotonic() - started
             self.stats.frames += 1
             self.stats.busy_s += spent
-            if self.greeter is not None and self.greeter.encoded > encoded:
+            if greeter.encoded > encoded:
                 self.stats.encoding_frames += 1
                 self.stats.encoding_busy_s += spent
 
@@ -195,22 +201,20 @@ class Agent:
         """Recognise one frame and act on what it shows."""
         import cv2
         rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
-        if self.greeter is None:     # no face model this device can run: greet no one
-            self.front_end.on_frame(frame, rgb, [])
-            return
-        for outcome in self.greeter.process(rgb, frame.t):
+        greeter = self.greeter       # the sync thread may swap in another between frames
+        for outcome in greeter.process(rgb, frame.t):
             if outcome.kind == "greeted":
-                self._greeted(outcome, frame)
+                self._greeted(outcome, frame, greeter.model_id)
             elif outcome.kind == "unknown":
-                self._unknown(outcome, frame)
+                self._unknown(outcome, frame, greeter.model_id)
             else:
                 self.front_end.on_left(outcome.track)
-        self.front_end.on_frame(frame, rgb, self.greeter.tracks)
+        self.front_end.on_frame(frame, rgb, greeter.tracks)
 
-    def _greeted(self, outcome, frame):
+    def _greeted(self, outcome, frame, model_id):
         track, decision = outcome.track, outcome.track.decision
         citizen = self.citizens.get(track.citizen_key, {"display_name": "", "language": "zh"})
-        session = self._session(track, outcome.t, "greeted", decision)
+        session = self._session(track, outcome.t, "greeted", decision, model_id)
         self.record_session(session, frame, track.location, track.best_view)
         visit = Visit(session, track, frame, outcome.t, track.citizen_key, citizen["display_name"],
                       citizen["language"],
@@ -221,22 +225,23 @@ class Agent:
                          session_id=session["id"])
         self.front_end.on_greeted(visit)
 
-    def _unknown(self, outcome, frame):
+    def _unknown(self, outcome, frame, model_id):
         track = outcome.track
         best = min(track.votes.decisions, key=lambda d: d.distance, default=None)
-        session = self._session(track, outcome.t, "unknown", best)
+        session = self._session(track, outcome.t, "unknown", best, model_id)
         # the best frame's own refusal, or "agreement": it passed, but the frames did not agree
-        session["refused_by"] = (best.rule or "agreement") if best is not None else None
+        session["refused_by"] = (best.rule or "agreement") if best is not None else \
+            (None if model_id else "model_missing")
         self.record_session(session, frame, track.location)
         self.events.emit("unknown_visitor", t=round(outcome.t, 3), session_id=session["id"])
         self.front_end.on_unknown(Visit(session, track, frame, outcome.t))
 
-    def _session(self, track, t, outcome, decision):
+    def _session(self, track, t, outcome, decision, model_id):
         started = datetime.now(timezone.utc) - timedelta(seconds=max(0.0, t - track.first_t))
         finite = decision is not None and decision.distance != float("inf")
         return {"id": str(uuid.uuid4()),
                 "registry_id": self.store.registry_id,
-                "model": self.model.id,          # the scale of its distances
+                "model": model_id,               # the scale of its distances
                 "citizen_key": track.citizen_key if outcome == "greeted" else None,
                 "outcome": outcome,
                 "candidates": [{"key": hit.citizen_id, "distance": round(hit.distance, 4)}

@@ -17,6 +17,10 @@ import urllib.error
 import urllib.request
 import uuid
 
+from recognition import models
+
+FACE_MODELS_HEADER = "X-Face-Models"
+
 
 class ApiFailure(Exception):
     pass
@@ -109,6 +113,9 @@ class ApiClient:
         request = urllib.request.Request(self.base_url + path, data=body, method=method)
         request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("Accept", "application/json")
+        # the face models this device's code can run: a registry on another one sends it no
+        # thresholds and no templates it would read on the wrong scale
+        request.add_header(FACE_MODELS_HEADER, ",".join(m.id for m in models.PROFILES.values()))
         if content_type:
             request.add_header("Content-Type", content_type)
         try:

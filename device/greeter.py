@@ -108,16 +108,24 @@ class Greeter:
     """Holds the face tracks of one camera; process() one frame at a time."""
 
     def __init__(self, gallery, policy, settings=None, model=None):
-        self.model = model or gallery.model    # the face model the gallery's templates are of
+        """model: the face model the gallery's templates are of (the gallery's, if not
+        given). Neither: no model this device can run, so faces are followed and every
+        visitor becomes unknown (sent to the desk), never named."""
+        self.model = model or (gallery.model if gallery is not None else None)
         self.gallery = gallery     # replaced whole by the sync worker; read once per frame
         self.policy = policy
         self.settings = settings or GreeterSettings()
-        if self.settings.same_face is None:
+        if self.model is not None and self.settings.same_face is None:
             self.settings = replace(self.settings, same_face=self.model.bounds.same_face)
         self.tracks = []
         self.encoded = 0           # faces encoded so far (the costly step; the bench counts it)
         self._ids = itertools.count(1)
         self._last_seen = {}       # citizen key -> last t a track named them was seen
+
+    @property
+    def model_id(self):
+        """The id of the model it names with (the scale of its sessions' distances), or None."""
+        return self.model.id if self.model is not None else None
 
     def process(self, rgb, t):
         """Outcomes of one RGB frame at time t: greetings, unknown visitors, tracks that left."""
@@ -220,6 +228,8 @@ class Greeter:
         age = t - track.first_t
         if track.state == "unknown" and age > self.settings.recheck_unknown_s:
             return None
+        if self.model is None:     # nothing to name with: a visitor for the desk, in time
+            return self._unknown_without_model(track, t, age)
         encoding = self._encode(rgb, location)
         if encoding is None:       # the face cannot be aligned in this frame (turned away)
             return None
@@ -231,6 +241,12 @@ class Greeter:
         if verdict == "named":
             return self._named(track, decision, t)
         if verdict == "unknown" and track.state == "pending" and age >= self.settings.unknown_after_s:
+            track.state = "unknown"
+            return Outcome("unknown", track, t)
+        return None
+
+    def _unknown_without_model(self, track, t, age):
+        if track.state == "pending" and age >= self.settings.unknown_after_s:
             track.state = "unknown"
             return Outcome("unknown", track, t)
         return None

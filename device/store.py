@@ -75,6 +75,13 @@ class Store:
             self._conn.execute("DELETE FROM meta WHERE key = 'sync_seq'")
         for sql in _SCHEMA:
             self._conn.execute(sql)
+        self._tag_unnamed_cache()
+
+    def _tag_unnamed_cache(self):
+        """A cache filled before face models were named holds dlib's templates: say so, or
+        the device, upgraded and started offline, would hold a gallery of no model."""
+        if self.gallery_model is None and self._read("SELECT 1 FROM gallery LIMIT 1"):
+            self.set_meta("gallery_model", UNNAMED_MODEL)
 
     def close(self):
         with self._lock:

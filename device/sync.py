@@ -113,8 +113,8 @@ class Syncer:
         if getattr(self, "_missing", None) == model_id:
             return
         self._missing = model_id
-        message = (f"the registry's face model is {model_id}; {reason}: greeting is off,"
-                   " visitors are sent to the desk")
+        message = (f"the registry's face model is {model_id}; {reason}: nobody is greeted by"
+                   " name, every visitor is recorded as unknown and sent to the desk")
         log.error(message)
         self.events.emit("model_mismatch", model=model_id, message=message)
 

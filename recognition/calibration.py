@@ -146,7 +146,7 @@ def _sampled_pairs(model, codes, matrix, max_pairs, block, seed):
     n, out, total = len(codes), [], 0
     matrix = np.asarray(matrix, np.float32)
     while total < max_pairs:
-        size = min(block * 64, max_pairs - total)   # 64k pairs x 192 floats: ~50 MB a step
+        size = min(block * 64, max_pairs - total)   # 64k pairs x 192 floats: ~150 MB at peak
         i, j = rng.integers(0, n, size, dtype=np.int32), rng.integers(0, n, size, dtype=np.int32)
         different = codes[i] != codes[j]
         i, j = i[different], j[different]
@@ -230,7 +230,7 @@ def measure(model, enrolled, people, operational=Operational(), confidence=CONFI
         notes.append(("Fewer than {min} citizens with a face to compare ({people}): the prior decides"
                       " (the most cautious of the bounds measured on East-Asian and on mixed"
                       " faces).", {"min": MIN_PEOPLE, "people": people}))
-        return replace(prior, notes=tuple(notes))
+        return replace(prior, notes=tuple(notes), people=people)
     grid = model.grid
     ordered = np.sort(enrolled)
     ops = [(finite(d), c, full) for d, c, full in operational.sessions if c > 0]
@@ -327,7 +327,7 @@ def tail_slope(model, matches, comparisons, low=1e-4, high=1e-2):
     """Decades of FMR per unit of distance in the measured lower tail (least squares over
     points with FMR between low and high and at least 5 matches), never steeper than the
     model allows (its prior's slope): a shallower slope bounds the unmeasured tail more
-    cautiously. Never under a quarter of that either: a flat line would say nothing."""
+    cautiously. Never under 1/4.2 of that either (dlib: 4.0): a flat line would say nothing."""
     cap = model.max_tail_slope
     xs, ys = [], []
     for t, k, n in zip(model.grid, matches, comparisons):

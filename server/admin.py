@@ -368,14 +368,15 @@ def calibration():
                        {"source": report["source"], "people": report["people"]})
         if request.method == "POST":
             return redirect(url_for("admin.calibration"))
-    return render_template("admin/calibration.html", r=report, charts=_calibration_charts(report))
+    return render_template("admin/calibration.html", r=report,
+                           charts=_calibration_charts(report, faces.active(db).bounds.tick))
 
 
 PRIOR_LABELS = {"east_asian": "Prior measured on East-Asian faces",
                 "mixed": "Prior measured on mixed faces"}
 
 
-def _calibration_charts(r):
+def _calibration_charts(r, tick):
     xs = [p["t"] for p in r["curve"]]
     everyone = r.get("registry") or {}
     marker = (everyone["threshold"], t("threshold for {n} citizens").format(n=everyone["gallery_size"])) \
@@ -387,13 +388,13 @@ def _calibration_charts(r):
         series.append((t("Same person (confirmed greetings)"), r["histogram"]["genuine"]))
     return {
         "histogram": charts.histogram(r["bins"], series, t("Face distances"), t("distance"),
-                                      t("share of pairs"), marker),
+                                      t("share of pairs"), marker, tick=tick),
         "fmr": charts.log_lines(xs, [(t("Measured false-match rate"), [p["fmr"] for p in r["curve"]]),
                                      (t("95% upper bound"), [p["fmr_upper"] for p in r["curve"]])]
                                 + [(t(PRIOR_LABELS.get(name, name)), table)
                                    for name, table in r.get("priors", {}).items()],
                                 t("False-match rate by threshold"), t("distance threshold"),
-                                t("false-match rate (log)"), marker),
+                                t("false-match rate (log)"), marker, tick=tick),
     }
 
 

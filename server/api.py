@@ -16,9 +16,9 @@ import os
 import uuid
 from datetime import datetime, timezone
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, has_request_context, jsonify, request
 
-from db import now_iso, transaction
+from db import now_iso, snapshot, transaction
 from db.queries import registry_id
 from recognition import PhotoRejected, models
 from recognition.images import load_image
@@ -40,9 +40,39 @@ SESSION_MAX_BYTES = SNAPSHOT_MAX_BYTES + 64 * 1024   # the snapshot plus the JSO
 # What a replay must repeat to be the same visit. Liveness is left out: the server changes it
 # after the upload (POST .../liveness), and a retried upload still says "not_run".
 REPLAY_KEYS = ("outcome", "citizen_id", "device_started_at", "distance", "margin", "time_to_greet")
-REFUSAL_RULES = ("threshold", "margin", "agreement", "empty_gallery")
+REFUSAL_RULES = ("threshold", "margin", "agreement", "empty_gallery", "model_missing")
 MAX_CANDIDATES = 5
 KEY_MAX = 64
+
+
+# The face models a device's code runs, as it says in this header ("id,id"). A device from
+# before face models were named says nothing: it can only read dlib's 128-d templates.
+FACE_MODELS_HEADER = "X-Face-Models"
+LEGACY_MODELS = ("dlib-55533b28a958",)
+
+
+def device_runs(model):
+    """Whether the calling device can run the face model (see FACE_MODELS_HEADER); outside
+    a device's request (the admin pages, a command) it is asked what a current device gets."""
+    if not has_request_context():
+        return True
+    said = request.headers.get(FACE_MODELS_HEADER)
+    if said is None:
+        return model.id in LEGACY_MODELS
+    return model.id in said[:1024].split(",")
+
+
+def _nothing_to_hold(db):
+    """A delta that empties the cache of a device that cannot run the registry's model: an
+    older kiosk would keep its old templates (and citizens removed since) for ever, and read
+    the new model's thresholds against them."""
+    with snapshot(db):
+        return {"registry_id": registry_id(db), "model": faces.active_id(db), "seq": _seq(db),
+                "upserts": [], "removals": [], "full": True, "more": False}
+
+
+def _seq(db):
+    return db.execute("SELECT seq FROM sync_counter WHERE id = 1").fetchone()[0]
 
 
 @bp.route("/gallery")
@@ -53,6 +83,8 @@ def gallery():
     if not (since.isascii() and since.isdigit()):
         raise ApiError(400, "since must be a non-negative integer")
     db = get_db()
+    if not device_runs(faces.active(db)):
+        return jsonify(_nothing_to_hold(db))
     delta = gallery_delta(db, int(since), site=g.device["site"])
     if delta["upserts"]:
         # names and templates left the registry: on record (an empty poll is not)
@@ -70,6 +102,8 @@ def device_config(db, device):
     and who it is: the registry and the device the token belongs to."""
     threshold, size = calibration.device_threshold(db, device["site"])
     model = faces.active(db)
+    if not device_runs(model):
+        threshold = 0.0      # a device on another model's scale names nobody: see a clerk
     return {
         "registry_id": registry_id(db),
         "device": {"name": device["name"], "kind": device["kind"], "site": device["site"]},

@@ -72,7 +72,7 @@ def operational(db, gallery_sizes, model):
         else:
             others = [c["distance"] for c in candidates[1:]]
         comparisons = gallery_sizes.get(site, 0) - 1
-        distances = tuple(float(d) for d in maths.finite(others))
+        distances = tuple(float(d) for d in maths.finite(others) if model.plausible(float(d)))
         if comparisons > 0 and distances:
             sessions.append((distances, comparisons, len(candidates) >= 5))
     return maths.Operational(tuple(sessions))
@@ -83,7 +83,7 @@ def genuine_distances(db, model):
     rows = db.execute("SELECT distance FROM sessions WHERE outcome = 'greeted'"
                       " AND review_status = 'confirmed' AND distance IS NOT NULL"
                       " AND face_model = ?", [model.id]).fetchall()
-    return maths.finite([r[0] for r in rows])
+    return maths.finite([r[0] for r in rows if model.plausible(r[0])])
 
 
 # --- gallery sizes ------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def _marker(x_value, low, high, text, colour="#000"):
             f'<text x="{x + 4:.1f}" y="{TOP + 10}" font-size="11">{escape(text)}</text>']
 
 
-def histogram(bins, series, title, x_label, y_label, marker=None):
+def histogram(bins, series, title, x_label, y_label, marker=None, tick=0.2):
     """Bars of several series over the same bins, each scaled to its own share (%) so a few
     genuine distances show beside millions of non-mated ones. series: [(label, counts)]."""
     parts = _frame(title, x_label, y_label)
@@ -55,7 +55,7 @@ def histogram(bins, series, title, x_label, y_label, marker=None):
             x = _x(bins[i], low, high) + k * width
             parts.append(f'<rect x="{x:.1f}" y="{H - BOTTOM - h:.1f}" width="{width:.1f}"'
                          f' height="{h:.1f}" fill="{PALETTE[k % len(PALETTE)]}"/>')
-    parts += _x_ticks(low, high, 0.2)
+    parts += _x_ticks(low, high, tick)
     parts.append(f'<text x="{LEFT - 4}" y="{TOP + 8}" font-size="11" text-anchor="end">{top:.0f}%</text>')
     parts += _legend([label for label, _ in series])
     if marker:
@@ -63,7 +63,7 @@ def histogram(bins, series, title, x_label, y_label, marker=None):
     return Markup("".join(parts) + "</svg>")
 
 
-def log_lines(xs, series, title, x_label, y_label, marker=None, floor=1e-9):
+def log_lines(xs, series, title, x_label, y_label, marker=None, floor=1e-9, tick=0.1):
     """Lines of rates on a log axis. series: [(label, values)] (values <= 0 sit at floor)."""
     parts = _frame(title, x_label, y_label)
     low, high = xs[0], xs[-1]
@@ -82,7 +82,7 @@ def log_lines(xs, series, title, x_label, y_label, marker=None, floor=1e-9):
         points = " ".join(f"{_x(x, low, high):.1f},{y(v):.1f}" for x, v in zip(xs, values))
         parts.append(f'<polyline points="{points}" fill="none" stroke="{PALETTE[k % len(PALETTE)]}"'
                      f' stroke-width="2"/>')
-    parts += _x_ticks(round(low, 1), high, 0.1)
+    parts += _x_ticks(round(low, 1), high, tick)
     parts += _legend([label for label, _ in series])
     if marker:
         parts += _marker(marker[0], low, high, marker[1])

@@ -168,6 +168,9 @@ def reencode_command(model_name):
 
     def progress(done, total):
         nonlocal bar
+        if not sys.stderr.isatty():      # a service or a pipe: a line a batch, not a bar
+            click.echo(f"{done}/{total} encoded with {model_name}", err=True)
+            return
         if bar is None and total:
             bar = click.progressbar(length=total, label=f"encoding with {model_name}", file=sys.stderr)
             bar.__enter__()
@@ -176,7 +179,7 @@ def reencode_command(model_name):
     try:
         result = reencode.reencode(db, models.get(model_name), config["PHOTOS_DIR"],
                                    config["SNAPSHOTS_DIR"], config["IMPORT_WORKERS"], progress)
-    except reencode.ReencodeFailed as e:
+    except (reencode.ReencodeFailed, models.UnknownModel) as e:
         raise click.ClickException(str(e))
     finally:
         if bar is not None:

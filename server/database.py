@@ -48,6 +48,10 @@ def init_db_command():
     if model.name != wanted:
         click.echo(f"this registry greets on {model.name}, FACE_MODEL is {wanted}: to switch,"
                    f" flask --app app reencode --model {wanted}")
+    for target, staged in db.execute("SELECT face_model, count(*) FROM reencode_staged"
+                                     " GROUP BY face_model").fetchall():
+        click.echo(f"a reencode to {target} stopped with {staged} faces encoded: run it again"
+                   " to finish (the registry greets on the old model until then)")
     if not users:
         click.echo("no users yet: flask --app app create-user NAME --role admin")
 

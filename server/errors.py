@@ -36,6 +36,12 @@ def init_app(app):
     def _api_error(e):
         return error_response(e.status, e.message)
 
+    from .faces import ModelChanged     # the registry moved to another face model meanwhile
+
+    @app.errorhandler(ModelChanged)
+    def _model_changed(e):
+        return error_response(409, str(e))
+
     @app.errorhandler(HTTPException)
     def _http_error(e):
         return error_response(e.code, e.description)

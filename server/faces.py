@@ -58,6 +58,9 @@ def add_template(db, citizen_id, model, encoding, source="enrolment", photo_path
     photo_path: the file in PHOTOS_DIR it was made from (an enrolment photo, or the face
     crop kept of a confirmed snapshot), from which the next model re-encodes it.
     ModelChanged when model is not the registry's (it was switched meanwhile)."""
+    # the lock reencode's switch holds: on PostgreSQL (read committed) the model check and the
+    # insert would otherwise race the switch, and an old-model template could follow it in
+    db.lock("faceindex")
     if model.id != active_id(db):
         raise ModelChanged(f"the registry's face model is now {active_id(db)}, not {model.id}:"
                            " this change was encoded with the old one; run it again")

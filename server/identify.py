@@ -52,6 +52,8 @@ def _body(model):
         raise ApiError(400, 'send {"id_number": "...", "encoding": [numbers], "model": "...",'
                             ' "snapshot": "..."}')
     claimed = body.get("model")
+    if claimed is not None and not isinstance(claimed, str):
+        raise ApiError(400, "model must be the id of the face model the encoding is of")
     if claimed is not None and claimed != model.id:
         raise ApiError(409, f"the registry's face model is {model.id}: sync the gallery and"
                             " encode the face again")

@@ -23,7 +23,7 @@ from flask_wtf.file import FileField, FileRequired
 
 from db import now_iso, open_db, transaction
 
-from . import importer
+from . import faces, importer
 from .auth import audit_user, role_required, user_actor
 from .database import get_db
 from .i18n import t
@@ -92,7 +92,7 @@ def run_job(config, job_id, files, actor):
         importer.write_report(report, result)
         _update_job(db, job_id, status="done", report_path=report, finished_at=now_iso(),
                     **{k: v for k, v in result.counts("records").items() if k != "flagged"})
-    except importer.ImportFailed as e:
+    except (importer.ImportFailed, faces.ModelChanged) as e:
         _update_job(db, job_id, status="failed", error=str(e), finished_at=now_iso())
     except Exception:
         log.exception("import job %s failed", job_id)

@@ -73,6 +73,7 @@ def refusal_text(row):
         "margin": t("Two citizens were almost equally close (the margin was too small)."),
         "agreement": t("The camera frames did not agree on one citizen."),
         "empty_gallery": t("The device held no enrolled citizens."),
+        "model_missing": t("The device cannot run the registry's face model: it names nobody."),
     }
     return texts.get(row["refused_by"]) if row["refused_by"] else None
 

@@ -209,6 +209,13 @@ def session_payload(**fields):
     return body
 
 
+def bearer(token):
+    """The headers of a device of this version: its token and the face models it runs."""
+    from device.client import FACE_MODELS_HEADER
+    return {"Authorization": f"Bearer {token}",
+            FACE_MODELS_HEADER: ",".join(m.id for m in models.PROFILES.values())}
+
+
 def key_of(db, citizen_id):
     """The key devices know a citizen by."""
     return db.execute("SELECT key FROM citizens WHERE id = ?", [citizen_id]).fetchone()[0]

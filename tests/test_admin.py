@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+import helpers
 from helpers import add_citizen, add_device, add_session
 from conftest import PASSWORD, csrf_from
 from db import now_iso
@@ -200,7 +201,7 @@ def test_registered_token_is_shown_once_works_and_revocation_stops_it(app, db, c
     token = re.search(r'id="token-value">([^<]+)<', response.get_data(as_text=True)).group(1)
     assert token not in client.get("/admin/devices").get_data(as_text=True)
     device = app.test_client()
-    bearer = {"Authorization": f"Bearer {token}"}
+    bearer = helpers.bearer(token)
     assert device.get("/api/v1/config", headers=bearer).status_code == 200
     assert db.execute("SELECT last_seen_at FROM devices WHERE name = 'robot-7'").fetchone()[0]
     device_id = db.execute("SELECT id FROM devices WHERE name = 'robot-7'").fetchone()[0]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import FACES, person_photo
 from db.queries import set_setting
-from helpers import (enrol, greeted_payload, id_of, key_of, new_device, person_encoding,
+from helpers import (bearer, enrol, greeted_payload, id_of, key_of, new_device, person_encoding,
                      remove_citizen, session_count, session_payload)
 from recognition import models
 from recognition.decision import Policy
@@ -20,10 +20,6 @@ from server.gallery import gallery_delta
 
 ENDPOINTS = [("get", "/api/v1/gallery?since=0"), ("get", "/api/v1/config"),
              ("post", "/api/v1/sessions")]
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 def jpeg_bytes(path=None, size=(320, 240)):

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+import helpers
 from helpers import add_device, enrol, greeted_payload, key_of, person_encoding, session_payload
 from recognition import calibration as maths
 from recognition import models
@@ -271,7 +272,7 @@ def test_each_device_gets_the_threshold_for_its_own_gallery(app, db, client):
     assert report["source"] == "measured" and report["pairs"] == 40 * 39 // 2
     assert report["devices"][0]["gallery_size"] == 30
     assert calibration.device_threshold(db)[1] == 40     # the clerk's "at most": every citizen
-    config = client.get("/api/v1/config", headers={"Authorization": f"Bearer {token}"}).get_json()
+    config = client.get("/api/v1/config", headers=helpers.bearer(token)).get_json()
     assert config["calibrated"] is True and config["gallery_size"] == 30
     assert config["threshold"] == calibration.threshold_for_size(db, 30) <= 0.50
     assert config["threshold"] < threshold(lfw_fit(), 30)   # these faces are close: stricter
@@ -283,7 +284,7 @@ def test_each_device_gets_the_threshold_for_its_own_gallery(app, db, client):
 def test_device_reports_and_confirmed_greetings_reach_the_curve(app, db, client, token):
     ids = [enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
            for i, face in enumerate(spread_faces(12, 0.9, seed=11))]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = helpers.bearer(token)
     others = [{"key": key_of(db, ids[i]), "distance": 0.45 + i / 100} for i in (1, 2, 3)]
     greeted = greeted_payload(db, ids[0], candidates=[{"key": key_of(db, ids[0]), "distance": 0.3}] + others)
     assert client.post("/api/v1/sessions", json=greeted, headers=headers).status_code in (200, 201)
@@ -299,7 +300,7 @@ def test_device_reports_and_confirmed_greetings_reach_the_curve(app, db, client,
 def test_only_sessions_a_clerk_reviewed_reach_the_curve(app, db, client, token):
     ids = [enrol(db, "barack_obama", name=f"市民{i}", encodings=[face])
            for i, face in enumerate(spread_faces(12, 0.9, seed=11))]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = helpers.bearer(token)
     far = [{"key": key_of(db, i), "distance": 4.0} for i in ids[:5]]
     for _ in range(3):    # a device's word alone: unknown visitors nobody has looked at
         payload = session_payload(outcome="unknown", candidates=far)
@@ -348,8 +349,9 @@ def test_a_real_photo_pair_is_measured_with_the_real_encoder(app, db):
     report = calibration.measure_registry(db)
     assert report["source"] == "prior"                      # two citizens: too small to measure
     assert sum(report["histogram"]["non_mated"]) == 1       # but their pair is shown
-    distance = np.linalg.norm(person_encoding("barack_obama") - person_encoding("rose_leslie"))
-    assert distance > 0.6
+    model = helpers.MODEL
+    distance = model.distance(person_encoding("barack_obama"), person_encoding("rose_leslie"))
+    assert distance > model.bounds.duplicate_ceiling      # two people: not even held for review
 
 
 # --- the page -----------------------------------------------------------------------------

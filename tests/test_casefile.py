@@ -6,13 +6,9 @@ import pytest
 
 from db import now_iso, open_db, transaction
 from db.queries import set_setting
-from helpers import enrol, greeted_payload, key_of, new_device, post_visit, session_payload
+from helpers import bearer, enrol, greeted_payload, key_of, new_device, post_visit, session_payload
 
 PHONE = "138-1234-5678"
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -109,7 +109,7 @@ def test_a_new_registry_starts_on_mobilefacenet_and_tags_every_datum(app, db, ru
     import_people(runner, tmp_path)
     assert faces.active(db) is MFN
     assert template_models(db) == {(MFN.id, 192 * 4)}
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = helpers.bearer(token)
     delta = client.get("/api/v1/gallery?since=0", headers=headers).get_json()
     config = client.get("/api/v1/config", headers=headers).get_json()
     assert delta["model"] == config["model"] == MFN.id
@@ -139,7 +139,7 @@ def test_reencode_moves_a_dlib_registry_to_mobilefacenet_in_one_step(app, db, ru
     assert faces.active(db) is MFN and template_models(db) == {(MFN.id, 192 * 4)}
     assert db.execute("SELECT count(*) FROM face_templates").fetchone()[0] == 5
     assert db.execute("SELECT count(*) FROM reencode_staged").fetchone()[0] == 0
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = helpers.bearer(token)
     assert client.get("/api/v1/config", headers=headers).get_json()["model"] == MFN.id
     # the same photos measure the same on the new model as a fresh import does
     fresh = MFN.from_blob(db.execute("SELECT encoding FROM face_templates WHERE citizen_id = ?",
@@ -227,7 +227,11 @@ def test_a_device_without_the_registrys_model_greets_no_one(app, db, tmp_path, t
     events, agent = run_agent(live_server.url, token, video, tmp_path / "kiosk.db")
     [mismatch] = of_kind(events, "model_mismatch")
     assert mismatch["model"] == MFN.id and str(cut) in mismatch["message"]
-    assert agent.greeter is None and not of_kind(events, "greeted")
+    assert agent.greeter.model is None and not of_kind(events, "greeted")
+    # she is still a visitor the clerks see: unknown, and why
+    assert of_kind(events, "unknown_visitor") and of_kind(events, "session_uploaded")
+    row = db.execute("SELECT outcome, refused_by, face_model FROM sessions").fetchone()
+    assert tuple(row) == ("unknown", "model_missing", None)
 
 
 # --- what devices report is kept on its own scale --------------------------------------------
@@ -235,7 +239,7 @@ def test_a_device_without_the_registrys_model_greets_no_one(app, db, tmp_path, t
 def test_distances_of_another_model_or_of_none_are_kept_but_never_measured(app, db, client, token):
     ids = [helpers.enrol(db, "barack_obama", name=f"市民{i}", encodings=[v])
            for i, v in enumerate(np.eye(192, dtype=np.float32)[:12])]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = helpers.bearer(token)
     candidates = [{"key": key_of(db, i), "distance": 0.3 + j / 100} for j, i in enumerate(ids[1:5])]
     for model in (DLIB.id, None, "an-unknown-model-0000"):
         payload = greeted_payload(db, ids[0], model=model, candidates=candidates)
@@ -257,5 +261,89 @@ def test_distances_of_another_model_or_of_none_are_kept_but_never_measured(app, 
 def test_a_distance_past_what_the_model_allows_refuses_the_session(app, db, client, token):
     citizen = helpers.enrol(db, "barack_obama")
     payload = greeted_payload(db, citizen, candidates=[{"key": key_of(db, citizen), "distance": 2.5}])
-    response = client.post("/api/v1/sessions", json=payload, headers={"Authorization": f"Bearer {token}"})
+    response = client.post("/api/v1/sessions", json=payload, headers=helpers.bearer(token))
     assert response.status_code == 400 and "from 0 to 2" in response.get_json()["error"]["message"]
+
+
+@on_dlib
+def test_a_row_id_given_again_to_another_face_never_takes_the_staged_encoding(app, db, runner, tmp_path, monkeypatch):
+    """Staged, then killed before the switch; meanwhile Biden's template is withdrawn and
+    SQLite gives its id (the largest) to Rose's new one: Rose must be encoded as Rose."""
+    import_people(runner, tmp_path, {"barack_obama": 1, "joe_biden": 1})
+
+    def killed(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(reencode, "_switch", killed)
+    runner.invoke(args=["reencode", "--model", "mobilefacenet"])
+    monkeypatch.undo()
+    biden = db.execute("SELECT id FROM citizens WHERE name = 'joe_biden'").fetchone()[0]
+    shutil.copy(PEOPLE / "rose_leslie" / "1.jpg", os.path.join(app.config["PHOTOS_DIR"], "rose.jpg"))
+    with transaction(db):
+        db.execute("DELETE FROM face_templates WHERE citizen_id = ?", [biden])
+        rose = helpers.add_citizen(app, db, name="rose", id_number="110101199003070000", photo=None)
+        faces.add_template(db, rose, DLIB, person_encoding("rose_leslie", 1), photo_path="rose.jpg")
+    result = runner.invoke(args=["reencode", "--model", "mobilefacenet"])
+    assert result.exit_code == 0, result.output
+    [blob] = db.execute("SELECT encoding FROM face_templates WHERE citizen_id = ?", [rose]).fetchone()
+    assert MFN.distance(MFN.from_blob(blob), person_encoding("rose_leslie", 1, "mobilefacenet")) < 1e-4
+
+
+def test_a_device_that_does_not_run_the_registrys_model_gets_no_threshold_and_no_templates(
+        app, db, client, token):
+    """A kiosk from before face models (it sends no X-Face-Models header) reads dlib's 128-d
+    templates only: on a MobileFaceNet registry it must neither keep its old cache nor get a
+    threshold on MobileFaceNet's scale, where every dlib distance would name someone."""
+    helpers.enrol(db, "barack_obama")
+    old = {"Authorization": f"Bearer {token}"}
+    delta = client.get("/api/v1/gallery?since=0", headers=old).get_json()
+    assert delta["full"] is True and delta["upserts"] == [] and delta["model"] == MFN.id
+    assert client.get("/api/v1/config", headers=old).get_json()["threshold"] == 0.0
+    current = helpers.bearer(token)
+    assert len(client.get("/api/v1/gallery?since=0", headers=current).get_json()["upserts"]) == 1
+    assert client.get("/api/v1/config", headers=current).get_json()["threshold"] > 0.6
+
+
+@on_dlib
+def test_an_old_device_keeps_working_on_a_dlib_registry(app, db, client, token):
+    helpers.enrol(db, "barack_obama")
+    old = {"Authorization": f"Bearer {token}"}
+    assert len(client.get("/api/v1/gallery?since=0", headers=old).get_json()["upserts"]) == 1
+    assert client.get("/api/v1/config", headers=old).get_json()["threshold"] > 0.3
+
+
+@on_dlib
+def test_a_running_device_follows_a_reencode_at_its_next_sync(app, db, runner, tmp_path, token, live_server):
+    """The agent's greeter is made anew on the new model, with the new config's threshold,
+    and swapped in whole; until then it keeps greeting on the old one."""
+    from device.agent import Agent, FrontEnd
+    from device.camera import open_source
+    import_people(runner, tmp_path)
+    store, log = Store(tmp_path / "kiosk.db"), EventLog()
+    syncer = Syncer(store, ApiClient(live_server.url, token), log)
+    agent = Agent(open_source(str(helpers.blinking_clip(tmp_path / "clip.avi"))), store, syncer, log,
+                  FrontEnd())
+    agent.prepare()
+    old = agent.greeter
+    assert old.model is DLIB and len(old.gallery) == 5 and old.policy.threshold < 0.6
+    assert runner.invoke(args=["reencode", "--model", "mobilefacenet"]).exit_code == 0
+    syncer.sync_gallery()
+    assert agent.greeter is not old and agent.greeter.model is MFN
+    assert len(agent.greeter.gallery) == 5 and agent.greeter.policy.threshold > 0.6
+    agent.camera.close()
+    store.close()
+
+
+def test_an_upgraded_device_started_offline_keeps_its_dlib_cache(tmp_path):
+    """A store filled before face models were named holds dlib's templates: it still greets
+    from them while the registry cannot be reached."""
+    import sqlite3
+    store = Store(tmp_path / "kiosk.db")
+    store.close()
+    conn = sqlite3.connect(tmp_path / "kiosk.db")
+    conn.execute("INSERT INTO gallery VALUES ('c_1', 'Barack Obama', 'en', ?)",
+                 [DLIB.to_blob(person_encoding("barack_obama", 1, "dlib"))])
+    conn.commit()
+    conn.close()
+    reopened = Store(tmp_path / "kiosk.db")
+    assert reopened.gallery_model == DLIB.id and len(reopened.gallery(DLIB)) == 1
+    reopened.close()

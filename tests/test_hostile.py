@@ -17,17 +17,13 @@ from PIL import Image
 
 from conftest import PASSWORD, AuthActions, person_photo
 from db import open_db
-from helpers import (RECORD_HEADER, add_case, add_citizen, add_device, add_session, add_template,
+from helpers import (RECORD_HEADER, add_case, bearer, add_citizen, add_device, add_session, add_template,
                      greeted_payload, huge_png_header, id_number, key_of, make_zip, new_device,
                      people_photo, photo_folder, post_visit, record, session_count, session_payload,
                      write_csv)
 
 HUGE = 10 ** 30          # beyond SQLite's 64-bit integers and beyond float's exact range
 SQLITE_MAX = 2 ** 63 - 1
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 def assert_error(response, status, word=""):

@@ -175,7 +175,7 @@ def test_revoked_device_stops_syncing_and_keeps_its_sessions(app, live_server, d
     events, _ = run_agent(live_server.url, token, video, tmp_path / "kiosk.db")
     assert len(of_kind(events, "session_uploaded")) == 1
     revoke_device(db, "kiosk-1")
-    response = app.test_client().get("/api/v1/gallery", headers={"Authorization": f"Bearer {token}"})
+    response = app.test_client().get("/api/v1/gallery", headers=helpers.bearer(token))
     assert response.status_code == 401
     events, _ = run_agent(live_server.url, token, video, tmp_path / "kiosk.db")
     assert len(of_kind(events, "revoked")) == 1

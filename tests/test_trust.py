@@ -15,13 +15,9 @@ import pytest
 
 from db.queries import set_setting
 import helpers
-from helpers import enrol, greeted_payload, key_of, post_visit
+from helpers import bearer, enrol, greeted_payload, key_of, post_visit
 
 PHONE = "139 0000 4321"
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -86,6 +86,18 @@ def test_the_clerk_attaches_the_visit_and_adds_the_snapshot_as_a_template(app, d
                       [visit["session"]]).fetchone()[0]
     with Image.open(os.path.join(app.config["PHOTOS_DIR"], crop)) as kept:
         assert kept.size == (256, 256)
+    # ... and it is the same face for every model: encoded again, it is the template kept
+    import helpers
+    from recognition import images, models, quality
+    stored = db.execute("SELECT encoding FROM face_templates WHERE session_id = ?",
+                        [visit["session"]]).fetchone()[0]
+    rgb = images.load_image(os.path.join(app.config["PHOTOS_DIR"], crop))
+    for model in models.PROFILES.values():
+        again = quality.enrolment_template(rgb, model).encoding
+        assert model.distance(again, helpers.person_encoding("barack_obama", 1, model.name)) \
+            < model.bounds.same_face
+    assert helpers.MODEL.distance(helpers.MODEL.from_blob(stored), quality.enrolment_template(
+        rgb, helpers.MODEL).encoding) < helpers.MODEL.bounds.same_face / 2
     entry = db.execute("SELECT * FROM audit_log WHERE action = 'session.attach'").fetchone()
     assert entry["actor_name"] == "clerk" and json.loads(entry["detail"]) == \
         {"citizen_id": visit["obama"], "id_document_checked": True}

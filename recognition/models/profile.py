@@ -26,7 +26,8 @@ class UnknownModel(LookupError):
     """Stored data or a server names a model this code does not hold."""
 
     def __init__(self, model_id):
-        super().__init__(f"unknown face model {model_id!r}")
+        from . import names
+        super().__init__(f"unknown face model {model_id!r} (this code has: {', '.join(names())})")
         self.model_id = model_id
 
 
@@ -44,7 +45,8 @@ class Bounds:
     same_face: float             # the greeter: one face's frames stay within this of each other
     max_reported: float          # a distance a device reports above this is junk
     grid: tuple                  # (start, stop, step) of the false-match curve
-    histogram_step: float        # width of the histograms' bins, from 0 to max_reported
+    histogram_step: float        # width of the histograms' bins ...
+    histogram_max: float         # ... from 0 to this (farther distances count in the last bin)
     tick: float                  # the charts' tick spacing on the distance axis
 
 
@@ -175,7 +177,7 @@ class FaceModel:
     @property
     def histogram_bins(self):
         step = self.bounds.histogram_step
-        return tuple(round(step * i, 3) for i in range(int(math.ceil(self.bounds.max_reported / step)) + 1))
+        return tuple(round(step * i, 3) for i in range(int(math.ceil(self.bounds.histogram_max / step)) + 1))
 
     def priors(self):
         """{population: FMR upper bounds over grid} measured with bench.prior (priors/NAME.json)."""
