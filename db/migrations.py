@@ -429,3 +429,29 @@ def m080_face_models(db):
                            " LIMIT 1").fetchone()
     if had_faces:
         db.execute("INSERT INTO settings (key, value) VALUES ('face.model', ?)", [json.dumps(dlib)])
+
+
+@migration
+def m090_liveness_evidence(db):
+    """The templates of the face crops a device sent as evidence of a visitor's blink, for a
+    visit not yet tied to a citizen (an ID number typed later is checked against every one of
+    them: server/evidence.py); with the model they are of. Purged with the snapshot."""
+    for sql in ["ALTER TABLE sessions ADD COLUMN liveness_encodings BLOB",
+                "ALTER TABLE sessions ADD COLUMN liveness_model TEXT"]:
+        db.execute(sql)
+
+
+@migration
+def m095_site_galleries_by_default(db):
+    """gallery.by_site is on for a new registry: each device holds its own site's citizens, so
+    a stolen kiosk token holds one hall's names and faces, not the province's. A registry that
+    already has citizens and never saved the setting ran on the old default, every citizen on
+    every device: it is recorded as off, so an upgrade never changes whom a running kiosk
+    greets (citizens whose district is not the kiosk's site would silently stop being
+    greeted). Where such a registry has devices of several sites, the admin pages and init-db
+    say so, and an admin turns it on at /admin/settings."""
+    has_citizens = db.execute("SELECT 1 FROM citizens LIMIT 1").fetchone()
+    saved = db.execute("SELECT 1 FROM settings WHERE key = 'gallery.by_site'").fetchone()
+    if has_citizens and not saved:
+        db.execute("INSERT INTO settings (key, value) VALUES ('gallery.by_site', ?)",
+                   [json.dumps(False)])

@@ -45,6 +45,7 @@ class Visit:
     name: str = ""
     language: str = ""
     greeting: str = ""
+    evidence: list = field(default_factory=list)   # crops of the blink, for the server to check
 
 
 @dataclass

@@ -209,13 +209,15 @@ class CaseFileFlow:
             self.store.set_liveness(visit.session["id"], "passed")
         self.events.emit("liveness_passed", t=round(t, 3), session_id=visit.session["id"], citizen_key=None)
         encoding, snapshot = list(encoding), _face_now(visit.track)
-        self._steps.submit(lambda: self._check_id_number(visit, id_number, encoding, on_result, t, snapshot))
+        evidence = watcher.evidence.payload()
+        self._steps.submit(lambda: self._check_id_number(visit, id_number, encoding, on_result, t,
+                                                         snapshot, evidence))
 
-    def _check_id_number(self, visit, id_number, encoding, on_result, t, snapshot=None):
+    def _check_id_number(self, visit, id_number, encoding, on_result, t, snapshot=None, evidence=()):
         session_id = visit.session["id"]
         try:
-            # The server checks an ID number only for a visit whose blink it was told of.
-            once_uploaded(lambda: self.client.report_liveness(session_id, "passed", t),
+            # The server checks an ID number only for a visit whose blink it saw itself.
+            once_uploaded(lambda: self.client.report_liveness(session_id, "passed", t, evidence),
                           IDENTIFY_WAIT_S, give_up=self._closing)
             answer = once_uploaded(lambda: self.client.identify(session_id, id_number, encoding, snapshot,
                                                                 visit.session.get("model")),
@@ -254,7 +256,9 @@ class CaseFileFlow:
     # --- after the verdict ----------------------------------------------------------------------
 
     def _decided(self, track_id, verdict, t, reason):
-        visit = self._challenges.pop(track_id).visit
+        challenge = self._challenges.pop(track_id)
+        visit = dataclasses.replace(challenge.visit, evidence=challenge.evidence.payload()) \
+            if verdict == "passed" else challenge.visit
         self._shown.pop(track_id, None)
         if self.store is not None:
             self.store.set_liveness(visit.session["id"], verdict)
@@ -279,7 +283,8 @@ class CaseFileFlow:
     def _open_case_file(self, visit, t_of):
         session_id = visit.session["id"]
         try:
-            self._server(lambda: self.client.report_liveness(session_id, "passed", t_of()))
+            self._server(lambda: self.client.report_liveness(session_id, "passed", t_of(),
+                                                             visit.evidence))
             if visit.track.id not in self._present:
                 raise Offline("the visitor left before the case file opened")
             summary = self._server(lambda: self.client.open_case_file(session_id, visit.citizen_key))

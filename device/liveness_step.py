@@ -5,7 +5,9 @@ landmarks of every frame of *that* track it has not seen yet, so a second face i
 photo held up beside the citizen) cannot answer for them. Frames from just before the
 greeting teach the detector this person's open eyes; only a blink after the request counts.
 """
-from recognition.liveness import BlinkDetector, BlinkPolicy, face_eyes
+from recognition.liveness import BlinkDetector, BlinkPolicy, eye_width, eyes_openness, face_eyes
+
+from .evidence import Evidence
 
 BASELINE_LOOKBACK_S = 2.0   # frames this long before the request are read for the baseline
 EYES_LOST_S = 0.6           # no eye read this long: the citizen is asked to look at the screen
@@ -19,6 +21,7 @@ class BlinkChallenge:
         self.attempt = attempt
         self.track = visit.track
         self.detector = BlinkDetector(policy or BlinkPolicy(), started_at=started_at)
+        self.evidence = Evidence(visit.track.first_t)   # the crops the server checks the blink on
         self._read_until = started_at - BASELINE_LOOKBACK_S
 
     def feed(self):
@@ -26,7 +29,11 @@ class BlinkChallenge:
         for t, rgb, location in list(self.track.frames):
             if t <= self._read_until:
                 continue
-            self.detector.update(t, face_eyes(rgb, location))
+            eyes = face_eyes(rgb, location)
+            blink = self.detector.update(t, eyes)
+            if min(eye_width(eye) for eye in eyes) >= self.detector.policy.min_eye_px:
+                counts = blink is not None and blink.end >= self.detector.started_at
+                self.evidence.add(t, eyes_openness(*eyes), rgb, location, blink if counts else None)
             self._read_until = t
 
     def verdict(self, now):

@@ -201,3 +201,33 @@ def blinks_in(samples, policy=None):
     for t, openness in samples:
         detector.add_openness(t, openness)
     return list(detector.blinks)
+
+
+def blink_across(samples, policy=None):
+    """Whether a few (t, openness) samples of one face, in time order, show a blink by the
+    rule BlinkDetector applies frame by frame: open eyes, then a closure below close_ratio of
+    the open level lasting min_closed_s to max_closed_s, then open eyes again (at open_ratio).
+    For the server, which sees only the frames a device sent as its evidence: None when they
+    show a blink, else why not."""
+    policy = policy or BlinkPolicy()
+    samples = sorted(samples)
+    if len(samples) < 3:
+        return "too few frames"
+    low = min(range(len(samples)), key=lambda i: samples[i][1])
+    before, after = samples[:low], samples[low + 1:]
+    if not before or not after:
+        return "the eyes do not open both before and after"
+    # the open level both sides reach: a few samples have no history to take a percentile of,
+    # and one wide-eyed frame before must not make the eyes after look half shut
+    level = min(max(v for _, v in before), max(v for _, v in after))
+    if level < policy.min_open_ear:
+        return "no open eyes"
+    closed = [(t, v) for t, v in samples if v < policy.close_ratio * level]
+    opened_before = [t for t, v in before if v >= policy.open_ratio * level]
+    opened_after = [t for t, v in after if v >= policy.open_ratio * level]
+    if not closed or not opened_before or not opened_after:
+        return "the eyes do not close and open again"
+    span = min(opened_after) - max(opened_before)
+    if span > policy.max_closed_s + 2 * policy.max_gap_s:
+        return "the eyes stay closed too long for a blink"
+    return None

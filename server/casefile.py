@@ -20,7 +20,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from db import now_iso, transaction
 from db.queries import citizen
 
-from . import settings
+from . import evidence, faces, settings
 from .api import device_session
 from .database import get_db
 from . import limits
@@ -141,39 +141,80 @@ def citizen_summary(db, person, session_id):
 
 # --- liveness ---------------------------------------------------------------------------------
 
-def record_liveness(db, row, result, t):
+def record_liveness(db, row, result, t, crops=None):
     """Set the session's liveness once. The same report again changes nothing; a different
-    one is refused, so a failed challenge cannot be turned into a pass by asking again."""
+    one is refused, so a failed challenge cannot be turned into a pass by asking again. A
+    pass counts only when the server sees the blink in its evidence (server/evidence.py);
+    evidence that does not show one makes the visit's liveness failed, for good."""
     if row["liveness"] == result:
         return False
     if row["liveness"] != "not_run":
         raise ApiError(409, f"liveness was already reported as {row['liveness']}")
+    kept, refused = (None, None), None
+    if result == "passed":
+        try:
+            kept = _seen_blink(db, row, crops)
+        except evidence.EvidenceRefused as e:
+            result, refused = "failed", e.reason
     with transaction(db):
-        db.execute("UPDATE sessions SET liveness = ? WHERE id = ? AND liveness = 'not_run'",
-                   [result, row["id"]])
-        audit_device("session.liveness", "session", row["id"], {"result": result, "t": t})
+        db.execute("UPDATE sessions SET liveness = ?, liveness_encodings = ?, liveness_model = ?"
+                   " WHERE id = ? AND liveness = 'not_run'", [result, *kept, row["id"]])
+        audit_device("session.liveness", "session", row["id"],
+                     {"result": result, "t": t, **({"refused": refused} if refused else {})})
+    if refused:
+        raise ApiError(403, f"liveness not passed: {refused}")
     return True
+
+
+def _seen_blink(db, row, crops):
+    """(templates to keep, their model) once the evidence shows the visit's face blinking:
+    for a greeting, every crop within the 1:1 distance of the citizen greeted; for an unknown
+    visitor the templates are kept for the ID number they may type (server/identify.py)."""
+    if crops is None:
+        raise evidence.EvidenceRefused("a pass needs its evidence: face crops of the blink")
+    # the crops are examined (a face found and encoded in each) within the device's budget of
+    # case files, counted first: reports sent together each cost an examination otherwise
+    wait = limits.take_slot(db, f"evidence:{g.device['id']}", current_app.config["CASEFILE_DEVICE_LIMIT"],
+                            600)
+    if wait is not None:
+        raise limits.TooFast("too many liveness reports; please see a clerk", wait)
+    model = faces.active(db)
+    started = _parse_stamp(row["started_at"])
+    age = (datetime.now(timezone.utc) - started).total_seconds()
+    encodings = evidence.check(crops, age, model)
+    if row["outcome"] != "greeted" or row["citizen_id"] is None:
+        return b"".join(model.to_blob(e) for e in encodings), model.id
+    templates = faces.citizen_templates(db, row["citizen_id"], model)
+    if evidence.farthest(encodings, templates, model) > one_to_one_threshold(db):
+        raise evidence.EvidenceRefused("the crops do not all show the citizen greeted")
+    return None, None
 
 
 def _liveness_body():
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or body.get("result") not in ("passed", "failed"):
-        raise ApiError(400, 'send {"result": "passed" or "failed", "t": seconds}')
+        raise ApiError(400, 'send {"result": "passed" or "failed", "t": seconds, "evidence": [...]}')
     t = body.get("t")
     # 0 <= t <= 1e6 also refuses NaN (which the audit log would store as invalid JSON)
     if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float))
                           or not 0 <= t <= 1e6):
         raise ApiError(400, "t must be a number of seconds")
-    return body["result"], t
+    crops = None
+    if body["result"] == "passed" and "evidence" in body:
+        try:
+            crops = evidence.parse(body["evidence"])
+        except evidence.EvidenceRefused as e:
+            raise ApiError(400, e.reason)
+    return body["result"], t, crops
 
 
 @bp.route("/sessions/<session_id>/liveness", methods=["POST"])
 @device_required
 def report_liveness(session_id):
-    result, t = _liveness_body()
+    result, t, crops = _liveness_body()
     db = get_db()
     row = own_session(db, session_id)
-    changed = record_liveness(db, row, result, t)
+    changed = record_liveness(db, row, result, t, crops)
     return jsonify({"session_id": row["id"], "liveness": result}), 201 if changed else 200
 
 

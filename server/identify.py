@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import faces, limits
+from . import evidence, faces, limits
 from .api import SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS, check_snapshot, save_snapshot
 from .calibration import one_to_one_threshold
 from .casefile import CaseFileRefused, check_recent, own_session
@@ -107,6 +107,17 @@ def _check_rate(db, row):
         raise ApiError(429, "too many ID number tries; please see a clerk")
 
 
+def _blinked_as(db, row, person, model, threshold):
+    """Whether every face crop the server saw blink in this visit is the claimed citizen's
+    (server/evidence.py): the ID number opens nothing for a photo held up beside a live face."""
+    blob = row["liveness_encodings"]
+    if not blob or row["liveness_model"] != model.id:
+        return False
+    crops = np.frombuffer(bytes(blob), dtype="<f4").reshape(-1, model.dims)
+    templates = faces.citizen_templates(db, person["id"], model)
+    return evidence.farthest(list(crops), templates, model) <= threshold
+
+
 def _candidate(db, id_number):
     """The citizen a device of this site may greet under that ID number, or None."""
     person = db.execute("SELECT id, key, name, language, district FROM citizens"
@@ -136,6 +147,12 @@ def identify(session_id):
     _check_rate(db, row)            # before the costly part (the lock checks it again)
     check_snapshot(snapshot)
     threshold = one_to_one_threshold(db)
+    # the crop is examined only within the device's hourly budget of tries, counted first:
+    # tries sent together each cost an examination otherwise
+    wait = limits.take_slot(db, f"identify:{g.device['id']}", current_app.config["IDENTIFY_MAX_PER_HOUR"],
+                            3600)
+    if wait is not None:
+        raise limits.TooFast("too many ID number tries; please see a clerk", wait)
     seen = snapshot_face(model, snapshot, SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS)   # unlocked
     # The tries are counted in the audit log: check, compare and count as one step per
     # device (a session is one device's), or tries sent together all pass the check.
@@ -147,7 +164,7 @@ def identify(session_id):
         person = _candidate(db, id_number)
         distance = faces.best_distance(db, person["id"], vector, model) if person is not None \
             else float("inf")
-        matched = distance <= threshold
+        matched = distance <= threshold and _blinked_as(db, row, person, model, threshold)
         detail = {"id_number": mask(id_number), "threshold": threshold,
                   "distance": _rounded(distance)}
         if matched:

@@ -37,7 +37,8 @@ def purge_snapshots(db, snapshots_dir, retention_days, now=None, batch=500):
         cursor = (rows[-1]["received_at"], rows[-1]["id"])
         removed = [row["id"] for row in rows if _remove_snapshot(snapshots_dir, row["snapshot_path"])]
         with transaction(db):
-            db.executemany("UPDATE sessions SET snapshot_path = NULL WHERE id = ?",
+            db.executemany("UPDATE sessions SET snapshot_path = NULL, liveness_encodings = NULL"
+                           " WHERE id = ?",
                            [(session_id,) for session_id in removed])
         purged += len(removed)
         failed += len(rows) - len(removed)

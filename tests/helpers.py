@@ -161,6 +161,9 @@ def _photo_encoding(path, model_name):
 
 
 def person_encoding(person, index=1, model_name=None):
+    """The enrolment template of a test person's photo ("blinking": her, from the video)."""
+    if person == "blinking":
+        return _her_encoding(model_name or MODEL.name)
     return photo_encoding(PEOPLE / person / f"{index}.jpg", model_name)
 
 
@@ -235,7 +238,10 @@ def greeted_payload(db, citizen_id, **fields):
 
 @functools.lru_cache(maxsize=None)
 def snapshot_jpeg(person="rose_leslie", index=1):
-    """A real face photo as a device would send it: a JPEG of a few tens of KB."""
+    """A real face photo as a device would send it: a JPEG of a few tens of KB ("blinking":
+    her, from the video)."""
+    if person == "blinking":
+        return her_snapshot()
     from PIL import Image
     img = Image.open(person_photo(person, index)).convert("RGB")
     img.thumbnail((320, 320))
@@ -422,6 +428,64 @@ def enrol_her(db, name="林小姐", language="zh", cases=(("TX-2026-0107", "个�
                 [number, citizen_id, kind, status, counter, f"{number}: refund 1,280.00 CNY",
                  stamp, stamp])
     return citizen_id
+
+
+@functools.lru_cache(maxsize=None)
+def her_frames(start_s=1.5, end_s=4.0):
+    """(t, rgb, location) of her face in the real video, every frame from start_s to end_s."""
+    capture = cv2.VideoCapture(str(VIDEO))
+    capture.set(cv2.CAP_PROP_POS_MSEC, start_s * 1000)
+    out = []
+    while True:
+        t = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+        ok, frame = capture.read()
+        if not ok or t > end_s:
+            break
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        faces = engine.detect_faces(rgb, 640)
+        if faces:
+            out.append((t, rgb, faces[0]))
+    capture.release()
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=None)
+def _blink_crops():
+    """The evidence the kiosk sends with her first blink (device/evidence.py, fed as the blink
+    challenge feeds it), times from her first crop."""
+    from device.evidence import Evidence
+    from recognition.liveness import BlinkDetector, eyes_openness, face_eyes
+    detector, evidence = BlinkDetector(), None
+    for t, rgb, location in her_frames():
+        evidence = evidence or Evidence(t)
+        eyes = face_eyes(rgb, location)
+        evidence.add(t, eyes_openness(*eyes), rgb, location, detector.update(t, eyes))
+    crops = evidence.payload()
+    assert len(crops) >= 4, "her blink is in the clip"
+    first = crops[0]["t"]
+    return tuple((round(c["t"] - first, 3), c["jpeg"]) for c in crops)
+
+
+def blink_evidence(crops=None):
+    """The "evidence" of a liveness pass as a device posts it: her real blink by default, or
+    crops [(t, jpeg bytes)] of anything a test (or an attacker) wants to try."""
+    import base64
+    return [{"t": t, "jpeg": base64.b64encode(data).decode("ascii")}
+            for t, data in (crops if crops is not None else _blink_crops())]
+
+
+def pass_liveness(db, session_id):
+    """Mark a visit's blink as seen, for a test of what comes after it (the case file's other
+    checks): the evidence itself is tested in test_liveness_evidence.py."""
+    with transaction(db):
+        db.execute("UPDATE sessions SET liveness = 'passed' WHERE id = ?", [session_id])
+
+
+def her_snapshot():
+    """Her face as a kiosk crops and sends it, from an open-eyed frame of the video."""
+    from device.agent import snapshot_jpeg as device_snapshot
+    t, rgb, location = her_frames()[0]
+    return device_snapshot(rgb, location, rgb=True)
 
 
 def blinking_clip(path):

@@ -6,7 +6,8 @@ import pytest
 
 from db import now_iso, open_db, transaction
 from db.queries import set_setting
-from helpers import bearer, enrol, greeted_payload, key_of, new_device, post_visit, session_payload
+from helpers import (bearer, blink_evidence, enrol, greeted_payload, her_encoding, key_of, new_device,
+                     post_visit, session_payload)
 
 PHONE = "138-1234-5678"
 
@@ -14,7 +15,7 @@ PHONE = "138-1234-5678"
 @pytest.fixture
 def citizen_id(db):
     """A citizen with two open cases, one closed case, a note and a phone on file."""
-    cid = enrol(db, "rose_leslie", name="李娜", language="zh")
+    cid = enrol(db, "blinking", name="李娜", language="zh", encodings=[her_encoding()])
     stamp = now_iso()
     with transaction(db):
         db.execute("UPDATE citizens SET phone = ? WHERE id = ?", [PHONE, cid])
@@ -40,7 +41,7 @@ def key(client, citizen_id):
         db.close()
 
 
-def post_session(client, token, citizen_id, started_at=None, snapshot_of=("rose_leslie", 1), **fields):
+def post_session(client, token, citizen_id, started_at=None, snapshot_of=("blinking", 1), **fields):
     """Post a visit: a greeting of citizen_id, or an unknown visitor when it is None; the
     snapshot is a photo of snapshot_of (person, index)."""
     started_at = (started_at or datetime.now(timezone.utc)).isoformat()
@@ -55,9 +56,12 @@ def post_session(client, token, citizen_id, started_at=None, snapshot_of=("rose_
     return body["id"]
 
 
-def report(client, token, session_id, result="passed"):
-    return client.post(f"/api/v1/sessions/{session_id}/liveness", json={"result": result, "t": 3.2},
-                       headers=bearer(token))
+def report(client, token, session_id, result="passed", evidence=None):
+    """The device's blink verdict; a pass with its evidence (her real blink unless given)."""
+    body = {"result": result, "t": 3.2}
+    if result == "passed":
+        body["evidence"] = blink_evidence() if evidence is None else evidence
+    return client.post(f"/api/v1/sessions/{session_id}/liveness", json=body, headers=bearer(token))
 
 
 def open_file(client, token, session_id, citizen_id):

@@ -36,7 +36,7 @@ def opened_session(client, db, token, citizen_id, snapshot=True, snapshot_of=("r
     payload = greeted_payload(db, citizen_id, **fields)
     assert post_visit(client, token, payload, snapshot=snapshot, snapshot_of=snapshot_of).status_code == 201
     sid = payload["id"]
-    client.post(f"/api/v1/sessions/{sid}/liveness", json={"result": "passed"}, headers=bearer(token))
+    helpers.pass_liveness(db, sid)
     answer = client.post(f"/api/v1/sessions/{sid}/casefile",
                          json={"citizen_key": key_of(db, citizen_id)}, headers=bearer(token))
     return sid, answer
@@ -140,8 +140,7 @@ def test_case_files_opened_together_keep_to_the_devices_pace(app, client, db, to
     for _ in range(12):
         payload = greeted_payload(db, lin)
         assert post_visit(client, token, payload).status_code == 201
-        client.post(f"/api/v1/sessions/{payload['id']}/liveness", json={"result": "passed"},
-                    headers=bearer(token))
+        helpers.pass_liveness(db, payload["id"])
         sessions.append(payload["id"])
     answers = at_once(live_server.url, token, [(f"/api/v1/sessions/{sid}/casefile",
                                                 {"citizen_key": key_of(db, lin)}) for sid in sessions])
@@ -188,7 +187,7 @@ def test_a_greeting_whose_snapshot_is_not_the_citizen_opens_nothing(client, db, 
                          data={"session": json.dumps(payload), "snapshot": (io.BytesIO(picture), "f.jpg")})
     assert posted.status_code == 201
     sid = payload["id"]
-    client.post(f"/api/v1/sessions/{sid}/liveness", json={"result": "passed"}, headers=bearer(token))
+    helpers.pass_liveness(db, sid)
     answer = client.post(f"/api/v1/sessions/{sid}/casefile", json={"citizen_key": key_of(db, lin)},
                          headers=bearer(token))
     assert answer.status_code == 403 and "snapshot" in answer.get_json()["error"]["message"]
