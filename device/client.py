@@ -3,7 +3,8 @@ and the case-file calls of server/casefile.py.
 
 Every failure is one of three exceptions, because the caller does three different things:
   Offline       no answer, a timeout, a 5xx, 408 or 429, or an answer that is not the API's
-                own (a proxy's 413 or 404 page): keep the data, try again later
+                own (a proxy's 413 or 404 page): keep the data, try again later (not before
+                its retry_after, for a 429 that says when)
   Revoked       401 from the API: this device's token is no longer valid; stop syncing, keep
                 the data
   Rejected      any other 4xx from the API: this request can never succeed as sent
@@ -31,10 +32,11 @@ class Offline(ApiFailure):
     HTTP status when the server answered; fails_here: it answered, but failed on this very
     request (a 500, or a proxy's 413 for a large snapshot), so requests behind it may pass."""
 
-    def __init__(self, message, status=None, fails_here=False):
+    def __init__(self, message, status=None, fails_here=False, retry_after=None):
         super().__init__(message)
         self.status = status
         self.fails_here = fails_here
+        self.retry_after = retry_after
 
 
 class Revoked(ApiFailure):
@@ -51,6 +53,7 @@ class Rejected(ApiFailure):
 
 
 TRANSIENT_4XX = (408, 425, 429)
+MAX_RETRY_AFTER_S = 3600     # a Retry-After longer than this (or a garbled one) waits this long
 
 
 class ApiClient:
@@ -84,8 +87,14 @@ class ApiClient:
                                         {"snapshot": ("snapshot.jpg", snapshot, "image/jpeg")})
         return self._request("POST", "/api/v1/sessions", body, content_type)
 
-    def report_liveness(self, session_id, result, t):
-        return self._post(f"/api/v1/sessions/{session_id}/liveness", {"result": result, "t": t})
+    def report_liveness(self, session_id, result, t, evidence=()):
+        """The blink verdict; a pass carries its evidence, face crops of the blink with their
+        times ([{"t", "jpeg"}]), which the server checks itself (server/evidence.py)."""
+        body = {"result": result, "t": t}
+        if evidence:
+            body["evidence"] = [{"t": e["t"], "jpeg": base64.b64encode(e["jpeg"]).decode("ascii")}
+                                for e in evidence]
+        return self._post(f"/api/v1/sessions/{session_id}/liveness", body)
 
     def open_case_file(self, session_id, citizen_key):
         return self._post(f"/api/v1/sessions/{session_id}/casefile", {"citizen_key": citizen_key})
@@ -122,7 +131,10 @@ class ApiClient:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 body = json.loads(response.read().decode("utf-8"))
         except urllib.error.HTTPError as e:
-            raise _failure(e.code, *_error_message(e)) from None
+            failure = _failure(e.code, *_error_message(e))
+            if e.code == 429 and isinstance(failure, Offline):
+                failure.retry_after = retry_after(e.headers.get("Retry-After"))
+            raise failure from None
         except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
             raise Offline(f"server unreachable: {getattr(e, 'reason', e)}") from None
         except http.client.HTTPException as e:
@@ -149,6 +161,16 @@ def _failure(status, message, from_api):
     if status >= 500 or status in TRANSIENT_4XX:
         return Offline(f"server error {status}: {message}", status, fails_here=status == 500)
     return Rejected(status, message)
+
+
+def retry_after(value):
+    """The seconds a 429's Retry-After asks to wait (delta-seconds; an HTTP date or nothing:
+    a minute), between 1 and MAX_RETRY_AFTER_S."""
+    text = (value or "").strip()
+    if not (text.isascii() and text.isdigit()):
+        return 60
+    seconds = int(text) if len(text) <= 9 else MAX_RETRY_AFTER_S
+    return max(1, min(seconds, MAX_RETRY_AFTER_S))
 
 
 def _error_message(http_error):

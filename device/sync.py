@@ -5,7 +5,9 @@ soon as the loop nudges it (a new session) and every `retry_s` while sessions wa
 pulls gallery deltas every `sync_interval_s`. Each session is deleted from the outbox only
 after the server's 2xx, and the server keys sessions by their id, so a retry after a lost
 answer delivers it once. A revoked token stops all syncing and deletes the cached face templates; the sessions stay
-on the device.
+on the device. A 429 (the server paces each device's pulls and uploads) is waited out for
+the Retry-After it names, pulls and uploads apart: a device that kept asking was refused
+each time, and polled the server as fast as it could answer.
 """
 import logging
 import sqlite3
@@ -40,6 +42,8 @@ class Syncer:
         self._stop = threading.Event()
         self._thread = None
         self._last_gallery = float("-inf")
+        self._pulls_paced_until = 0.0      # monotonic: no gallery or config pull before
+        self._uploads_paced_until = 0.0    # ... no session upload before
 
     # --- one-shot operations (any thread) -----------------------------------------------------
 
@@ -145,7 +149,7 @@ class Syncer:
         Returns how many still wait."""
         with self._lock:
             passed_over, failing = 0, 0     # passed over: still first in the outbox, skipped
-            while not self.revoked:
+            while not self.revoked and time.monotonic() >= self._uploads_paced_until:
                 batch = self.store.pending(20, skip=passed_over)
                 if not batch:
                     break
@@ -175,6 +179,9 @@ class Syncer:
             self.store.failed_attempt(session["id"], e)
             if getattr(e, "fails_here", False):   # the server is there: no offline event for one session
                 return FAILED_HERE
+            if getattr(e, "retry_after", None) is not None:
+                self._uploads_paced_until = self._paced("uploads", e)
+                return UNREACHED
             self._note_failure(e)
             return UNREACHED
         self._note_online()
@@ -183,15 +190,30 @@ class Syncer:
         return DONE
 
     def _call(self, method, *args):
-        """method(*args), or None after a network failure, a refusal (a wrong --server path)
-        or revocation (reported once)."""
+        """method(*args) (a gallery or config pull), or None after a network failure, a
+        refusal (a wrong --server path), revocation (reported once), or while the server
+        asked this device to wait (429)."""
+        if time.monotonic() < self._pulls_paced_until:
+            return None
         try:
             result = method(*args)
-        except (Offline, Revoked, Rejected) as e:
+        except Offline as e:
+            if e.retry_after is None:
+                self._note_failure(e)
+            else:
+                self._pulls_paced_until = self._paced("pulls", e)
+            return None
+        except (Revoked, Rejected) as e:
             self._note_failure(e)
             return None
         self._note_online()
         return result
+
+    def _paced(self, what, error):
+        """The monotonic time until which `what` waits, as the server's 429 asked (reported:
+        the server is there, this is not "offline")."""
+        self.events.emit("paced", what=what, retry_after=error.retry_after, message=str(error))
+        return time.monotonic() + error.retry_after
 
     def _note_failure(self, error):
         if isinstance(error, Revoked):

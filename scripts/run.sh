@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# init-db also prints what an admin must look at: a half-done reencode, or devices of several
+# sites that each hold every citizen (gallery.by_site off)
 .venv/bin/flask --app app init-db
 echo "serving on http://${HOST:-127.0.0.1}:${PORT:-5000} (instance: ${CIVIC_INSTANCE_PATH:-./instance})"
 # --max-request-body-size: waitress refuses a larger body before buffering it (the app then

@@ -22,7 +22,7 @@ from . import devices as device_registry
 from . import faces, limits, logins, user_sessions
 from . import settings as registry
 from .auth import ROLES, UserError, audit_user, create_user, guard, hash_password, user_actor
-from .database import get_db
+from .database import get_db, shared_gallery_sites
 from .gallery import resend_gallery
 from .i18n import t
 from .requests import clamp_page_size, parse_day, parse_row_id
@@ -353,6 +353,13 @@ def audit_log():
 
 
 # --- overview ---------------------------------------------------------------------------------
+
+@bp.context_processor
+def _site_gallery_warning():
+    # devices of several sites each holding every citizen (database.shared_gallery_sites, which
+    # init-db prints too); a function, so only the pages showing admin/_site_galleries.html query
+    return {"shared_gallery_sites": lambda: shared_gallery_sites(get_db())}
+
 
 # --- calibration ------------------------------------------------------------------------------
 

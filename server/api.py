@@ -6,13 +6,18 @@
     GET  /api/v1/config              the decision policy and greeting settings for devices
 
 A session is posted as JSON, or as multipart/form-data with the same JSON in a "session"
-part and a JPEG in a "snapshot" part. Its distances are on the face model it names
-("model", a profile id): one the server does not know, or a session that names none (an
-older device), is stored with its distances untagged, shown to clerks but never folded into
-the registry's false-match curve.
+part and a JPEG in a "snapshot" part (the JSON read by security.parse_json either way). Its
+distances are on the face model it names ("model", a profile id): one the server does not
+know, or a session that names none (an older device), is stored with its distances
+untagged, shown to clerks but never folded into the registry's false-match curve.
+
+Gallery and config pulls, and uploads, are paced per device (server/limits.py): past the
+limit, 429 with Retry-After, which a device waits out.
 """
+import contextlib
 import json
 import os
+import re
 import uuid
 from datetime import datetime, timezone
 
@@ -29,6 +34,7 @@ from .devices import audit_device, device_actor, device_required
 from .errors import ApiError
 from .files import write_whole
 from .gallery import device_scope, gallery_delta, in_scope
+from .security import JSONRefused, parse_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -37,12 +43,20 @@ LIVENESS = ("passed", "failed", "not_run")
 SNAPSHOT_MAX_BYTES = 2 * 1024 * 1024    # a 640x360 JPEG is ~50 KB; a whole-frame 1080p one ~500 KB
 SNAPSHOT_MAX_PIXELS = 4_000_000
 SESSION_MAX_BYTES = SNAPSHOT_MAX_BYTES + 64 * 1024   # the snapshot plus the JSON and multipart framing
+SESSION_JSON_MAX_BYTES = 256 * 1024  # a session's JSON is ~1 KB (five candidates at most)
 # What a replay must repeat to be the same visit. Liveness is left out: the server changes it
 # after the upload (POST .../liveness), and a retried upload still says "not_run".
 REPLAY_KEYS = ("outcome", "citizen_id", "device_started_at", "distance", "margin", "time_to_greet")
 REFUSAL_RULES = ("threshold", "margin", "agreement", "empty_gallery", "model_missing")
 MAX_CANDIDATES = 5
 KEY_MAX = 64
+# What a citizen key can be (db.queries.new_citizen_key: "c_" and URL-safe base64). A key
+# is looked up on the clerk's page of the session: one holding a lone surrogate answered 500
+# there for good, so nothing else is stored.
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,%d}" % KEY_MAX)
+# No visit is older than this: a device clock reset to year 1 stored "0001-01-01", which
+# has no local time west of Greenwich (OverflowError on the clerk's page).
+EARLIEST_VISIT = "2000-01-01T00:00:00Z"
 
 
 # The face models a device's code runs, as it says in this header ("id,id"). A device from
@@ -75,23 +89,36 @@ def _seq(db):
     return db.execute("SELECT seq FROM sync_counter WHERE id = 1").fetchone()[0]
 
 
+BEYOND_ANY_SEQ = 2 ** 63     # a since past every seq: the device starts over
+
+
+def _since(text):
+    """The seq a device asks for changes after. ASCII digits only: "²".isdigit() is True but
+    int("²") raises (a 500), and so does int() of 5,000 digits."""
+    if not (text.isascii() and text.isdigit()):
+        raise ApiError(400, "since must be a non-negative integer")
+    return int(text) if len(text) <= 18 else BEYOND_ANY_SEQ
+
+
+def _count_pull(db):
+    """429 with Retry-After when the device is over its pace of pulls (server/limits.py)."""
+    limits.count_pull(db, g.device, current_app.config, device_actor())
+
+
 @bp.route("/gallery")
 @device_required
 def gallery():
-    since = request.args.get("since", "0")
-    # ASCII digits only: "²".isdigit() is True but int("²") raises (a 500)
-    if not (since.isascii() and since.isdigit()):
-        raise ApiError(400, "since must be a non-negative integer")
+    since = _since(request.args.get("since", "0"))
     db = get_db()
+    _count_pull(db)
     if not device_runs(faces.active(db)):
         return jsonify(_nothing_to_hold(db))
-    delta = gallery_delta(db, int(since), site=g.device["site"])
+    delta = gallery_delta(db, since, site=g.device["site"])
     if delta["upserts"]:
-        # names and templates left the registry: on record (an empty poll is not)
-        with transaction(db):
-            audit_device("gallery.sync", "device", g.device["name"],
-                         {"since": int(since), "citizens": len(delta["upserts"]),
-                          "full": delta["full"]})
+        # names and templates left the registry: on record, once a minute with a count (an
+        # empty poll is not)
+        limits.audit_gallery_pull(db, device_actor(), g.device, 0 if delta["full"] else since,
+                                  len(delta["upserts"]), delta["full"])
     return jsonify(delta)
 
 
@@ -129,7 +156,9 @@ def device_config(db, device):
 @bp.route("/config")
 @device_required
 def config():
-    return jsonify(device_config(get_db(), g.device))
+    db = get_db()
+    _count_pull(db)
+    return jsonify(device_config(db, g.device))
 
 
 # --- sessions ------------------------------------------------------------------------------
@@ -184,7 +213,10 @@ def _timestamp(value):
         utc = None
     if utc is None:
         raise SessionInvalid("started_at must be an ISO 8601 time with a time zone")
-    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if stamp < EARLIEST_VISIT:
+        raise SessionInvalid(f"started_at is before {EARLIEST_VISIT[:4]}: the device's clock is wrong")
+    return stamp
 
 
 def _number(payload, key):
@@ -203,9 +235,14 @@ def _citizen_key(value, outcome):
         if value is not None:
             raise SessionInvalid("citizen_key must be null when the outcome is unknown")
         return None
-    if not isinstance(value, str) or not 0 < len(value) <= KEY_MAX:
+    if not is_key(value):
         raise SessionInvalid("citizen_key must be the key of the citizen greeted (from the gallery)")
     return value
+
+
+def is_key(value):
+    """Whether value can be a citizen's key (KEY_PATTERN)."""
+    return isinstance(value, str) and KEY_PATTERN.fullmatch(value) is not None
 
 
 def _face_model(value):
@@ -231,8 +268,7 @@ def _candidates(value, model=None):
         raise SessionInvalid(f"candidates must be a list of at most {MAX_CANDIDATES} entries")
     checked = []
     for entry in value:
-        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) \
-                or len(entry["key"]) > KEY_MAX:
+        if not isinstance(entry, dict) or not is_key(entry.get("key")):
             raise SessionInvalid('each candidate is {"key": citizen key, "distance": number}')
         distance = _number(entry, "distance")
         if distance is None or distance > largest:
@@ -249,26 +285,37 @@ def _refusal(value, outcome):
 
 
 def _request_session():
-    """(payload dict, snapshot bytes or None) from a JSON or multipart request."""
+    """(payload, snapshot bytes or None) from a JSON or multipart request. The JSON, alone
+    or in the "session" part, is read by the one safe parser (security.parse_json)."""
     if (request.content_length or 0) > SESSION_MAX_BYTES:  # before anything is parsed
         raise ApiError(413, f"a session upload is at most {SESSION_MAX_BYTES // 1024} KB")
     request.max_content_length = SESSION_MAX_BYTES  # a chunked body has no Content-Length
     if request.mimetype == "multipart/form-data":
-        text = request.form.get("session")
-        if text is None:
-            raise ApiError(400, 'multipart upload needs a "session" part holding the JSON')
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            raise ApiError(400, 'the "session" part is not valid JSON')
-        upload = request.files.get("snapshot")
-        return payload, (upload.read(SNAPSHOT_MAX_BYTES + 1) if upload else None)
+        return _multipart_session()
     if len(request.get_data(cache=True)) >= SESSION_MAX_BYTES:  # a chunked body stops at the cap
         raise ApiError(413, f"a session upload is at most {SESSION_MAX_BYTES // 1024} KB")
-    payload = request.get_json(silent=True)
-    if payload is None:
+    if not request.is_json:
         raise ApiError(400, "send the session as JSON (Content-Type: application/json) or multipart")
-    return payload, None
+    return _session_json(request.get_data(cache=True)), None
+
+
+def _multipart_session():
+    text = request.form.get("session")
+    if text is None:
+        raise ApiError(400, 'multipart upload needs a "session" part holding the JSON')
+    upload = request.files.get("snapshot")
+    return _session_json(text, 'the "session" part'), (
+        upload.read(SNAPSHOT_MAX_BYTES + 1) if upload else None)
+
+
+def _session_json(text, what="the session"):
+    """The parsed session JSON; 413 when larger than a session can be, 400 when unreadable."""
+    if len(text) > SESSION_JSON_MAX_BYTES:
+        raise ApiError(413, f"{what} is larger than {SESSION_JSON_MAX_BYTES // 1024} KB of JSON")
+    try:
+        return parse_json(text, SESSION_JSON_MAX_BYTES)
+    except JSONRefused as e:
+        raise ApiError(400, f"{what} is not JSON the registry can read: {e}")
 
 
 def check_snapshot(data):
@@ -352,11 +399,22 @@ def post_session():
 
 
 def _check_upload_pace(db):
-    """429 when the device is over its pace of uploads (before its snapshot is written)."""
-    with transaction(db):
-        throttled = limits.sessions_throttled(db, g.device, current_app.config, device_actor())
-    if throttled:
-        raise ApiError(429, limits.SESSIONS_THROTTLED)
+    """429 with Retry-After when the device is over its pace of uploads: asked before the
+    snapshot is looked at (a cheap refusal), and again where the session is stored."""
+    if _uploads_throttled(db):
+        raise _uploads_too_fast(db)
+
+
+def _uploads_throttled(db):
+    """limits.sessions_throttled under the device's upload lock (inside the caller's
+    transaction, if any, so that the count and the insert it allows are one step: checked
+    only before the snapshot was looked at, 64 uploads sent together stored 31 for 30)."""
+    with limits.one_try_at_a_time(db, f"session-upload:{g.device['id']}"):
+        return limits.sessions_throttled(db, g.device, current_app.config, device_actor())
+
+
+def _uploads_too_fast(db):
+    return limits.TooFast(limits.SESSIONS_THROTTLED, limits.sessions_wait(db, g.device))
 
 
 def _check_registry(db, registry, outcome):
@@ -408,16 +466,32 @@ def _insert_session(db, session):
     marks = ", ".join("?" for _ in session)
     try:
         with transaction(db):
-            db.execute(f"INSERT INTO sessions ({columns}) VALUES ({marks})", list(session.values()))
-            audit_device("session.upload", "session", session["id"],
-                         {"outcome": session["outcome"], "citizen_id": session["citizen_id"]})
+            throttled = _uploads_throttled(db)
+            if not throttled:
+                db.execute(f"INSERT INTO sessions ({columns}) VALUES ({marks})",
+                           list(session.values()))
+                audit_device("session.upload", "session", session["id"],
+                             {"outcome": session["outcome"], "citizen_id": session["citizen_id"]})
     except db.IntegrityError:
         # Two uploads of the same session raced; the first one stored it.
         row = _existing(db, session["id"], session)
         if row is None:
             raise
         return row, False
+    if throttled:
+        _drop_snapshot(db, session)
+        raise _uploads_too_fast(db)
     return device_session(db, session["id"], g.device["id"]), True
+
+
+def _drop_snapshot(db, session):
+    """Delete the snapshot written for an upload refused at the last step, unless a retry of
+    the same session stored it meanwhile (the file is named by the session's id)."""
+    stored = db.execute("SELECT 1 FROM sessions WHERE id = ?", [session["id"]]).fetchone()
+    if not session.get("snapshot_path") or stored is not None:
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(current_app.config["SNAPSHOTS_DIR"], session["snapshot_path"]))
 
 
 @bp.route("/sessions/<session_id>")

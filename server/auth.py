@@ -147,14 +147,16 @@ def _check_login(username, password):
     """None on success (user signed in), else the message to show. Unknown and known usernames
     take the same path: the same messages, a password hash checked either way."""
     db, ip, config = get_db(), client_ip(), current_app.config
-    wait = logins.wait_seconds(db, config, username, ip)
+    # judged and counted as a failure before the password is checked: parallel tries each
+    # see the ones before them (server/logins.py)
+    wait = logins.reserve(db, config, username, ip)
     if wait:
         return t("Too many failed attempts. Try again in {n} seconds.").format(n=wait)
     row = db.execute("SELECT * FROM users WHERE username = ?", [username]).fetchone()
     matches = check_password_hash(row["password_hash"] if row else _dummy_hash(), password)
     if not (row and matches and not row["disabled"]):
-        failures = logins.record_failure(db, username, ip)
         with transaction(db):
+            failures = logins.pair_failures(db, username, ip)
             audit.record(db, audit.Actor("user", row["id"] if row else None, username, ip),
                          "login.failed", detail={"failures": failures})
         return t("Wrong username or password.")

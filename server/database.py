@@ -9,6 +9,7 @@ from db import open_db, transaction
 from recognition import models
 
 from . import faces
+from . import settings as registry
 
 
 def get_db():
@@ -52,8 +53,29 @@ def init_db_command():
                                      " GROUP BY face_model").fetchall():
         click.echo(f"a reencode to {target} stopped with {staged} faces encoded: run it again"
                    " to finish (the registry greets on the old model until then)")
+    _warn_shared_galleries(db)
     if not users:
         click.echo("no users yet: flask --app app create-user NAME --role admin")
+
+
+def shared_gallery_sites(db):
+    """The sites of the active devices when devices of more than one site each hold every
+    citizen (gallery.by_site off): then any one kiosk's token holds every hall's names and
+    face templates. [] when galleries are per site, or all devices stand at one site.
+    init-db prints it; the admin pages show it (server/admin.py)."""
+    if registry.value(db, "gallery.by_site"):
+        return []
+    sites = [row[0] for row in db.execute("SELECT DISTINCT site FROM devices WHERE revoked_at"
+                                          " IS NULL AND site != '' ORDER BY site")]
+    return sites if len(sites) > 1 else []
+
+
+def _warn_shared_galleries(db):
+    sites = shared_gallery_sites(db)
+    if sites:
+        click.echo(f"warning: per-site galleries are off and devices stand at {len(sites)} sites"
+                   f" ({', '.join(sites)}): every device holds every citizen's name and face"
+                   " template; turn on gallery.by_site at /admin/settings")
 
 
 def init_app(app):

@@ -62,6 +62,7 @@ LABELS = {
     "user.password_reset": "Password reset", "user.update": "User changed",
     "login": "Signed in", "user.unlock": "Sign-in unlocked", "calibration.measured": "Calibration measured",
     "faces.reencoded": "Face templates re-encoded with another model",
+    "device.pulls_throttled": "Device paused: gallery and config pulled too fast",
     "citizen.add": "Citizen added", "citizen.update": "Citizen changed", "citizen.remove": "Citizen removed",
     "citizen.consent.withdraw": "Consent withdrawn", "citizen.photo.add": "Citizen photo added",
     "citizen.photo.replace": "Citizen photo replaced", "citizen.factor_unlocked": "Phone check unlocked",

@@ -22,9 +22,11 @@ import multiprocessing
 import os
 import posixpath
 import re
+import threading
 import unicodedata
 import zipfile
 import zlib
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -736,16 +738,17 @@ def run_import(db, records_path, photos_path, cases_path=None, settings=None, ac
     record_rows = read_csv(records_path, RECORD_COLUMNS, RECORD_OPTIONAL, "records")
     case_rows = read_csv(cases_path, CASE_COLUMNS, CASE_OPTIONAL, "cases") if cases_path else []
     photos = open_photos(photos_path)
-    run = _Run(db, settings, actor, progress, len(record_rows) + len(case_rows))
-    ok = False
-    try:
-        run.progress(0, run.total)  # the page shows the size of the job before the first photo
-        run.records(record_rows, photos)
-        run.cases(case_rows)
-        ok = True
-    finally:
-        photos.close()
-        run.release_index(ok)
+    with _importing(settings.index_dir):    # the one-citizen pages refuse at once meanwhile
+        run = _Run(db, settings, actor, progress, len(record_rows) + len(case_rows))
+        ok = False
+        try:
+            run.progress(0, run.total)  # the page shows the job's size before the first photo
+            run.records(record_rows, photos)
+            run.cases(case_rows)
+            ok = True
+        finally:
+            photos.close()
+            run.release_index(ok)
     run.result.rows.sort(key=lambda r: (r.file != "records", r.line))
     with transaction(db):
         audit.record(db, actor, "import.run", "import", "",
@@ -1021,6 +1024,36 @@ def load_gallery(db, index_dir=None):
     if index_dir:
         return faceindex.open_index(db, index_dir)
     return faceindex.load_from_db(db)
+
+
+# An import holds the index for its whole run (minutes for thousands of photos). A change of
+# one citizen's face (server/enrolment.py) must not queue behind it: behind a proxy that was
+# a 504, then a write nobody saw. So imports say here that they hold or wait for the index,
+# and gallery_unless_importing hands it out only when none does, deciding under the same
+# lock, so an import starting meanwhile waits for the one change instead.
+_IMPORTING = Counter()              # index folder (None: in memory) -> imports of this process
+_IMPORTING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _importing(index_dir):
+    key = os.path.abspath(index_dir) if index_dir else None
+    with _IMPORTING_LOCK:
+        _IMPORTING[key] += 1
+    try:
+        yield
+    finally:
+        with _IMPORTING_LOCK:
+            _IMPORTING[key] -= 1
+
+
+def gallery_unless_importing(db, index_dir=None):
+    """load_gallery() for a one-citizen change, or None at once while an import of this
+    process holds or waits for the index (hand it back with faceindex.release)."""
+    with _IMPORTING_LOCK:
+        if _IMPORTING[os.path.abspath(index_dir) if index_dir else None]:
+            return None
+        return load_gallery(db, index_dir)
 
 
 def locked_sync_seq(db):

@@ -35,6 +35,16 @@ def _refused(reason):
     flash(t("Not saved: {reason}").format(reason=translated(reason)), "error")
 
 
+def _import_running(e, page, **context):
+    """503 with Retry-After, at once: an import holds the face index and nothing was written
+    (the page does not wait for the import, which a proxy would have answered with a 504)."""
+    flash(t("An import is running: nothing was saved. Try again in {n} seconds.")
+          .format(n=e.retry_after), "error")
+    response = current_app.make_response((render_template(page, **context), 503))
+    response.headers["Retry-After"] = str(e.retry_after)
+    return response
+
+
 @bp.route("/citizens/new", methods=["GET", "POST"])
 def new_citizen():
     form = request.form
@@ -42,6 +52,11 @@ def new_citizen():
         db = get_db()
         try:
             citizen_id = enrolment.add_citizen(db, user_actor(), form, _uploads(), _settings())
+        except enrolment.ImportRunning as e:
+            return _import_running(e, "records/new.html", form=form, languages=LANGUAGES)
+        except enrolment.DuplicateHeld as e:
+            _refused(e.reason)     # held: the admin sees both photos at once
+            return redirect(url_for("records.duplicate", review_id=e.review_id))
         except enrolment.RecordRefused as e:
             _refused(e.reason)
             return render_template("records/new.html", form=form, languages=LANGUAGES), 400
@@ -89,6 +104,8 @@ def add_photo(citizen_id):
         enrolment.add_photo(db, user_actor(), person, uploads[0], _settings(),
                             replace=request.form.get("mode") == "replace")
         flash(t("Photo saved."), "ok")
+    except enrolment.ImportRunning as e:
+        return _import_running(e, "records/busy.html", citizen_id=citizen_id)
     except enrolment.RecordRefused as e:
         _refused(e.reason)
     return redirect(url_for("records.manage", citizen_id=citizen_id))

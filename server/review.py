@@ -17,6 +17,7 @@ from db import now_iso, transaction
 from db.queries import next_sync_seq
 
 from . import calibration, faces, sessions, settings
+from .api import is_key
 from .auth import audit_user, guard
 from .importer import citizen_row, delete_unused_photos, normalise_id_number, save_photo
 from .database import get_db
@@ -56,6 +57,9 @@ def nearest_citizens(db, row, limit=SHOWN_CANDIDATES):
         seen = json.loads(row["candidates"] or "[]")
     except ValueError:
         seen = []
+    # a session stored before its candidates were checked may hold anything: skip what is no key
+    seen = [c for c in seen if isinstance(c, dict) and is_key(c.get("key"))
+            and isinstance(c.get("distance"), (int, float))]
     nearest = []
     for i, entry in enumerate(seen[:limit]):
         following = seen[i + 1]["distance"] if i + 1 < len(seen) else None

@@ -96,6 +96,12 @@ CONFIG = (
     Setting("LOGIN_LOCK_MINUTES", 15, "How long such a lock lasts; an admin can unlock sooner."),
     Setting("LOGIN_ADDRESS_LIMIT", 30, "Failed sign-ins from one address, whatever the username,"
             " within 15 minutes before it must wait."),
+    Setting("LOGIN_USER_SLOW_AFTER", 5, "Failed sign-ins for one username from any addresses"
+            " within 15 minutes before each further attempt must wait, doubling (not from an"
+            " address the user has signed in from: a storm elsewhere never keeps them out)."),
+    Setting("LOGIN_USER_LIMIT", 10, "Failed sign-ins for one username from any addresses within"
+            " 15 minutes at most: past it, other addresses wait until the oldest is 15 minutes"
+            " old (a wait, never a lock; the user's own addresses are not held)."),
     Setting("PROXY_HOPS", 0, "Reverse proxies in front of the server (1 behind nginx): the"
             " caller's address is then read from their X-Forwarded-For, so sign-in limits and"
             " the audit log see each client, not the proxy. 0 trusts no such header.",
@@ -120,6 +126,12 @@ CONFIG = (
             " it is refused (429: its outbox sends them later) and an alert is raised."),
     Setting("CASEFILE_DEVICE_LIMIT", 30, "Case files one device may open in 10 minutes before it"
             " is paused and the admins are alerted."),
+    Setting("PULL_DEVICE_LIMIT", 120, "Gallery and config pulls one device may make in 10"
+            " minutes (a page of 500 citizens is one pull) before it is told to wait (429 with"
+            " Retry-After) and an alert is raised."),
+    Setting("HSTS_MAX_AGE_S", 31536000, "Strict-Transport-Security max-age sent with every"
+            " answer over HTTPS (directly, or behind the PROXY_HOPS proxies' X-Forwarded-Proto);"
+            " 0 sends none."),
     Setting("IDENTIFY_MAX_PER_HOUR", 30, "ID-number tries a device may make in an hour."),
     Setting("IDENTIFY_MAX_PER_SESSION", 3, "ID-number tries in one visit before the visitor is"
             " sent to a clerk."),
@@ -149,7 +161,7 @@ ADMIN = (
             label="Add confirmed matches as face templates"),
     Setting("second_factor", True, "Citizens type the last four digits of their phone before"
             " case details show.", kind="bool", label="Second factor for case details"),
-    Setting("gallery.by_site", False, "A device gets the citizens whose district is its site"
+    Setting("gallery.by_site", True, "A device gets the citizens whose district is its site"
             " (and those without a district): smaller galleries name fewer strangers and greet"
             " more citizens.", kind="bool", label="Each device holds only its own site's citizens"),
     Setting("duplicates.review_budget", 0.05, "Fraud review: how many false duplicate flags per"

@@ -113,7 +113,7 @@ def test_gallery_delta_has_only_changes_since_and_removals(client, db, token):
     # names and templates that left the registry are on record; an empty poll is not
     synced = db.execute("SELECT detail FROM audit_log WHERE action = 'gallery.sync'"
                         " ORDER BY id").fetchall()
-    assert [json.loads(r["detail"])["citizens"] for r in synced] == [1, 1]
+    assert [json.loads(r["detail"]) for r in synced] == [{"pulls": 2, "citizens": 2, "full": 1, "since": 0}]
 
 
 def test_citizen_without_consent_or_templates_is_a_removal(client, db, token):
@@ -292,7 +292,8 @@ def test_devices_hold_only_their_sites_citizens_when_the_setting_is_on(client, d
         return ({id_of(db, u["key"]) for u in body["upserts"]},
                 {id_of(db, k) for k in body["removals"]}, body["seq"])
 
-    assert held(east)[0] == {in_a, in_b, anywhere}          # off by default: everyone
+    set_setting(db, "gallery.by_site", False)               # a registry that turned it off
+    assert held(east)[0] == {in_a, in_b, anywhere}          # off: everyone
     _, _, seq = held(west)
     auth.login()
     token = auth.csrf_token("/admin/settings")

@@ -19,8 +19,8 @@ from conftest import PASSWORD, AuthActions, person_photo
 from db import open_db
 from helpers import (RECORD_HEADER, add_case, bearer, add_citizen, add_device, add_session, add_template,
                      greeted_payload, huge_png_header, id_number, key_of, make_zip, new_device,
-                     people_photo, photo_folder, post_visit, record, session_count, session_payload,
-                     write_csv)
+                     pass_liveness, people_photo, photo_folder, post_visit, record, session_count,
+                     session_payload, write_csv)
 
 HUGE = 10 ** 30          # beyond SQLite's 64-bit integers and beyond float's exact range
 SQLITE_MAX = 2 ** 63 - 1
@@ -132,7 +132,7 @@ def test_odd_session_ids_in_the_url_are_404(client, token, session_id):
     ("{", "JSON"),
     ("", "JSON"),
     ('{"id": NaN}', "id"),
-    ('{"distance": Infinity}', "id"),
+    ('{"distance": Infinity}', "distance"),   # refused by the parser, which names the field
     ("\ufeff{}", "id"),                 # a BOM is read past; then the fields are checked
     ('{"outcome": "greeted", "citizen_key": "c_\\ud800x"}', "JSON"),   # a lone surrogate: no 500
 ])
@@ -240,6 +240,33 @@ def test_bad_multipart_uploads_store_nothing(app, client, db, token, parts, stat
     assert session_count(db) == 0 and snapshots(app) == []
 
 
+@pytest.mark.parametrize("text, word", [
+    ("[" * 1000, "nested"),                                              # was a RecursionError: 500
+    ('{"a": ' * 40 + "1" + "}" * 40, "nested"),
+    ('{"outcome": "greeted", "citizen_key": "c_\\ud800"}', "surrogate"),  # was a 500
+    ('{"\\ud800": 1}', "surrogate"),                                       # in a key
+    ('{"distance": NaN}', "distance"),
+    ('{"margin": 1e400}', "margin"),
+    ('{"time_to_greet": ' + "1" * 5000 + "}", "time_to_greet"),
+    ("x" * 300_000, "KB"),
+])
+def test_the_session_part_goes_through_the_one_parser(app, client, db, token, text, word):
+    response = multipart(client, token, {"session": text, "snapshot": (io.BytesIO(jpeg()), "s.jpg")})
+    assert_error(response, 413 if word == "KB" else 400, word)
+    assert session_count(db) == 0 and snapshots(app) == []
+
+
+@pytest.mark.parametrize("key", ["c_\\udbff", "c_ x", "c_é", "../c", "", "k" * 65, "c_<b>"])
+def test_an_unknown_visit_whose_candidate_key_no_citizen_can_have_is_not_stored(client, db, token, key):
+    """A lone surrogate here was stored (201), and the clerks' page of the session answered 500
+    from then on: a candidate key is a key's characters only."""
+    text = json.dumps(session_payload(candidates=[{"key": "KEY", "distance": 0.5}])).replace(
+        '"KEY"', f'"{key}"')
+    response = multipart(client, token, {"session": text, "snapshot": (io.BytesIO(jpeg()), "s.jpg")})
+    assert response.status_code == 400
+    assert session_count(db) == 0
+
+
 def jpeg_claiming(width, height):
     """A small real JPEG whose frame header (SOF0) claims width x height pixels."""
     data = bytearray(jpeg(size=(64, 48)))
@@ -334,9 +361,9 @@ def greeted_session(client, token, citizen_id):
 
 
 @pytest.mark.parametrize("body, word", [
-    ('{"result": "passed", "t": NaN}', "t must"),
+    ('{"result": "passed", "t": NaN}', "seconds"),     # the parser refuses NaN: the body's shape
     ('{"result": "passed", "t": -1}', "t must"),
-    pytest.param('{"result": "passed", "t": 1' + "0" * 400 + "}", "t must", id="t-10**400"),
+    pytest.param('{"result": "passed", "t": 1' + "0" * 400 + "}", "seconds", id="t-10**400"),
     ('{"result": "passed", "t": "3"}', "t must"),
     ('{"result": "passed", "t": true}', "t must"),
     ('{"result": "PASSED"}', "result"),
@@ -375,7 +402,7 @@ def test_odd_case_file_requests_never_open_it(client, db, token, citizen_id, bod
 @pytest.fixture
 def opened(client, db, token, citizen_id):
     session_id = greeted_session(client, token, citizen_id)
-    client.post(f"/api/v1/sessions/{session_id}/liveness", json={"result": "passed"}, headers=bearer(token))
+    pass_liveness(db, session_id)     # the blink's evidence is tested in test_liveness_evidence.py
     response = client.post(f"/api/v1/sessions/{session_id}/casefile",
                            json={"citizen_key": key_of(db, citizen_id)}, headers=bearer(token))
     assert response.status_code == 200

@@ -57,7 +57,7 @@ def test_add_citizen_with_two_photos_holds_two_templates(app, db, settings):
     assert len(templates) == 2 and all(os.path.isfile(photo_file(app, t["photo_path"])) for t in templates)
     assert row["photo_path"] == templates[0]["photo_path"]
     assert actions(db, citizen_id) == ["citizen.add"]
-    [upsert] = gallery_delta(db, 0)["upserts"]  # devices get both templates
+    [upsert] = gallery_delta(db, 0, site="天河区")["upserts"]  # its site's devices get both
     assert upsert["key"] == key_of(db, citizen_id) and len(upsert["templates"]) == 2
 
 
@@ -81,12 +81,16 @@ def test_the_form_refuses_what_the_import_refuses_with_the_same_reason(db, setti
     assert db.execute("SELECT count(*) FROM citizens").fetchone()[0] == 0
 
 
-def test_a_face_registered_under_another_id_number_is_refused(db, settings):
+def test_a_face_registered_under_another_id_number_is_held_for_review(db, settings):
     enrolment.add_citizen(db, ADMIN, fields(1, "Joe Biden"), [people_photo("joe_biden", 1)], settings)
-    with pytest.raises(enrolment.RecordRefused) as refused:
+    with pytest.raises(enrolment.DuplicateHeld) as held:
         enrolment.add_citizen(db, ADMIN, fields(2, "Someone"), [people_photo("joe_biden", 2)], settings)
-    assert refused.value.reason.startswith(
+    assert held.value.reason.startswith(
         f"possible duplicate identity: face matches ID number {id_number(1)}")
+    [review] = duplicates.pending_reviews(db)       # as an import would have held it
+    assert (review["id"], review["id_number"], review["match_name"]) == \
+        (held.value.review_id, id_number(2), "Joe Biden")
+    assert db.execute("SELECT count(*) FROM citizens").fetchone()[0] == 1
     with pytest.raises(enrolment.RecordRefused, match="already registered"):
         enrolment.add_citizen(db, ADMIN, fields(1, "Joe Biden"), [people_photo("joe_biden", 2)], settings)
 
@@ -239,10 +243,12 @@ def test_admin_adds_edits_and_removes_a_citizen_on_the_pages(app, db, client, au
     bad = post(client, url, url, {"name": "Alex L", "phone": "x", "language": "en", "district": ""})
     assert "may contain only digits" in client.get(bad.headers["Location"]).get_data(as_text=True)
 
-    refused = post(client, "/admin/citizens/new", "/admin/citizens/new",
-                   {**fields(2, "Alex twin"), "photos": (io.BytesIO(people_photo("alex_lacamoire", 2)), "c.jpg")},
-                   content_type="multipart/form-data")
-    assert refused.status_code == 400 and "possible duplicate identity" in refused.get_data(as_text=True)
+    held = post(client, "/admin/citizens/new", "/admin/citizens/new",
+                {**fields(2, "Alex twin"), "photos": (io.BytesIO(people_photo("alex_lacamoire", 2)), "c.jpg")},
+                content_type="multipart/form-data")
+    assert held.status_code == 302 and "/admin/duplicates/" in held.headers["Location"]
+    review = client.get(held.headers["Location"]).get_data(as_text=True)   # both photos, at once
+    assert "possible duplicate identity" in review and 'id="held-photo"' in review
 
     unticked = post(client, url, f"{url}/remove", {})
     assert citizen(db, citizen_id)["removed_at"] is None and unticked.status_code == 302
