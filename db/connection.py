@@ -34,6 +34,7 @@ class Database(Engine):
 
     dialect = "sqlite"
     IntegrityError = sqlite3.IntegrityError
+    OperationalError = sqlite3.OperationalError    # a full disk, a locked or read-only file
     like = "LIKE"     # case-insensitive for ASCII, as PostgreSQL's ILIKE
     for_update = ""   # BEGIN IMMEDIATE already holds the file's one write lock
 

@@ -77,6 +77,7 @@ class PostgresDatabase(Engine):
 
     dialect = "postgresql"
     IntegrityError = psycopg.IntegrityError
+    OperationalError = psycopg.OperationalError
     like = "ILIKE"    # SQLite's LIKE ignores ASCII case; PostgreSQL's does not
     for_update = " FOR UPDATE"   # a row read to be written back in the same transaction
 

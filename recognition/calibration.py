@@ -107,27 +107,31 @@ def _z(confidence):
 
 # --- non-mated distances ------------------------------------------------------------------
 
-def enrolled_non_mated(model, owners, matrix, exclude=(), max_pairs=MAX_PAIRS, block=BLOCK, seed=0):
+def enrolled_non_mated(model, owners, matrix, exclude=(), max_pairs=MAX_PAIRS, block=BLOCK, seed=0,
+                       rows=None):
     """Distances between templates of *different* citizens, as float32.
 
-    owners: one citizen id per row of matrix (n x model.dims). Citizens in `exclude` (possible
-    duplicates) are left out. All pairs when there are at most max_pairs, else a uniform
-    sample of max_pairs pairs; either way computed block by block.
+    owners: one citizen id per template; matrix: the templates (n x model.dims), or with
+    `rows` a larger array of which rows[i] is the template of owners[i] (a server's face index:
+    no copy of a million templates). Citizens in `exclude` (possible duplicates) are left out.
+    All pairs when there are at most max_pairs, else a uniform sample of max_pairs pairs (the
+    same one for the same templates in the same order); either way computed block by block.
     """
-    owners = np.asarray(list(owners), dtype=object)
+    owners = np.asarray(list(owners)).reshape(-1)
     if len(owners) < 2:
         return np.empty(0, np.float32)
-    matrix = np.asarray(matrix, dtype=np.float32).reshape(len(owners), -1)
+    matrix = np.asarray(matrix, dtype=np.float32).reshape(-1, model.dims)
+    rows = np.arange(len(owners)) if rows is None else np.asarray(rows)
     if len(exclude):
-        keep = np.array([o not in set(exclude) for o in owners], dtype=bool)
-        owners, matrix = owners[keep], matrix[keep]
-    _, codes = np.unique(owners.astype(str), return_inverse=True)
+        keep = ~np.isin(owners, np.asarray(list(exclude), dtype=owners.dtype))
+        owners, rows = owners[keep], rows[keep]
+    _, codes = np.unique(owners, return_inverse=True)
     n = len(codes)
     if n < 2:
         return np.empty(0, np.float32)
     if n * (n - 1) // 2 <= max_pairs:
-        return _all_pairs(model, codes, matrix, block)
-    return _sampled_pairs(model, codes, matrix, max_pairs, block, seed)
+        return _all_pairs(model, codes, matrix[rows], block)
+    return _sampled_pairs(model, codes, matrix, rows, max_pairs, block, seed)
 
 
 def _all_pairs(model, codes, matrix, block):
@@ -141,16 +145,15 @@ def _all_pairs(model, codes, matrix, block):
     return np.concatenate(out).astype(np.float32) if out else np.empty(0, np.float32)
 
 
-def _sampled_pairs(model, codes, matrix, max_pairs, block, seed):
+def _sampled_pairs(model, codes, matrix, rows, max_pairs, block, seed):
     rng = np.random.default_rng(seed)
     n, out, total = len(codes), [], 0
-    matrix = np.asarray(matrix, np.float32)
     while total < max_pairs:
         size = min(block * 64, max_pairs - total)   # 64k pairs x 192 floats: ~150 MB at peak
         i, j = rng.integers(0, n, size, dtype=np.int32), rng.integers(0, n, size, dtype=np.int32)
         different = codes[i] != codes[j]
         i, j = i[different], j[different]
-        out.append(model.rowwise(matrix[i], matrix[j]).astype(np.float32))
+        out.append(model.rowwise(matrix[rows[i]], matrix[rows[j]]).astype(np.float32))
         total += int(different.sum())
     return np.concatenate(out)
 

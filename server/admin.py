@@ -19,7 +19,7 @@ from db import transaction
 from . import calibration as calibration_data
 from . import charts
 from . import devices as device_registry
-from . import faces, limits, logins, user_sessions
+from . import disk, faces, limits, logins, user_sessions
 from . import settings as registry
 from .auth import ROLES, UserError, audit_user, create_user, guard, hash_password, user_actor
 from .database import get_db, shared_gallery_sites
@@ -416,4 +416,4 @@ def index():
                      .fetchone()[0],
     }
     return render_template("admin/index.html", counts=counts, settings=registry.values(db),
-                           alerts=limits.recent_alerts(db))
+                           alerts=limits.recent_alerts(db), disk_warnings=disk.warnings(current_app.config))

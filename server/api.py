@@ -28,7 +28,7 @@ from db.queries import registry_id
 from recognition import PhotoRejected, models
 from recognition.images import load_image
 
-from . import calibration, faces, limits, settings
+from . import calibration, disk, faces, limits, settings
 from .database import get_db
 from .devices import audit_device, device_actor, device_required
 from .errors import ApiError
@@ -102,7 +102,8 @@ def _since(text):
 
 def _count_pull(db):
     """429 with Retry-After when the device is over its pace of pulls (server/limits.py)."""
-    limits.count_pull(db, g.device, current_app.config, device_actor())
+    with disk.skipped_when_full("a device's pull count"):   # a full disk never stops a read
+        limits.count_pull(db, g.device, current_app.config, device_actor())
 
 
 @bp.route("/gallery")
@@ -116,9 +117,12 @@ def gallery():
     delta = gallery_delta(db, since, site=g.device["site"])
     if delta["upserts"]:
         # names and templates left the registry: on record, once a minute with a count (an
-        # empty poll is not)
-        limits.audit_gallery_pull(db, device_actor(), g.device, 0 if delta["full"] else since,
-                                  len(delta["upserts"]), delta["full"])
+        # empty poll is not); on a full disk the reserve is spent on it, else the log has it
+        with disk.skipped_when_full(f"the audit of device {g.device['name']}'s pull of"
+                                    f" {len(delta['upserts'])} citizens"):
+            disk.retry_after_release(current_app.config, limits.audit_gallery_pull, db,
+                                     device_actor(), g.device, 0 if delta["full"] else since,
+                                     len(delta["upserts"]), delta["full"])
     return jsonify(delta)
 
 

@@ -11,7 +11,7 @@ from wtforms.validators import DataRequired
 
 from db import now_iso, transaction
 
-from . import audit, logins, user_sessions
+from . import audit, disk, logins, user_sessions
 from .database import get_db
 from .errors import error_response, wants_json
 from .i18n import t
@@ -119,7 +119,9 @@ class LoginForm(FlaskForm):
 def login():
     form = LoginForm()
     if form.validate_on_submit():
-        error = _check_login(form.username.data.strip(), form.password.data)
+        # a full disk spends the reserve on it (server/disk.py): a clerk can still sign in
+        error = disk.retry_after_release(current_app.config, _check_login,
+                                         form.username.data.strip(), form.password.data)
         if error is None:
             return redirect(_safe_next(request.args.get("next")))
         flash(error, "error")

@@ -112,12 +112,18 @@ def _limits(db):
             float(settings.value(db, "policy.threshold")))
 
 
-def measure_registry(db):
-    """Measure the curve now, store the report, and return it (a JSON-ready dict)."""
+def measure_registry(db, index=None):
+    """Measure the curve now, store the report, and return it (a JSON-ready dict). index: the
+    import's face index, kept current with the database (its templates are not read again).
+    The report names the sync counter it describes: a decision that needs the curve of the
+    registry as committed measures again when it is another (current_report)."""
     model = faces.active(db)
-    owners, matrix = faces.live_templates(db, model)
+    if index is not None and index.model.id == model.id:
+        owners, matrix, rows = index.live_rows()
+    else:
+        (owners, matrix), rows = faces.live_templates(db, model), None
     flagged = flagged_citizens(db)
-    distances = maths.enrolled_non_mated(model, owners, matrix, exclude=flagged)
+    distances = maths.enrolled_non_mated(model, owners, matrix, exclude=flagged, rows=rows)
     people = len(set(owners) - flagged)
     devices = _device_sites(db)
     sizes = {d["site"]: gallery_size(db, d["site"]) for d in devices}
@@ -151,6 +157,7 @@ def _report(db, model, curve, distances, ops, genuine, devices, sizes, flagged):
 
     return {
         "measured_at": now_iso(), **curve.as_dict(), "face_model": model.describe(),
+        "sync_seq": _sync_seq(db),
         "one_to_one": _one_to_one(db, model, curve, genuine),
         "notes": [text.format(**args) for text, args in notes],
         "note_parts": [[text, args] for text, args in notes],
@@ -181,6 +188,21 @@ def _one_to_one_limits(db):
 
 
 # --- what others read ---------------------------------------------------------------------
+
+def _sync_seq(db):
+    return db.execute("SELECT seq FROM sync_counter WHERE id = 1").fetchone()[0]
+
+
+def current_report(db, index=None):
+    """The report of the registry as it is committed now (inside the caller's transaction):
+    the latest one if it describes this sync counter, else measured now and stored with the
+    caller's writes. So an import's duplicate decisions rest on the registry's committed
+    faces, never on whether an earlier calibration happened to finish before a crash."""
+    report = latest_report(db)
+    if report is not None and report.get("sync_seq") == _sync_seq(db):
+        return report
+    return measure_registry(db, index)
+
 
 def latest_report(db, model=None):
     """The last stored report on the registry's face model, or None."""

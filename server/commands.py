@@ -12,7 +12,7 @@ from flask.cli import with_appcontext
 
 from recognition import models
 
-from . import calibration, faces, importer, purge, reencode
+from . import calibration, disk, faces, importer, purge, reencode
 from .auth import UserError, create_user
 from .database import get_db
 from .devices import DEVICE_KINDS, DeviceError, register_device, revoke_device
@@ -64,10 +64,10 @@ def import_records_command(records, photos, cases, report):
         result = importer.run_import(get_db(), records, photos, cases, settings)
     except (importer.ImportFailed, faces.ModelChanged) as e:
         raise click.ClickException(str(e))
-    except OSError as e:     # a full disk, a photo folder that went away: one line, not 40
-        raise click.ClickException(
-            f"import stopped: {e.strerror or e} ({e.filename or 'while writing'}); the batch being"
-            " written was undone, earlier batches are kept: run the same import again once fixed")
+    except Exception as e:   # a full disk, a photo folder that went away: one line, not 40
+        if not (isinstance(e, OSError) or disk.is_full(e)):
+            raise
+        raise click.ClickException(importer.stopped_message(e, current_app.config))
     _echo_problems(result.problems(), report)
     click.echo(result.summary_line())
     if report:
@@ -139,6 +139,10 @@ def purge_command(days):
     purged, failed = purge.purge_snapshots(db, current_app.config["SNAPSHOTS_DIR"], days)
     click.echo(f"purged {purged} snapshots older than {days} days"
                + (f"; {failed} could not be deleted" if failed else ""))
+    swept = purge.sweep_orphans(db, current_app.config)   # what a killed process left
+    if any(swept.values()):
+        click.echo("removed files no record refers to: "
+                   + ", ".join(f"{n} {what}" for what, n in swept.items()))
     if failed:
         raise SystemExit(1)
 

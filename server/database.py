@@ -8,7 +8,7 @@ from flask.cli import with_appcontext
 from db import open_db, transaction
 from recognition import models
 
-from . import faces
+from . import disk, faces
 from . import settings as registry
 
 
@@ -54,6 +54,8 @@ def init_db_command():
         click.echo(f"a reencode to {target} stopped with {staged} faces encoded: run it again"
                    " to finish (the registry greets on the old model until then)")
     _warn_shared_galleries(db)
+    for line in disk.warnings(current_app.config):
+        click.echo(f"warning: {line}")
     if not users:
         click.echo("no users yet: flask --app app create-user NAME --role admin")
 

@@ -7,7 +7,9 @@ call, with their own actor: one audit entry each, naming who really did it.
 """
 import functools
 import hashlib
+import logging
 import secrets
+from datetime import datetime, timezone
 
 from flask import g, request
 
@@ -17,8 +19,11 @@ from . import audit
 from .database import get_db
 from .errors import ApiError
 from .requests import client_ip
+from .times import parse_stamp
 
 DEVICE_KINDS = ("kiosk", "robot")
+SEEN_EVERY_S = 60       # last_seen_at is written at most this often per device
+log = logging.getLogger(__name__)
 
 
 class DeviceError(ValueError):
@@ -86,10 +91,27 @@ def device_required(view):
             raise ApiError(401, "unknown device token")
         if row["revoked_at"]:
             raise ApiError(401, "device token revoked")
-        db.execute("UPDATE devices SET last_seen_at = ? WHERE id = ?", [now_iso(), row["id"]])
+        _seen(db, row)
         g.device = row
         return view(*args, **kwargs)
     return wrapped
+
+
+def _seen(db, device):
+    """Note when the device was last heard from, at most once a SEEN_EVERY_S: a poll that
+    reads (a gallery delta, the config) then writes nothing, where every request of every
+    kiosk wrote a row before. The admin's "last seen" is a minute coarse. Only a stamp: when
+    it cannot be written (a full disk, a locked file) the request goes on without it."""
+    now = datetime.now(timezone.utc)
+    last = device["last_seen_at"]
+    if last and (now - parse_stamp(last)).total_seconds() < SEEN_EVERY_S:
+        return
+    try:
+        # the condition keeps two requests of one device from both writing in one minute
+        db.execute("UPDATE devices SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL"
+                   " OR last_seen_at = ?)", [now_iso(), device["id"], last])
+    except db.OperationalError:
+        log.warning("could not note that device %s was seen", device["name"], exc_info=True)
 
 
 def device_actor():

@@ -3,6 +3,8 @@ an error page for people. Every handler goes through error_body()."""
 from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from . import disk
+
 
 class ApiError(Exception):
     """An error with an HTTP status and a message for the caller."""
@@ -48,5 +50,9 @@ def init_app(app):
 
     @app.errorhandler(Exception)
     def _unexpected(e):
+        if disk.is_full(e):   # a refusal that says why, and the reserve freed for sign-in
+            app.logger.error("disk full: %s", e)
+            disk.release_reserve(app.config)
+            return error_response(507, disk.message(e, app.config))
         app.logger.exception("unexpected error")
         return error_response(500, "Internal error; the request was not applied.")

@@ -187,6 +187,14 @@ class FaceIndex:
     def templates(self):
         return self._rows - self._dead
 
+    def live_rows(self):
+        """(citizen ids, the one float32 array of templates, the rows of it that are live),
+        rows in template-id order: what the registry's calibration samples, in the same order
+        however the index was built (no copy of the templates)."""
+        live = np.flatnonzero(self._alive[:self._rows])
+        order = live[np.argsort(self._template_ids[live], kind="stable")]
+        return self._citizens[order], self._values, order
+
     def add(self, citizen_id, encoding, template_id=None):
         """Add one template; the lists take it at once (its code goes to its nearest list)."""
         self._add_many([citizen_id], np.asarray(encoding, np.float32).reshape(1, self.model.dims),

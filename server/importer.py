@@ -36,7 +36,7 @@ from db.queries import new_citizen_key, next_sync_seq
 from recognition import PhotoRejected, models
 from recognition.images import MAX_BYTES
 
-from . import audit, calibration, duplicates, faceindex, faces
+from . import audit, calibration, disk, duplicates, faceindex, faces
 from .audit import Actor
 from .files import write_whole
 from .privacy import mask
@@ -755,8 +755,20 @@ def run_import(db, records_path, photos_path, cases_path=None, settings=None, ac
                      {"records": os.path.basename(records_path),
                       "cases": os.path.basename(cases_path) if cases_path else "",
                       **run.result.counts("records"), "cases_counts": run.result.counts("cases")})
-    calibration.measure_registry(db)  # new faces move the registry's false-match curve
+    with transaction(db):     # new faces move the registry's false-match curve
+        calibration.current_report(db)
     return run.result
+
+
+def stopped_message(error, config):
+    """What the CLI and a web job say when an import stopped on a full disk or a file error:
+    the batch being written was undone, earlier ones are kept, the same import runs again."""
+    if disk.is_full(error):
+        what = f"the disk is full ({disk.folder_of(error, config)} folder)"
+    else:
+        what = f"{error.strerror or error} ({error.filename or 'while writing'})"
+    return (f"import stopped: {what}; the batch being written was undone, earlier batches are"
+            " kept: run the same import again once fixed")
 
 
 class _Run:
@@ -794,6 +806,7 @@ class _Run:
                         # we left it)
                         self.db.lock("faceindex")
                         self.gallery.catch_up(self.db, locked_sync_seq(self.db))
+                        self.threshold = None     # measured again on what is committed now
                         for item in pending:
                             self._write_record(item)
                         self.gallery.seen_seq = locked_sync_seq(self.db)
@@ -918,12 +931,25 @@ class _Run:
         other = runner_up if best and best.citizen_id == own else best
         if other is None:
             return None
+        if other.distance > self.model.bounds.duplicate_ceiling:
+            return None       # beyond any threshold the curve could give
+        if other.distance <= self._duplicate_threshold():
+            return other.citizen_id, id_number_of(self.db, other.citizen_id), other.distance
+        return None
+
+    def _duplicate_threshold(self):
+        """The duplicate threshold for the gallery's size, on the false-match curve of the
+        registry as this batch first needs it: measured then, inside the batch, unless a stored
+        report describes exactly these faces. A run again after a kill replays the batch on
+        the same committed faces, so it decides as a clean run did; with the last stored curve
+        instead, a run killed after its writes and before its calibration left one of fewer
+        faces, and the run again held one duplicate fewer (issue 24)."""
+        if self.threshold is None:
+            calibration.current_report(self.db, self.gallery)
         if self.threshold is None or self.threshold[0] != len(self.gallery):
             size = len(self.gallery)
             self.threshold = (size, duplicates.duplicate_threshold(self.db, size))
-        if other.distance <= self.threshold[1]:
-            return other.citizen_id, id_number_of(self.db, other.citizen_id), other.distance
-        return None
+        return self.threshold[1]
 
     def _flag(self, item, other):
         """Hold the record, its photo and template for an admin's decision (/admin/duplicates/)."""

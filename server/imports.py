@@ -6,6 +6,7 @@ A web import runs in a background thread (a few thousand photos take minutes); i
 and result live in the import_jobs table, so the job page can be reloaded or opened later.
 Uploaded files are deleted when the job ends: the photos are then stored under PHOTOS_DIR.
 """
+import contextlib
 import logging
 import os
 import shutil
@@ -23,7 +24,7 @@ from flask_wtf.file import FileField, FileRequired
 
 from db import now_iso, open_db, transaction
 
-from . import faces, importer
+from . import disk, faces, importer
 from .auth import audit_user, role_required, user_actor
 from .database import get_db
 from .i18n import t
@@ -34,8 +35,9 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5   # how often a running job writes its progress row
 RECENT_JOBS = 20
 FINISHED = ("done", "failed")
-HEARTBEAT_S = 10         # a running job says so this often
-STALE_S = 60             # a job silent this long was interrupted
+HEARTBEAT_S = 5          # a running job renews its lease this often
+STALE_S = 30             # a job silent this long was interrupted (its lease ran out)
+WATCH_S = 5              # how often every server process looks for such jobs
 RUNNING = {}             # job id -> the thread running it in this process
 MAX_PROBLEMS_SHOWN = 500  # the report holds them all
 
@@ -94,10 +96,15 @@ def run_job(config, job_id, files, actor):
                     **{k: v for k, v in result.counts("records").items() if k != "flagged"})
     except (importer.ImportFailed, faces.ModelChanged) as e:
         _update_job(db, job_id, status="failed", error=str(e), finished_at=now_iso())
-    except Exception:
-        log.exception("import job %s failed", job_id)
-        _update_job(db, job_id, status="failed", finished_at=now_iso(),
-                    error="internal error; rows already written are complete, see the server log")
+    except Exception as e:
+        if disk.is_full(e):
+            log.error("import job %s: %s", job_id, e)
+            error = importer.stopped_message(e, config)
+        else:
+            log.exception("import job %s failed", job_id)
+            error = "internal error; rows already written are complete, see the server log"
+        with contextlib.suppress(Exception):   # the disk may not take even this: the watch will
+            _update_job(db, job_id, status="failed", finished_at=now_iso(), error=error)
     finally:
         RUNNING.pop(job_id, None)
         beating.set()
@@ -136,7 +143,10 @@ def _heartbeat(database, job_id):
         db = open_db(database, migrate_now=False)
         try:
             while not stop.wait(HEARTBEAT_S):
-                _update_job(db, job_id, heartbeat_at=now_iso())
+                try:
+                    _update_job(db, job_id, heartbeat_at=now_iso())
+                except Exception:  # a busy or full database: one missed beat, not a dead lease
+                    log.warning("import job %s: heartbeat not written", job_id, exc_info=True)
         finally:
             db.close()
     threading.Thread(target=beat, name=f"import-job-{job_id}-heartbeat", daemon=True).start()
@@ -169,14 +179,51 @@ def _fail_interrupted(db, job_id):
 
 
 def init_app(app):
-    """At start: end the jobs a stopped server left behind."""
-    db = open_db(app.config["DATABASE"], migrate_now=False)
-    try:
-        ended = fail_interrupted_jobs(db, app.config["UPLOADS_DIR"])
-    finally:
-        db.close()
+    """At start: end the jobs a stopped server left behind; then, while the server runs (not
+    in tests), keep looking for those of any process that stopped (Watch)."""
+    ended = _end_interrupted(app.config)
     if ended:
         log.warning("%d import job(s) interrupted by a stopped server marked failed", ended)
+    if not app.config.get("TESTING"):
+        Watch(app).start()
+
+
+def _end_interrupted(config):
+    db = open_db(config["DATABASE"], migrate_now=False)
+    try:
+        return fail_interrupted_jobs(db, config["UPLOADS_DIR"])
+    finally:
+        db.close()
+
+
+class Watch:
+    """Every `every_s`, end the jobs whose lease ran out, whichever process owned them: a
+    server killed mid-import on one machine left its job `running`, and its uploads (ID
+    numbers, phones, photos) on disk, for as long as the others lived (issue 24). Every
+    process runs one; ending a job is one conditional UPDATE, so two watches never fight."""
+
+    def __init__(self, app, every_s=WATCH_S):
+        self.config, self.every_s = dict(app.config), every_s
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="import-watch", daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join()
+
+    def _loop(self):
+        while not self.stopped.wait(self.every_s):
+            try:
+                ended = _end_interrupted(self.config)
+            except Exception:  # the database is away a moment: look again next turn
+                log.exception("looking for interrupted import jobs failed")
+                continue
+            if ended:
+                log.warning("%d import job(s) whose process stopped marked failed", ended)
 
 
 def _progress_writer(db, job_id):
@@ -214,7 +261,7 @@ def index():
     db = get_db()
     if form.validate_on_submit():
         job_id = create_job(db, current_user.id)
-        error = _save_uploads(form, job_id)
+        error = _saved_or_undone(db, form, job_id)
         if error is None:
             with transaction(db):
                 audit_user("import.start", "import", job_id)
@@ -242,6 +289,22 @@ def _upload_paths(job_id):
     if os.path.exists(cases):
         paths["cases"] = cases
     return paths
+
+
+def _saved_or_undone(db, form, job_id):
+    """_save_uploads, or on any failure (a full disk half way through the zip) no file of the
+    job left and the job ended: a half-written photos.zip stayed, and the job stayed queued."""
+    try:
+        return _save_uploads(form, job_id)
+    except BaseException as e:
+        shutil.rmtree(_upload_dir(job_id), ignore_errors=True)
+        full = disk.is_full(e)
+        with contextlib.suppress(Exception):    # if even this fails, the watch ends it
+            _update_job(db, job_id, status="failed", finished_at=now_iso(),
+                        error="disk full: the upload was not kept" if full else "upload failed")
+        if full:
+            raise disk.Full(os.path.basename(current_app.config["UPLOADS_DIR"])) from e
+        raise
 
 
 def _save_uploads(form, job_id):

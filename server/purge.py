@@ -1,8 +1,13 @@
 """Snapshot retention: delete device snapshots older than the retention setting, on a
 schedule while the server runs and from `flask --app app purge`. Session records stay.
-The schedule also re-measures the registry's false-match curve (server.calibration)."""
+The schedule also re-measures the registry's false-match curve (server.calibration) and
+sweeps the files no row refers to (sweep_orphans), as the server's start does."""
+import logging
 import os
+import re
+import shutil
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app
@@ -10,10 +15,13 @@ from werkzeug.utils import safe_join
 
 from db import open_db, transaction
 
-from . import audit, calibration, schedules, settings
+from . import audit, calibration, disk, schedules, settings
 from .times import utc_stamp
 
 PURGE_ACTOR = audit.Actor("system", None, "purge")
+ORPHAN_AGE_S = 3600       # a file younger than this may belong to a write about to commit
+TMP_FOLDERS = ("PHOTOS_DIR", "SNAPSHOTS_DIR", "REPORTS_DIR", "FACEINDEX_DIR")
+log = logging.getLogger(__name__)
 
 
 def purge_snapshots(db, snapshots_dir, retention_days, now=None, batch=500):
@@ -64,6 +72,92 @@ def _remove_snapshot(snapshots_dir, relative):
     return True
 
 
+# --- orphans --------------------------------------------------------------------------------
+
+def sweep_orphans(db, config, now=None):
+    """Delete the files a killed process left that no row refers to: photos no citizen,
+    template or review names, snapshots no session names, `.tmp` files of writes that never
+    finished, and the upload folders of import jobs that are over. Only files older than
+    ORPHAN_AGE_S: a younger photo may be in a batch about to commit. Returns the counts
+    ({"photos", "snapshots", "tmp", "uploads"}) and logs them when any.
+
+    Reads the names in use once per table: at a million citizens some 100 MB for a moment,
+    at start and once a purge interval."""
+    cutoff = (now or time.time()) - ORPHAN_AGE_S
+    counts = {"photos": 0, "snapshots": 0, "tmp": 0, "uploads": 0}
+    for key in TMP_FOLDERS:
+        counts["tmp"] += _remove_all(_old_files(config.get(key), cutoff, tmp=True))
+    with transaction(db):
+        # the imports' lock: a batch that found an old file under its photo's name (and so
+        # did not write it again) commits its reference before this reads, or after the
+        # file is gone and it writes its own
+        db.lock("faceindex")
+        counts["photos"] = _remove_unused(config["PHOTOS_DIR"], cutoff, _photos_in_use(db))
+    counts["snapshots"] = _remove_unused(config["SNAPSHOTS_DIR"], cutoff, _names(
+        db, "SELECT snapshot_path FROM sessions WHERE snapshot_path IS NOT NULL"))
+    counts["uploads"] = _remove_finished_uploads(db, config["UPLOADS_DIR"])
+    if any(counts.values()):
+        log.warning("swept files nobody refers to: %(photos)d photos, %(snapshots)d snapshots,"
+                    " %(tmp)d unfinished .tmp writes, %(uploads)d upload folders", counts)
+    return counts
+
+
+def _photos_in_use(db):
+    return _names(db, "SELECT photo_path FROM citizens WHERE photo_path IS NOT NULL UNION"
+                      " SELECT photo_path FROM face_templates WHERE photo_path IS NOT NULL UNION"
+                      " SELECT photo_path FROM duplicate_reviews WHERE photo_path IS NOT NULL")
+
+
+def _names(db, sql):
+    return {os.path.basename(row[0]) for row in db.execute(sql)}
+
+
+def _old_files(folder, cutoff, tmp):
+    """Paths of the regular files directly in folder modified before cutoff: the `.tmp`
+    ones when tmp, else all the others."""
+    if not folder or not os.path.isdir(folder):
+        return []
+    with os.scandir(folder) as entries:
+        return [e.path for e in entries if e.is_file(follow_symlinks=False)
+                and e.name.endswith(".tmp") == tmp and e.stat().st_mtime < cutoff]
+
+
+def _remove_unused(folder, cutoff, used):
+    return _remove_all(p for p in _old_files(folder, cutoff, tmp=False)
+                       if os.path.basename(p) not in used)
+
+
+def _remove_all(paths):
+    removed = 0
+    for path in paths:
+        try:
+            os.remove(path)
+            removed += 1
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("could not delete %s: %s", path, e)
+    return removed
+
+
+def _remove_finished_uploads(db, uploads_dir):
+    """Upload folders (job-N) of jobs that ended or never got a row: their files (ID numbers,
+    phones, photos) were only needed while the job ran."""
+    if not os.path.isdir(uploads_dir):
+        return 0
+    # listed before the jobs are read: a job's row is committed before its folder is made
+    folders = os.listdir(uploads_dir)
+    alive = {row[0] for row in db.execute(
+        "SELECT id FROM import_jobs WHERE status IN ('queued', 'running')")}
+    removed = 0
+    for name in folders:
+        match = re.fullmatch(r"job-(\d+)", name)
+        if match and int(match.group(1)) not in alive:
+            shutil.rmtree(os.path.join(uploads_dir, name), ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def retention_days(db):
     return settings.value(db, "retention_days")
 
@@ -75,7 +169,10 @@ def init_app(app):
     (so one-shot `flask` commands exit before it runs). Returns the Schedule, or None.
     """
     interval = app.config["PURGE_INTERVAL_SECONDS"]
-    if app.config.get("TESTING") or not interval:
+    if app.config.get("TESTING"):
+        return None
+    disk.make_reserve(app.config)     # the room a full disk leaves sign-in (server/disk.py)
+    if not interval:
         return None
     return Schedule(app, interval, app.config["PURGE_FIRST_DELAY_SECONDS"]).start()
 
@@ -107,6 +204,7 @@ class Schedule:
         """Purge if this process wins this interval; returns whether it did."""
         app, purged = self.app, False
         try:
+            disk.make_reserve(app.config)   # again, once an admin freed the space it took
             with app.app_context():
                 db = open_db(app.config["DATABASE"], migrate_now=False)
                 try:
@@ -114,6 +212,7 @@ class Schedule:
                     if schedules.claim(db, "snapshots.purge", schedules.this_process(),
                                        max(self.interval - 1, 0), now):
                         purge_snapshots(db, app.config["SNAPSHOTS_DIR"], retention_days(db), now)
+                        sweep_orphans(db, app.config)
                         calibration.measure_registry(db)
                         purged = True
                 finally:

@@ -80,6 +80,12 @@ CONFIG = (
     Setting("UPLOADS_DIR", _in_instance("uploads"), "Files of a web import while it runs."),
     Setting("FACEINDEX_DIR", _in_instance("faceindex"), "The import's 1:N index of enrolled"
             " templates (rebuilt from the database when missing or out of date)."),
+    Setting("DISK_WARN_MB", 500, "Below this much free space on the instance's disk,"
+            " `flask init-db` (scripts/run.sh) and /admin warn."),
+    Setting("DISK_RESERVE_MB", 16, "A file of this size kept in the instance folder and deleted"
+            " when the disk is full, so sign-in and audit still write while space is freed;"
+            " 0: none."),
+    Setting("DISK_RESERVE_PATH", _in_instance("disk-reserve"), "Where that file is kept."),
     Setting("FACE_MODEL", models.DEFAULT, "The face model a new registry greets on:"
             f" {', '.join(models.names())}. An existing registry keeps the model it was enrolled"
             " on until `flask --app app reencode --model NAME`.", env="CIVIC_FACE_MODEL"),

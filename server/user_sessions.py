@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 from db import now_iso
 
+from . import disk
 from .times import parse_stamp
 
 TOUCH_EVERY_S = 60      # last_seen_at is written at most this often (not on every request)
@@ -32,7 +33,8 @@ def check(db, session_id, user_id, config, now=None):
     if row is None or row["revoked_at"] or _expired(row, config, now):
         return False
     if (now - parse_stamp(row["last_seen_at"])).total_seconds() >= TOUCH_EVERY_S:
-        db.execute("UPDATE user_sessions SET last_seen_at = ? WHERE id = ?", [now_iso(), session_id])
+        with disk.skipped_when_full("a console session's last request"):  # reading goes on
+            db.execute("UPDATE user_sessions SET last_seen_at = ? WHERE id = ?", [now_iso(), session_id])
     return True
 
 

@@ -68,3 +68,43 @@ def test_admin_imports_through_the_page_and_sees_the_report(live_server, chromiu
     assert "GS-2025-0001" in page.inner_text("#cases")
     assert page.evaluate("document.getElementById('citizen-photo').naturalWidth") > 0
     screenshot(page, "citizen_detail")
+
+
+def test_an_upload_that_fills_the_disk_is_a_page_that_says_so(app, live_server, chromium_page,
+                                                              tmp_path, monkeypatch):
+    """The photos zip runs out of space half way: the admin reads "disk is full" and which
+    folder, on the console's own error page; nothing of the upload stays."""
+    import errno
+    import os
+    from werkzeug.datastructures import FileStorage
+    real = FileStorage.save
+
+    def full(self, dst, *args, **kwargs):
+        if str(dst).endswith(".zip"):
+            with open(dst, "wb") as f:
+                f.write(b"PK half")
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(self, dst, *args, **kwargs)
+    monkeypatch.setattr(FileStorage, "save", full)
+    records = write_csv(tmp_path / "RECORDS.csv", RECORD_HEADER, [record(1, "王小明", "obama.jpg")])
+    photos = make_zip(tmp_path / "photos.zip", {"obama.jpg": people_photo("barack_obama", 1)})
+    page = chromium_page
+    login(page, live_server.url)
+    page.goto(live_server.url + "/imports/")
+    page.set_input_files("#records", str(records))
+    page.set_input_files("#photos", str(photos))
+    page.click("#import-form button[type=submit]")
+    page.wait_for_load_state()
+    text = page.inner_text("main")
+    assert "disk is full" in text and "uploads" in text
+    screenshot(page, "import_disk_full")
+    assert os.listdir(app.config["UPLOADS_DIR"]) == []
+
+
+def test_the_admin_overview_warns_when_the_disk_is_nearly_full(app, live_server, chromium_page):
+    app.config["DISK_WARN_MB"] = 10 ** 9
+    page = chromium_page
+    login(page, live_server.url)
+    page.goto(live_server.url + "/admin/")
+    assert "MB free on the disk of" in page.inner_text("main")
+    screenshot(page, "admin_disk_warning")
