@@ -1,8 +1,12 @@
 """Files the server keeps (face photos, snapshots, the face index, the secret key): written
 whole, or not at all."""
 import contextlib
+import logging
 import os
 import secrets
+import time
+
+log = logging.getLogger(__name__)
 
 
 def write_whole(path, data, mode=0o644, replace=True):
@@ -38,3 +42,24 @@ def _take_name(tmp, path, replace):
             return False
         os.replace(tmp, path)
     return True
+
+
+def remove_unfinished(folder, older_than_s=0):
+    """Delete the temporary files of writes that never finished (a process killed inside
+    write_whole) directly in folder, modified more than older_than_s ago; how many. With 0,
+    call it only holding the lock every writer of the folder holds: then none is in flight."""
+    if not folder or not os.path.isdir(folder):
+        return 0
+    cutoff, removed = time.time() - older_than_s, 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+                try:
+                    if entry.stat().st_mtime <= cutoff:
+                        os.remove(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    log.warning("could not delete %s: %s", entry.path, e)
+    return removed

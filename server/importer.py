@@ -36,7 +36,7 @@ from db.queries import new_citizen_key, next_sync_seq
 from recognition import PhotoRejected, models
 from recognition.images import MAX_BYTES
 
-from . import audit, calibration, disk, duplicates, faceindex, faces
+from . import audit, calibration, disk, duplicates, faceindex, faces, files
 from .audit import Actor
 from .files import write_whole
 from .privacy import mask
@@ -787,6 +787,7 @@ class _Run:
         self.threshold = None
         self.replaced_photos = set()  # photo files the current batch stopped using
         self.saved_photos = set()     # photo files the current batch created
+        self.swept = False            # the photos folder's unfinished writes removed
 
     def release_index(self, ok):
         """Keep the index, with this import's templates, for the next import (or drop it)."""
@@ -805,6 +806,11 @@ class _Run:
                         # when the sync counter, which every change of a face bumps, is where
                         # we left it)
                         self.db.lock("faceindex")
+                        if not self.swept:
+                            # every writer of photos holds this lock: a .tmp there now is
+                            # one killed half way (it survived even the run again)
+                            files.remove_unfinished(self.settings.photos_dir)
+                            self.swept = True
                         self.gallery.catch_up(self.db, locked_sync_seq(self.db))
                         self.threshold = None     # measured again on what is committed now
                         for item in pending:

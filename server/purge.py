@@ -15,7 +15,7 @@ from werkzeug.utils import safe_join
 
 from db import open_db, transaction
 
-from . import audit, calibration, disk, schedules, settings
+from . import audit, calibration, disk, files, schedules, settings
 from .times import utc_stamp
 
 PURGE_ACTOR = audit.Actor("system", None, "purge")
@@ -86,7 +86,7 @@ def sweep_orphans(db, config, now=None):
     cutoff = (now or time.time()) - ORPHAN_AGE_S
     counts = {"photos": 0, "snapshots": 0, "tmp": 0, "uploads": 0}
     for key in TMP_FOLDERS:
-        counts["tmp"] += _remove_all(_old_files(config.get(key), cutoff, tmp=True))
+        counts["tmp"] += files.remove_unfinished(config.get(key), ORPHAN_AGE_S)
     with transaction(db):
         # the imports' lock: a batch that found an old file under its photo's name (and so
         # did not write it again) commits its reference before this reads, or after the
@@ -112,19 +112,18 @@ def _names(db, sql):
     return {os.path.basename(row[0]) for row in db.execute(sql)}
 
 
-def _old_files(folder, cutoff, tmp):
-    """Paths of the regular files directly in folder modified before cutoff: the `.tmp`
-    ones when tmp, else all the others."""
+def _old_files(folder, cutoff):
+    """Paths of the regular files directly in folder modified before cutoff, but the `.tmp`
+    ones (files.remove_unfinished has those)."""
     if not folder or not os.path.isdir(folder):
         return []
     with os.scandir(folder) as entries:
         return [e.path for e in entries if e.is_file(follow_symlinks=False)
-                and e.name.endswith(".tmp") == tmp and e.stat().st_mtime < cutoff]
+                and not e.name.endswith(".tmp") and e.stat().st_mtime < cutoff]
 
 
 def _remove_unused(folder, cutoff, used):
-    return _remove_all(p for p in _old_files(folder, cutoff, tmp=False)
-                       if os.path.basename(p) not in used)
+    return _remove_all(p for p in _old_files(folder, cutoff) if os.path.basename(p) not in used)
 
 
 def _remove_all(paths):

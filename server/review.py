@@ -167,6 +167,7 @@ def _has_session_template(db, session_id):
 
 def _add_template(db, row, model, encoding, crop):
     photos_dir = current_app.config["PHOTOS_DIR"]
+    db.lock("faceindex")    # every writer of the photos folder holds it (server/files.py)
     path = save_photo(photos_dir, crop, hashlib.sha256(crop).hexdigest(), "jpg")
     faces.add_template(db, row["citizen_id"], model, encoding, source="confirmed_session",
                        photo_path=path, session_id=row["id"])
