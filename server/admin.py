@@ -21,7 +21,8 @@ from . import charts
 from . import devices as device_registry
 from . import disk, faces, limits, logins, user_sessions
 from . import settings as registry
-from .auth import ROLES, UserError, audit_user, create_user, guard, hash_password, user_actor
+from .auth import (PASSWORD_MAX, ROLES, UserError, audit_user, create_user, guard, hash_password,
+                   user_actor)
 from .database import get_db, shared_gallery_sites
 from .gallery import resend_gallery
 from .i18n import t
@@ -185,6 +186,8 @@ def reset_password(db, row, password):
     sign-in locks. Raises UserError for a short password."""
     if len(password or "") < 10:
         raise UserError(t("A password needs at least 10 characters."))
+    if len(password) > PASSWORD_MAX:     # sign-in refuses longer ones
+        raise UserError(t("A password has at most {n} characters.").format(n=PASSWORD_MAX))
     with transaction(db):
         db.execute("UPDATE users SET password_hash = ? WHERE id = ?",
                    [hash_password(password), row["id"]])

@@ -7,7 +7,7 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from flask_wtf import FlaskForm
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired
+from wtforms.validators import DataRequired, Length
 
 from db import now_iso, transaction
 
@@ -21,6 +21,8 @@ from .requests import client_ip
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 ROLES = ("admin", "clerk")
+USERNAME_MAX = 64        # as create_user allows; the sign-in form refuses longer ones unseen
+PASSWORD_MAX = 1024      # a hash of a 4 MB password is CPU for nothing
 
 
 class User(UserMixin):
@@ -65,10 +67,12 @@ def create_user(db, username, password, role, actor=audit.CLI):
     username = (username or "").strip()
     if role not in ROLES:
         raise UserError(f"role must be one of: {', '.join(ROLES)}")
-    if not username or len(username) > 64:
-        raise UserError("username must be 1 to 64 characters")
+    if not username or len(username) > USERNAME_MAX:
+        raise UserError(f"username must be 1 to {USERNAME_MAX} characters")
     if len(password or "") < 10:
         raise UserError("password must be at least 10 characters")
+    if len(password) > PASSWORD_MAX:
+        raise UserError(f"password must be at most {PASSWORD_MAX} characters")
     if db.execute("SELECT 1 FROM users WHERE username = ?", [username]).fetchone():
         raise UserError(f"user {username!r} already exists")
     with transaction(db):
@@ -111,8 +115,9 @@ def audit_user(action, target_type="", target_id="", detail=""):
 
 
 class LoginForm(FlaskForm):
-    username = StringField("username", validators=[DataRequired()])
-    password = PasswordField("password", validators=[DataRequired()])
+    # bounded before anything is counted: a 1 MB username was stored twice a try
+    username = StringField("username", validators=[DataRequired(), Length(max=USERNAME_MAX + 8)])
+    password = PasswordField("password", validators=[DataRequired(), Length(max=PASSWORD_MAX)])
 
 
 @bp.route("/login", methods=["GET", "POST"])

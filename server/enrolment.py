@@ -431,6 +431,9 @@ def decide_duplicate(db, actor, review, decision, settings):
     model, vector = _held_face(db, review, settings) if decision != "discard" else (None, None)
     citizen_id = None
     with transaction(db):
+        # the face-index lock before the sync counter's row, in the order imports and the
+        # admin's adds take them: the other order can deadlock against them on PostgreSQL
+        db.lock("faceindex")
         if decision == "import":
             # as the import would have: a new citizen, or the ID number's record updated
             existing = importer.citizen_row(db, record.id_number)

@@ -764,7 +764,8 @@ def stopped_message(error, config):
     """What the CLI and a web job say when an import stopped on a full disk or a file error:
     the batch being written was undone, earlier ones are kept, the same import runs again."""
     if disk.is_full(error):
-        what = f"the disk is full ({disk.folder_of(error, config)} folder)"
+        reason = getattr(error, "strerror", None) or "no space left"
+        what = f"the disk is full ({reason}, {disk.folder_of(error, config)} folder)"
     else:
         what = f"{error.strerror or error} ({error.filename or 'while writing'})"
     return (f"import stopped: {what}; the batch being written was undone, earlier batches are"
@@ -1164,7 +1165,12 @@ def save_photo(photos_dir, data, sha256, fmt, created=None):
     path = os.path.join(photos_dir, name)
     if not os.path.exists(path):
         os.makedirs(photos_dir, exist_ok=True)
-        write_whole(path, data if _shown(fmt) else browser_copy(data))
+        try:
+            write_whole(path, data if _shown(fmt) else browser_copy(data))
+        except OSError as e:   # a write() names no file: say which folder filled up
+            if disk.is_full(e) and not isinstance(e, disk.Full):
+                raise disk.Full(os.path.basename(os.path.abspath(photos_dir))) from e
+            raise
         if created is not None:
             created.add(name)
     return name

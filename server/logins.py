@@ -25,6 +25,7 @@ from .times import parse_stamp, utc_stamp
 WINDOW_MINUTES = 15     # failures older than this no longer count
 KNOWN_ADDRESS_DAYS = 90  # an address the user signed in from within this long is theirs
 LOCK = "logins"          # one lock for every try: the budgets span usernames and addresses
+USER_WAIT_MAX_S = 30     # the longest a username's budget across addresses makes anyone wait
 
 
 def _since(now, minutes=WINDOW_MINUTES):
@@ -72,7 +73,13 @@ def _address_wait(db, config, ip, now):
 def _username_wait(db, config, username, now):
     """The username's wait across every address: doubling past LOGIN_USER_SLOW_AFTER; at
     LOGIN_USER_LIMIT, until enough of the window's failures have aged out of it, so the
-    window never holds more checked tries than the limit."""
+    window never holds more checked tries than the limit. Never more than USER_WAIT_MAX_S:
+    ten requests a quarter of an hour from anywhere kept a clerk at a new desk waiting 830 s
+    (the pair's own lock, and the address budget, still stop each guessing machine)."""
+    return min(_username_wait_uncapped(db, config, username, now), USER_WAIT_MAX_S)
+
+
+def _username_wait_uncapped(db, config, username, now):
     failures, last = db.execute("SELECT count(*), max(at) FROM login_failures WHERE username = ?"
                                 " AND at >= ?", [username, _since(now)]).fetchone()
     limit = config["LOGIN_USER_LIMIT"]

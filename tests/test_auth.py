@@ -188,3 +188,14 @@ def test_create_user_cli_without_terminal_or_password_fails_cleanly(runner, monk
     assert result.exit_code != 0
     assert "CIVIC_PASSWORD" in result.output
 
+
+
+def test_a_huge_username_is_refused_before_it_is_counted_or_stored(client, db, auth):
+    """A 1 MB username was stored twice a try (the failure row and the audit entry)."""
+    page = client.get("/login").get_data(as_text=True)
+    from conftest import csrf_from
+    response = client.post("/login", data={"csrf_token": csrf_from(page), "username": "x" * 1_000_000,
+                                           "password": "wrong password"})
+    assert response.status_code == 401
+    assert db.execute("SELECT count(*) FROM login_failures").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM audit_log WHERE length(actor_name) > 100").fetchone()[0] == 0

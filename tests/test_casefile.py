@@ -152,6 +152,27 @@ def test_session_for_another_citizen_cannot_open(client, db, token, citizen_id):
     assert open_file(client, token, session_id, citizen_id).status_code == 403
 
 
+def test_an_upload_that_says_passed_is_not_a_pass(client, db, token, citizen_id):
+    """Only the server's look at the blink's evidence passes a visit: a stolen token that
+    uploads "passed" opens nothing, and the clerk sees the visit as not checked."""
+    session_id = post_session(client, token, citizen_id, liveness="passed")
+    assert db.execute("SELECT liveness FROM sessions WHERE id = ?", [session_id]).fetchone()[0] == "not_run"
+    response = open_file(client, token, session_id, citizen_id)
+    assert response.status_code == 403 and "liveness" in response.get_json()["error"]["message"]
+
+
+def test_re_opening_one_visit_is_paced_as_opening_others(app, client, db, token, citizen_id):
+    """Each re-open shows the file again and is put on record, so each takes the device's
+    pace: a stolen token re-opening one session wrote an audit entry a request, unbounded."""
+    app.config["CASEFILE_DEVICE_LIMIT"] = 5
+    session_id = post_session(client, token, citizen_id)
+    assert report(client, token, session_id).status_code == 201
+    answers = [open_file(client, token, session_id, citizen_id).status_code for _ in range(9)]
+    assert answers == [200] * 5 + [429] * 4
+    assert len(audit_actions(db, "casefile.open")) == 5
+    assert len(audit_actions(db, "device.throttled")) == 1
+
+
 def test_unknown_visitor_session_cannot_open(client, token, citizen_id):
     body = session_payload(liveness="passed")
     client.post("/api/v1/sessions", json=body, headers=bearer(token))
@@ -219,7 +240,8 @@ def test_a_quick_retry_after_wrong_digits_must_wait(app, client, db, token, open
 def test_second_factor_can_be_turned_off(client, db, token, citizen_id):
     with transaction(db):
         set_setting(db, "second_factor", False)
-    session_id = post_session(client, token, citizen_id, liveness="passed")
+    session_id = post_session(client, token, citizen_id)
+    assert report(client, token, session_id).status_code == 201
     summary = open_file(client, token, session_id, citizen_id).get_json()
     assert summary["second_factor"] is False
     assert details(client, token, session_id).status_code == 200
