@@ -86,18 +86,25 @@ def _owner_only(path):
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-def open_db(path, migrate_now=True):
-    """Open (and create/upgrade) the database: a SQLite file path, or a postgresql:// URL."""
-    db = _engine(str(path))
+def open_db(path, migrate_now=True, pooled=None):
+    """Open (and create/upgrade) the database: a SQLite file path, or a postgresql:// URL.
+
+    pooled (PostgreSQL): the connection comes from this process's pool and close() gives it
+    back (db/postgres.py). By default the serving connections are (migrate_now=False: each
+    request's, an import job's, the purge's) and one opened to migrate is not: that is done
+    once, at start or by a command, and a kept connection would hold the database open (a
+    test's template database cannot be copied while anyone is connected to it). A SQLite
+    file is opened each time: that costs microseconds, and there is no server to keep."""
+    db = _engine(str(path), (not migrate_now) if pooled is None else pooled)
     if migrate_now:
         migrate(db)
     return db
 
 
-def _engine(target):
+def _engine(target, pooled):
     if target.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresDatabase  # psycopg is needed only with PostgreSQL
-        return PostgresDatabase(target)
+        return PostgresDatabase(target, pooled)
     return Database(target)
 
 

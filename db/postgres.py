@@ -4,11 +4,24 @@ The project's SQL is written once, with `?` placeholders and SQLite's migrations
 is the small, explicit translation: placeholders to psycopg's `%s`, SQLite column types to
 PostgreSQL's in CREATE/ALTER TABLE, rows that read like sqlite3.Row (row[0], row["name"],
 dict(row)), and psycopg's IntegrityError under the same name.
+
+Connections are kept: opening one costs PostgreSQL 5-9 ms of CPU (a process forked, the
+authentication, the catalogue caches warmed), a query on a kept one 0.05 ms. Each server
+process holds one Pool per database URL (pool_for), of at most POOL_SIZE connections; a request
+takes one and gives it back at teardown (Database.close()). A connection is checked before it
+is handed out and when it comes back, so a PostgreSQL restart costs no request more than one
+error, and a server that is gone is said in one line (DatabaseUnavailable).
 """
+import atexit
+import collections
+import os
 import re
+import threading
+import time
 
 import psycopg
 from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
 
 from .connection import Engine
 
@@ -72,8 +85,174 @@ def _row_factory(cursor):
     return lambda values: Row(names, values)
 
 
+# --- kept connections ---------------------------------------------------------------------
+
+# Per process and database: above the 8 request threads of a server process (scripts/run.sh),
+# with room for an import job (two connections), the scheduled purge and a command. 0: a new
+# connection for every request and closed after it (the way before; bench.load compares).
+POOL_SIZE = int(os.environ.get("CIVIC_DB_POOL_SIZE", "16"))
+POOL_WAIT_S = 10.0       # a request waits this long for a connection when all are taken
+CHECK_IDLE_S = 2.0       # a connection idle longer is pinged before it is handed out
+CONNECT_TIMEOUT_S = 5    # a server that does not answer is an error in seconds, not a hang
+MAX_POOLS = 4            # URLs a process keeps connections to (a test run makes one a test)
+
+
+class DatabaseUnavailable(psycopg.OperationalError):
+    """PostgreSQL cannot be reached, or every connection this process may hold is in use.
+    A psycopg OperationalError, so whatever caught those still does."""
+
+
+def where(url):
+    """host:port/dbname of a URL, never its password (for messages and logs)."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the configured server"
+    return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+
+
+def connect(url):
+    """A new connection in autocommit mode, or DatabaseUnavailable saying which server."""
+    timeout = {} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT_S}
+    try:
+        return psycopg.connect(url, autocommit=True, row_factory=_row_factory, **timeout)
+    except psycopg.OperationalError as e:
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise DatabaseUnavailable(f"PostgreSQL at {where(url)} cannot be reached: {reason}") from e
+
+
+def _usable(conn):
+    return not conn.closed and not conn.broken and \
+        conn.info.transaction_status == pq.TransactionStatus.IDLE
+
+
+def _answers(conn):
+    try:
+        conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+class Pool:
+    """At most `size` connections of this process to one database, kept between requests.
+
+    take() hands out the connection used last (its caches are warm) after checking it: closed
+    or broken ones are dropped, and one idle for more than CHECK_IDLE_S must answer a SELECT 1
+    (a server restarted meanwhile closed it). When all `size` are out, take() waits for one
+    up to POOL_WAIT_S and then raises DatabaseUnavailable: a leak or a stampede is an error
+    that names itself, never a hang and never an unbounded number of server processes."""
+
+    def __init__(self, url, size):
+        self.url, self.size = url, size
+        self.idle = []              # [(connection, when it came back)], most recent last
+        self.count = 0              # connections open: out + idle
+        self.closed = False
+        self.ready = threading.Condition()
+
+    def take(self):
+        deadline = time.monotonic() + POOL_WAIT_S
+        while True:
+            conn, since = self._next(deadline)
+            if conn is None:
+                return self._new()
+            if _usable(conn) and (time.monotonic() - since < CHECK_IDLE_S or _answers(conn)):
+                return conn
+            self._drop(conn)
+
+    def _next(self, deadline):
+        """(an idle connection, its idle start), or (None, None) with a place for a new one."""
+        with self.ready:
+            while not self.idle and self.count >= self.size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DatabaseUnavailable(
+                        f"all {self.size} PostgreSQL connections of this process to"
+                        f" {where(self.url)} are in use (waited {POOL_WAIT_S:g} s)")
+                self.ready.wait(left)
+            if self.idle:
+                return self.idle.pop()
+            self.count += 1
+            return None, None
+
+    def _new(self):
+        try:
+            return connect(self.url)
+        except BaseException:
+            self._forget()
+            raise
+
+    def give_back(self, conn):
+        """Keep a connection for the next request, or close it when it cannot be kept (a
+        transaction left open is rolled back first; a broken one is dropped)."""
+        if not conn.closed and not conn.broken and not _usable(conn):
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass
+        with self.ready:
+            if _usable(conn) and not self.closed:
+                self.idle.append((conn, time.monotonic()))
+                self.ready.notify()
+                return
+        self._drop(conn)
+
+    def _drop(self, conn):
+        try:
+            conn.close()
+        finally:
+            self._forget()
+
+    def _forget(self):
+        with self.ready:
+            self.count -= 1
+            self.ready.notify()
+
+    def close(self):
+        """Close the idle connections; those still out are closed when they come back."""
+        with self.ready:
+            self.closed, idle, self.idle = True, self.idle, []
+        for conn, _ in idle:
+            self._drop(conn)
+
+
+_pools = collections.OrderedDict()     # url -> Pool, least recently used first
+_pools_lock = threading.Lock()
+_pools_pid = os.getpid()
+_inherited = []     # a forked child's copies of its parent's pools: never used, never closed
+
+
+def pool_for(url):
+    """This process's pool for the URL. A child forked from a process holding connections
+    starts its own: the parent's sockets are the parent's (closing them here would end the
+    parent's sessions). Past MAX_POOLS URLs the least recently used pool is closed."""
+    global _pools_pid
+    with _pools_lock:
+        if _pools_pid != os.getpid():
+            _inherited.append(list(_pools.values()))
+            _pools.clear()
+            _pools_pid = os.getpid()
+        pool = _pools.pop(url, None) or Pool(url, POOL_SIZE)
+        _pools[url] = pool
+        old = [_pools.popitem(last=False)[1] for _ in range(len(_pools) - MAX_POOLS)]
+    for stale in old:
+        stale.close()
+    return pool
+
+
+@atexit.register
+def close_pools():
+    """Close every kept connection of this process (at exit, and for tests)."""
+    with _pools_lock:
+        pools = list(_pools.values()) if _pools_pid == os.getpid() else []
+        _pools.clear()
+    for pool in pools:
+        pool.close()
+
+
 class PostgresDatabase(Engine):
-    """A PostgreSQL connection in autocommit mode; writes that belong together use transaction()."""
+    """A PostgreSQL connection in autocommit mode; writes that belong together use transaction().
+    pooled: taken from this process's pool and given back by close() (else opened and closed)."""
 
     dialect = "postgresql"
     IntegrityError = psycopg.IntegrityError
@@ -81,14 +260,30 @@ class PostgresDatabase(Engine):
     like = "ILIKE"    # SQLite's LIKE ignores ASCII case; PostgreSQL's does not
     for_update = " FOR UPDATE"   # a row read to be written back in the same transaction
 
-    def __init__(self, url):
+    def __init__(self, url, pooled=False):
         self.path = url
-        self.conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory)
+        self.pool = pool_for(url) if pooled and POOL_SIZE > 0 else None
+        self.conn = self.pool.take() if self.pool else connect(url)
+
+    def close(self):
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        if self.pool is not None:
+            self.pool.give_back(conn)
+        else:
+            conn.close()
 
     def execute(self, sql, params=()):
         # psycopg reads `%` escapes only when there are parameters
         params = tuple(_no_nul(p) for p in params)
-        return self.conn.execute(placeholders(ddl(sql)) if params else ddl(sql), params or None)
+        try:
+            return self.conn.execute(placeholders(ddl(sql)) if params else ddl(sql), params or None)
+        except psycopg.OperationalError as e:
+            if self.conn.broken or self.conn.closed:
+                raise DatabaseUnavailable(f"lost the connection to PostgreSQL at"
+                                          f" {where(self.path)}: {str(e).strip()}") from e
+            raise
 
     def executemany(self, sql, rows):
         cursor = self.conn.cursor()

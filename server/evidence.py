@@ -15,14 +15,21 @@ with their times (device/evidence.py), and counts only when all of these hold:
 
 This raises a stolen token's attack from a photo of the citizen to a video of the citizen
 blinking (or a picture with eyes open and one with eyes closed): docs/security.md.
+
+The crops are looked at in the face-work pool (server/facecheck.py): about 0.1 s of dlib and
+network work that would otherwise hold the interpreter every other request of the process
+needs.
 """
 import base64
 import hashlib
+from typing import NamedTuple
 
 import numpy as np
 
-from recognition import PhotoRejected, engine, liveness
+from recognition import PhotoRejected, engine, liveness, models
 from recognition.images import load_image
+
+from .facecheck import in_pool_each
 
 MIN_CROPS, MAX_CROPS = 3, 12
 MAX_CROP_BYTES = 300 * 1024
@@ -61,18 +68,50 @@ def parse(value):
 
 def check(crops, visit_age_s, model):
     """The template of each crop, once the crops show a live blink of one face (the 1:1
-    comparison with a citizen is the caller's, who knows which citizen); EvidenceRefused."""
+    comparison with a citizen is the caller's, who knows which citizen); EvidenceRefused,
+    or facecheck.FaceBusy when the face-work pool did not get to them in time."""
     _check_times([t for t, _ in crops], visit_age_s)
-    images = [_image(data) for _, data in crops]
-    _check_distinct([data for _, data in crops], images)
-    faces = [_face(rgb) for rgb in images]
-    reason = liveness.blink_across([(t, openness) for (t, _), (_, openness) in zip(crops, faces)])
+    looks = in_pool_each(_look, [(data, model.id) for _, data in crops])
+    for look in looks:
+        if look.unreadable:
+            raise EvidenceRefused(look.unreadable)
+    _check_distinct([data for _, data in crops], [look.signature for look in looks])
+    for look in looks:
+        if look.no_face:
+            raise EvidenceRefused(look.no_face)
+    reason = liveness.blink_across([(t, look.openness) for (t, _), look in zip(crops, looks)])
     if reason:
         raise EvidenceRefused(f"the crops show no blink: {reason}")
-    encodings = [model.encodings(rgb, [location])[0] for rgb, (location, _) in zip(images, faces)]
-    if any(e is None for e in encodings):
+    if any(look.encoding is None for look in looks):
         raise EvidenceRefused("a crop's face cannot be aligned")
-    return encodings
+    return [look.encoding for look in looks]
+
+
+class _Look(NamedTuple):
+    """What a face worker saw in one crop; the first refusal (by check()'s order) is kept."""
+    unreadable: str = None      # why the crop is no picture the server reads
+    signature: object = None
+    no_face: str = None         # why it shows no face the server can read the eyes of
+    openness: float = None
+    encoding: object = None
+
+
+def _look(data, model_id):
+    """One crop looked at in a face worker (the crops of a pass are spread over the pool's
+    workers: a pass waits for the slowest crop, not for five in a row). Every crop is looked
+    at in full; check() then applies the checks in order, so the answer is the one a look
+    at the crops one after another gave."""
+    try:
+        rgb = _image(data)
+    except EvidenceRefused as e:
+        return _Look(unreadable=e.reason)
+    signature = _signature(rgb)
+    try:
+        location, openness = _face(rgb)
+    except EvidenceRefused as e:
+        return _Look(signature=signature, no_face=e.reason)
+    encoding = models.get(model_id).encodings(rgb, [location])[0]
+    return _Look(signature=signature, openness=openness, encoding=encoding)
 
 
 def farthest(encodings, citizen_templates, model):
@@ -100,10 +139,9 @@ def _image(data):
         raise EvidenceRefused(f"a crop cannot be read: {e.reason}")
 
 
-def _check_distinct(blobs, images):
+def _check_distinct(blobs, signatures):
     if len({hashlib.sha256(b).digest() for b in blobs}) < len(blobs):
         raise EvidenceRefused("the same crop is sent twice")
-    signatures = [_signature(rgb) for rgb in images]
     for i in range(len(signatures)):
         for j in range(i + 1, len(signatures)):
             if np.abs(signatures[i] - signatures[j]).mean() < SAME_PICTURE:

@@ -35,7 +35,8 @@ def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
             "SELECT id, key, name, language, consent, removed_at, district FROM citizens"
             " WHERE sync_seq > ? AND sync_seq <= ? ORDER BY sync_seq, id", [since, upto]).fetchall()
         model = faces.active(db)
-        upserts, removals = _split_changes(db, rows, device_scope(db, site), model)
+        templates = _page_templates(db, since, upto, model)
+        upserts, removals = _split_changes(rows, templates, device_scope(db, site), model)
         registry = registry_id(db)
     return {"registry_id": registry, "model": model.id, "seq": upto, "upserts": upserts,
             "removals": removals, "full": since == 0, "more": upto < current}
@@ -50,14 +51,15 @@ def _page_end(db, since, current, limit):
     return row[0] if row else current
 
 
-def _split_changes(db, rows, site, model):
+def _split_changes(rows, templates, site, model):
     upserts, removals = [], []
     for row in rows:
         wanted = row["consent"] and not row["removed_at"] and in_scope(row["district"], site)
-        templates = _templates(db, row["id"], model) if wanted else []
-        if templates:
+        held = templates.get(row["id"], []) if wanted else []
+        if held:
             upserts.append({"key": row["key"], "display_name": row["name"],
-                            "language": row["language"], "templates": templates})
+                            "language": row["language"],
+                            "templates": [_text(model, blob) for blob in held]})
         else:
             removals.append(row["key"])
     return upserts, removals
@@ -81,9 +83,24 @@ def resend_gallery(db):
     db.execute("UPDATE citizens SET sync_seq = ?", [next_sync_seq(db)])
 
 
-def _templates(db, citizen_id, model):
-    return [base64.b64encode(model.to_blob(t)).decode("ascii")
-            for t in faces.citizen_templates(db, citizen_id, model)]
+def _page_templates(db, since, upto, model):
+    """{citizen id: [template blobs, oldest first]} of the page's citizens, in one query
+    whatever their number (one query per citizen made a full sync of 145 citizens 146
+    statements: 113 ms on PostgreSQL)."""
+    rows = db.execute(
+        "SELECT t.citizen_id, t.encoding FROM face_templates t JOIN citizens c ON c.id = t.citizen_id"
+        " WHERE c.sync_seq > ? AND c.sync_seq <= ? AND t.face_model = ? ORDER BY t.id",
+        [since, upto, model.id]).fetchall()
+    held = {}
+    for citizen_id, blob in rows:
+        held.setdefault(citizen_id, []).append(blob)
+    return held
+
+
+def _text(model, blob):
+    """A stored template as the device receives it: base64 of the model's float32 blob,
+    decoded and encoded again so a stored blob of the wrong size fails here, not on a kiosk."""
+    return base64.b64encode(model.to_blob(model.from_blob(blob))).decode("ascii")
 
 
 def _current_seq(db):

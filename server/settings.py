@@ -95,6 +95,12 @@ CONFIG = (
             " digit; any: 1 to 32 letters and digits."),
     Setting("IMPORT_WORKERS", lambda _: os.cpu_count() or 1, "Processes that check and encode"
             " photos during an import."),
+    Setting("FACE_WORKERS", lambda _: os.cpu_count() or 1, "Processes of each server process"
+            " that look at faces for requests (the snapshot before a case file, the blink"
+            " evidence, the ID-number crop), each loading the models once, so no request waits"
+            " on another's face; 0 looks in the request's own thread.", env="CIVIC_FACE_WORKERS"),
+    Setting("FACE_TIMEOUT_S", 5.0, "How long a request waits for its face to be looked at"
+            " before it is answered 503 with Retry-After (the device tries again later)."),
     Setting("LOGIN_SLOW_AFTER", 3, "Failed sign-ins (for one username from one address) before"
             " each further attempt must wait, doubling."),
     Setting("LOGIN_LOCK_AFTER", 6, "Failed sign-ins for one username from one address before"
