@@ -77,9 +77,9 @@ class Agent:
         self.stats = Stats()
         self._stop = threading.Event()
         syncer.on_gallery = self.reload_gallery
-        attach = getattr(front_end, "attach_store", None)
-        if attach is not None:   # the case-file flow writes liveness into the outbox
-            attach(store)
+        attach = getattr(front_end, "attach_outbox", None)
+        if attach is not None:   # the case-file flow's reports ride the outbox
+            attach(syncer)
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -167,9 +167,12 @@ class Agent:
         if not exit_at_end and failure is None:
             self._stop.wait()
         self.syncer.stop()
-        waiting = self.syncer.flush_outbox()
+        self.syncer.flush_outbox()
         self.front_end.close()  # before "exit": its last steps (case file, speech) end first
-        self.events.emit("exit", outbox=waiting, dead_letters=len(self.store.dead_letters()))
+        waiting = self.syncer.flush_outbox()    # and the reports those steps made
+        self.syncer.detach()    # the store closes after this: a screen still up asks directly
+        self.events.emit("exit", outbox=waiting, dead_letters=len(self.store.dead_letters()),
+                         refused_reports=len(self.store.refused_reports()))
         if failure is not None:
             raise failure
         return waiting

@@ -9,13 +9,14 @@ that shows and says things (the kiosk's screen and voice, or the robot's voice):
         changes
     no blink in the first window, face still there -> {"event": "liveness_retry"} and
         presenter.on_blink_retry: a second window (a natural blink can come late)
-    blink seen in time -> {"event": "liveness_passed", "t": ...}, presenter.on_liveness_passed
-        at once (the screen moves on even offline); the verdict is written into the session
-        still in the outbox (so an upload after an offline spell carries it); the server is told, then asked
-        to open the case file -> {"event": "case_file_opened", "case_numbers": [...], "t": ...}
+    blink seen in time -> the verdict with its evidence is committed to the outbox, then
+        {"event": "liveness_passed", "t": ...}, presenter.on_liveness_passed at once (the
+        screen moves on even offline); once the registry has taken the verdict it is asked to
+        open the case file -> {"event": "case_file_opened", "case_numbers": [...], "t": ...}
         -> presenter.on_case_file(visit, summary)
-    no blink in time, or the face left -> {"event": "liveness_failed", "t": ...};
-        the server is told; the file stays closed -> presenter.on_liveness_failed(visit)
+    no blink in time, or the face left -> the verdict is committed to the outbox, then
+        {"event": "liveness_failed", "t": ...}; the file stays closed ->
+        presenter.on_liveness_failed(visit)
 
     unknown visitor: liveness first. Their track's blinks are watched from the moment they
         are not recognised (people blink while they type). They type their ID number
@@ -27,9 +28,24 @@ that shows and says things (the kiosk's screen and voice, or the robot's voice):
         on_result("no_match") and the visitor keeps their ticket
 
 The recognition loop never waits for the network: server calls run in one worker thread, in
-order. The session reaches the server through the outbox; until it has arrived the server
-answers 404, so the worker retries for up to upload_wait_s. Presenter hooks beyond the agent's
-four are optional: a presenter without on_ticket simply does not show tickets.
+order. Every report of a visit (the verdict, the ticket request; the kiosk's digit tries go
+through the client, device/client.py) rides the device's outbox (device/sync.py): committed
+before it is announced, sent after its session, in order, exactly once, after any crash. A
+step that needs the answer waits for it up to upload_wait_s; while the registry cannot be
+reached the citizen is told so, and the report stays queued:
+
+    the case file cannot open offline (it is the registry's): {"event":
+        "case_file_unavailable", "queued": true} and the desk notice; it does not open later,
+        in front of whoever stands there then
+    no ticket number can be given offline (numbers are the site's, shared by its devices and
+        called from the clerks' list; a number made up here could be another visitor's):
+        {"event": "ticket_unavailable", "queued": true}, presenter.on_ticket_unavailable; the
+        request is sent when the registry is back (it numbers a visit only within its
+        case-file age), and the number is shown then if the visitor is still at the screen:
+        {"event": "ticket_issued", "late": true, "shown": true or false}
+
+Presenter hooks beyond the agent's four are optional: a presenter without on_ticket simply
+does not show tickets.
 """
 import dataclasses
 import logging
@@ -39,11 +55,11 @@ import time
 
 from recognition.liveness import BlinkPolicy
 
-from .client import Offline, Rejected, Revoked
+from .client import Offline, Rejected, Revoked, liveness_body
 from .liveness_step import BlinkChallenge
 from .speech import greeting_text
 
-IDENTIFY_WAIT_S = 5.0       # a typed ID number waits this long for the session to arrive
+IDENTIFY_WAIT_S = 5.0       # a typed ID number waits this long for the registry to take the blink
 ID_WATCH_S = 180.0          # an unknown visitor's blinks count this long for the ID-number check
 
 log = logging.getLogger(__name__)
@@ -104,7 +120,8 @@ class CaseFileFlow:
         self.tickets = tickets
         self.upload_wait_s = upload_wait_s
         self.attempts = attempts    # blink windows before the citizen is sent to the desk
-        self.store = None           # the device store, given by the agent (attach_store)
+        self.outbox = None          # the device's outbox (a Syncer), given by the agent
+        self._late_tickets = {}     # ticket report id -> the visit still owed its number
         self._clock = clock
         self._challenges = {}       # track id -> BlinkChallenge
         self._present = set()       # ids of the tracks in the latest frame (a worker reads it)
@@ -116,8 +133,17 @@ class CaseFileFlow:
         self._steps = ServerSteps()
         self._closing = threading.Event()   # at exit, one try per step: no waiting for a server
 
-    def attach_store(self, store):
-        self.store = store
+    def attach_outbox(self, outbox):
+        """The outbox every report of a visit rides (device/sync.py Syncer); answers that come
+        after their step stopped waiting come back to _answered_late."""
+        self.outbox = outbox
+        outbox.on_report = self._answered_late
+
+    def _report(self, visit, kind, body):
+        """Commit a report of the visit to the outbox; its id (one verdict and one ticket a
+        visit: the same report again is the one already queued or answered)."""
+        session_id = visit.session["id"]
+        return self.outbox.add_report(session_id, kind, body, f"{session_id}:{kind}", awaited=True)
 
     # --- agent hooks ----------------------------------------------------------------------------
 
@@ -132,7 +158,8 @@ class CaseFileFlow:
         self._watching[visit.track.id] = BlinkChallenge(visit, visit.t, BlinkPolicy(window_s=ID_WATCH_S))
         self.presenter.on_unknown(visit)
         if self.tickets:
-            self._later(visit, visit.t, self._ticket)
+            ticket = self._report(visit, "ticket", {})
+            self._later(visit, visit.t, lambda v, t_of: self._ticket(v, t_of, ticket))
 
     def on_frame(self, frame, rgb, tracks):
         self._last_t = frame.t
@@ -205,20 +232,18 @@ class CaseFileFlow:
             on_result(status)    # the screen shows the answer before the event says it was given
             self.events.emit("id_number_checked", session_id=visit.session["id"], result=status)
             return
-        if self.store is not None:
-            self.store.set_liveness(visit.session["id"], "passed")
+        verdict = self._report(visit, "liveness", liveness_body("passed", round(t, 3),
+                                                                watcher.evidence.payload()))
         self.events.emit("liveness_passed", t=round(t, 3), session_id=visit.session["id"], citizen_key=None)
         encoding, snapshot = list(encoding), _face_now(visit.track)
-        evidence = watcher.evidence.payload()
-        self._steps.submit(lambda: self._check_id_number(visit, id_number, encoding, on_result, t,
-                                                         snapshot, evidence))
+        self._steps.submit(lambda: self._check_id_number(visit, id_number, encoding, on_result,
+                                                         snapshot, verdict))
 
-    def _check_id_number(self, visit, id_number, encoding, on_result, t, snapshot=None, evidence=()):
+    def _check_id_number(self, visit, id_number, encoding, on_result, snapshot, verdict):
         session_id = visit.session["id"]
         try:
             # The server checks an ID number only for a visit whose blink it saw itself.
-            once_uploaded(lambda: self.client.report_liveness(session_id, "passed", t, evidence),
-                          IDENTIFY_WAIT_S, give_up=self._closing)
+            self.outbox.await_report(verdict, IDENTIFY_WAIT_S, give_up=self._closing)
             answer = once_uploaded(lambda: self.client.identify(session_id, id_number, encoding, snapshot,
                                                                 visit.session.get("model")),
                                    IDENTIFY_WAIT_S, give_up=self._closing)
@@ -251,7 +276,8 @@ class CaseFileFlow:
         visit.track.name_by_id_number(answer["citizen_key"], t)   # someone stepping in ends it
         self.presenter.on_greeted(greeted)
         _call(self.presenter, "on_liveness_passed", greeted)
-        self._later(greeted, t, self._open_case_file)
+        verdict = f"{session['id']}:liveness"     # taken by the registry before the ID number was
+        self._later(greeted, t, lambda v, t_of: self._open_case_file(v, t_of, verdict))
 
     # --- after the verdict ----------------------------------------------------------------------
 
@@ -260,17 +286,20 @@ class CaseFileFlow:
         visit = dataclasses.replace(challenge.visit, evidence=challenge.evidence.payload()) \
             if verdict == "passed" else challenge.visit
         self._shown.pop(track_id, None)
-        if self.store is not None:
-            self.store.set_liveness(visit.session["id"], verdict)
+        # committed before it is announced: "liveness_passed" in the log means the registry
+        # will be told, after any crash of either side
+        report = self._report(visit, "liveness", liveness_body(verdict, round(t, 3), visit.evidence))
         fields = {"t": round(t, 3), "session_id": visit.session["id"], "citizen_key": visit.citizen_key}
         if verdict == "passed":
             self.events.emit("liveness_passed", **fields)
             _call(self.presenter, "on_liveness_passed", visit)
-            self._later(visit, t, self._open_case_file)
+            self._later(visit, t, lambda v, t_of: self._open_case_file(v, t_of, report))
         else:
             self.events.emit("liveness_failed", reason=reason, **fields)
             _call(self.presenter, "on_liveness_failed", visit)
-            self._later(visit, t, self._report_failure)
+            if self.tickets:
+                ticket = self._report(visit, "ticket", {})
+                self._later(visit, t, lambda v, t_of: self._ticket(v, t_of, ticket))
 
     def _later(self, visit, t, step):
         """Run step(visit, t_of) in the worker; t_of() is the source time when it is called."""
@@ -280,46 +309,77 @@ class CaseFileFlow:
     def _server(self, call):
         return once_uploaded(call, self.upload_wait_s, give_up=self._closing)
 
-    def _open_case_file(self, visit, t_of):
+    def _open_case_file(self, visit, t_of, verdict):
+        self._show_case_file(visit, t_of, verdict)
+        if self.tickets:
+            self._ticket(visit, t_of)
+
+    def _show_case_file(self, visit, t_of, verdict):
         session_id = visit.session["id"]
         try:
-            self._server(lambda: self.client.report_liveness(session_id, "passed", t_of(),
-                                                             visit.evidence))
+            self.outbox.await_report(verdict, self.upload_wait_s, give_up=self._closing)
+        except (Offline, Rejected, Revoked) as e:
+            # the file is the registry's: it does not open before the registry took the blink,
+            # nor later, in front of whoever stands there then (queued: the verdict still waits)
+            self._case_file_unavailable(visit, t_of, e, queued=isinstance(e, Offline))
+            return
+        try:
             if visit.track.id not in self._present:
                 raise Offline("the visitor left before the case file opened")
             summary = self._server(lambda: self.client.open_case_file(session_id, visit.citizen_key))
         except (Offline, Rejected, Revoked) as e:
-            self.events.emit("case_file_unavailable", session_id=session_id, reason=str(e), t=t_of())
-            _call(self.presenter, "on_case_file_unavailable", visit)
-        else:
-            self.events.emit("case_file_opened", session_id=session_id,
-                             case_numbers=[c["case_number"] for c in summary["cases"]], t=t_of())
-            if visit.track.id in self._present:     # never shown to whoever stands there now
-                _call(self.presenter, "on_case_file", visit, summary)
-            else:
-                self.events.emit("case_file_not_shown", session_id=session_id, reason="left", t=t_of())
-        if self.tickets:
-            self._ticket(visit, t_of)
-
-    def _report_failure(self, visit, t_of):
-        try:
-            self._server(lambda: self.client.report_liveness(visit.session["id"], "failed", t_of()))
-        except (Offline, Rejected, Revoked) as e:
-            log.warning("could not report failed liveness: %s", e)
-        if self.tickets:
-            self._ticket(visit, t_of)
-
-    def _ticket(self, visit, t_of):
-        session_id = visit.session["id"]
-        try:
-            answer = self._server(lambda: self.client.ticket(session_id))
-        except (Offline, Rejected, Revoked) as e:
-            self.events.emit("ticket_unavailable", session_id=session_id, reason=str(e), t=t_of())
+            self._case_file_unavailable(visit, t_of, e)
             return
+        self.events.emit("case_file_opened", session_id=session_id,
+                         case_numbers=[c["case_number"] for c in summary["cases"]], t=t_of())
+        if visit.track.id in self._present:     # never shown to whoever stands there now
+            _call(self.presenter, "on_case_file", visit, summary)
+        else:
+            self.events.emit("case_file_not_shown", session_id=session_id, reason="left", t=t_of())
+
+    def _case_file_unavailable(self, visit, t_of, error, queued=False):
+        self.events.emit("case_file_unavailable", session_id=visit.session["id"], reason=str(error),
+                         t=t_of(), queued=queued)
+        _call(self.presenter, "on_case_file_unavailable", visit)
+
+    def _ticket(self, visit, t_of, report=None):
+        """The visit's queue number, from the registry (the ticket request rides the outbox).
+        Offline, the citizen gets no number now, and is told so: one made up here could be
+        another visitor's. The request stays queued; its number is shown when it comes, if
+        the visitor is still at the screen."""
+        session_id = visit.session["id"]
+        report = report or self._report(visit, "ticket", {})
+        self._late_tickets[report] = visit      # before the wait ends: a late number finds it
+        try:
+            answer = self.outbox.await_report(report, self.upload_wait_s, give_up=self._closing)
+        except (Offline, Rejected, Revoked) as e:
+            queued = isinstance(e, Offline)
+            if not queued:
+                self._late_tickets.pop(report, None)
+            self.events.emit("ticket_unavailable", session_id=session_id, reason=str(e), t=t_of(),
+                             queued=queued)
+            _call(self.presenter, "on_ticket_unavailable", visit)
+            return
+        self._late_tickets.pop(report, None)
+        self._issued(visit, answer, t_of())
+
+    def _issued(self, visit, answer, t, late=False):
         number, counter = answer["ticket_number"], answer.get("counter") or ""
-        self.events.emit("ticket_issued", session_id=session_id, ticket_number=number,
-                         counter=counter, t=t_of())
-        _call(self.presenter, "on_ticket", visit, number, counter, answer.get("day", ""))
+        shown = visit is not None and (not late or visit.track.id in self._present)
+        self.events.emit("ticket_issued", session_id=answer.get("session_id") or visit.session["id"],
+                         ticket_number=number, counter=counter, t=t,
+                         **({"late": True, "shown": shown} if late else {}))
+        if shown:
+            _call(self.presenter, "on_ticket", visit, number, counter, answer.get("day", ""))
+
+    def _answered_late(self, report, answer, error):
+        """A report answered after its step stopped waiting (the registry came back, or the
+        device restarted): a ticket's number goes to the screen if its visitor is still there."""
+        if report["kind"] != "ticket":
+            return      # the outbox's own event says it was delivered; nothing to show now
+        visit = self._late_tickets.pop(report["id"], None)
+        if answer is not None:
+            self._steps.submit(lambda: self._issued(visit, answer, round(self._last_t, 3), late=True))
 
 
 class Presenters:

@@ -1,6 +1,10 @@
 """The device API client (urllib, short timeouts): gallery deltas, config, session uploads,
 and the case-file calls of server/casefile.py.
 
+A report (a blink's verdict, a ticket request, a try of phone digits) is sent by the outbox
+(device/sync.py) with post_report(); case_details() with digits hands its try to the outbox
+the client is attached to, so the kiosk's details keypad gets exactly-once tries unchanged.
+
 Every failure is one of three exceptions, because the caller does three different things:
   Offline       no answer, a timeout, a 5xx, 408 or 429, or an answer that is not the API's
                 own (a proxy's 413 or 404 page): keep the data, try again later (not before
@@ -55,6 +59,18 @@ class Rejected(ApiFailure):
 TRANSIENT_4XX = (408, 425, 429)
 MAX_RETRY_AFTER_S = 3600     # a Retry-After longer than this (or a garbled one) waits this long
 
+# Where each kind of report goes (POST /api/v1/sessions/<id>/...), and the statuses that are
+# the registry's answer to it although they would be "try again later" for another request:
+# a digit try answered 429 ("wait 4 seconds", "this device has used up its tries") was looked
+# at and not counted; sent again later it would be counted behind the citizen's next try.
+REPORT_PATHS = {"liveness": "liveness", "ticket": "ticket", "second_factor": "casefile/details"}
+REPORT_ANSWERS = {"second_factor": (429,)}
+# A pass's evidence is examined before the answer (faces found and encoded in each crop): on a
+# busy server longer than a device's usual timeout, and each copy sent after a timeout is
+# examined again and takes a slot of the device's budget.
+REPORT_TIMEOUT_S = {"liveness": 10.0}
+DETAILS_WAIT_S = 8.0         # a citizen at the keypad waits this long for their digits' answer
+
 
 class ApiClient:
     """Talks to /api/v1 of the server at base_url with a device bearer token."""
@@ -63,6 +79,7 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.outbox = None      # the Syncer that delivers this client's reports (it sets itself)
 
     def fingerprint(self):
         """Which server and token this client uses, without the token: what a device's
@@ -88,23 +105,35 @@ class ApiClient:
         return self._request("POST", "/api/v1/sessions", body, content_type)
 
     def report_liveness(self, session_id, result, t, evidence=()):
-        """The blink verdict; a pass carries its evidence, face crops of the blink with their
-        times ([{"t", "jpeg"}]), which the server checks itself (server/evidence.py)."""
-        body = {"result": result, "t": t}
-        if evidence:
-            body["evidence"] = [{"t": e["t"], "jpeg": base64.b64encode(e["jpeg"]).decode("ascii")}
-                                for e in evidence]
-        return self._post(f"/api/v1/sessions/{session_id}/liveness", body)
+        """The blink verdict, sent now (a device sends it through its outbox instead)."""
+        return self.post_report("liveness", session_id, liveness_body(result, t, evidence))
 
     def open_case_file(self, session_id, citizen_key):
         return self._post(f"/api/v1/sessions/{session_id}/casefile", {"citizen_key": citizen_key})
 
     def case_details(self, session_id, phone_last4=None):
-        body = {} if phone_last4 is None else {"phone_last4": phone_last4}
-        return self._post(f"/api/v1/sessions/{session_id}/casefile/details", body)
+        """The case details, behind the second factor when the digits are given. A try of
+        digits is a report: with an outbox attached it is committed there under its own
+        try_id before it is sent, and sent from there in order behind its visit, so a try
+        whose answer was lost is sent again under the same id and counted once by the
+        registry. Its answer (or Rejected: wrong, locked, wait) comes back here within
+        DETAILS_WAIT_S; Offline after that, the try still kept for the registry."""
+        if phone_last4 is None or self.outbox is None:
+            body = {} if phone_last4 is None else {"phone_last4": phone_last4}
+            return self.post_report("second_factor", session_id, body)
+        try_id = str(uuid.uuid4())
+        self.outbox.add_report(session_id, "second_factor", {"phone_last4": phone_last4, "try_id": try_id},
+                               try_id, awaited=True, patient=False)
+        return self.outbox.await_report(try_id, DETAILS_WAIT_S)
 
     def ticket(self, session_id):
-        return self._post(f"/api/v1/sessions/{session_id}/ticket", {})
+        return self.post_report("ticket", session_id, {})
+
+    def post_report(self, kind, session_id, body):
+        """Send one report (REPORT_PATHS) as it was recorded; the registry's answer."""
+        return self._request("POST", f"/api/v1/sessions/{session_id}/{REPORT_PATHS[kind]}",
+                             json.dumps(body).encode("utf-8"), "application/json",
+                             REPORT_ANSWERS.get(kind, ()), max(self.timeout, REPORT_TIMEOUT_S.get(kind, 0)))
 
     def identify(self, session_id, id_number, encoding, snapshot=None, model=None):
         """1:1 check of a visitor the device did not recognise: the typed ID number, the face
@@ -118,7 +147,9 @@ class ApiClient:
     def _post(self, path, body):
         return self._request("POST", path, json.dumps(body).encode("utf-8"), "application/json")
 
-    def _request(self, method, path, body=None, content_type=None):
+    def _request(self, method, path, body=None, content_type=None, answers=(), timeout=None):
+        """The API's JSON answer; answers: statuses that are Rejected (this request's final
+        answer) when the API says them, although they are Offline for other requests."""
         request = urllib.request.Request(self.base_url + path, data=body, method=method)
         request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("Accept", "application/json")
@@ -128,10 +159,13 @@ class ApiClient:
         if content_type:
             request.add_header("Content-Type", content_type)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
                 body = json.loads(response.read().decode("utf-8"))
         except urllib.error.HTTPError as e:
-            failure = _failure(e.code, *_error_message(e))
+            message, from_api = _error_message(e)
+            if from_api and e.code in answers:
+                raise Rejected(e.code, message) from None
+            failure = _failure(e.code, message, from_api)
             if e.code == 429 and isinstance(failure, Offline):
                 failure.retry_after = retry_after(e.headers.get("Retry-After"))
             raise failure from None
@@ -147,6 +181,16 @@ class ApiClient:
         if not isinstance(body, dict):
             raise Offline("server answered with JSON that is not an object")
         return body
+
+
+def liveness_body(result, t, evidence=()):
+    """The body of a blink verdict: a pass carries its evidence, face crops of the blink with
+    their times ([{"t", "jpeg": bytes}]), which the server checks itself (server/evidence.py)."""
+    body = {"result": result, "t": t}
+    if evidence:
+        body["evidence"] = [{"t": e["t"], "jpeg": base64.b64encode(e["jpeg"]).decode("ascii")}
+                            for e in evidence]
+    return body
 
 
 def _failure(status, message, from_api):

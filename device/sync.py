@@ -8,11 +8,22 @@ answer delivers it once. A revoked token stops all syncing and deletes the cache
 on the device. A 429 (the server paces each device's pulls and uploads) is waited out for
 the Retry-After it names, pulls and uploads apart: a device that kept asking was refused
 each time, and polled the server as fast as it could answer.
+
+Reports ride the same outbox. What a visit says after its session (the blink's verdict with
+its evidence, the ticket request, each try of phone digits) is committed to the store before
+it is announced or sent (add_report), and only this worker sends it: after its session's
+upload, in the order recorded, one at a time, and it leaves the queue only on the
+registry's answer. The registry takes each exactly once: a verdict and a ticket are keyed
+by their session (the same verdict again changes nothing; a visit keeps its number), a digit
+try by its try_id (a try already counted is answered as it was). A step that needs the
+answer (the case file after the blink, the number for the screen) waits for it with
+await_report(); an answer that comes after it stopped waiting goes to on_report.
 """
 import logging
 import sqlite3
 import threading
 import time
+import uuid
 
 from recognition.models import UnknownModel
 
@@ -25,6 +36,21 @@ DONE, FAILED_HERE, UNREACHED = "done", "failed here", "unreached"   # one delive
 FAILING_RUN = 3     # sessions in a row the server fails on: it fails on everything, stop for now
 
 
+def _named(line):
+    """A report's line as event fields."""
+    return {"report_id": line["id"], "session_id": line["session_id"], "kind": line["kind"]}
+
+
+def _outcome(known):
+    """(answer, error) of a report the store holds as answered or refused: a refusal, and a
+    digit try's 4xx answer (wrong, locked, wait), are the Rejected they came as."""
+    answer = known["answer"] or {}
+    refused = known["state"] != "delivered" or answer.get("status", 200) != 200
+    if not refused:
+        return answer, None
+    return None, Rejected(answer.get("status", 409), answer.get("message") or known["reason"])
+
+
 class Syncer:
     """Moves data between the Store and the server through an ApiClient; reports events."""
 
@@ -33,6 +59,10 @@ class Syncer:
         self.client = client
         self.events = events
         self.on_gallery = on_gallery or (lambda: None)
+        # on_report(report, answer, error): a report answered after no one waited for it any
+        # more ({"id", "session_id", "kind"}; the answer, or the Rejected it was refused with)
+        self.on_report = lambda report, answer, error: None
+        client.outbox = self        # the client's own reports (the kiosk's digit tries) go here
         self.sync_interval_s = sync_interval_s
         self.retry_s = retry_s
         self.revoked = False
@@ -44,6 +74,10 @@ class Syncer:
         self._last_gallery = float("-inf")
         self._pulls_paced_until = 0.0      # monotonic: no gallery or config pull before
         self._uploads_paced_until = 0.0    # ... no session upload before
+        self._reports_paced_until = 0.0    # ... no report before
+        self._answered = threading.Condition()
+        self._waiting = {}                 # report id -> patient (waits through failed tries)
+        self._answers = {}                 # report id -> (answer, error) for its waiter
 
     # --- one-shot operations (any thread) -----------------------------------------------------
 
@@ -143,28 +177,45 @@ class Syncer:
         return True
 
     def flush_outbox(self):
-        """Deliver waiting sessions, oldest first; stops at the first network failure. A
-        session the server fails on (a 500, or a proxy's 413 for its snapshot) is kept and
-        passed over until the next round: one such session held every visit behind it.
-        Returns how many still wait."""
+        """Deliver what waits; stops at the first network failure. First the reports of
+        visits already on the server, then the sessions, oldest first (a visit with reports
+        waiting before the rest), each followed at once by its own reports. A session the
+        server fails on (a 500, or a proxy's 413 for its snapshot) is kept and passed over
+        until the next round: one such session held every visit behind it; its reports wait
+        behind it. Returns how many sessions and reports still wait."""
         with self._lock:
-            passed_over, failing = 0, 0     # passed over: still first in the outbox, skipped
-            while not self.revoked and time.monotonic() >= self._uploads_paced_until:
-                batch = self.store.pending(20, skip=passed_over)
-                if not batch:
-                    break
-                for session, snapshot in batch:
-                    result = self._deliver(session, snapshot)
-                    if result is FAILED_HERE:
-                        passed_over, failing = passed_over + 1, failing + 1
-                    else:
-                        failing = 0
-                    if failing >= FAILING_RUN:
-                        self._note_failure(Offline(f"the registry failed on {failing} sessions in a"
-                                                   " row; they are kept and sent again later"))
-                    if result is UNREACHED or failing >= FAILING_RUN:
-                        return self.store.outbox_count()
-        return self.store.outbox_count()
+            self._flush()
+        return self.waiting()
+
+    def waiting(self):
+        """Sessions and reports not delivered yet."""
+        return self.store.outbox_count() + self.store.reports_waiting()
+
+    def _flush(self):
+        blocked = set()     # sessions whose report the server failed on: the rest of theirs wait
+        if not self._flush_reports(blocked):
+            return
+        passed_over, failing = 0, 0     # passed over: still first in the outbox, skipped
+        while not self.revoked and time.monotonic() >= self._uploads_paced_until:
+            batch = self.store.pending(20, skip=passed_over)
+            if not batch:
+                break
+            for session, snapshot in batch:
+                result = self._deliver(session, snapshot)
+                if result is FAILED_HERE:
+                    passed_over, failing = passed_over + 1, failing + 1
+                else:
+                    failing = 0
+                if failing >= FAILING_RUN:
+                    self._note_failure(Offline(f"the registry failed on {failing} sessions in a"
+                                               " row; they are kept and sent again later"))
+                if result is UNREACHED or failing >= FAILING_RUN:
+                    return
+                if result is DONE and not self._flush_reports(blocked, session["id"]):
+                    return
+            # between batches of a backlog: the reports of a visit someone may be waiting on
+            if not self._flush_reports(blocked):
+                return
 
     def _deliver(self, session, snapshot):
         """DONE when the session left the outbox (delivered or dead-lettered), FAILED_HERE
@@ -172,8 +223,9 @@ class Syncer:
         try:
             self.client.post_session(session, snapshot)
         except Rejected as e:
-            self.store.dead_letter(session["id"], str(e))
+            self.store.dead_letter(session["id"], str(e))     # its reports are refused with it
             self.events.emit("dead_letter", session_id=session["id"], reason=str(e))
+            self._settle_refused(session["id"])
             return DONE
         except (Offline, Revoked) as e:
             self.store.failed_attempt(session["id"], e)
@@ -188,6 +240,135 @@ class Syncer:
         self.store.delivered(session["id"])
         self.events.emit("session_uploaded", session_id=session["id"])
         return DONE
+
+    # --- reports ------------------------------------------------------------------------------
+
+    def add_report(self, session_id, kind, body, report_id=None, awaited=False, patient=True):
+        """Commit a report of a visit to the outbox (before it is announced or sent) and wake
+        the worker; its id. awaited: a step will ask for its answer (await_report), which is
+        then kept for it instead of going to on_report; patient=False: the first failed try
+        to send it ends that wait. A report id known already (waiting, or answered: never sent
+        twice) is not queued again; its answer is the one it had."""
+        report_id = report_id or str(uuid.uuid4())
+        if awaited:
+            with self._answered:
+                self._waiting[report_id] = patient
+        if not self.store.add_report(report_id, session_id, kind, body):
+            known = self.store.report(report_id)
+            if known is not None and known["state"] != "pending":
+                self._settle(known, *_outcome(known))
+        self.nudge()
+        return report_id
+
+    def await_report(self, report_id, wait_s, give_up=None):
+        """The registry's answer to a report added with awaited=True, once this worker has
+        delivered it: Rejected when it was refused; Offline when no answer came within wait_s
+        (or one try, once give_up is set): the report stays in the outbox, and its answer
+        goes to on_report. Without a running worker, the outbox is delivered here."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            if self._thread is None or not self._thread.is_alive() or (give_up and give_up.is_set()):
+                self.flush_outbox()     # no worker (the agent's last steps, or a test): deliver here
+            with self._answered:
+                self._answered.wait_for(lambda: report_id in self._answers,
+                                        max(0.0, min(deadline - time.monotonic(), self.retry_s)))
+                done = report_id in self._answers
+                answer, error = self._answers.pop(report_id, (None, None))
+            if not done:    # answered before this wait began (or to another step waiting on it);
+                # a digit try's answer (case details) is only ever in memory
+                known = self.store.report(report_id)
+                done = known is not None and known["state"] != "pending" and known["kind"] != "second_factor"
+                answer, error = _outcome(known) if done else (None, None)
+            if done or time.monotonic() >= deadline or (give_up and give_up.is_set()):
+                with self._answered:
+                    self._waiting.pop(report_id, None)
+                    self._answers.pop(report_id, None)
+                break
+        if not done:
+            raise Offline("the registry has not answered yet: the report is kept and sent when it can be")
+        if error is not None:
+            raise error
+        return answer
+
+    def _flush_reports(self, blocked, session_id=None):
+        """Deliver the waiting reports of a session (or of every session already delivered),
+        in the order recorded; False when the round must stop (the server is unreachable)."""
+        while not self.revoked and time.monotonic() >= self._reports_paced_until:
+            batch = self.store.pending_reports(session_id, exclude=blocked)
+            if not batch:
+                break
+            for report in batch:
+                if report["session_id"] in blocked:
+                    continue    # an earlier report of this visit failed here: order first
+                result = self._deliver_report(report)
+                if result is UNREACHED:
+                    return False
+                if result is FAILED_HERE:
+                    blocked.add(report["session_id"])
+        return not self.revoked
+
+    def _deliver_report(self, report):
+        """As _deliver, for one report. Refused for good (a 4xx): kept as a line with the
+        reason, except a digit try, for which the 4xx (wrong, locked, wait) is the answer."""
+        line = {key: report[key] for key in ("id", "session_id", "kind")}
+        try:
+            answer = self.client.post_report(report["kind"], report["session_id"], report["body"])
+        except Rejected as e:
+            refusal = {"status": e.status, "message": e.message}
+            if report["kind"] == "second_factor":
+                self.store.report_delivered(report["id"], refusal)
+                self.events.emit("report_delivered", status=e.status, **_named(line))
+            else:
+                self.store.refuse_report(report["id"], refusal, str(e))
+                self.events.emit("report_refused", reason=str(e), **_named(line))
+            self._settle(line, None, e)
+            return DONE
+        except (Offline, Revoked) as e:
+            self.store.report_failed_attempt(report["id"], e)
+            self._try_failed(report["id"], e)
+            if getattr(e, "fails_here", False):
+                return FAILED_HERE
+            if getattr(e, "retry_after", None) is not None:
+                self._reports_paced_until = self._paced("reports", e)
+            else:
+                self._note_failure(e)
+            return UNREACHED
+        self._note_online()
+        # the answer to a digit try holds case details: never written to the device's disk
+        self.store.report_delivered(report["id"], {"status": 200} if report["kind"] == "second_factor"
+                                    else answer)
+        self.events.emit("report_delivered", status=200, **_named(line))
+        self._settle(line, answer, None)
+        return DONE
+
+    def _settle(self, report, answer, error):
+        """Hand a report's answer to the step waiting for it, or else to on_report."""
+        with self._answered:
+            if report["id"] in self._waiting:
+                self._answers[report["id"]] = (answer, error)
+                self._answered.notify_all()
+                return
+        try:
+            self.on_report({key: report[key] for key in ("id", "session_id", "kind")}, answer, error)
+        except Exception:   # a front end's failure must not stop the deliveries
+            log.exception("on_report failed")
+
+    def _settle_refused(self, session_id):
+        """Answer the steps waiting on reports of a session that was refused (so were they)."""
+        with self._answered:
+            waited = list(self._waiting)
+        for report_id in waited:
+            known = self.store.report(report_id)
+            if known is not None and known["session_id"] == session_id and known["state"] != "pending":
+                self._settle(known, *_outcome(known))
+
+    def _try_failed(self, report_id, error):
+        """A try to send the report failed: a waiter that is not patient stops waiting."""
+        with self._answered:
+            if self._waiting.get(report_id) is False:
+                self._answers[report_id] = (None, error if isinstance(error, Offline) else
+                                            Offline(str(error)))
+                self._answered.notify_all()
 
     def _call(self, method, *args):
         """method(*args) (a gallery or config pull), or None after a network failure, a
@@ -251,6 +432,12 @@ class Syncer:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def detach(self):
+        """The client's reports stop going to this outbox (its store is about to close): a
+        try of digits made after the agent ended is sent at once, as without an outbox."""
+        if self.client.outbox is self:
+            self.client.outbox = None
 
     def _run(self):
         while not self._stop.is_set() and not self.revoked:

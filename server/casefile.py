@@ -150,17 +150,22 @@ def record_liveness(db, row, result, t, crops=None):
         return False
     if row["liveness"] != "not_run":
         raise ApiError(409, f"liveness was already reported as {row['liveness']}")
-    kept, refused = (None, None), None
+    kept, refused, reported = (None, None), None, result
     if result == "passed":
         try:
             kept = _seen_blink(db, row, crops)
         except evidence.EvidenceRefused as e:
             result, refused = "failed", e.reason
     with transaction(db):
-        db.execute("UPDATE sessions SET liveness = ?, liveness_encodings = ?, liveness_model = ?"
-                   " WHERE id = ? AND liveness = 'not_run'", [result, *kept, row["id"]])
-        audit_device("session.liveness", "session", row["id"],
-                     {"result": result, "t": t, **({"refused": refused} if refused else {})})
+        # Set and audited once: a copy of this report sent again while this one was examined
+        # (the device stopped waiting for the answer, device/sync.py) may have set it first.
+        stored = db.execute("UPDATE sessions SET liveness = ?, liveness_encodings = ?, liveness_model = ?"
+                            " WHERE id = ? AND liveness = 'not_run'", [result, *kept, row["id"]]).rowcount
+        if stored:
+            audit_device("session.liveness", "session", row["id"],
+                         {"result": result, "t": t, **({"refused": refused} if refused else {})})
+    if not stored:      # answered as that copy's verdict stands: the same (200), or 409
+        return record_liveness(db, own_session(db, row["id"]), reported, t)
     if refused:
         raise ApiError(403, f"liveness not passed: {refused}")
     return True
@@ -297,20 +302,39 @@ def factor_wait_left(row, now):
     return max(0, int((ready - now).total_seconds() + 0.999))
 
 
-def check_second_factor(db, row, person, digits):
+def check_second_factor(db, row, person, digits, try_id=None):
     """None when the digits (or an earlier pass) unlock the details; else raise ApiError,
     counting a wrong try. Locks after SECOND_FACTOR_TRIES wrong tries; waits between tries.
     The try is checked and counted with the session and citizen read again under the lock,
-    so tries sent together queue instead of all passing the same check."""
+    so tries sent together queue instead of all passing the same check. try_id: the device's
+    id for the try; a wrong try already counted under it is answered as it was, not counted
+    again (a device sends a try again after a lost answer, device/sync.py)."""
     with limits.one_try_at_a_time(db, limits.FACTOR_LOCK):
         row = own_session(db, row["id"])
         person = citizen(db, person["id"])
-        refusal = ApiError(404, "no such citizen") if person is None else _factor_try(db, row, person, digits)
+        refusal = ApiError(404, "no such citizen") if person is None else (
+            _counted_try(db, row, person, try_id) or _factor_try(db, row, person, digits, try_id))
     if refusal is not None:
         raise refusal     # after the commit: the wrong try stays counted
 
 
-def _factor_try(db, row, person, digits):
+def _counted_try(db, row, person, try_id):
+    """The answer a wrong try already counted under try_id had (its audit entry names it),
+    or None: read under the factor lock, so the same try is never counted twice."""
+    if try_id is None or row["factor_passed_at"]:
+        return None
+    counted = db.execute("SELECT 1 FROM audit_log WHERE action = 'casefile.second_factor_failed'"
+                         " AND target_type = 'citizen' AND target_id = ? AND detail LIKE ?",
+                         [str(row["citizen_id"]), f'%"try_id": "{try_id}"%']).fetchone()
+    if counted is None:
+        return None
+    left = current_app.config["SECOND_FACTOR_TRIES"] - row["factor_failures"]
+    if left <= 0 or person["factor_locked_at"]:
+        return ApiError(423, "too many wrong tries: case details are locked; please see a clerk")
+    return FactorWrong(left)
+
+
+def _factor_try(db, row, person, digits, try_id=None):
     """What one try comes to, its writes made: None when the details unlock, else the
     exception to answer with."""
     if row["factor_passed_at"]:
@@ -334,15 +358,15 @@ def _factor_try(db, row, person, digits):
     if digits == expected:
         db.execute("UPDATE sessions SET factor_passed_at = ? WHERE id = ?", [now_iso(), row["id"]])
         return None
-    return _wrong_try(db, row, person, tries)
+    return _wrong_try(db, row, person, tries, try_id)
 
 
-def _wrong_try(db, row, person, tries):
+def _wrong_try(db, row, person, tries, try_id=None):
     failures = row["factor_failures"] + 1
     db.execute("UPDATE sessions SET factor_failures = ?, factor_failed_at = ? WHERE id = ?",
                [failures, now_iso(), row["id"]])
     audit_device("casefile.second_factor_failed", "citizen", row["citizen_id"],
-                 {"session_id": row["id"], "failures": failures})
+                 {"session_id": row["id"], "failures": failures, **({"try_id": try_id} if try_id else {})})
     locked = limits.record_factor_failure(db, person, g.device["id"], row["id"],
                                           current_app.config, device_actor())
     left = tries - failures
@@ -356,6 +380,12 @@ def _wrong_try(db, row, person, tries):
 def case_details(session_id):
     body = request.get_json(silent=True)
     digits = body.get("phone_last4") if isinstance(body, dict) else None
+    # The device's own id for this try of digits: sent again under it after a lost answer
+    # (device/sync.py), a wrong try is answered as it was and not counted twice.
+    try_id = body.get("try_id") if isinstance(body, dict) else None
+    if try_id is not None and not (isinstance(try_id, str) and 0 < len(try_id) <= 64 and try_id.isascii()
+                                   and try_id.replace("-", "").isalnum()):
+        raise ApiError(400, "try_id must be the device's id for this try (letters, digits, dashes)")
     db = get_db()
     row = own_session(db, session_id)
     if not row["case_opened_at"]:
@@ -366,7 +396,7 @@ def case_details(session_id):
         _refuse(db, row, refused)
     if second_factor_on(db):
         try:
-            check_second_factor(db, row, person, digits)
+            check_second_factor(db, row, person, digits, try_id)
         except FactorWrong as wrong:
             body = error_body(403, str(wrong))
             body["error"]["tries_left"] = wrong.tries_left

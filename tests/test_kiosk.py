@@ -137,7 +137,7 @@ def test_cli_runs_the_agent_and_writes_json_lines(kiosk, db, obama_biden, tmp_pa
     greeted = of_kind(events, "greeted")[0]
     assert set(greeted) >= {"event", "citizen_key", "name", "t", "distance", "margin"}
     assert of_kind(events, "session_uploaded")[0]["session_id"] == greeted["session_id"]
-    assert events[-1] == {"event": "exit", "outbox": 0, "dead_letters": 0}
+    assert events[-1] == {"event": "exit", "outbox": 0, "dead_letters": 0, "refused_reports": 0}
 
 
 def test_a_damaged_device_store_is_refused_in_one_line_and_kept(tmp_path):

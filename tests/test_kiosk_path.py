@@ -1,5 +1,5 @@
 """The citizen's path at the kiosk: a blink countdown with live feedback and a second chance,
-liveness kept with the session offline, queue tickets on screen and on paper, every screen size."""
+the blink's verdict kept in the outbox offline, queue tickets on screen and on paper, every screen size."""
 import socket
 
 import pytest
@@ -81,10 +81,14 @@ def test_offline_the_blink_moves_the_screen_on_and_the_session_uploads_as_passed
     notice = desks[0].shown[-1]
     assert "服务台" in notice["prompt"] and "service desk" in notice["english"]
 
+    # The verdict waits in the outbox behind its session, with its evidence (the session
+    # itself says not_run: a pass counts only once the registry has seen the blink itself).
     store = Store(store_path)
     [(session, _)] = store.pending()
-    assert session["liveness"] == "passed"
-    Syncer(store, ApiClient(live_server.url, token), EventLog()).flush_outbox()
+    [verdict] = store.pending_reports(session["id"])
+    assert verdict["kind"] == "liveness" and verdict["body"]["result"] == "passed"
+    assert len(verdict["body"]["evidence"]) >= 3
+    assert Syncer(store, ApiClient(live_server.url, token), EventLog()).flush_outbox() == 0
     store.close()
     row = db.execute("SELECT liveness FROM sessions WHERE id = ?", [session["id"]]).fetchone()
     assert row["liveness"] == "passed"
