@@ -30,24 +30,41 @@ def gallery_delta(db, since, limit=GALLERY_PAGE, site=""):
         current = _current_seq(db)
         if since > current:  # the server's database was replaced: start the device over
             since = 0
-        upto = _page_end(db, since, current, limit)
+        scope = device_scope(db, site)
+        held_only, args = _full_sync_filter(since, scope)
+        upto = _page_end(db, since, current, limit, held_only, args)
         rows = db.execute(
             "SELECT id, key, name, language, consent, removed_at, district FROM citizens"
-            " WHERE sync_seq > ? AND sync_seq <= ? ORDER BY sync_seq, id", [since, upto]).fetchall()
+            " WHERE sync_seq > ? AND sync_seq <= ?" + held_only + " ORDER BY sync_seq, id",
+            [since, upto, *args]).fetchall()
         model = faces.active(db)
         templates = _page_templates(db, since, upto, model)
-        upserts, removals = _split_changes(rows, templates, device_scope(db, site), model)
+        upserts, removals = _split_changes(rows, templates, scope, model)
         registry = registry_id(db)
     return {"registry_id": registry, "model": model.id, "seq": upto, "upserts": upserts,
             "removals": removals, "full": since == 0, "more": upto < current}
 
 
-def _page_end(db, since, current, limit):
+def _full_sync_filter(since, scope):
+    """(SQL, args) that keep a full sync (since 0) to the citizens the device holds. A device
+    starting over drops its whole cache, so a removal tells it nothing: without this a new
+    kiosk of one hall walked every citizen of every site, page after page, each page a pull
+    its pace counts (a million-citizen registry: 2,000 pulls against a pace of 120 per 10
+    minutes). A delta (since > 0) still names every change, removals included."""
+    if since:
+        return "", []
+    held = " AND consent = 1 AND removed_at IS NULL"
+    if scope is None:
+        return held, []
+    return held + " AND (district = '' OR district = ?)", [scope]
+
+
+def _page_end(db, since, current, limit, held_only="", args=()):
     """The seq that ends a page of about `limit` citizens. A page ends on a whole seq,
     never inside one: an import may give many citizens the same seq."""
     row = db.execute(
-        "SELECT sync_seq FROM citizens WHERE sync_seq > ? AND sync_seq <= ?"
-        " ORDER BY sync_seq LIMIT 1 OFFSET ?", [since, current, limit - 1]).fetchone()
+        "SELECT sync_seq FROM citizens WHERE sync_seq > ? AND sync_seq <= ?" + held_only +
+        " ORDER BY sync_seq LIMIT 1 OFFSET ?", [since, current, *args, limit - 1]).fetchone()
     return row[0] if row else current
 
 

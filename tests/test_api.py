@@ -117,12 +117,30 @@ def test_gallery_delta_has_only_changes_since_and_removals(client, db, token):
 
 
 def test_citizen_without_consent_or_templates_is_a_removal(client, db, token):
+    held = enrol(db, "kit_harington")
+    seq = client.get("/api/v1/gallery?since=0", headers=bearer(token)).get_json()["seq"]
     no_consent = enrol(db, "barack_obama")
     db.execute("UPDATE citizens SET consent = 0 WHERE id = ?", [no_consent])
     no_face = enrol(db, "joe_biden", encodings=[])
-    body = client.get("/api/v1/gallery?since=0", headers=bearer(token)).get_json()
+    body = client.get(f"/api/v1/gallery?since={seq}", headers=bearer(token)).get_json()
     assert body["upserts"] == []
     assert sorted(body["removals"]) == sorted([key_of(db, no_consent), key_of(db, no_face)])
+    # a device starting over drops its cache: a full sync need not walk the withdrawn
+    full = client.get("/api/v1/gallery?since=0", headers=bearer(token)).get_json()
+    assert [u["key"] for u in full["upserts"]] == [key_of(db, held)]
+    assert key_of(db, no_consent) not in full["removals"]
+
+
+def test_a_halls_full_sync_walks_its_own_citizens_not_every_sites(db):
+    set_setting(db, "gallery.by_site", True)
+    encoding = person_encoding("joe_biden")
+    elsewhere = [enrol(db, "joe_biden", encodings=[encoding]) for _ in range(6)]
+    ours = enrol(db, "barack_obama")
+    db.execute(f"UPDATE citizens SET district = 'Hall B' WHERE id IN ({','.join('?' * 6)})", elsewhere)
+    db.execute("UPDATE citizens SET district = 'Hall A' WHERE id = ?", [ours])
+    page = gallery_delta(db, 0, limit=2, site="Hall A")
+    assert [id_of(db, u["key"]) for u in page["upserts"]] == [ours]
+    assert page["removals"] == [] and page["more"] is False      # one pull, not four
 
 
 def test_gallery_pages_end_on_whole_sequence_numbers(db):
