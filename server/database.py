@@ -106,6 +106,20 @@ def _start(app):
         models.get(app.config["FACE_MODEL"])
         with transaction(db):
             model = faces.start_on(db, app.config["FACE_MODEL"])
-    finally:
+    except BaseException:
         db.close()
+        raise
+    _keep_or_close(app, db)
     model.check_file()
+
+
+def _keep_or_close(app, db):
+    """A SQLite file's start-up connection stays open with the app. SQLite creates the WAL
+    and shared-memory files beside the database when a connection opens and there are none,
+    and deletes them when the last one closes: on a full disk every request's new connection
+    then failed to create them ("disk I/O error", a 500 even for a device's read). One idle
+    connection held for the process keeps them, so a full disk still reads."""
+    if db.dialect == "sqlite":
+        app.extensions["sqlite_keeper"] = db
+    else:
+        db.close()

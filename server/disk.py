@@ -141,14 +141,14 @@ def release_reserve(config):
     return True
 
 
-def retry_after_release(config, write, *args):
-    """write(*args); when the disk is full, release the reserve and try once more."""
+def retry_after_release(config, write, *args, **kwargs):
+    """write(*args, **kwargs); when the disk is full, release the reserve and try once more."""
     try:
-        return write(*args)
+        return write(*args, **kwargs)
     except Exception as e:
         if not is_full(e) or not release_reserve(config):
             raise
-    return write(*args)
+    return write(*args, **kwargs)
 
 
 @contextlib.contextmanager

@@ -299,9 +299,10 @@ def _saved_or_undone(db, form, job_id):
     except BaseException as e:
         shutil.rmtree(_upload_dir(job_id), ignore_errors=True)
         full = disk.is_full(e)
-        with contextlib.suppress(Exception):    # if even this fails, the watch ends it
-            _update_job(db, job_id, status="failed", finished_at=now_iso(),
-                        error="disk full: the upload was not kept" if full else "upload failed")
+        with contextlib.suppress(Exception):    # if even this fails, the watch ends it (STALE_S)
+            disk.retry_after_release(current_app.config, _update_job, db, job_id, status="failed",
+                                     finished_at=now_iso(),
+                                     error="disk full: the upload was not kept" if full else "upload failed")
         if full:
             raise disk.Full(os.path.basename(current_app.config["UPLOADS_DIR"])) from e
         raise

@@ -251,6 +251,18 @@ def test_on_a_full_disk_devices_still_read_and_a_write_is_a_507_naming_the_folde
     assert client.post("/api/v1/sessions", json=session_payload(), headers=bearer(token)).status_code == 201
 
 
+def test_a_connection_opened_on_a_full_disk_finds_the_sqlite_files_it_needs(app, client):
+    """SQLite deletes its WAL and shared-memory files when the last connection closes, and a
+    new connection must create them again: on a really full disk (a 20 MB filesystem filled
+    to 0, bench/faults.py) that failed every request, a device's read too, with "disk I/O
+    error". The app keeps one idle connection, so they stay between requests."""
+    database = str(app.config["DATABASE"])
+    if database.startswith("postgres"):
+        pytest.skip("PostgreSQL keeps its own files")
+    assert client.get("/login").status_code == 200          # its connection opened and closed
+    assert os.path.exists(database + "-wal") and os.path.exists(database + "-shm")
+
+
 def test_on_a_full_disk_a_clerk_still_signs_in_on_the_reserve_and_it_is_on_record(
         app, db, client, auth, tmp_path, monkeypatch):
     from server import disk
