@@ -455,3 +455,18 @@ def m095_site_galleries_by_default(db):
     if has_citizens and not saved:
         db.execute("INSERT INTO settings (key, value) VALUES ('gallery.by_site', ?)",
                    [json.dumps(False)])
+
+
+@migration
+def m100_liveness_crop_signatures(db):
+    """The same-picture signatures of the crops of each blink a greeting passed with, so the
+    same crops are refused for another session of that citizen (server/evidence.py); the
+    purge schedule deletes them after evidence.REPLAY_WINDOW_DAYS."""
+    db.execute("""CREATE TABLE liveness_signatures (
+        id INTEGER PRIMARY KEY,
+        citizen_id INTEGER NOT NULL,
+        session_id TEXT NOT NULL,
+        signatures BLOB NOT NULL,
+        created_at TEXT NOT NULL)""")
+    db.execute("CREATE INDEX idx_liveness_signatures_citizen ON liveness_signatures(citizen_id, created_at)")
+    db.execute("CREATE INDEX idx_liveness_signatures_created ON liveness_signatures(created_at)")

@@ -29,12 +29,14 @@ from .calibration import one_to_one_threshold
 from .facecheck import snapshot_distance
 from .gallery import device_scope, in_scope
 from .errors import ApiError, error_body
+from .times import utc_stamp
 
 bp = Blueprint("casefile", __name__, url_prefix="/api/v1")
 
 SUMMARY_FIELDS = ("case_number", "type", "status", "counter", "appointment_at")
 DETAIL_FIELDS = SUMMARY_FIELDS + ("summary", "updated_at")
 FULL_WIDTH_DIGITS = {0xFF10 + i: str(i) for i in range(10)}  # "０".."９"
+REPLAYED = "the crops were sent for another visit"
 
 
 class CaseFileRefused(Exception):
@@ -150,17 +152,23 @@ def record_liveness(db, row, result, t, crops=None):
         return False
     if row["liveness"] != "not_run":
         raise ApiError(409, f"liveness was already reported as {row['liveness']}")
-    kept, refused, reported = (None, None), None, result
+    kept, refused, reported, seen = (None, None), None, result, None
     if result == "passed":
         try:
-            kept = _seen_blink(db, row, crops)
+            kept, seen = _seen_blink(db, row, crops)
         except evidence.EvidenceRefused as e:
             result, refused = "failed", e.reason
     with transaction(db):
+        if seen is not None and _crops_seen_before(db, row, seen):
+            kept, result, refused = (None, None), "failed", REPLAYED
         # Set and audited once: a copy of this report sent again while this one was examined
         # (the device stopped waiting for the answer, device/sync.py) may have set it first.
         stored = db.execute("UPDATE sessions SET liveness = ?, liveness_encodings = ?, liveness_model = ?"
                             " WHERE id = ? AND liveness = 'not_run'", [result, *kept, row["id"]]).rowcount
+        if stored and seen is not None and result == "passed":
+            db.execute("INSERT INTO liveness_signatures (citizen_id, session_id, signatures, created_at)"
+                       " VALUES (?, ?, ?, ?)",
+                       [row["citizen_id"], row["id"], evidence.signatures_blob(seen), now_iso()])
         if stored:
             audit_device("session.liveness", "session", row["id"],
                          {"result": result, "t": t, **({"refused": refused} if refused else {})})
@@ -171,10 +179,23 @@ def record_liveness(db, row, result, t, crops=None):
     return True
 
 
+def _crops_seen_before(db, row, signatures):
+    """Whether the crops are the same pictures as a pass of another session of the citizen in
+    the last REPLAY_WINDOW_DAYS: the same evidence opened 30 case files for a stolen token.
+    Read under a lock, so two reports of the same crops sent together do not both pass."""
+    db.lock("liveness_signatures")
+    since = utc_stamp(datetime.now(timezone.utc) - timedelta(days=evidence.REPLAY_WINDOW_DAYS))
+    earlier = db.execute("SELECT signatures FROM liveness_signatures WHERE citizen_id = ?"
+                         " AND created_at >= ? AND session_id <> ?",
+                         [row["citizen_id"], since, row["id"]]).fetchall()
+    return any(evidence.seen_before(signatures, blob) for (blob,) in earlier)
+
+
 def _seen_blink(db, row, crops):
-    """(templates to keep, their model) once the evidence shows the visit's face blinking:
-    for a greeting, every crop within the 1:1 distance of the citizen greeted; for an unknown
-    visitor the templates are kept for the ID number they may type (server/identify.py)."""
+    """((templates to keep, their model), the crops' signatures to compare with the citizen's
+    other passes) once the evidence shows the visit's face blinking: for a greeting, every
+    crop within the 1:1 distance of the citizen greeted; for an unknown visitor the templates
+    are kept for the ID number they may type (server/identify.py) and no signatures."""
     if crops is None:
         raise evidence.EvidenceRefused("a pass needs its evidence: face crops of the blink")
     # the crops are examined (a face found and encoded in each) within the device's budget of
@@ -186,13 +207,13 @@ def _seen_blink(db, row, crops):
     model = faces.active(db)
     started = _parse_stamp(row["started_at"])
     age = (datetime.now(timezone.utc) - started).total_seconds()
-    encodings = evidence.check(crops, age, model)
+    encodings, signatures = evidence.check(crops, age, model)
     if row["outcome"] != "greeted" or row["citizen_id"] is None:
-        return b"".join(model.to_blob(e) for e in encodings), model.id
+        return (b"".join(model.to_blob(e) for e in encodings), model.id), None
     templates = faces.citizen_templates(db, row["citizen_id"], model)
     if evidence.farthest(encodings, templates, model) > one_to_one_threshold(db):
         raise evidence.EvidenceRefused("the crops do not all show the citizen greeted")
-    return None, None
+    return (None, None), signatures
 
 
 def _liveness_body():

@@ -139,6 +139,7 @@ def purge_command(days):
     purged, failed = purge.purge_snapshots(db, current_app.config["SNAPSHOTS_DIR"], days)
     click.echo(f"purged {purged} snapshots older than {days} days"
                + (f"; {failed} could not be deleted" if failed else ""))
+    purge.purge_crop_signatures(db)   # replayed-blink checks look back a window, no further
     swept = purge.sweep_orphans(db, current_app.config)   # what a killed process left
     if any(swept.values()):
         click.echo("removed files no record refers to: "

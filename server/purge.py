@@ -1,7 +1,8 @@
 """Snapshot retention: delete device snapshots older than the retention setting, on a
 schedule while the server runs and from `flask --app app purge`. Session records stay.
 The schedule also re-measures the registry's false-match curve (server.calibration) and
-sweeps the files no row refers to (sweep_orphans), as the server's start does."""
+sweeps the files no row refers to (sweep_orphans), as the server's start does, and deletes
+the signatures of blink evidence past their window (purge_crop_signatures)."""
 import logging
 import os
 import re
@@ -15,7 +16,7 @@ from werkzeug.utils import safe_join
 
 from db import open_db, transaction
 
-from . import audit, calibration, disk, files, schedules, settings
+from . import audit, calibration, disk, evidence, files, schedules, settings
 from .times import utc_stamp
 
 PURGE_ACTOR = audit.Actor("system", None, "purge")
@@ -55,6 +56,14 @@ def purge_snapshots(db, snapshots_dir, retention_days, now=None, batch=500):
             audit.record(db, PURGE_ACTOR, "snapshots.purge", "session", "",
                          {"purged": purged, "failed": failed, "received_before": cutoff})
     return purged, failed
+
+
+def purge_crop_signatures(db, now=None):
+    """Delete the signatures of blink evidence older than evidence.REPLAY_WINDOW_DAYS: past it
+    they refuse nothing (server/casefile.py reads only the window's). Returns how many."""
+    cutoff = utc_stamp((now or datetime.now(timezone.utc)) - timedelta(days=evidence.REPLAY_WINDOW_DAYS))
+    with transaction(db):
+        return db.execute("DELETE FROM liveness_signatures WHERE created_at < ?", [cutoff]).rowcount
 
 
 def _remove_snapshot(snapshots_dir, relative):
@@ -211,6 +220,7 @@ class Schedule:
                     if schedules.claim(db, "snapshots.purge", schedules.this_process(),
                                        max(self.interval - 1, 0), now):
                         purge_snapshots(db, app.config["SNAPSHOTS_DIR"], retention_days(db), now)
+                        purge_crop_signatures(db, now)
                         sweep_orphans(db, app.config)
                         calibration.measure_registry(db)
                         purged = True
