@@ -100,6 +100,7 @@ MAX_POOLS = 4            # URLs a process keeps connections to (a test run makes
 class DatabaseUnavailable(psycopg.OperationalError):
     """PostgreSQL cannot be reached, or every connection this process may hold is in use.
     A psycopg OperationalError, so whatever caught those still does."""
+    retry_after = 5     # the server answers 503 with this Retry-After (server/errors.py)
 
 
 def where(url):

@@ -27,6 +27,9 @@ def wants_json():
         request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
 
 
+UNAVAILABLE = "The database cannot be reached just now; nothing was changed. Try again shortly."
+
+
 def error_response(status, message):
     if wants_json():
         return jsonify(error_body(status, message)), status
@@ -54,5 +57,12 @@ def init_app(app):
             app.logger.error("disk full: %s", e)
             disk.release_reserve(app.config)
             return error_response(507, disk.message(e, app.config))
+        retry_after = getattr(e, "retry_after", None)
+        if retry_after:   # the database server is away a moment (db/postgres.py): come back
+            app.logger.error("database unavailable: %s", e)
+            response, status = error_response(503, UNAVAILABLE)
+            response = app.make_response((response, status))
+            response.headers["Retry-After"] = str(retry_after)
+            return response
         app.logger.exception("unexpected error")
         return error_response(500, "Internal error; the request was not applied.")

@@ -269,3 +269,15 @@ def test_a_process_holds_at_most_its_pool_however_many_requests_at_once(database
                            " AND pid != pg_backend_pid()").fetchone()[0]
     watcher.close()
     assert 1 <= held <= postgres.POOL_SIZE and postgres.pool_for(database_url).count <= postgres.POOL_SIZE
+
+
+def test_a_database_that_is_away_is_a_503_a_device_retries_not_an_internal_error(app, client, token,
+                                                                                 monkeypatch):
+    from helpers import bearer
+    import server.devices
+    def away():
+        raise postgres.DatabaseUnavailable("PostgreSQL at 127.0.0.1:5432/civic cannot be reached")
+    monkeypatch.setattr(server.devices, "get_db", away)
+    answer = client.get("/api/v1/config", headers=bearer(token))
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+    assert "database cannot be reached" in answer.get_json()["error"]["message"]
