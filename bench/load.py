@@ -309,20 +309,34 @@ class Kiosk:
             return
         json_headers = {**self.headers, "Content-Type": "application/json"}
         status, _ = rec.timed("liveness", self.port, "POST", f"/api/v1/sessions/{session_id}/liveness",
-                              {201}, self.visit.liveness, json_headers)
+                              {201}, self.visit.liveness(), json_headers)
         if status == 201:
             rec.timed("case file", self.port, "POST", f"/api/v1/sessions/{session_id}/casefile", {200},
                       json.dumps({"citizen_key": self.her_key}).encode(), json_headers)
 
 
 class Visit:
-    """Her snapshot and her blink's evidence, encoded once for every request."""
+    """Her snapshot, encoded once for every request, and her blink's evidence."""
 
     def __init__(self):
         import helpers
         self.snapshot = helpers.her_snapshot()
-        self.liveness = json.dumps({"result": "passed", "t": 3.2,
-                                    "evidence": helpers.blink_evidence()}).encode()
+        self.crops = helpers._blink_crops()
+
+    def liveness(self):
+        """Her real blink as another visit's camera would see it: each crop with fresh sensor
+        noise. The registry refuses crops it accepted for another visit of hers (a replay),
+        and every visit of a real hall is new frames."""
+        import helpers
+        crops = [(t, self._noisy(data)) for t, data in self.crops]
+        return json.dumps({"result": "passed", "t": 3.2, "evidence": helpers.blink_evidence(crops)}).encode()
+
+    def _noisy(self, jpeg):
+        import cv2
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).astype(np.float32)
+        image += np.random.default_rng().normal(0, 2.0, image.shape)   # kiosks' threads: one each
+        return cv2.imencode(".jpg", np.clip(image, 0, 255).astype(np.uint8),
+                            [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
     def upload(self, session_id, her_key, registry, model):
         """(multipart body, content type) of a greeting of her, begun 5 s ago (her crops'
