@@ -18,6 +18,7 @@ Plain functions for other modules:
   one_to_one_threshold(db)   the distance for the ID-number check (one comparison)
   latest_curve(db)           the latest recognition.calibration.Curve (the prior if none)
 """
+import hashlib
 import json
 
 from db import now_iso, transaction
@@ -130,7 +131,7 @@ def measure_registry(db, index=None):
     ops = operational(db, sizes, model)
     curve = maths.measure(model, distances, people, ops)
     genuine = genuine_distances(db, model)
-    report = _report(db, model, curve, distances, ops, genuine, devices, sizes, len(flagged))
+    report = _report(db, model, curve, distances, ops, genuine, devices, sizes, flagged)
     with transaction(db):
         db.insert("INSERT INTO calibrations (measured_at, source, people, pairs, operational,"
                   " genuine, report, face_model) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -144,7 +145,7 @@ def _report(db, model, curve, distances, ops, genuine, devices, sizes, flagged):
     floor = model.bounds.threshold_floor
     notes = list(curve.notes)
     if flagged:
-        notes.append(("{n} citizens flagged as possible duplicates are left out.", {"n": flagged}))
+        notes.append(("{n} citizens flagged as possible duplicates are left out.", {"n": len(flagged)}))
     if not genuine.size:
         notes.append(("No confirmed greetings yet: the share of citizens greeted is unknown.", {}))
     ops_distances = [d for s in ops.sessions for d in s[0]]
@@ -157,11 +158,11 @@ def _report(db, model, curve, distances, ops, genuine, devices, sizes, flagged):
 
     return {
         "measured_at": now_iso(), **curve.as_dict(), "face_model": model.describe(),
-        "sync_seq": _sync_seq(db),
+        "sync_seq": _sync_seq(db), "flagged_digest": _digest(flagged),
         "one_to_one": _one_to_one(db, model, curve, genuine),
         "notes": [text.format(**args) for text, args in notes],
         "note_parts": [[text, args] for text, args in notes],
-        "target_fpir": target, "max_threshold": loosest, "flagged_left_out": flagged,
+        "target_fpir": target, "max_threshold": loosest, "flagged_left_out": len(flagged),
         "genuine": int(genuine.size), "bins": list(model.histogram_bins),
         "histogram": {"non_mated": maths.histogram(distances, model.histogram_bins),
                       "operational": maths.histogram(ops_distances, model.histogram_bins),
@@ -193,13 +194,22 @@ def _sync_seq(db):
     return db.execute("SELECT seq FROM sync_counter WHERE id = 1").fetchone()[0]
 
 
+def _digest(citizen_ids):
+    """A short fingerprint of a set of citizen ids (the flagged ones a report left out)."""
+    text = ",".join(str(i) for i in sorted(citizen_ids))
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+
+
 def current_report(db, index=None):
     """The report of the registry as it is committed now (inside the caller's transaction):
-    the latest one if it describes this sync counter, else measured now and stored with the
-    caller's writes. So an import's duplicate decisions rest on the registry's committed
-    faces, never on whether an earlier calibration happened to finish before a crash."""
+    the latest one if it describes this sync counter and these flagged citizens, else
+    measured now and stored with the caller's writes. So an import's duplicate decisions rest
+    on the registry's committed faces, never on whether an earlier calibration happened to
+    finish before a crash. The flagged set is part of the key: holding a record bumps no
+    sync counter, yet leaves its matched citizen out of the next measurement."""
     report = latest_report(db)
-    if report is not None and report.get("sync_seq") == _sync_seq(db):
+    if report is not None and report.get("sync_seq") == _sync_seq(db) \
+            and report.get("flagged_digest") == _digest(flagged_citizens(db)):
         return report
     return measure_registry(db, index)
 
@@ -215,7 +225,11 @@ def latest_report(db, model=None):
 def latest_curve(db, model=None):
     """The curve of the last measurement, or the model's prior when there is none."""
     model = model or faces.active(db)
-    report = latest_report(db, model)
+    return curve_of(latest_report(db, model), model)
+
+
+def curve_of(report, model):
+    """The recognition.calibration.Curve a stored report describes (None: the model's prior)."""
     if not report or report.get("source") != "measured":
         return maths.prior_curve(model, [tuple(n) for n in report["note_parts"]] if report
                                  else [("Not measured yet.", {})])
@@ -228,12 +242,13 @@ def latest_curve(db, model=None):
                        notes=tuple(tuple(n) for n in report["note_parts"]))
 
 
-def threshold_for_size(db, n):
-    """The threshold for a gallery of n citizens: the latest curve, the target FPIR setting,
-    never looser than the admin's maximum (policy.threshold) nor under the model's floor."""
+def threshold_for_size(db, n, curve=None):
+    """The threshold for a gallery of n citizens: on `curve` (default: the latest one), the
+    target FPIR setting, never looser than the admin's maximum (policy.threshold) nor under
+    the model's floor."""
     target, loosest = _limits(db)
     model = faces.active(db)
-    return maths.threshold_for(latest_curve(db, model), n, target, loosest,
+    return maths.threshold_for(curve or latest_curve(db, model), n, target, loosest,
                                model.bounds.threshold_floor)
 
 

@@ -29,18 +29,20 @@ def enrolled_count(db):
         " WHERE c.removed_at IS NULL").fetchone()[0]
 
 
-def duplicate_threshold(db, enrolled=None):
+def duplicate_threshold(db, enrolled=None, curve=None):
     """The distance under which a new face counts as possibly another citizen's: the largest t
     whose expected false flags per imported row, enrolled x FMR(t), stay within the review
     budget, on the registry's own measured false-match curve (server/calibration.py; the LFW
     prior until it can be measured). The point estimate, not its upper bound: here a false
     flag costs a look, a missed duplicate a second identity. Never stricter than what devices
-    greet at, never looser than the model's duplicate ceiling."""
+    greet at, never looser than the model's duplicate ceiling. curve: the one to decide on
+    (an import passes the curve of the registry as its batch began); default the latest."""
     ceiling = faces.active(db).bounds.duplicate_ceiling
     enrolled = enrolled_count(db) if enrolled is None else enrolled
     budget = float(registry.value(db, "duplicates.review_budget"))
-    return maths.duplicate_threshold(calibration.latest_curve(db), enrolled, budget,
-                                     calibration.threshold_for_size(db, enrolled), ceiling)
+    curve = curve or calibration.latest_curve(db)
+    return maths.duplicate_threshold(curve, enrolled, budget,
+                                     calibration.threshold_for_size(db, enrolled, curve), ceiling)
 
 
 def hold(db, actor, record, photo_path, photo_sha256, model, encoding, match_citizen_id, distance,
@@ -53,9 +55,7 @@ def hold(db, actor, record, photo_path, photo_sha256, model, encoding, match_cit
     the waiting review is brought up to date instead."""
     values = {"record": json.dumps(record, ensure_ascii=False), "match_citizen_id": match_citizen_id,
               "distance": float(distance), "threshold": float(threshold)}
-    waiting = db.execute(
-        "SELECT * FROM duplicate_reviews WHERE status = 'pending' AND id_number = ?"
-        " AND photo_sha256 = ? ORDER BY id LIMIT 1", [record["id_number"], photo_sha256]).fetchone()
+    waiting = waiting_review(db, record["id_number"], photo_sha256)
     if waiting:
         if any(waiting[k] != v for k, v in values.items()):  # the same file again: no write
             db.execute("UPDATE duplicate_reviews SET record = ?, match_citizen_id = ?, distance = ?,"
@@ -71,6 +71,13 @@ def hold(db, actor, record, photo_path, photo_sha256, model, encoding, match_cit
                  {"id_number": record["id_number"], "match_citizen_id": match_citizen_id,
                   "distance": round(float(distance), 3)})
     return review_id
+
+
+def waiting_review(db, id_number, photo_sha256):
+    """The pending review of this ID number with this photo, or None."""
+    return db.execute(
+        "SELECT * FROM duplicate_reviews WHERE status = 'pending' AND id_number = ?"
+        " AND photo_sha256 = ? ORDER BY id LIMIT 1", [id_number, photo_sha256]).fetchone()
 
 
 def pending_reviews(db, limit=100):

@@ -31,6 +31,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+
 from db import now_iso, transaction
 from db.queries import new_citizen_key, next_sync_seq
 from recognition import PhotoRejected, models
@@ -784,8 +786,10 @@ class _Run:
         # another one is refused (faces.ModelChanged) and the batch undone.
         self.model = faces.active(db)
         self.gallery = load_gallery(db, settings.index_dir)  # last: held until release_index
-        # The fraud check's own threshold (recall over precision): server/duplicates.py.
-        self.threshold = None
+        # The fraud check's own threshold (recall over precision): server/duplicates.py. The
+        # curve it is read from is the registry's as the batch began (_start_batch); the
+        # threshold follows the gallery's size as the batch adds faces: {size: threshold}.
+        self.curve, self.thresholds = None, {}
         self.replaced_photos = set()  # photo files the current batch stopped using
         self.saved_photos = set()     # photo files the current batch created
         self.swept = False            # the photos folder's unfinished writes removed
@@ -813,7 +817,7 @@ class _Run:
                             files.remove_unfinished(self.settings.photos_dir)
                             self.swept = True
                         self.gallery.catch_up(self.db, locked_sync_seq(self.db))
-                        self.threshold = None     # measured again on what is committed now
+                        self._start_batch(pending)
                         for item in pending:
                             self._write_record(item)
                         self.gallery.seen_seq = locked_sync_seq(self.db)
@@ -930,9 +934,44 @@ class _Run:
             self._record_result(record, "updated" if existing else "imported",
                                 "" if record.consent else "stored without a face template (consent is no)")
 
+    def _start_batch(self, pending):
+        """The false-match curve this batch decides on: of the registry as committed when the
+        batch begins (inside its transaction, before any of its writes), measured now unless a
+        stored report describes exactly these faces and flagged citizens (issue 24). Measured
+        at the first duplicate check instead, it counted the rows the batch had written by
+        then, and a report of the same sync counter made by the scheduled calibration between
+        a kill and the run again described other flagged citizens: the run again stored other
+        thresholds. A batch none of whose new faces comes within the duplicate ceiling of a
+        registered face or of another of the batch needs no curve: measuring one costs seconds
+        at a million templates, for every batch."""
+        self.curve, self.thresholds = None, {}
+        if self._near_any(pending):
+            self.curve = calibration.curve_of(calibration.current_report(self.db, self.gallery),
+                                              self.model)
+
+    def _near_any(self, pending):
+        """Whether a new face of the batch is within the duplicate ceiling of a face of the
+        registry as committed or of another new face of the batch: decided on the input and
+        the committed state only, so a run again asks for the curve where a clean run did."""
+        ceiling = self.model.bounds.duplicate_ceiling
+        faces_ = [self.model.from_blob(item.template) for item in pending if item.template is not None]
+        for i, face in enumerate(faces_):
+            best, _ = self.gallery.nearest_two(face)
+            if best is not None and best.distance <= ceiling:
+                return True
+            if i and float(self.model.distances(np.stack(faces_[:i]), face).min()) <= ceiling:
+                return True
+        return False
+
     def _duplicate_of(self, item):
-        """(citizen id, ID number, distance) of another citizen whose enrolled face is within
-        the duplicate threshold, or None."""
+        """(citizen id, ID number, distance, threshold) of another citizen whose enrolled face
+        is within the duplicate threshold, or None.
+
+        A record already held for review with this photo and this match, still within the
+        threshold it was held at, is the same decision: it keeps that threshold. A run again
+        after a kill replays committed batches on a registry that has grown since (the later
+        batches' faces, its own held records' matches left out of the curve), and re-held
+        those records at thresholds no clean run had stored."""
         own = item.existing["id"] if item.existing else None
         best, runner_up = self.gallery.nearest_two(self.model.from_blob(item.template))
         other = runner_up if best and best.citizen_id == own else best
@@ -940,32 +979,32 @@ class _Run:
             return None
         if other.distance > self.model.bounds.duplicate_ceiling:
             return None       # beyond any threshold the curve could give
-        if other.distance <= self._duplicate_threshold():
-            return other.citizen_id, id_number_of(self.db, other.citizen_id), other.distance
+        held = duplicates.waiting_review(self.db, item.record.id_number, item.photo_sha256)
+        if held is not None and held["match_citizen_id"] == other.citizen_id \
+                and other.distance <= held["threshold"]:
+            threshold = held["threshold"]
+        else:
+            threshold = self._duplicate_threshold()
+        if other.distance <= threshold:
+            return other.citizen_id, id_number_of(self.db, other.citizen_id), other.distance, threshold
         return None
 
     def _duplicate_threshold(self):
-        """The duplicate threshold for the gallery's size, on the false-match curve of the
-        registry as this batch first needs it: measured then, inside the batch, unless a stored
-        report describes exactly these faces. A run again after a kill replays the batch on
-        the same committed faces, so it decides as a clean run did; with the last stored curve
-        instead, a run killed after its writes and before its calibration left one of fewer
-        faces, and the run again held one duplicate fewer (issue 24)."""
-        if self.threshold is None:
-            calibration.current_report(self.db, self.gallery)
-        if self.threshold is None or self.threshold[0] != len(self.gallery):
-            size = len(self.gallery)
-            self.threshold = (size, duplicates.duplicate_threshold(self.db, size))
-        return self.threshold[1]
+        """The duplicate threshold for the gallery's size now, on the batch's curve: the size
+        grows with the batch's own writes, the same ones in a clean run and in a run again."""
+        size = len(self.gallery)
+        if size not in self.thresholds:
+            self.thresholds[size] = duplicates.duplicate_threshold(self.db, size, self.curve)
+        return self.thresholds[size]
 
     def _flag(self, item, other):
         """Hold the record, its photo and template for an admin's decision (/admin/duplicates/)."""
         record = item.record
-        citizen_id, id_number, distance = other
+        citizen_id, id_number, distance, threshold = other
         photo_path = self._save_photo(item)
         review_id = duplicates.hold(self.db, self.actor, record_fields(record), photo_path,
                                     item.photo_sha256, self.model, item.template, citizen_id, distance,
-                                    self.threshold[1])
+                                    threshold)
         reason = (f"possible duplicate identity: face matches ID number {id_number}"
                   f" (distance {distance:.2f}); not imported, held for review"
                   f" (duplicate review {review_id})")
