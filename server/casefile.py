@@ -152,14 +152,18 @@ def record_liveness(db, row, result, t, crops=None):
         return False
     if row["liveness"] != "not_run":
         raise ApiError(409, f"liveness was already reported as {row['liveness']}")
-    kept, refused, reported, seen = (None, None), None, result, None
+    kept, refused, reported, seen, read = (None, None), None, result, None, 0
     if result == "passed":
         try:
             kept, seen = _seen_blink(db, row, crops)
         except evidence.EvidenceRefused as e:
             result, refused = "failed", e.reason
+    if seen is not None:
+        replayed, read = _crops_seen_before(db, row, seen)
+        if replayed:
+            kept, result, refused, seen = (None, None), "failed", REPLAYED, None
     with transaction(db):
-        if seen is not None and _crops_seen_before(db, row, seen):
+        if seen is not None and _crops_seen_before(db, row, seen, after=read, locked=True)[0]:
             kept, result, refused = (None, None), "failed", REPLAYED
         # Set and audited once: a copy of this report sent again while this one was examined
         # (the device stopped waiting for the answer, device/sync.py) may have set it first.
@@ -179,16 +183,22 @@ def record_liveness(db, row, result, t, crops=None):
     return True
 
 
-def _crops_seen_before(db, row, signatures):
-    """Whether the crops are the same pictures as a pass of another session of the citizen in
-    the last REPLAY_WINDOW_DAYS: the same evidence opened 30 case files for a stolen token.
-    Read under a lock, so two reports of the same crops sent together do not both pass."""
-    db.lock("liveness_signatures")
+def _crops_seen_before(db, row, signatures, after=0, locked=False):
+    """(whether the crops are the same pictures as one of the citizen's newest REPLAY_PASSES
+    passes of another session in the last REPLAY_WINDOW_DAYS, the last pass row read): the
+    same evidence opened 30 case files for a stolen token. The passes are compared first
+    outside any transaction, then, under a lock, only those stored since (after=): two
+    reports of the same crops sent together do not both pass, and no write waits while a
+    month of passes is compared (it held every write of the registry for a second)."""
+    if locked:
+        db.lock("liveness_signatures")
     since = utc_stamp(datetime.now(timezone.utc) - timedelta(days=evidence.REPLAY_WINDOW_DAYS))
-    earlier = db.execute("SELECT signatures FROM liveness_signatures WHERE citizen_id = ?"
-                         " AND created_at >= ? AND session_id <> ?",
-                         [row["citizen_id"], since, row["id"]]).fetchall()
-    return any(evidence.seen_before(signatures, blob) for (blob,) in earlier)
+    earlier = db.execute(
+        "SELECT id, signatures FROM liveness_signatures WHERE citizen_id = ? AND created_at >= ?"
+        " AND session_id <> ? AND id > ? ORDER BY id DESC LIMIT ?",
+        [row["citizen_id"], since, row["id"], after, evidence.REPLAY_PASSES]).fetchall()
+    read = max([after] + [pass_id for pass_id, _ in earlier])
+    return evidence.seen_before(signatures, [blob for _, blob in earlier]), read
 
 
 def _seen_blink(db, row, crops):
