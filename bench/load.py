@@ -20,8 +20,9 @@ last_seen_at apply to both; "old" is the old way of serving them.)
 Every kiosk loops over real visits of the blinking woman of tests/data/video: its gallery
 delta (a full pull the first time), a session upload with her snapshot, a liveness pass with
 the face crops of her real blink (tests/helpers.py blink_evidence, as device/evidence.py cuts
-them), and her case file; the config every 10th visit. It starts a visit every --pace
-seconds (0: back to back). Every clerk signs in and loops over the queue page, the live
+them), and her case file; the config every 10th visit. It starts visits at random moments,
+one every --pace seconds on average (exponential gaps, as citizens walk up independently; 0:
+back to back). Every clerk signs in and loops over the queue page, the live
 queue's poll and the newest session's page (the dashboard every 10th time), every
 --clerk-pace seconds. Requests come from threads of this process, a new connection each, as the devices'
 urllib client does.
@@ -40,6 +41,7 @@ import argparse
 import json
 import math
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -287,12 +289,17 @@ class Kiosk:
         self.seq, self.model = 0, models.get(models.DEFAULT).id
 
     def run(self, rec, stop, pace):
+        """Visits at random moments, one every `pace` seconds on average (0: back to back).
+        Citizens walk up independently: kiosks started together and paced alike would all
+        send their blinks in the same second, a burst a hall never sees."""
+        arrivals = random.Random()
+        gap = (lambda: arrivals.expovariate(1 / pace)) if pace else (lambda: 0.0)
+        due = time.monotonic() + gap()
         for n in range(10 ** 9):
-            started = time.monotonic()
-            if stop.is_set():
+            if stop.wait(max(0.0, due - time.monotonic())):
                 return
             self.one_visit(rec, n)
-            time.sleep(max(0.0, pace - (time.monotonic() - started)))
+            due = max(due + gap(), time.monotonic())
 
     def one_visit(self, rec, n):
         if n % 10 == 0:

@@ -67,23 +67,30 @@ def _snapshot_face(model_id, path, max_bytes, max_pixels):
     return models.get(model_id).encodings(rgb, found[:1])[0] if found else None
 
 
-def snapshot_distance(db, row, citizen_id):
+def snapshot_distance(db, row, citizen_id, looking=None):
     """How far the face in the session's snapshot is from the citizen's templates (inf when
-    there is no face or no template); measured on first ask and stored with the session.
-    A snapshot that cannot be read now (a disk error) counts as no match and is not stored."""
+    there is no face or no template); measured on first ask (or by `looking`, the look
+    start_snapshot() began) and stored with the session. A snapshot that cannot be read now
+    (a disk error) counts as no match and is not stored."""
     if row["snapshot_distance"] is not None:
         return row["snapshot_distance"]
-    from .api import SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS
-    path = os.path.join(current_app.config["SNAPSHOTS_DIR"], row["snapshot_path"])
     model = faces.active(db)
     try:
-        encoding = snapshot_face(model, path, SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS)
+        encoding = (looking or start_snapshot(row, model)).results()[0]
     except OSError:
         return math.inf
     distance = math.inf if encoding is None else faces.best_distance(db, citizen_id, encoding, model)
     with transaction(db):
         db.execute("UPDATE sessions SET snapshot_distance = ? WHERE id = ?", [distance, row["id"]])
     return distance
+
+
+def start_snapshot(row, model):
+    """The look at a session's snapshot, begun now in the pool (Started): a blink's report
+    begins it beside its crops, so the case file asked for next finds the distance stored."""
+    from .api import SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS
+    path = os.path.join(current_app.config["SNAPSHOTS_DIR"], row["snapshot_path"])
+    return started([(_snapshot_face, (model.id, path, SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS))])
 
 
 # --- the face-work pool -------------------------------------------------------------------
@@ -102,21 +109,44 @@ def in_pool(fn, *args):
     """fn(*args) in a worker of this process's face-work pool, waiting at most FACE_TIMEOUT_S
     (FaceBusy past it). fn and args must pickle: a module-level function, models by id.
     Outside an app (a bench, a command's own code) or with FACE_WORKERS 0 it runs here."""
-    workers = int(current_app.config["FACE_WORKERS"] or 0) if has_app_context() else 0
-    if workers <= 0:
-        return fn(*args)
-    config = current_app.config   # the environment gives strings
-    return pool_for(workers, config["FACE_MODEL"]).run(fn, args, float(config["FACE_TIMEOUT_S"]))
+    return started([(fn, args)]).results()[0]
 
 
 def in_pool_each(fn, calls):
     """[fn(*args) for args in calls], spread over the pool's workers and waited for
     together (FACE_TIMEOUT_S for them all); in this thread where in_pool would run here."""
+    return started([(fn, args) for args in calls]).results()
+
+
+def started(jobs):
+    """Faces [(fn, args)] handed to the pool now, to be waited for later (Started.results()):
+    a request with faces of two kinds (a blink's crops and the visit's snapshot) waits for
+    the slowest of them, not for one kind after the other."""
     workers = int(current_app.config["FACE_WORKERS"] or 0) if has_app_context() else 0
     if workers <= 0:
-        return [fn(*args) for args in calls]
-    config = current_app.config
-    return pool_for(workers, config["FACE_MODEL"]).run_each(fn, calls, float(config["FACE_TIMEOUT_S"]))
+        return Started(None, jobs, 0)
+    config = current_app.config   # the environment gives strings
+    return Started(pool_for(workers, config["FACE_MODEL"]), jobs, float(config["FACE_TIMEOUT_S"]))
+
+
+class Started:
+    """Faces handed to a pool (or, without one, to be looked at here when asked for)."""
+
+    def __init__(self, pool, jobs, timeout):
+        self.pool, self.jobs = pool, jobs
+        self.futures = pool.submit(jobs) if pool else None
+        self.timeout, self.deadline = timeout, time.monotonic() + timeout
+
+    def results(self):
+        """Their results in order; FaceBusy when the pool did not finish them in time."""
+        if self.pool is None:
+            return [fn(*args) for fn, args in self.jobs]
+        return self.pool.wait(self.futures, self.deadline, self.timeout)
+
+    def cancel(self):
+        """Those not begun are dropped: no worker spends time on a face no one waits for."""
+        for future in self.futures or ():
+            future.cancel()
 
 
 class FacePool:
@@ -142,12 +172,10 @@ class FacePool:
             raise
         return self
 
-    def run(self, fn, args, timeout):
-        return self.run_each(fn, [args], timeout)[0]
+    def submit(self, jobs):
+        return [self.executor.submit(fn, *args) for fn, args in jobs]
 
-    def run_each(self, fn, calls, timeout):
-        futures = [self.executor.submit(fn, *args) for args in calls]
-        deadline = time.monotonic() + timeout
+    def wait(self, futures, deadline, timeout):
         try:
             return [f.result(max(0.0, deadline - time.monotonic())) for f in futures]
         except FutureTimeout:
@@ -180,24 +208,30 @@ def pool_for(workers, model_name):
 
 
 class _Guarded:
-    """A pool's run() that drops a broken pool so the next request starts a new one."""
+    """A pool's submit() and wait() that drop a broken pool so the next request starts a new one."""
 
     def __init__(self, key, pool):
         self.key, self.pool = key, pool
 
-    def run(self, fn, args, timeout):
-        return self.run_each(fn, [args], timeout)[0]
-
-    def run_each(self, fn, calls, timeout):
+    def submit(self, jobs):
         try:
-            return self.pool.run_each(fn, calls, timeout)
+            return self.pool.submit(jobs)
         except BrokenProcessPool:
-            log.error("a face worker died; the face-work pool starts again")
-            with _pools_lock:
-                if _pools.get(self.key) is self.pool:
-                    del _pools[self.key]
-            self.pool.executor.shutdown(wait=False, cancel_futures=True)
-            raise FaceBusy(1)
+            self._drop()
+
+    def wait(self, futures, deadline, timeout):
+        try:
+            return self.pool.wait(futures, deadline, timeout)
+        except BrokenProcessPool:
+            self._drop()
+
+    def _drop(self):
+        log.error("a face worker died; the face-work pool starts again")
+        with _pools_lock:
+            if _pools.get(self.key) is self.pool:
+                del _pools[self.key]
+        self.pool.executor.shutdown(wait=False, cancel_futures=True)
+        raise FaceBusy(1)
 
 
 @atexit.register

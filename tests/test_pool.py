@@ -14,7 +14,7 @@ import time
 import pytest
 
 import pgcluster
-from db import postgres
+from db import postgres, transaction
 from helpers import bearer, blink_evidence, enrol_her
 from server import facecheck
 from test_casefile import open_file, post_session, report
@@ -80,6 +80,10 @@ def test_a_face_not_looked_at_in_time_is_503_with_retry_after_and_nothing_is_kep
         app, client, db, token, her):
     session_id = post_session(client, token, her)
     assert report(client, token, session_id).status_code == 201
+    # the blink's report looked at the snapshot beside the crops: undo, as when its look
+    # was too late, so the case file must look itself
+    with transaction(db):
+        db.execute("UPDATE sessions SET snapshot_distance = NULL WHERE id = ?", [session_id])
     app.config["FACE_TIMEOUT_S"] = 0.001       # the pool cannot answer within a millisecond
     response = open_file(client, token, session_id, her)
     assert response.status_code == 503 and int(response.headers["Retry-After"]) >= 1
@@ -88,6 +92,16 @@ def test_a_face_not_looked_at_in_time_is_503_with_retry_after_and_nothing_is_kep
                       [session_id]).fetchone()
     assert tuple(kept) == (None, None)       # nothing concluded from a face not looked at
     app.config["FACE_TIMEOUT_S"] = 5.0
+    assert open_file(client, token, session_id, her).status_code == 200
+
+
+def test_a_blink_looks_at_the_snapshot_beside_its_crops_so_the_case_file_needs_no_face(
+        app, client, db, token, her):
+    session_id = post_session(client, token, her)
+    assert report(client, token, session_id).status_code == 201
+    distance = db.execute("SELECT snapshot_distance FROM sessions WHERE id = ?", [session_id]).fetchone()[0]
+    assert distance is not None and distance < 0.2        # her own face, measured once
+    app.config["FACE_TIMEOUT_S"] = 0.001       # no face could be looked at now
     assert open_file(client, token, session_id, her).status_code == 200
 
 
