@@ -75,6 +75,7 @@ class Track:
     views: deque = field(default_factory=lambda: deque(maxlen=10))  # (decision, rgb, location)
                                    # of recent encoded frames, for the snapshot of a greeting
     best_view: object = None       # (rgb, location) of the frame that best matched the name
+                                   # (for a visitor named nobody: the clearest, clearest_view)
     checked_t: float = 0.0         # when a named face was last encoded again
     verified_t: float = float("-inf")  # when a check last found the face that was named
     mismatches: int = 0            # checks in a row that found another face
@@ -242,6 +243,7 @@ class Greeter:
             return self._named(track, decision, t)
         if verdict == "unknown" and track.state == "pending" and age >= self.settings.unknown_after_s:
             track.state = "unknown"
+            track.best_view = clearest_view(track.views)
             return Outcome("unknown", track, t)
         return None
 
@@ -269,6 +271,21 @@ class Greeter:
             return None
         track.state = "named"
         return Outcome("greeted", track, t)
+
+
+def clearest_view(views):
+    """(rgb, location) of the recent frame a clerk can best compare with photos, for a visitor
+    named nobody: eyes open (the latest frame caught one visitor mid-blink, eyes shut), and of
+    those the one nearest any citizen (the face turned most toward the camera). None without
+    views."""
+    from recognition.liveness import eyes_openness, face_eyes
+    if not views:
+        return None
+    openness = [eyes_openness(*face_eyes(rgb, location)) for _, rgb, location in views]
+    widest = max(openness)
+    open_views = [view for view, seen in zip(views, openness) if seen >= 0.85 * widest]
+    best = min(open_views, key=lambda view: view[0].distance)
+    return best[1], best[2]
 
 
 def _best_view(views, citizen_id):

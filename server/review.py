@@ -24,6 +24,7 @@ from .database import get_db
 from .errors import ApiError
 from .i18n import label, t
 from .privacy import mask, private_image
+from .casefile import second_factor_on
 
 bp = Blueprint("review", __name__, url_prefix="/console")
 DECISIONS = {"confirm": "confirmed", "reject": "rejected", "close": "closed"}
@@ -37,13 +38,17 @@ def session_detail(session_id):
     row = sessions.session_or_404(db, session_id)
     with transaction(db):
         audit_user("session.view", "session", session_id)
+    min_margin = settings.value(db, "policy.margin")
+    candidates = nearest_citizens(db, row)
+    tries = sessions.visit_tries(db, row)
     return render_template("console/session.html", s=row,
                            add_templates=bool(settings.value(db, "add_confirmed_templates")),
-                           threshold=greeting_threshold(db),
-                           min_margin=settings.value(db, "policy.margin"),
-                           candidates=nearest_citizens(db, row), refusal=refusal_text(row),
-                           registry_model=faces.active_id(db),
-                           mask=mask)
+                           threshold=greeting_threshold(db), min_margin=min_margin,
+                           one_to_one=calibration.one_to_one_threshold(db),
+                           candidates=candidates, refusal=refusal_text(row),
+                           lookalike=lookalike(row, candidates, tries, min_margin),
+                           tries=tries, factor=sessions.second_factor(row, second_factor_on(db)),
+                           registry_model=faces.active_id(db), mask=mask)
 
 
 SHOWN_CANDIDATES = 3
@@ -51,8 +56,9 @@ SHOWN_CANDIDATES = 3
 
 def nearest_citizens(db, row, limit=SHOWN_CANDIDATES):
     """The device's nearest citizens for this visit, closest first, as dicts: key, distance,
-    margin (how much further the next one was: for the first, the device's margin) and the
-    citizen row (None when the key is unknown here or the citizen was removed since)."""
+    margin (how much further the next one was: for the first, the device's margin), the
+    citizen row (None when the key is unknown here or the citizen was removed since), and
+    whether it is the citizen the visit is now attached to."""
     try:
         seen = json.loads(row["candidates"] or "[]")
     except ValueError:
@@ -66,8 +72,37 @@ def nearest_citizens(db, row, limit=SHOWN_CANDIDATES):
         person = db.execute("SELECT id, name, id_number, photo_path FROM citizens"
                             " WHERE key = ? AND removed_at IS NULL", [entry["key"]]).fetchone()
         nearest.append({"key": entry["key"], "distance": entry["distance"], "citizen": person,
-                        "margin": None if following is None else following - entry["distance"]})
+                        "margin": None if following is None else following - entry["distance"],
+                        "this_visit": person is not None and person["id"] == row["citizen_id"]})
     return nearest
+
+
+def lookalike(row, candidates, tries, min_margin):
+    """Why the clerk should check the ID document before trusting this visit's name, or None:
+    another citizen was within the margin rule of the one named (the device's margin for a
+    greeting; for an ID number, the number's citizen against the nearest faces the device
+    saw), or the visitor was named although the margin was under the rule."""
+    if row["citizen_id"] is None:
+        return None
+    own = next((c["distance"] for c in candidates if c["this_visit"]), None)
+    if own is None:
+        own = row["distance"] if row["identified_by"] != "id_number" else _matched_distance(tries)
+    others = [c for c in candidates if not c["this_visit"] and c["citizen"] is not None]
+    close = [c for c in others if own is not None and c["distance"] < own + min_margin]
+    if close:
+        nearest = min(close, key=lambda c: c["distance"])
+        return t("Another citizen, {0}, was nearly as close ({1} against {2}; the rule asks {3}"
+                 " between them): check the ID document.").format(
+            nearest["citizen"]["name"], "%.3f" % nearest["distance"], "%.3f" % own, min_margin)
+    if row["identified_by"] != "id_number" and row["margin"] is not None and row["margin"] < min_margin:
+        return t("The margin to the next citizen ({0}) was under the rule ({1}): check the ID"
+                 " document.").format("%.3f" % row["margin"], min_margin)
+    return None
+
+
+def _matched_distance(tries):
+    """The distance the registry measured for the ID number that matched (from its try)."""
+    return next((entry["distance"] for entry in tries if entry["ok"] and entry["distance"] is not None), None)
 
 
 def refusal_text(row):

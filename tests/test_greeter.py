@@ -149,3 +149,22 @@ def test_a_blink_counts_only_once_the_face_is_checked_again_after_it():
     assert not _confirmed(challenge) and track.recheck_due
     track.verified_t = 1.5                        # the greeter found the same face at 1.5 s
     assert _confirmed(challenge)
+
+
+def test_the_snapshot_of_a_visitor_named_nobody_has_her_eyes_open_not_the_latest_frame():
+    """The clerk compares an unknown visitor's snapshot with photos: a frame mid-blink (the
+    latest, here, and even the nearest to a citizen) is not the one kept."""
+    from types import SimpleNamespace
+    from device.greeter import clearest_view
+    from helpers import her_frames
+    from recognition.liveness import eyes_openness, face_eyes
+    frames = her_frames()
+    openness = [eyes_openness(*face_eyes(rgb, location)) for _, rgb, location in frames]
+    shut = min(range(len(frames)), key=openness.__getitem__)
+    recent = frames[max(0, shut - 9):shut + 1]          # the blink is the newest frame
+    views = [(SimpleNamespace(distance=0.2 if i == len(recent) - 1 else 0.3), rgb, location)
+             for i, (_, rgb, location) in enumerate(recent)]
+    rgb, location = clearest_view(views)
+    kept = eyes_openness(*face_eyes(rgb, location))
+    assert rgb is not recent[-1][1] and kept > 1.5 * openness[shut]
+    assert clearest_view([]) is None
