@@ -22,6 +22,8 @@ from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))     # relay: the kill proxy's bytes
+from relay import forward, read_request  # noqa: E402
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 PASSWORD = "faults-password-123"
 REQUEST_TIMEOUT_S = 60
@@ -402,7 +404,7 @@ class KillProxy:
 
     def _relay(self, conn):
         conn.settimeout(REQUEST_TIMEOUT_S)
-        request = _read_request(conn)
+        request = read_request(conn)
         if not request:
             return
         line = request.split(b"\r\n", 1)[0].decode("latin-1")
@@ -410,7 +412,7 @@ class KillProxy:
         if strike and strike[0] == "before":
             strike[1]()
             return
-        answer = self._forward(request)
+        answer = forward(("127.0.0.1", self.upstream_port), request, REQUEST_TIMEOUT_S)
         if strike:
             strike[1]()
             return
@@ -427,34 +429,4 @@ class KillProxy:
             self._armed, self.killed = None, f"{when} {method} {path}"
         return when, kill
 
-    def _forward(self, request):
-        with socket.create_connection(("127.0.0.1", self.upstream_port), timeout=REQUEST_TIMEOUT_S) as up:
-            up.sendall(request)
-            chunks = []
-            while True:
-                chunk = up.recv(65536)
-                if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
 
-
-def _read_request(conn):
-    """One HTTP request's bytes: its head and a Content-Length body."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for header in head.split(b"\r\n")[1:]:
-        name, _, value = header.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return head + b"\r\n\r\n" + body

@@ -9,7 +9,6 @@ reaches the device; from then on every connection is cut until the server is bac
 supervisor restarting it after a second, or after the visit). A device restart is the store
 and syncer closed and opened again on the same file.
 """
-import socket
 import socketserver
 import sqlite3
 import threading
@@ -30,6 +29,7 @@ from device.store import MIGRATIONS, Store
 from device.sync import Syncer
 from kiosk.casefile_screen import CaseFileDesk
 from kiosk.presenter import KioskCaseFilePresenter
+from relay import forward, read_request
 from test_kiosk_offline import free_port, prime_store, serving
 
 WRONG = "0000"          # her phone on file ends 4321 (helpers.PHONE)
@@ -75,7 +75,7 @@ class KillSwitch:
 
     def _relay(self, conn):
         conn.settimeout(10)
-        request = _read_request(conn)
+        request = read_request(conn)
         line = request.split(b"\r\n", 1)[0].decode("latin-1")
         with self._lock:
             if self.down or not request:
@@ -83,7 +83,7 @@ class KillSwitch:
             when = self._strikes(line)
         if when == "before":
             return
-        answer = self._forward(request)
+        answer = forward(self.upstream, request, 30)
         if when != "after":
             conn.sendall(answer)
 
@@ -100,37 +100,7 @@ class KillSwitch:
             threading.Timer(back_in, self.revive).start()
         return when
 
-    def _forward(self, request):
-        with socket.create_connection(self.upstream, timeout=30) as upstream:
-            upstream.sendall(request)
-            chunks = []
-            while True:
-                chunk = upstream.recv(65536)
-                if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
 
-
-def _read_request(conn):
-    """One HTTP request's bytes: the head and a Content-Length body."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for header in head.split(b"\r\n")[1:]:
-        name, _, value = header.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return head + b"\r\n\r\n" + body
 
 
 # The 10 points of a visit the server is killed at: each of its requests, before the server
