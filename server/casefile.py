@@ -37,6 +37,7 @@ SUMMARY_FIELDS = ("case_number", "type", "status", "counter", "appointment_at")
 DETAIL_FIELDS = SUMMARY_FIELDS + ("summary", "updated_at")
 FULL_WIDTH_DIGITS = {0xFF10 + i: str(i) for i in range(10)}  # "０".."９"
 REPLAYED = "the crops were sent for another visit"
+TOO_MANY_PASSES = "more blinks this month than the registry checks for replays; please see a clerk"
 
 
 class CaseFileRefused(Exception):
@@ -161,10 +162,11 @@ def record_liveness(db, row, result, t, crops=None):
     if seen is not None:
         replayed, read = _crops_seen_before(db, row, seen)
         if replayed:
-            kept, result, refused, seen = (None, None), "failed", REPLAYED, None
+            kept, result, refused, seen = (None, None), "failed", replayed, None
     with transaction(db):
-        if seen is not None and _crops_seen_before(db, row, seen, after=read, locked=True)[0]:
-            kept, result, refused = (None, None), "failed", REPLAYED
+        replayed = seen is not None and _crops_seen_before(db, row, seen, after=read, locked=True)[0]
+        if replayed:
+            kept, result, refused = (None, None), "failed", replayed
         # Set and audited once: a copy of this report sent again while this one was examined
         # (the device stopped waiting for the answer, device/sync.py) may have set it first.
         stored = db.execute("UPDATE sessions SET liveness = ?, liveness_encodings = ?, liveness_model = ?"
@@ -184,21 +186,25 @@ def record_liveness(db, row, result, t, crops=None):
 
 
 def _crops_seen_before(db, row, signatures, after=0, locked=False):
-    """(whether the crops are the same pictures as one of the citizen's newest REPLAY_PASSES
-    passes of another session in the last REPLAY_WINDOW_DAYS, the last pass row read): the
-    same evidence opened 30 case files for a stolen token. The passes are compared first
-    outside any transaction, then, under a lock, only those stored since (after=): two
-    reports of the same crops sent together do not both pass, and no write waits while a
-    month of passes is compared (it held every write of the registry for a second)."""
+    """(why the crops are refused: REPLAYED when they are the same pictures as a pass of
+    another session of the citizen in the last REPLAY_WINDOW_DAYS, TOO_MANY_PASSES beyond
+    REPLAY_PASSES of them; else None, the last pass row read). The same evidence opened 30
+    case files for a stolen token. The passes are compared first outside any transaction,
+    then, under a lock, only those stored since (after=): two reports of the same crops sent
+    together do not both pass, and no write waits while a month of passes is compared (it
+    held every write of the registry for a second). Pass rows are written under that lock
+    alone, so their ids rise in the order they are committed."""
     if locked:
         db.lock("liveness_signatures")
     since = utc_stamp(datetime.now(timezone.utc) - timedelta(days=evidence.REPLAY_WINDOW_DAYS))
     earlier = db.execute(
         "SELECT id, signatures FROM liveness_signatures WHERE citizen_id = ? AND created_at >= ?"
         " AND session_id <> ? AND id > ? ORDER BY id DESC LIMIT ?",
-        [row["citizen_id"], since, row["id"], after, evidence.REPLAY_PASSES]).fetchall()
+        [row["citizen_id"], since, row["id"], after, evidence.REPLAY_PASSES + 1]).fetchall()
     read = max([after] + [pass_id for pass_id, _ in earlier])
-    return evidence.seen_before(signatures, [blob for _, blob in earlier]), read
+    if len(earlier) > evidence.REPLAY_PASSES:
+        return TOO_MANY_PASSES, read
+    return (REPLAYED if evidence.seen_before(signatures, [blob for _, blob in earlier]) else None), read
 
 
 def _seen_blink(db, row, crops):

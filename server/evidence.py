@@ -76,11 +76,10 @@ SHAPE_POINTS = np.r_[0:36, 48:68]       # jaw, brows, nose, mouth: not the eyeli
 # the citizen: a replay is worth most within days of the token's theft; a month bounds both
 # the rows read per pass (one citizen's recent passes) and what the registry keeps of faces.
 REPLAY_WINDOW_DAYS = 30
-# ... and compared with the newest REPLAY_PASSES of them: a citizen passes a handful of
-# times a month, and this bounds a pass's comparison (~10 ms for 5 crops each) whatever a
-# token does. Crops older than 30 newer passes of the citizen are crops of a citizen who came
-# back 30 times since.
-REPLAY_PASSES = 30
+# ... and every one of them is compared, up to REPLAY_PASSES: a citizen passes a handful of
+# times a month; more than that is refused (see a clerk) rather than compared with some only,
+# or 31 captured blinks would take turns for ever. 60 passes of 5 crops: ~60 ms of numpy.
+REPLAY_PASSES = 60
 
 
 class EvidenceRefused(ValueError):

@@ -11,7 +11,7 @@ import pytest
 import helpers
 from bench.liveness_attacks import attacks
 from conftest import person_photo
-from db import transaction
+from db import now_iso, transaction
 from helpers import blink_evidence, enrol_her, her_frames
 from recognition import engine
 from recognition.images import jpeg_bytes, load_image
@@ -100,3 +100,88 @@ def test_signatures_older_than_the_window_are_purged(client, db, token):
     assert purge.purge_crop_signatures(db, later) == 1
     with transaction(db):
         assert db.execute("SELECT COUNT(*) FROM liveness_signatures").fetchone()[0] == 0
+
+
+def _reference_distance(old, new):
+    """picture_distance written the slow way, from its definition: the inner part of the old
+    signature against each shift of the new one by up to SIGNATURE_SHIFT cells, each
+    normalised, the smallest mean difference."""
+    m, side = evidence.SIGNATURE_SHIFT, evidence.SIGNATURE_SIDE
+
+    def normalised(grid):
+        grid = grid - grid.mean()
+        return grid / (grid.std() + 1e-6)
+
+    inner = normalised(np.asarray(old, np.float64)[m:side - m, m:side - m])
+    new = np.asarray(new, np.float64)
+    return min(np.abs(inner - normalised(new[m + dy:side - m + dy, m + dx:side - m + dx])).mean()
+               for dy in range(-m, m + 1) for dx in range(-m, m + 1))
+
+
+def test_all_at_once_distances_match_one_pair_at_a_time():
+    _encodings, signatures = evidence.check(list(helpers._blink_crops()), 10.0, helpers.MODEL)
+    rng = np.random.default_rng(3)
+    shifted = np.roll(signatures[0], 1, axis=1)           # the same picture, one cell over
+    noise = rng.normal(size=signatures[0].shape)
+    olds, news = list(signatures) + [noise], [shifted] + list(signatures[1:3])
+    table = evidence.picture_distances(olds, news)
+    assert table.shape == (len(olds), len(news))
+    for i, old in enumerate(olds):
+        for j, new in enumerate(news):
+            assert table[i, j] == pytest.approx(_reference_distance(old, new), abs=1e-4)
+    assert table[0, 0] < evidence.SAME_PICTURE < table[-1].min()
+
+
+def _store_passes(db, citizen_id, count, signatures):
+    """`count` earlier passes of the citizen (other sessions), each with these signatures."""
+    stamp = now_iso()
+    with transaction(db):
+        for i in range(count):
+            db.execute("INSERT INTO liveness_signatures (citizen_id, session_id, signatures, created_at)"
+                       " VALUES (?, ?, ?, ?)",
+                       [citizen_id, f"earlier-{i}", evidence.signatures_blob(signatures), stamp])
+
+
+def _other_signatures():
+    rng = np.random.default_rng(5)
+    side = evidence.SIGNATURE_SIDE
+    return rng.normal(size=(5, side, side)).astype(np.float32)
+
+
+def test_a_real_blink_beside_a_full_month_of_other_passes_still_passes(client, db, token):
+    her = enrol_her(db)
+    _store_passes(db, her, evidence.REPLAY_PASSES, _other_signatures())
+    sid = post_session(client, token, her)
+    assert report(client, token, sid, blink_evidence()).status_code == 201
+    assert open_file(client, token, sid, her).status_code == 200
+
+
+def test_more_passes_a_month_than_are_compared_sends_her_to_a_clerk(client, db, token):
+    """Fail closed: comparing only the newest passes would let 61 captured blinks take turns."""
+    her = enrol_her(db)
+    _store_passes(db, her, evidence.REPLAY_PASSES + 1, _other_signatures())
+    sid = post_session(client, token, her)
+    answer = report(client, token, sid, blink_evidence())
+    assert answer.status_code == 403 and "see a clerk" in answer.get_json()["error"]["message"]
+    assert liveness_of(db, sid) == "failed"
+    assert open_file(client, token, sid, her).status_code == 403
+
+
+def test_a_pass_stored_while_hers_was_compared_is_still_caught(client, db, token, monkeypatch):
+    """The same crops sent for two visits at once: the other visit's pass lands between the
+    comparison outside the lock and the re-read under it."""
+    from server import casefile
+    her = enrol_her(db)
+    sid = post_session(client, token, her)
+    _encodings, signatures = evidence.check(list(helpers._blink_crops()), 10.0, helpers.MODEL)
+    first_look = casefile._crops_seen_before
+
+    def and_meanwhile(db_, row, seen, after=0, locked=False):
+        answer = first_look(db_, row, seen, after=after, locked=locked)
+        if not locked:
+            _store_passes(db_, her, 1, signatures)
+        return answer
+    monkeypatch.setattr(casefile, "_crops_seen_before", and_meanwhile)
+    answer = report(client, token, sid, blink_evidence())
+    assert answer.status_code == 403 and "another visit" in answer.get_json()["error"]["message"]
+    assert liveness_of(db, sid) == "failed"
