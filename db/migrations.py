@@ -470,3 +470,11 @@ def m100_liveness_crop_signatures(db):
         created_at TEXT NOT NULL)""")
     db.execute("CREATE INDEX idx_liveness_signatures_citizen ON liveness_signatures(citizen_id, created_at)")
     db.execute("CREATE INDEX idx_liveness_signatures_created ON liveness_signatures(created_at)")
+
+
+@migration
+def m110_ticket_counter(db):
+    """The counter a ticket sent its visitor to ("" for the general desk), as the device was
+    told: the clerks' list shows it and a clerk's "call next" calls only their counter's
+    tickets. Tickets issued before this were not told apart: they are the general desk's."""
+    db.execute("ALTER TABLE sessions ADD COLUMN ticket_counter TEXT NOT NULL DEFAULT ''")

@@ -87,9 +87,25 @@ def pending_reviews(db, limit=100):
         " WHERE r.status = 'pending' ORDER BY r.id LIMIT ?", [limit]).fetchall()
 
 
+def decided_reviews(db, limit=50):
+    """The latest decisions, newest first, with who made them: the record of what was done with
+    each held record (a decided review stays; only its photo may be gone)."""
+    return db.execute(
+        "SELECT r.id, r.id_number, r.distance, r.threshold, r.status, r.decided_at,"
+        " r.created_citizen_id, r.match_citizen_id, c.name AS match_name,"
+        " c.id_number AS match_id_number, u.username AS decider"
+        " FROM duplicate_reviews r JOIN citizens c ON c.id = r.match_citizen_id"
+        " LEFT JOIN users u ON u.id = r.decided_by"
+        " WHERE r.status <> 'pending' ORDER BY r.decided_at DESC, r.id DESC LIMIT ?",
+        [limit]).fetchall()
+
+
 def review_row(db, review_id):
+    """One review with the registered citizen it resembles (what the admin compares it with:
+    ID number, name, phone, district, photo) and who decided it."""
     return db.execute(
         "SELECT r.*, c.name AS match_name, c.id_number AS match_id_number,"
+        " c.phone AS match_phone, c.district AS match_district,"
         " c.photo_path AS match_photo_path, c.removed_at AS match_removed_at, u.username AS decider"
         " FROM duplicate_reviews r JOIN citizens c ON c.id = r.match_citizen_id"
         " LEFT JOIN users u ON u.id = r.decided_by WHERE r.id = ?", [review_id]).fetchone()
@@ -98,3 +114,29 @@ def review_row(db, review_id):
 def record_of(row):
     """The held record's fields (dict) of a duplicate_reviews row."""
     return json.loads(row["record"])
+
+
+# How close a pair is, against the limit it was held at (distance / threshold): under
+# NEAR_SHARE of the limit the faces are very likely one person's, from CLOSE_SHARE up to the
+# limit two people's faces can be this close.
+NEAR_SHARE = 0.6
+CLOSE_SHARE = 0.9
+
+
+def closeness(distance, threshold):
+    """How the pair's distance stands against its limit, in words the review page says:
+    "far_under" (very likely the same person), "under" (probably the same person),
+    "just_under" (could be either: look closely) or "over" (probably different people)."""
+    share = distance / threshold if threshold > 0 else float("inf")
+    if share >= 1:
+        return "over"
+    if share >= CLOSE_SHARE:
+        return "just_under"
+    return "far_under" if share < NEAR_SHARE else "under"
+
+
+def likely_same_person(review):
+    """The likely answer of a review: its faces are within the limit it was held at. Then
+    "same person" is the page's first answer, and importing the record as someone else
+    needs the admin's explicit confirmation."""
+    return review["distance"] < review["threshold"]

@@ -1,5 +1,6 @@
 """Admin pages for the registry's records one at a time: add a citizen, correct them, add or
-replace photos, withdraw consent, remove; and the list of records the duplicate check held.
+replace photos, withdraw consent, remove; and the records the duplicate check held, each
+looked at beside the citizen it resembles, with the decisions made on them kept in view.
 
 Admins only. Thin views over server/enrolment.py (the same checks and reasons as an import);
 every view of personal data and every change is audited.
@@ -160,21 +161,29 @@ def review_or_404(db, review_id):
 
 @bp.route("/duplicates/")
 def duplicate_list():
+    """The records waiting for a look, and the latest decisions (who, when, what)."""
     db = get_db()
-    rows = duplicates.pending_reviews(db)
+    rows, decided = duplicates.pending_reviews(db), duplicates.decided_reviews(db)
     with transaction(db):
-        audit_user("duplicate.list", "duplicate_review", "", {"shown": [r["id"] for r in rows]})
-    return render_template("records/duplicates.html", rows=rows, mask=mask,
+        audit_user("duplicate.list", "duplicate_review", "",
+                   {"shown": [r["id"] for r in rows], "decided": [r["id"] for r in decided]})
+    return render_template("records/duplicates.html", rows=rows, decided=decided, mask=mask,
                            threshold=duplicates.duplicate_threshold(db))
 
 
 @bp.route("/duplicates/<int:review_id>")
 def duplicate(review_id):
+    """Both records in full, side by side: the page shows the registered citizen's record as
+    their own page does, so it is audited as a view of them too."""
     db = get_db()
     row = review_or_404(db, review_id)
     with transaction(db):
         audit_user("duplicate.view", "duplicate_review", review_id)
-    return render_template("records/duplicate.html", r=row, held=duplicates.record_of(row))
+        audit_user("citizen.view", "citizen", row["match_citizen_id"],
+                   {"page": "duplicate", "review": review_id})
+    return render_template("records/duplicate.html", r=row, held=duplicates.record_of(row),
+                           closeness=duplicates.closeness(row["distance"], row["threshold"]),
+                           likely_same=duplicates.likely_same_person(row))
 
 
 @bp.route("/duplicates/<int:review_id>/photo")
@@ -191,9 +200,16 @@ def duplicate_photo(review_id):
 def decide(review_id):
     db = get_db()
     row = review_or_404(db, review_id)
+    decision = request.form.get("decision", "")
+    # Faces this close are likely one person: a second identity goes in only with the admin's
+    # own tick that they are two people, checked here (the form's `required` only helps the
+    # browser; a replayed or hand-made POST has no tick).
+    if (decision == "import" and duplicates.likely_same_person(row)
+            and request.form.get("confirm_different") != "yes"):
+        flash(t("Not imported: tick the box to confirm these are two different people."), "error")
+        return redirect(url_for("records.duplicate", review_id=review_id))
     try:
-        citizen_id = enrolment.decide_duplicate(db, user_actor(), row,
-                                                request.form.get("decision", ""), _settings())
+        citizen_id = enrolment.decide_duplicate(db, user_actor(), row, decision, _settings())
     except enrolment.RecordRefused as e:
         _refused(e.reason)
         return redirect(url_for("records.duplicate", review_id=review_id))

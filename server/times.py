@@ -50,5 +50,11 @@ def localtime(stamp):
     return f"{moment.year}年{moment.month}月{moment.day}日 {clock}"
 
 
+def local_clock(stamp):
+    """A stored stamp's local time of day only ("09:15:02"), for a page about one day."""
+    return localtime(stamp).rsplit(" ", 1)[-1]
+
+
 def init_app(app):
     app.jinja_env.filters["localtime"] = localtime
+    app.jinja_env.filters["clock"] = local_clock

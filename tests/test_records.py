@@ -319,11 +319,124 @@ def test_duplicate_review_pages_show_both_photos_and_record_the_decision(app, db
     page = client.get(f"/admin/duplicates/{review_id}").get_data(as_text=True)
     assert 'id="held-photo"' in page and 'id="existing-photo"' in page
     assert client.get(f"/admin/duplicates/{review_id}/photo").mimetype == "image/jpeg"
-    post(client, f"/admin/duplicates/{review_id}", f"/admin/duplicates/{review_id}", {"decision": "import"})
+    post(client, f"/admin/duplicates/{review_id}", f"/admin/duplicates/{review_id}",
+         {"decision": "import", "confirm_different": "yes"})
     assert db.execute("SELECT name FROM citizens WHERE id_number = ?", [id_number(2)]).fetchone()[0] \
         == "Obama again"
     entry = db.execute("SELECT * FROM audit_log WHERE action = 'duplicate.import'").fetchone()
     assert entry["actor_name"] == "admin" and entry["target_id"] == str(review_id)
+
+
+def held_pair(db, tmp_path, settings):
+    """Obama registered (phone and district on file) and a second photo of him held under
+    another ID number; the review's id."""
+    photos = {"o1.jpg": people_photo("barack_obama", 1), "o4.jpg": people_photo("barack_obama", 4)}
+    import_people(db, tmp_path, settings, [record(1, "Obama", "o1.jpg", district="天河区"),
+                                           record(2, "Obama again", "o4.jpg", district="越秀区")],
+                  photos)
+    [review] = duplicates.pending_reviews(db)
+    return review["id"]
+
+
+def buttons(page):
+    """{button id: its class} of the review page's decision buttons."""
+    import re
+    return {m.group(2): m.group(1) or "" for m in re.finditer(
+        r'<button type="submit" name="decision" value="[a-z_]+"(?: class="([^"]*)")? id="([a-z-]+)"', page)}
+
+
+@pytest.mark.parametrize("distance, says", [
+    (0.104, "far_under"), (0.30, "under"), (0.42, "just_under"), (0.435, "over"), (0.6, "over")])
+def test_a_pairs_distance_is_said_against_its_limit(distance, says):
+    assert duplicates.closeness(distance, 0.435) == says
+
+
+def test_the_review_page_shows_both_records_whole_and_makes_same_person_the_first_answer(
+        app, db, client, auth, tmp_path, settings):
+    review_id = held_pair(db, tmp_path, settings)
+    review = duplicates.review_row(db, review_id)
+    registered = db.execute("SELECT * FROM citizens WHERE id_number = ?", [id_number(1)]).fetchone()
+    auth.login("admin")
+    page = client.get(f"/admin/duplicates/{review_id}", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    existing = page.split('id="existing"')[1].split("</table>")[0]
+    for value in (id_number(1), "Obama", registered["phone"], "天河区"):    # in full: an admin page
+        assert value in existing
+    held = page.split('id="held"')[1].split("</table>")[0]
+    assert id_number(2) in held and "越秀区" in held
+    limit = f"{review['threshold']:.3f}"
+    assert review["distance"] < review["threshold"] * duplicates.CLOSE_SHARE
+    assert f"{review['distance']:.3f}</strong> —" in page
+    assert f"under the limit {limit}: " in page and "the same person" in page
+    shown = buttons(page)
+    assert shown["discard"] == "primary"                 # the likely answer is the filled button
+    assert "primary" not in shown["add-to-existing"] and "primary" not in shown["import"]
+    assert 'name="confirm_different" value="yes" required' in page
+    zh = client.get(f"/admin/duplicates/{review_id}", headers={"Accept-Language": "zh"}).get_data(as_text=True)
+    assert f"低于上限 {limit}" in zh and "同一人" in zh
+    # the registered citizen's record was shown: audited as a view of them, as their own page is
+    viewed = db.execute("SELECT detail FROM audit_log WHERE action = 'citizen.view' AND target_id = ?",
+                        [str(registered["id"])]).fetchall()
+    assert len(viewed) == 2 and f'"review": {review_id}' in viewed[0][0]
+
+
+def test_importing_over_a_close_match_is_refused_without_the_confirmation(
+        app, db, client, auth, tmp_path, settings):
+    review_id = held_pair(db, tmp_path, settings)
+    auth.login("admin")
+    url = f"/admin/duplicates/{review_id}"
+    for unconfirmed in ({}, {"confirm_different": ""}, {"confirm_different": "no"}):
+        refused = post(client, url, url, {"decision": "import", **unconfirmed},
+                       headers={"Accept-Language": "en"})
+        assert refused.status_code == 302 and refused.headers["Location"].endswith(url)
+        assert db.execute("SELECT 1 FROM citizens WHERE id_number = ?", [id_number(2)]).fetchone() is None
+        assert duplicates.review_row(db, review_id)["status"] == "pending"
+    page = client.get(url, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Not imported: tick the box to confirm these are two different people." in page
+    assert "duplicate.import" not in actions(db, review_id)
+    post(client, url, url, {"decision": "import", "confirm_different": "yes"})
+    assert db.execute("SELECT name FROM citizens WHERE id_number = ?", [id_number(2)]).fetchone()[0] \
+        == "Obama again"
+    assert actions(db, review_id)[-1] == "duplicate.import"
+
+
+def test_a_same_person_answer_needs_no_confirmation(app, db, client, auth, tmp_path, settings):
+    review_id = held_pair(db, tmp_path, settings)
+    auth.login("admin")
+    url = f"/admin/duplicates/{review_id}"
+    post(client, url, url, {"decision": "discard"})
+    assert duplicates.review_row(db, review_id)["status"] == "discard"
+
+
+def test_decided_reviews_stay_listed_with_who_decided_when_and_what(
+        app, db, client, auth, tmp_path, settings):
+    flagged_import(db, tmp_path, settings)
+    held_first = duplicates.pending_reviews(db)[0]["id"]
+    import_people(db, tmp_path, settings,
+                  [record(4, "Biden again", "b2.jpg")], {"b2.jpg": people_photo("joe_biden", 2)})
+    held_second = [r["id"] for r in duplicates.pending_reviews(db) if r["id"] != held_first][0]
+    auth.login("admin")
+    listing = client.get("/admin/duplicates/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'id="no-decided"' in listing
+    post(client, f"/admin/duplicates/{held_first}", f"/admin/duplicates/{held_first}", {"decision": "discard"})
+    post(client, f"/admin/duplicates/{held_second}", f"/admin/duplicates/{held_second}",
+         {"decision": "import", "confirm_different": "yes"})
+    listing = client.get("/admin/duplicates/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'id="no-duplicates"' in listing                  # nothing waits any more ...
+    decided = listing.split('id="decided"')[1].split("</table>")[0]
+    rows = decided.split("<tr data-id=")[1:]                # ... and both decisions are kept
+    assert [int(r.split('"')[1]) for r in rows] == [held_second, held_first]    # newest first
+    stamps = {r["id"]: r["decided_at"] for r in duplicates.decided_reviews(db)}
+    from server.times import localtime
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        for row, review_id, what in [(rows[0], held_second, "Imported as a different person"),
+                                     (rows[1], held_first, "Discarded as the same person")]:
+            assert what in row and '<td class="decider">admin</td>' in row
+            assert localtime(stamps[review_id]) in row
+    assert id_number(2) not in listing                        # the list still masks ID numbers
+    page = client.get(f"/admin/duplicates/{held_first}", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'id="decided"' in page and "admin" in page and 'id="same-form"' not in page
+    zh = client.get("/admin/duplicates/", headers={"Accept-Language": "zh"}).get_data(as_text=True)
+    assert "已决定" in zh and "丢弃" in zh
 
 
 def test_every_photo_of_the_same_people_under_new_id_numbers_is_held(db, tmp_path, settings):

@@ -35,22 +35,46 @@ def test_admin_adds_a_citizen_with_photos_edits_and_withdraws_consent(live_serve
     assert tuple(row) == (0, None)
 
 
-def test_admin_sees_both_photos_of_a_held_duplicate_and_imports_it(live_server, chromium_page, db,
-                                                                    app, tmp_path):
+PHOTOS_SHOWN = ("document.querySelector('#held-photo').naturalWidth > 0"
+                " && document.querySelector('#existing-photo').naturalWidth > 0")
+
+
+def test_admin_compares_a_held_duplicate_side_by_side_and_imports_it_only_when_sure(
+        live_server, chromium_page, db, app, tmp_path):
     photos = photo_folder(tmp_path / "photos", {"o1.jpg": people_photo("barack_obama", 1),
                                                 "o4.jpg": people_photo("barack_obama", 4)})
     records = write_csv(tmp_path / "RECORDS.csv", RECORD_HEADER,
-                        [record(1, "Barack Obama", "o1.jpg"), record(2, "Obama Twin", "o4.jpg")])
+                        [record(1, "Barack Obama", "o1.jpg", district="天河区"),
+                         record(2, "Obama Twin", "o4.jpg", district="越秀区")])
     run_import(db, str(records), str(photos), None, Settings.from_config(app.config))
     page = chromium_page
     log_in(page, live_server.url, "admin")
     page.goto(live_server.url + "/admin/duplicates/")
-    screenshot(page, "records_duplicates")
     page.click("#duplicates a.button")
     page.wait_for_selector("#held-photo")
-    page.wait_for_function("document.querySelector('#held-photo').naturalWidth > 0"
-                           " && document.querySelector('#existing-photo').naturalWidth > 0")
-    screenshot(page, "records_duplicate")
+    url = page.url
+    for language in ("zh", "en"):
+        page.set_extra_http_headers({"Accept-Language": language})
+        for width in (1440, 800):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(url)
+            page.wait_for_function(PHOTOS_SHOWN)
+            screenshot(page, f"duplicate_review_{width}_{language}")
+            held, existing = (page.locator(f"#{side}-photo").bounding_box() for side in ("held", "existing"))
+            assert abs(held["y"] - existing["y"]) < 2 and held["x"] + held["width"] < existing["x"]  # side by side
+            assert held["height"] >= (400 if width == 1440 else 340)
+            assert "primary" in page.get_attribute("#discard", "class")     # the likely answer
+            assert "primary" not in page.get_attribute("#import", "class")
+
+    page.click("#import")                                   # not ticked: the browser holds it
+    page.wait_for_timeout(500)
+    assert page.evaluate("document.querySelector('#confirm-different').validity.valueMissing")
+    assert page.url == url and db.execute("SELECT status FROM duplicate_reviews").fetchone()[0] == "pending"
+    page.check("#confirm-different")
     page.click("#import")
     page.wait_for_selector("#edit-citizen")
     assert page.input_value("#name") == "Obama Twin"
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(live_server.url + "/admin/duplicates/")
+    assert page.locator("#decided tr[data-decision=import]").count() == 1
+    screenshot(page, "duplicates_decided_1440_en")
