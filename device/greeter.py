@@ -275,17 +275,34 @@ class Greeter:
 
 def clearest_view(views):
     """(rgb, location) of the recent frame a clerk can best compare with photos, for a visitor
-    named nobody: eyes open (the latest frame caught one visitor mid-blink, eyes shut), and of
-    those the one nearest any citizen (the face turned most toward the camera). None without
-    views."""
+    named nobody: eyes open (the latest frame caught one visitor mid-blink, eyes shut), the
+    face near its largest (closest to the camera), and of those the sharpest (no motion
+    blur). Not the frame nearest some citizen: that would show the clerk the face at its
+    most like the device's guess. None without views."""
     from recognition.liveness import eyes_openness, face_eyes
     if not views:
         return None
     openness = [eyes_openness(*face_eyes(rgb, location)) for _, rgb, location in views]
     widest = max(openness)
     open_views = [view for view, seen in zip(views, openness) if seen >= 0.85 * widest]
-    best = min(open_views, key=lambda view: view[0].distance)
+    largest = max(engine.face_height(view[2]) for view in open_views)
+    near = [view for view in open_views if engine.face_height(view[2]) >= 0.8 * largest]
+    best = max(near, key=lambda view: _sharpness(view[1], view[2]))
     return best[1], best[2]
+
+
+SHARPNESS_SIDE = 128     # faces compared for sharpness at one size: a bigger one is not sharper
+
+
+def _sharpness(rgb, location):
+    """Variance of the Laplacian of the face, grey at SHARPNESS_SIDE: low when blurred."""
+    import cv2
+    top, right, bottom, left = location
+    face = rgb[max(0, top):max(0, bottom), max(0, left):max(0, right)]
+    if face.size == 0:
+        return 0.0
+    grey = cv2.cvtColor(cv2.resize(face, (SHARPNESS_SIDE, SHARPNESS_SIDE)), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
 def _best_view(views, citizen_id):

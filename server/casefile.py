@@ -13,6 +13,7 @@ deployment's "second_factor" setting is on: the last four digits of the phone on
 a wait after each wrong try and a lock for the session after a few. Every opening, every
 refusal and every second-factor try writes an audit entry.
 """
+import logging
 from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -30,6 +31,8 @@ from .facecheck import FaceBusy, snapshot_distance, start_snapshot
 from .gallery import device_scope, in_scope
 from .errors import ApiError, error_body
 from .times import utc_stamp
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("casefile", __name__, url_prefix="/api/v1")
 
@@ -238,10 +241,15 @@ def _seen_blink(db, row, crops):
             snapshot.cancel()
         raise evidence.EvidenceRefused("the crops do not all show the citizen greeted")
     if snapshot:
+        # the early look is a head start, not a check: whatever stops it (a busy pool, a
+        # worker that died, a database hiccup), the blink's own verdict stands and the case
+        # file looks at the snapshot itself
         try:
             snapshot_distance(db, row, row["citizen_id"], snapshot)
         except FaceBusy:
-            pass        # the case file looks at the snapshot itself
+            pass
+        except Exception:
+            log.exception("session %s: the snapshot's early look failed", row["id"])
     return (None, None), signatures
 
 

@@ -71,17 +71,20 @@ def snapshot_distance(db, row, citizen_id, looking=None):
     """How far the face in the session's snapshot is from the citizen's templates (inf when
     there is no face or no template); measured on first ask (or by `looking`, the look
     start_snapshot() began) and stored with the session. A snapshot that cannot be read now
-    (a disk error) counts as no match and is not stored."""
+    (a disk error) counts as no match and is not stored. A distance is the registry's face
+    model's: one measured on a model the registry has since left is not kept."""
     if row["snapshot_distance"] is not None:
         return row["snapshot_distance"]
-    model = faces.active(db)
+    looking = looking or start_snapshot(row, faces.active(db))
     try:
-        encoding = (looking or start_snapshot(row, model)).results()[0]
+        encoding = looking.results()[0]
     except OSError:
         return math.inf
+    model = looking.model
     distance = math.inf if encoding is None else faces.best_distance(db, citizen_id, encoding, model)
     with transaction(db):
-        db.execute("UPDATE sessions SET snapshot_distance = ? WHERE id = ?", [distance, row["id"]])
+        if faces.active_id(db) == model.id:
+            db.execute("UPDATE sessions SET snapshot_distance = ? WHERE id = ?", [distance, row["id"]])
     return distance
 
 
@@ -90,7 +93,9 @@ def start_snapshot(row, model):
     begins it beside its crops, so the case file asked for next finds the distance stored."""
     from .api import SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS
     path = os.path.join(current_app.config["SNAPSHOTS_DIR"], row["snapshot_path"])
-    return started([(_snapshot_face, (model.id, path, SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS))])
+    look = started([(_snapshot_face, (model.id, path, SNAPSHOT_MAX_BYTES, SNAPSHOT_MAX_PIXELS))])
+    look.model = model        # the distance is measured against this model's templates
+    return look
 
 
 # --- the face-work pool -------------------------------------------------------------------

@@ -41,24 +41,26 @@ def session_detail(session_id):
     min_margin = settings.value(db, "policy.margin")
     candidates = nearest_citizens(db, row)
     tries = sessions.visit_tries(db, row)
+    registry_model = faces.active_id(db)
     return render_template("console/session.html", s=row,
                            add_templates=bool(settings.value(db, "add_confirmed_templates")),
                            threshold=greeting_threshold(db), min_margin=min_margin,
                            one_to_one=calibration.one_to_one_threshold(db),
-                           candidates=candidates, refusal=refusal_text(row),
-                           lookalike=lookalike(row, candidates, tries, min_margin),
+                           candidates=candidates[:SHOWN_CANDIDATES], refusal=refusal_text(row),
+                           lookalike=lookalike(row, candidates, tries, min_margin, registry_model),
                            tries=tries, factor=sessions.second_factor(row, second_factor_on(db)),
-                           registry_model=faces.active_id(db), mask=mask)
+                           registry_model=registry_model, mask=mask)
 
 
 SHOWN_CANDIDATES = 3
 
 
-def nearest_citizens(db, row, limit=SHOWN_CANDIDATES):
-    """The device's nearest citizens for this visit, closest first, as dicts: key, distance,
-    margin (how much further the next one was: for the first, the device's margin), the
-    citizen row (None when the key is unknown here or the citizen was removed since), and
-    whether it is the citizen the visit is now attached to."""
+def nearest_citizens(db, row):
+    """Every citizen the device found nearest for this visit (api.MAX_CANDIDATES at most),
+    closest first, as dicts: key, distance, margin (how much further the next one was: for
+    the first, the device's margin), the citizen row (None when the key is unknown here or
+    the citizen was removed since), and whether it is the citizen the visit is attached to.
+    The page shows the first SHOWN_CANDIDATES; the lookalike check reads them all."""
     try:
         seen = json.loads(row["candidates"] or "[]")
     except ValueError:
@@ -66,27 +68,33 @@ def nearest_citizens(db, row, limit=SHOWN_CANDIDATES):
     # a session stored before its candidates were checked may hold anything: skip what is no key
     seen = [c for c in seen if isinstance(c, dict) and is_key(c.get("key"))
             and isinstance(c.get("distance"), (int, float))]
+    keys = sorted({c["key"] for c in seen})
+    people = {p["key"]: p for p in db.execute(
+        "SELECT id, key, name, id_number, photo_path FROM citizens WHERE removed_at IS NULL"
+        " AND key IN (" + ",".join("?" * len(keys)) + ")", keys)} if keys else {}
     nearest = []
-    for i, entry in enumerate(seen[:limit]):
+    for i, entry in enumerate(seen):
         following = seen[i + 1]["distance"] if i + 1 < len(seen) else None
-        person = db.execute("SELECT id, name, id_number, photo_path FROM citizens"
-                            " WHERE key = ? AND removed_at IS NULL", [entry["key"]]).fetchone()
+        person = people.get(entry["key"])
         nearest.append({"key": entry["key"], "distance": entry["distance"], "citizen": person,
                         "margin": None if following is None else following - entry["distance"],
                         "this_visit": person is not None and person["id"] == row["citizen_id"]})
     return nearest
 
 
-def lookalike(row, candidates, tries, min_margin):
+def lookalike(row, candidates, tries, min_margin, registry_model):
     """Why the clerk should check the ID document before trusting this visit's name, or None:
-    another citizen was within the margin rule of the one named (the device's margin for a
-    greeting; for an ID number, the number's citizen against the nearest faces the device
-    saw), or the visitor was named although the margin was under the rule."""
-    if row["citizen_id"] is None:
+    another citizen was within the margin rule of the one named, or the device named them by
+    face although its own margin was under the rule. The citizen's own distance is the
+    device's for them when they are among its nearest; else, for a greeting, the distance it
+    greeted at, and for an ID number the registry's 1:1 distance. A visit a clerk attached by
+    the ID document has no distance of its own: only a citizen the device found is compared.
+    Distances of another face model than the registry's are not held to its margin rule."""
+    if row["citizen_id"] is None or row["face_model"] != registry_model:
         return None
     own = next((c["distance"] for c in candidates if c["this_visit"]), None)
     if own is None:
-        own = row["distance"] if row["identified_by"] != "id_number" else _matched_distance(tries)
+        own = {"face": row["distance"], "id_number": _matched_distance(tries)}.get(row["identified_by"])
     others = [c for c in candidates if not c["this_visit"] and c["citizen"] is not None]
     close = [c for c in others if own is not None and c["distance"] < own + min_margin]
     if close:
@@ -94,7 +102,7 @@ def lookalike(row, candidates, tries, min_margin):
         return t("Another citizen, {0}, was nearly as close ({1} against {2}; the rule asks {3}"
                  " between them): check the ID document.").format(
             nearest["citizen"]["name"], "%.3f" % nearest["distance"], "%.3f" % own, min_margin)
-    if row["identified_by"] != "id_number" and row["margin"] is not None and row["margin"] < min_margin:
+    if row["identified_by"] == "face" and row["margin"] is not None and row["margin"] < min_margin:
         return t("The margin to the next citizen ({0}) was under the rule ({1}): check the ID"
                  " document.").format("%.3f" % row["margin"], min_margin)
     return None

@@ -14,7 +14,8 @@ COLUMNS = """s.id, s.device_id, s.citizen_id, s.outcome, s.distance, s.margin,
     s.factor_failures, s.factor_passed_at,
     d.name AS device_name, d.kind AS device_kind, d.site AS site,
     c.name AS citizen_name, c.id_number AS id_number, c.photo_path AS photo_path,
-    c.removed_at AS citizen_removed_at, c.consent AS consent, u.username AS reviewer"""
+    c.removed_at AS citizen_removed_at, c.consent AS consent, c.factor_locked_at AS factor_locked_at,
+    u.username AS reviewer"""
 FROM = """sessions s JOIN devices d ON d.id = s.device_id
     LEFT JOIN citizens c ON c.id = s.citizen_id LEFT JOIN users u ON u.id = s.reviewed_by"""
 
@@ -51,13 +52,19 @@ def visit_tries(db, row):
     """Every try of the visit, oldest first, as dicts: at, action (its label), what (words:
     the masked ID number and distances, a refusal's reason, a blink's verdict), ok."""
     entries = db.execute(
-        "SELECT at, action, detail FROM audit_log WHERE target_type = 'session' AND target_id = ?"
+        "SELECT at, id, action, detail FROM audit_log WHERE target_type = 'session' AND target_id = ?"
         f" AND action IN ({', '.join('?' * len(VISIT_ACTIONS))})"
-        " UNION ALL SELECT at, action, detail FROM audit_log WHERE target_type = 'citizen'"
-        " AND target_id = ? AND action IN ('casefile.open', 'casefile.second_factor_failed')"
-        " AND detail LIKE ? ORDER BY at",
-        [row["id"], *VISIT_ACTIONS, str(row["citizen_id"] or ""), f'%"session_id": "{row["id"]}"%']).fetchall()
-    return [_try(action, at, _detail(detail)) for at, action, detail in entries]
+        " UNION ALL SELECT at, id, action, detail FROM audit_log WHERE target_type = 'citizen'"
+        " AND target_id = ? AND at >= ? AND detail LIKE ?"
+        " AND action IN ('casefile.open', 'casefile.details', 'casefile.second_factor_failed')"
+        " ORDER BY at, id",
+        [row["id"], *VISIT_ACTIONS, str(row["citizen_id"] or ""), row["received_at"],
+         f'%"session_id": "{row["id"]}"%']).fetchall()
+    # the citizen's entries name the session in their detail: matched as text (bounded by
+    # the visit's time), then read back, so a lookalike text in another field never counts
+    return [_try(action, at, detail) for at, action, detail in
+            ((at, action, _detail(text)) for at, _id, action, text in entries)
+            if detail.get("session_id", row["id"]) == row["id"]]
 
 
 def _detail(text):
@@ -85,6 +92,8 @@ def _try(action, at, detail):
         ok, what = False, t(REFUSALS.get(code, code))
     elif action == "casefile.second_factor_failed":
         ok, what = False, t("wrong digits, try {0}").format(_text(detail.get("failures")))
+    elif action == "casefile.details":
+        what = t("the phone digits passed: the case details were shown")
     return {"at": at, "action": label(action), "what": what, "ok": ok, "distance": distance}
 
 
@@ -112,6 +121,8 @@ def second_factor(row, required):
             f" ({t('after {0} wrong').format(failures)})" if failures else "")}
     if failures >= tries:
         return {"state": "locked", "text": t("Locked after {0} wrong tries").format(failures)}
+    if row["factor_locked_at"]:     # the citizen's day of wrong tries, over every visit
+        return {"state": "locked", "text": t("Locked for the citizen until a clerk unlocks it")}
     if failures:
         return {"state": "failed", "text": t("{0} wrong tries, not passed").format(failures)}
     if not required:

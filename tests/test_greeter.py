@@ -168,3 +168,18 @@ def test_the_snapshot_of_a_visitor_named_nobody_has_her_eyes_open_not_the_latest
     kept = eyes_openness(*face_eyes(rgb, location))
     assert rgb is not recent[-1][1] and kept > 1.5 * openness[shut]
     assert clearest_view([]) is None
+
+
+def test_the_unknown_visitor_snapshot_is_the_sharp_frame_not_the_one_nearest_a_citizen():
+    """A frame blurred by motion, though the device found it nearest some citizen, would show
+    the clerk the face at its most like the guess, and least like itself."""
+    import cv2
+    from types import SimpleNamespace
+    from device.greeter import clearest_view
+    from helpers import her_frames
+    _t, rgb, location = her_frames()[0]
+    blurred = cv2.GaussianBlur(rgb, (0, 0), 2.5)
+    views = [(SimpleNamespace(distance=0.1), blurred, location),
+             (SimpleNamespace(distance=0.4), rgb, location)]
+    kept, _location = clearest_view(views)
+    assert kept is rgb

@@ -105,6 +105,37 @@ def test_a_blink_looks_at_the_snapshot_beside_its_crops_so_the_case_file_needs_n
     assert open_file(client, token, session_id, her).status_code == 200
 
 
+def test_an_early_look_that_fails_leaves_the_blink_passed(app, client, db, token, her, monkeypatch):
+    """The look at the snapshot beside the crops is a head start: when it breaks (here a
+    database error), the blink's verdict stands and the case file looks itself."""
+    from server import casefile
+    real, broke = casefile.snapshot_distance, []
+
+    def breaks_once(*args, **kwargs):
+        if not broke:
+            broke.append(True)
+            raise RuntimeError("the database went away for a moment")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(casefile, "snapshot_distance", breaks_once)
+    session_id = post_session(client, token, her)
+    assert report(client, token, session_id).status_code == 201 and broke
+    row = db.execute("SELECT liveness, snapshot_distance FROM sessions WHERE id = ?", [session_id]).fetchone()
+    assert tuple(row) == ("passed", None)
+    assert open_file(client, token, session_id, her).status_code == 200
+
+
+def test_a_distance_measured_on_a_model_the_registry_left_is_not_kept(app, client, db, token, her):
+    from recognition import models
+    from server import faces
+    session_id = post_session(client, token, her)
+    with app.app_context():
+        other = next(m for m in models.PROFILES.values() if m.id != faces.active_id(db))
+        row = db.execute("SELECT * FROM sessions WHERE id = ?", [session_id]).fetchone()
+        facecheck.snapshot_distance(db, row, her, facecheck.start_snapshot(row, other))
+    assert db.execute("SELECT snapshot_distance FROM sessions WHERE id = ?",
+                      [session_id]).fetchone()[0] is None
+
+
 def test_a_blink_not_looked_at_in_time_leaves_liveness_to_report_again(app, client, db, token, her):
     session_id = post_session(client, token, her)
     app.config["FACE_TIMEOUT_S"] = 0.001

@@ -50,7 +50,8 @@ def test_an_id_number_visit_warns_of_a_lookalike_and_lists_every_try_masked(
     assert "0." in distance                 # the server's own distance, measured at the match
 
 
-def test_a_greeting_shows_its_second_factor_and_the_server_distance(client, db, auth, token, her):
+def test_a_greeting_shows_its_second_factor_and_the_server_distance(app, client, db, auth, token, her):
+    app.config["SECOND_FACTOR_WAIT_S"] = 0      # the wait after a wrong try is tested elsewhere
     # the second factor is on by default; her phone on file ends 0000
     session_id = post_session(client, token, her, snapshot_of=("blinking", 1))
     assert report(client, token, session_id).status_code == 201
@@ -64,6 +65,13 @@ def test_a_greeting_shows_its_second_factor_and_the_server_distance(client, db, 
     distance = html.split('id="snapshot-distance"')[1].split("</td>")[0]
     assert "0." in distance and "at most" in distance
     assert 'id="lookalike"' not in html       # nobody else was near
+    right = client.post(f"/api/v1/sessions/{session_id}/casefile/details", json={"phone_last4": "0000"},
+                        headers={"Authorization": f"Bearer {token}"})
+    assert right.status_code == 200
+    html = session_page(client, auth, session_id)
+    assert "Passed (after 1 wrong)" in html.split('id="second-factor"')[1].split("</td>")[0]
+    tries = html.split('id="tries"')[1].split("</section>")[0]
+    assert tries.index("Wrong phone digits") < tries.index("the case details were shown")
 
 
 def test_a_thin_margin_on_a_greeting_is_a_warning_in_chinese(client, db, auth, token, her, lookalike):
@@ -73,6 +81,38 @@ def test_a_thin_margin_on_a_greeting_is_a_warning_in_chinese(client, db, auth, t
     warning = html.split('id="lookalike"')[1].split("</p>")[0]
     assert "王丽" in warning and "请核对身份证件" in warning
     assert 'class="warn"' in html.split('id="margin"')[0].rsplit("<tr", 1)[1]
+
+
+def test_a_visit_attached_by_id_document_warns_of_a_lookalike_the_device_saw(
+        client, db, auth, token, her, lookalike):
+    from test_unknown_visits import attach
+    seen = [{"key": key_of(db, lookalike), "distance": 0.291}, {"key": key_of(db, her), "distance": 0.296}]
+    session_id = post_session(client, token, None, candidates=seen, refused_by="margin")
+    auth.login("clerk")
+    assert attach(client, session_id, id_number=HER_ID, id_checked="yes").status_code == 302
+    html = session_page(client, auth, session_id)
+    assert "王丽" in html.split('id="lookalike"')[1].split("</p>")[0]
+
+
+def test_a_visit_attached_to_a_citizen_the_device_never_saw_has_nothing_to_compare(
+        client, db, auth, token, her, lookalike):
+    """The clerk checked the document; the device's distances are to other people, and the
+    thin margin between them says nothing about her."""
+    from test_unknown_visits import attach
+    seen = [{"key": key_of(db, lookalike), "distance": 0.291}]
+    session_id = post_session(client, token, None, candidates=seen, refused_by="threshold",
+                              distance=0.291, margin=0.001)
+    auth.login("clerk")
+    assert attach(client, session_id, id_number=HER_ID, id_checked="yes").status_code == 302
+    assert 'id="lookalike"' not in session_page(client, auth, session_id)
+
+
+def test_distances_of_another_face_model_are_not_held_to_the_registry_margin():
+    from server.review import lookalike
+    row = {"citizen_id": 1, "face_model": "dlib-128", "identified_by": "face", "distance": 0.3,
+           "margin": 0.01}
+    others = [{"this_visit": False, "citizen": {"name": "王丽"}, "distance": 0.31}]
+    assert lookalike(row, others, [], 0.06, registry_model="mobilefacenet-arcface") is None
 
 
 def test_the_review_page_answers_who_and_how_sure_without_scrolling(
