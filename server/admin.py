@@ -13,19 +13,21 @@ from datetime import date
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    session, url_for)
 from flask_login import current_user
+from markupsafe import Markup, escape
 
 from db import transaction
 
+from . import audit
 from . import calibration as calibration_data
 from . import charts
 from . import devices as device_registry
-from . import disk, faces, limits, logins, user_sessions
+from . import disk, faces, importer, limits, logins, user_sessions
 from . import settings as registry
 from .auth import (PASSWORD_MAX, ROLES, UserError, audit_user, create_user, guard, hash_password,
                    user_actor)
 from .database import get_db, shared_gallery_sites
 from .gallery import resend_gallery
-from .i18n import t
+from .i18n import LABELS, counted, current_language, kind, label, number, t
 from .requests import clamp_page_size, parse_day, parse_row_id
 from .times import day_bounds
 from .vocabulary import LANGUAGES
@@ -55,8 +57,8 @@ def parse_setting(spec, form):
     except ValueError:
         raise SettingInvalid(t("Enter a number."))
     if not spec.low <= value <= spec.high:
-        raise SettingInvalid(t("Must be between {low} and {high}.").format(low=spec.low,
-                                                                             high=spec.high))
+        raise SettingInvalid(t("Must be between {low} and {high}.").format(
+            low=number(spec.low, grouping=False), high=number(spec.high, grouping=False)))
     return value
 
 
@@ -132,8 +134,15 @@ def settings():
             return redirect(url_for("admin.settings"))
         values = _submitted(request.form, values)
     return render_template("admin/settings.html", specs=registry.on_form(db), model=faces.active(db),
-                           values=values, errors=errors,
+                           values=values, errors=errors, setting_help=setting_help,
                            languages=LANGUAGES, version=version), 400 if errors else 200
+
+
+def setting_help(spec, model):
+    """A setting's help on the page, as HTML: the face model's title is marked as a name
+    (translate="no"), not words for the page's language."""
+    title = Markup('<span translate="no">{}</span>').format(model.title)
+    return spec.help_for(model, lambda text: escape(t(text)), title=title)
 
 
 def _submitted(form, values):
@@ -342,6 +351,102 @@ def audit_target_url(entry):
     return None
 
 
+# Every action the code writes has a label (a test checks): the filter offers them by name.
+AUDIT_ACTIONS = tuple(code for code in LABELS if "." in code or code == "login")
+
+
+def audit_actions(selected=""):
+    """[(code, label)] for the action filter, by label; a filtered code without a label too."""
+    codes = set(AUDIT_ACTIONS) | ({selected} if selected else set())
+    return sorted(((code, label(code)) for code in codes), key=lambda item: item[1])
+
+
+def actor_roles(db, rows):
+    """{user id: role} of the users who acted in rows: an admin is shown as one, not as staff."""
+    ids = sorted({r["actor_id"] for r in rows if r["actor_type"] == "user" and r["actor_id"]})
+    if not ids:
+        return {}
+    marks = ", ".join("?" * len(ids))
+    return {r["id"]: r["role"] for r in
+            db.execute(f"SELECT id, role FROM users WHERE id IN ({marks})", ids).fetchall()}
+
+
+def audit_actor(entry, roles):
+    """(name, what they are) of who acted: a user's role, a device, the system's job."""
+    if entry["actor_type"] == "system":
+        name = entry["actor_name"] or ""
+        return t(audit.SYSTEM_ACTORS.get(name, name)), kind("system")
+    role = roles.get(entry["actor_id"]) if entry["actor_type"] == "user" else None
+    return entry["actor_name"] or "", label(role) if role else kind(entry["actor_type"])
+
+
+def _setting_label(name):
+    spec = next((s for s in registry.ADMIN if s.name == name), None)
+    return t(spec.label) if spec and spec.label else t(SETTING_TARGETS.get(name, name))
+
+
+SETTING_TARGETS = {"calibration": "Calibration", "face.model": "Face model"}
+
+
+def audit_target(entry):
+    """What an entry's target id reads as: a setting by its label, else the id as stored."""
+    if entry["target_type"] == "setting" and entry["target_id"]:
+        comma = "、" if current_language() == "zh" else ", "
+        return comma.join(_setting_label(name) for name in entry["target_id"].split(","))
+    return entry["target_id"]
+
+
+def audit_detail(entry):
+    """[(label, value, is_data)] of an entry's detail for people: keys in the page's language,
+    [old, new] as "old → new", yes/no, codes by their label; is_data marks what a person or a
+    file wrote (a note, a search, an ID number), shown as written."""
+    text = entry["detail"] or ""
+    try:
+        detail = json.loads(text) if text.startswith("{") else None
+    except ValueError:
+        detail = None
+    if detail is None:
+        return [("", text, True)] if text else []
+    changes = entry["action"] in audit.CHANGES
+    items = []
+    for key, value in detail.items():
+        name = _setting_label(key) if entry["action"] == "settings.update" \
+            else t(audit.DETAIL_KEYS.get(key, key))
+        if changes and isinstance(value, list) and len(value) == 2:
+            shown = " → ".join(_detail_value(key, v) for v in value)
+        else:
+            shown = _detail_value(key, value)
+        items.append((name, shown, _is_data(key, value)))
+    return items
+
+
+def _detail_value(key, value):
+    if isinstance(value, bool):
+        return t("yes") if value else t("no")
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, (int, float)):
+        return str(number(value))
+    if isinstance(value, list):
+        shown = ", ".join(_detail_value(key, v) for v in value[:10])
+        return shown + (f" … (+{len(value) - 10})" if len(value) > 10 else "")
+    if isinstance(value, dict):
+        return "; ".join(f"{label(k) if k in ('zh', 'yue', 'en') else t(audit.DETAIL_KEYS.get(k, k))}:"
+                         f" {_detail_value(k, v)}" for k, v in value.items())
+    if key in audit.CODED_KEYS:
+        return t(audit.CODE_WORDS[value]) if value in audit.CODE_WORDS else label(value)
+    return str(value)
+
+
+def _is_data(key, value):
+    """Text a person or a file wrote (not a code, a number or yes/no): shown as written."""
+    if key in audit.CODED_KEYS:
+        return False
+    if isinstance(value, (list, dict)):
+        return any(_is_data(key, v) for v in (value.values() if isinstance(value, dict) else value))
+    return isinstance(value, str) and value != ""
+
+
 @bp.route("/audit")
 def audit_log():
     db = get_db()
@@ -349,8 +454,11 @@ def audit_log():
     before = request.args.get("before", "")
     limit = clamp_page_size(request.args.get("per_page"))
     rows = audit_page(db, flt, parse_row_id(before), limit)
+    roles = actor_roles(db, rows)
     return render_template("admin/audit.html", rows=rows, flt=flt, target_types=AUDIT_TARGET_TYPES,
-                           audit_target_url=audit_target_url,
+                           actions=audit_actions(flt.action), audit_target_url=audit_target_url,
+                           audit_actor=lambda e: audit_actor(e, roles), audit_target=audit_target,
+                           audit_detail=audit_detail,
                            next_before=rows[-1]["id"] if len(rows) == limit else None,
                            paged=bool(before))
 
@@ -378,34 +486,70 @@ def calibration():
                        {"source": report["source"], "people": report["people"]})
         if request.method == "POST":
             return redirect(url_for("admin.calibration"))
-    return render_template("admin/calibration.html", r=report,
+    return render_template("admin/calibration.html", r=report, notes=calibration_notes(report),
                            charts=_calibration_charts(report, faces.active(db).bounds.tick))
 
 
 PRIOR_LABELS = {"east_asian": "Prior measured on East-Asian faces",
                 "mixed": "Prior measured on mixed faces"}
+# Notes the calibration stores with a count {n}, and their English for one (Chinese has one form).
+ONE = {"{n} citizens flagged as possible duplicates are left out.":
+       "{n} citizen flagged as a possible duplicate is left out."}
+
+
+def calibration_notes(r):
+    """The report's notes in the page's language, "1 citizen", not "1 citizens"."""
+    notes = []
+    for text, args in r.get("note_parts", []):
+        if text in ONE:
+            notes.append(counted(args.get("n"), ONE[text], text))
+        else:
+            notes.append(t(text).format(**{k: number(v) for k, v in args.items()}))
+    return notes
 
 
 def _calibration_charts(r, tick):
     xs = [p["t"] for p in r["curve"]]
     everyone = r.get("registry") or {}
-    marker = (everyone["threshold"], t("threshold for {n} citizens").format(n=everyone["gallery_size"])) \
-        if everyone else None
+    marker = None
+    if everyone:
+        n = everyone["gallery_size"]
+        marker = (everyone["threshold"], counted(n, "threshold for {n} citizen", "threshold for {n} citizens")
+                  + f" ({everyone['threshold']:.3f})")
     series = [(t("Different people (enrolment)"), r["histogram"]["non_mated"])]
     if sum(r["histogram"]["operational"]):
         series.append((t("Different people (device frames)"), r["histogram"]["operational"]))
     if sum(r["histogram"]["genuine"]):
         series.append((t("Same person (confirmed greetings)"), r["histogram"]["genuine"]))
+    upper = [p["fmr_upper"] for p in r["curve"]]
+    if r.get("source") == "measured":
+        lines = [(t("95% upper bound (what the thresholds use)"), upper, "band"),
+                 (t("Measured false-match rate"), [p["fmr"] for p in r["curve"]], "solid")]
+    else:   # nothing measured: the curve is the more cautious prior, not a rate of its own
+        lines = [(t("What the thresholds use: the more cautious prior at each distance"), upper, "band")]
+    lines += [(t(PRIOR_LABELS.get(name, name)), table, style) for (name, table), style
+              in zip(r.get("priors", {}).items(), ("dashed", "dotted", "dashed", "dotted"))]
     return {
         "histogram": charts.histogram(r["bins"], series, t("Face distances"), t("distance"),
                                       t("share of pairs"), marker, tick=tick),
-        "fmr": charts.log_lines(xs, [(t("Measured false-match rate"), [p["fmr"] for p in r["curve"]]),
-                                     (t("95% upper bound"), [p["fmr_upper"] for p in r["curve"]])]
-                                + [(t(PRIOR_LABELS.get(name, name)), table)
-                                   for name, table in r.get("priors", {}).items()],
-                                t("False-match rate by threshold"), t("distance threshold"),
-                                t("false-match rate (log)"), marker, tick=tick),
+        "fmr": charts.log_lines(xs, lines, t("False-match rate by threshold"), t("distance threshold"),
+                                t("false-match rate (log)"), marker, tick=tick,
+                                empty=t("no pair this close: nothing to draw on a log scale")),
     }
+
+
+# --- the import page ----------------------------------------------------------------------------
+
+@bp.app_template_global()
+def import_columns():
+    """[(file, [(column, required, Chinese headers also read for it)])] of the bulk import, from
+    the importer's own lists (server/importer.py), for the import page (admins only, as this
+    blueprint's pages)."""
+    def columns(required, optional):
+        return [(name, name in required, [alias for alias, column in importer.HEADER_ALIASES.items()
+                                          if column == name]) for name in (*required, *optional)]
+    return [("Records", columns(importer.RECORD_COLUMNS, importer.RECORD_OPTIONAL)),
+            ("Cases", columns(importer.CASE_COLUMNS, importer.CASE_OPTIONAL))]
 
 
 @bp.route("/", endpoint="index")

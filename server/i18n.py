@@ -5,8 +5,10 @@ the language with the switch on every page (kept in their session); before that,
 Accept-Language decides, and Chinese is the default of a Chinese service hall.
 """
 import json
+import math
 import os
 import re
+from decimal import Decimal
 
 from flask import has_request_context, redirect, request, session
 
@@ -129,6 +131,47 @@ def label(code):
     return t(LABELS.get(code, code))
 
 
+def number(value, grouping=True):
+    """A number as people write it: 0.00001, not 1e-05; 1, not 1.0; 12,000 with grouping
+    (off for a form field, whose value is read back as typed). Text is returned as it is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "—"
+        value += 0.0    # -0.0 is 0
+        # repr: the shortest digits that read back as this float, without its exponent
+        text = format(Decimal(repr(value)), "f")
+        whole, _, fraction = text.partition(".")
+        fraction = fraction.rstrip("0")
+    else:
+        whole, fraction = str(value), ""
+    if grouping:
+        whole = f"{int(whole):,}"
+    return whole + ("." + fraction if fraction else "")
+
+
+def duration(seconds, digits=2):
+    """A duration in seconds in the page's language: "0.55 s", "0.55 秒"."""
+    if seconds is None:
+        return "—"
+    return t("{n} s").format(n=f"{seconds:.{digits}f}")
+
+
+def counted(n, one, other):
+    """A message about n things in the page's language: English says "1 citizen" and
+    "2 citizens" (one and other, both catalogue keys with {n}); Chinese has one form."""
+    return t(one if n == 1 else other).format(n=number(n))
+
+
+TEMPLATE_SOURCES = {"enrolment": "Enrolment photo", "confirmed_session": "Confirmed visit snapshot"}
+
+
+def template_source(code):
+    """Where a face template came from (face_templates.source) in the page's language."""
+    return t(TEMPLATE_SOURCES.get(code, code))
+
+
 def set_language(code):
     """Switch the page language and go back to the page the switch was on (the form says which:
     pages send no Referer)."""
@@ -142,4 +185,7 @@ def init_app(app):
     app.jinja_env.filters["label"] = label
     app.jinja_env.filters["reason"] = reason
     app.jinja_env.filters["kind"] = kind
+    app.jinja_env.filters["number"] = number
+    app.jinja_env.filters["duration"] = duration
+    app.jinja_env.filters["template_source"] = template_source
     app.add_url_rule("/lang/<code>", "set_language", set_language, methods=["POST"])

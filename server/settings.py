@@ -50,11 +50,12 @@ class Setting:
         """Where the value is stored: per model for a distance."""
         return f"{self.name}@{model.name}" if self.distance else self.name
 
-    def help_for(self, model, translate=str):
+    def help_for(self, model, translate=str, title=None):
         """The help text (translated) with the model's figures put in ({model},
-        {duplicate_ceiling}); other braces (a greeting's {name}) are left as written."""
+        {duplicate_ceiling}); other braces (a greeting's {name}) are left as written. title:
+        the model's title as a page writes it (marked as a name), else as it is."""
         return _fill(translate(self.help), {"duplicate_ceiling": model.bounds.duplicate_ceiling,
-                                            "model": model.title})
+                                            "model": model.title if title is None else title})
 
 
 class _Kept(dict):

@@ -61,7 +61,7 @@ def test_settings_are_saved_audited_and_reach_the_device_config(app, db, client,
 @pytest.mark.parametrize("key,value,message", [
     ("policy.threshold", "0.9", "between 0.2 and 0.6"),
     ("policy.threshold", "abc", "Enter a number"),
-    ("policy.margin", "-0.1", "between 0.0 and 0.3"),
+    ("policy.margin", "-0.1", "between 0 and 0.3"),
     ("policy.min_frames", "0", "between 1 and 30"),
     ("policy.min_frames", "2.5", "Enter a number"),
     ("retention_days", "0", "between 1 and 3650"),
@@ -263,6 +263,70 @@ def test_audit_log_day_filter(app, db, client, auth):
     page = client.get("/admin/audit?day=2020-05-05").get_data(as_text=True)
     assert "old-clerk" in page
     assert "old-clerk" not in client.get("/admin/audit").get_data(as_text=True).split("</thead>")[0]
+
+
+def test_audit_log_reads_for_people(app, db, client, auth):
+    from db.queries import audit
+    audit(db, "user", 1, "admin", "settings.update", "setting", "calibration.target_fmr_1to1",
+          {"calibration.target_fmr_1to1": [0.0001, 1e-05]})
+    audit(db, "user", 1, "admin", "user.update", "user", "clerk", {"role": ["admin", "clerk"]})
+    audit(db, "user", 2, "clerk", "case.update", "case", "7", {"status": ["open", "ready"], "counter": ["", "5"]})
+    audit(db, "user", 2, "clerk", "session.confirm", "session", "s-1", {"note": "Face and ID match",
+                                                                        "template_added": False})
+    audit(db, "system", None, "purge", "snapshots.purge", "session", "", {"purged": 1200})
+    auth.login("admin")
+    page = client.get("/admin/audit", headers={"Accept-Language": "zh"}).get_data(as_text=True)
+    table = page.split('id="audit"')[1]
+    assert "admin</span> <span class=\"muted nowrap\">(管理员)" in table      # the user's role, not "staff"
+    assert "clerk</span> <span class=\"muted nowrap\">(工作人员)" in table
+    assert "0.0001 → 0.00001" in table and "管理员 → 工作人员" in table       # [old, new], codes by name
+    assert "已受理 → 可办理" in table and "— → 5" in table
+    assert "Face and ID match" in table and "{&#34;" not in table and '{"' not in table
+    assert "定时清理" in table and "1,200" in table
+    assert 'placeholder="session.view"' not in page
+    assert '<option value="session.confirm"' in page                        # actions offered by name
+
+
+def test_audit_filter_keeps_an_unlabelled_action(app, db, client, auth):
+    from db.queries import audit
+    audit(db, "user", 1, "admin", "made.up", "", "")
+    auth.login("admin")
+    page = client.get("/admin/audit?action=made.up").get_data(as_text=True)
+    assert '<option value="made.up" selected' in page
+
+
+@pytest.mark.face_model("dlib")
+def test_settings_page_writes_ranges_as_people_do(app, db, client, auth):
+    auth.login("admin")
+    page = client.get("/admin/settings", headers={"Accept-Language": "zh"}).get_data(as_text=True)
+    assert "0.00001 – 0.01" in page and "1e-05" not in page and "e-0" not in page
+
+
+def test_devices_page_in_chinese_names_kinds_and_the_device_column(app, db, client, auth):
+    helpers.add_device(db, "east-01", "robot", "hall-a")
+    auth.login("admin")
+    page = client.get("/admin/devices", headers={"Accept-Language": "zh"}).get_data(as_text=True)
+    assert "<th>设备名称</th>" in page and "<th>姓名</th>" not in page
+    assert '<option value="kiosk">自助机</option><option value="robot">机器人</option>' in page
+    assert ">机器人</td>" in page
+
+
+def test_import_page_lists_the_chinese_headers_the_importer_reads(client, auth):
+    from server.importer import HEADER_ALIASES
+    auth.login("admin")
+    page = client.get("/imports/", headers={"Accept-Language": "zh"}).get_data(as_text=True)
+    columns = page.split('id="import-columns"')[1].split("</table>")[0]
+    assert all(alias in columns for alias in HEADER_ALIASES)
+    assert 'data-column="id_number"' in columns and "身份证号、身份证号码" in columns
+
+
+@pytest.mark.parametrize("top, integer, ticks", [
+    (7, True, [0, 2, 4, 6, 8]), (1, True, [0, 1]), (60, True, [0, 10, 20, 30, 40, 50, 60]),
+    (22.4, False, [0, 5, 10, 15, 20, 25]), (0.3, False, [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]),
+])
+def test_chart_ticks_are_round_and_cover_the_top(top, integer, ticks):
+    from server.charts import nice_ticks
+    assert nice_ticks(top, integer=integer) == ticks
 
 
 # --- purge ------------------------------------------------------------------------------------

@@ -446,6 +446,37 @@ def test_dashboard_page_has_chart_and_table(app, db, client, auth, hall):
     assert "http" not in page.split("charts.js")[0].split("<script")[-1]  # no CDN
 
 
+def test_dashboard_writes_the_median_time_in_the_page_language(app, db, client, auth, hall):
+    add_session(app, db, hall["kiosk"], hall["citizen"], time_to_greet=0.55)
+    auth.login("clerk")
+    zh = client.get("/console/dashboard", headers={"Accept-Language": "zh"}).get_data(as_text=True)
+    assert "0.55 秒" in zh and "0.55 s" not in zh
+    in_english(client, auth)
+    assert "0.55 s" in client.get("/console/dashboard").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("value, grouping, shown", [
+    (1e-05, True, "0.00001"), (0.01, True, "0.01"), (1.0, True, "1"), (0.0, True, "0"),
+    (3650, True, "3,650"), (3650, False, "3650"), (12000.5, True, "12,000.5"),
+    (0.005, True, "0.005"), (float("inf"), True, "—"), ("0.4", True, "0.4"),
+])
+def test_numbers_are_written_for_people(value, grouping, shown):
+    from server.i18n import number
+    assert number(value, grouping) == shown
+
+
+def test_durations_and_counts_follow_the_page_language(app):
+    from server.i18n import counted, duration
+    one, many = "threshold for {n} citizen", "threshold for {n} citizens"
+    with app.test_request_context(headers={"Accept-Language": "zh"}):
+        assert duration(0.55) == "0.55 秒" and duration(None) == "—"
+        assert counted(1, one, many) == "1 位市民时的阈值"
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert duration(1.2, 1) == "1.2 s"
+        assert counted(1, one, many) == "threshold for 1 citizen"
+        assert counted(1200, one, many) == "threshold for 1,200 citizens"
+
+
 # --- language ---------------------------------------------------------------------------------
 
 def test_every_console_and_admin_text_has_a_chinese_translation():

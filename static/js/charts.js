@@ -13,10 +13,17 @@
     return node;
   }
 
-  function niceMax(value) {
-    if (value <= 5) { return 5; }
-    var step = Math.pow(10, Math.floor(Math.log10(value)));
-    return Math.ceil(value / step) * step;
+  // Ticks for counts: whole numbers from 0 on a step of 1, 2 or 5 times a power of ten, at
+  // most `most` steps, the last one at or above top (top 7: 0 2 4 6 8, never 0 1.4 2.8 ...).
+  function countTicks(top, most) {
+    top = Math.max(top, 1);
+    var raw = top / most, power = Math.pow(10, Math.floor(Math.log10(raw)));
+    var step = [1, 2, 5, 10].map(function (m) { return m * power; })
+                            .filter(function (s) { return s >= raw; })[0];
+    step = Math.max(1, Math.round(step));
+    var ticks = [];
+    for (var v = 0; v < top + step; v += step) { ticks.push(v); if (v >= top) { break; } }
+    return ticks;
   }
 
   // Stacked bars: one bar per hour, one colour per device.
@@ -26,17 +33,17 @@
     for (var h = 0; h < 24; h++) {
       totals.push(devices.reduce(function (sum, d) { return sum + perHour[d][h]; }, 0));
     }
-    var top = niceMax(Math.max.apply(null, totals));
+    var ticks = countTicks(Math.max.apply(null, totals), 6), top = ticks[ticks.length - 1];
     var W = 960, H = 320, left = 48, right = 12, upper = 16, lower = 40;
     var plotW = W - left - right, plotH = H - upper - lower, barW = plotW / 24;
     var svg = el("svg", { viewBox: "0 0 " + W + " " + (H + 30 + 26 * Math.ceil(devices.length / 4)),
                           width: "100%", "font-size": "15", "font-family": "inherit" });
-    for (var i = 0; i <= 5; i++) {
-      var y = upper + plotH - plotH * i / 5;
+    ticks.forEach(function (value) {
+      var y = upper + plotH - plotH * value / top;
       svg.appendChild(el("line", { x1: left, x2: W - right, y1: y, y2: y, stroke: "#bbb" }));
-      svg.appendChild(el("text", { x: left - 6, y: y + 5, "text-anchor": "end", fill: "#111" },
-                         String(Math.round(top * i / 5))));
-    }
+      svg.appendChild(el("text", { x: left - 6, y: y + 5, "text-anchor": "end", fill: "#111",
+                                   "class": "y-tick" }, String(value)));
+    });
     for (h = 0; h < 24; h++) {
       var base = upper + plotH;
       devices.forEach(function (d, k) {
@@ -65,7 +72,8 @@
     devices.forEach(function (d, k) {
       var x = left + (k % 4) * 220, y = H + 24 + 26 * Math.floor(k / 4);
       svg.appendChild(el("rect", { x: x, y: y - 14, width: 18, height: 18, fill: PALETTE[k % PALETTE.length] }));
-      svg.appendChild(el("text", { x: x + 26, y: y, fill: "#111" }, d));
+      // a device's name as its admin wrote it: not a word to translate
+      svg.appendChild(el("text", { x: x + 26, y: y, fill: "#111", translate: "no" }, d));
     });
     container.appendChild(svg);
   }
