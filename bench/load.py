@@ -27,7 +27,7 @@ queue's poll and the newest session's page (the dashboard every 10th time), ever
 --clerk-pace seconds. Requests come from threads of this process, a new connection each, as the devices'
 urllib client does.
 
-Prints JSON: per set-up requests_per_s, errors (any answer but the expected one, or none in
+Prints JSON: per set-up requests_per_s, visits_per_s (visits begun), errors (any answer but the expected one, or none in
 30 s) and their kinds, p50_ms/p95_ms/p99_ms per endpoint, the CPU the server (and PostgreSQL)
 used in cores, and the machine's load (cores, load averages, share of CPU busy). --sweep runs
 each number of kiosks for --sweep-seconds (visits back to back unless --sweep-pace) and
@@ -60,6 +60,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))     # helpers (her visit), pgcluster
 
 SUSTAINABLE_P95_MS = 500
+HER_NAMESAKES = 100       # citizens with her face, one picked at random per visit
 TARGET_P95_MS, TARGET_CASEFILE_P95_MS, TARGET_SPEEDUP = 150, 400, 2.5
 PASSWORD = "bench-password-123"
 REQUEST_TIMEOUT_S = 30
@@ -108,15 +109,26 @@ def build_registry(instance, database, devices, clerks, citizens, seconds):
     app = create_app()
     db = open_db(app.config["DATABASE"])
     try:
-        her = helpers.enrol_her(db)
+        hers = _her_namesakes(db, helpers, min(HER_NAMESAKES, max(1, citizens - 5)))
         for person in ("alex_lacamoire", "barack_obama", "joe_biden", "kit_harington", "rose_leslie"):
             helpers.enrol(db, person)
-        _pad_citizens(db, citizens - 6)
+        _pad_citizens(db, citizens - 5 - len(hers))
         tokens = [helpers.add_device(db, f"kiosk-{i + 1:02d}", site="Hall A")[1] for i in range(devices)]
         _add_clerks(db, clerks)
-        return {"tokens": tokens, "her_key": helpers.key_of(db, her), "registry_id": registry_id(db)}
+        return {"tokens": tokens, "her_keys": [helpers.key_of(db, her) for her in hers],
+                "registry_id": registry_id(db)}
     finally:
         db.close()
+
+
+def _her_namesakes(db, helpers, count):
+    """`count` citizens with her face and cases of their own: the only real blink the bench
+    has is hers, and a hall's visits are of many citizens, each with a few passes a month
+    (the registry compares a pass with the citizen's earlier ones, and sends a citizen with
+    more than evidence.REPLAY_PASSES of them to a clerk)."""
+    return [helpers.enrol_her(db, name=f"林小姐{i + 1}",
+                              cases=((f"TX-2026-{1000 + i}", "个人所得税", "ready", "3"),))
+            for i in range(count)]
 
 
 def _pad_citizens(db, count):
@@ -260,6 +272,15 @@ class Recorder:
     def __init__(self):
         self.rows, self.errors, self.lock = [], {}, threading.Lock()
         self.start = self.end = None
+        self.visits = 0          # visits begun between start and end
+
+    def measuring(self, began):
+        return self.start is not None and began >= self.start and (self.end is None or began < self.end)
+
+    def visit_begun(self):
+        if self.measuring(time.perf_counter()):
+            with self.lock:
+                self.visits += 1
 
     def timed(self, name, port, method, path, expected, body=None, headers=None):
         began = time.perf_counter()
@@ -268,7 +289,7 @@ class Recorder:
         except OSError as e:
             status, data = type(e).__name__, b""
         ms = (time.perf_counter() - began) * 1000
-        if self.start is not None and began >= self.start and (self.end is None or began < self.end):
+        if self.measuring(began):
             with self.lock:
                 self.rows.append((name, ms))
                 if status not in expected:
@@ -280,10 +301,12 @@ class Recorder:
 class Kiosk:
     """One device looping over her visits (module docstring)."""
 
-    def __init__(self, port, token, her_key, registry, visit):
+    def __init__(self, port, token, her_keys, registry, visit, seed):
         from device.client import FACE_MODELS_HEADER
         from recognition import models
-        self.port, self.her_key, self.registry, self.visit = port, her_key, registry, visit
+        self.port, self.her_keys, self.registry, self.visit = port, her_keys, registry, visit
+        # seeded by the kiosk's number: the old and the new way see the same walk-ups
+        self.arrivals, self.who = random.Random(seed), random.Random(seed + 10_000)
         self.headers = {"Authorization": f"Bearer {token}",
                         FACE_MODELS_HEADER: ",".join(m.id for m in models.PROFILES.values())}
         self.seq, self.model = 0, models.get(models.DEFAULT).id
@@ -292,8 +315,7 @@ class Kiosk:
         """Visits at random moments, one every `pace` seconds on average (0: back to back).
         Citizens walk up independently: kiosks started together and paced alike would all
         send their blinks in the same second, a burst a hall never sees."""
-        arrivals = random.Random()
-        gap = (lambda: arrivals.expovariate(1 / pace)) if pace else (lambda: 0.0)
+        gap = (lambda: self.arrivals.expovariate(1 / pace)) if pace else (lambda: 0.0)
         due = time.monotonic() + gap()
         for n in range(10 ** 9):
             if stop.wait(max(0.0, due - time.monotonic())):
@@ -308,8 +330,9 @@ class Kiosk:
                                  {200}, headers=self.headers)
         if status == 200:
             self.seq = json.loads(data)["seq"]
-        session_id = str(uuid.uuid4())
-        body, content_type = self.visit.upload(session_id, self.her_key, self.registry, self.model)
+        session_id, her_key = str(uuid.uuid4()), self.who.choice(self.her_keys)
+        rec.visit_begun()
+        body, content_type = self.visit.upload(session_id, her_key, self.registry, self.model)
         status, _ = rec.timed("session upload", self.port, "POST", "/api/v1/sessions", {201}, body,
                               {**self.headers, "Content-Type": content_type})
         if status != 201:
@@ -319,7 +342,7 @@ class Kiosk:
                               {201}, self.visit.liveness(), json_headers)
         if status == 201:
             rec.timed("case file", self.port, "POST", f"/api/v1/sessions/{session_id}/casefile", {200},
-                      json.dumps({"citizen_key": self.her_key}).encode(), json_headers)
+                      json.dumps({"citizen_key": her_key}).encode(), json_headers)
 
 
 class Visit:
@@ -416,8 +439,8 @@ def drive(port, registry, visit, devices, clerks, seconds, pace, clerk_pace, pro
     workers start, each kiosk holds its gallery). Returns the Recorder, with probe()'s
     readings (CPU used so far) at the start and the end of the measured time."""
     rec = Recorder()
-    kiosks = [Kiosk(port, token, registry["her_key"], registry["registry_id"], visit)
-              for token in registry["tokens"][:devices]]
+    kiosks = [Kiosk(port, token, registry["her_keys"], registry["registry_id"], visit, seed)
+              for seed, token in enumerate(registry["tokens"][:devices])]
     desks = [Clerk(port, f"clerk{i + 1}") for i in range(clerks)]
     for desk in desks:
         desk.sign_in()
@@ -448,6 +471,7 @@ def summary(rec, seconds):
         endpoints[name] = {"requests": int(ms.size),
                            **{f"p{q}_ms": round(float(np.percentile(ms, q)), 1) for q in (50, 95, 99)}}
     return {"requests": len(rows), "requests_per_s": round(len(rows) / seconds, 1),
+            "visits_per_s": round(rec.visits / seconds, 2),
             "errors": sum(rec.errors.values()), "error_kinds": rec.errors, "endpoints": endpoints}
 
 
