@@ -132,8 +132,10 @@ PAGES = {"queue": "/console/", "dashboard": "/console/dashboard", "calibration":
          "settings": "/admin/settings", "imports": "/imports/"}
 
 
-def signed_in(browser, base, locale, width):
-    context = browser.new_context(viewport={"width": width, "height": 900}, locale=locale)
+def signed_in(browser, base, locale, width, **options):
+    """A new context signed in as the admin; options go to new_context (bypass_csp=True lets a
+    test inject its own script, as the accessibility test does)."""
+    context = browser.new_context(viewport={"width": width, "height": 900}, locale=locale, **options)
     page = context.new_page()
     page.set_default_timeout(20_000)
     page.goto(base + "/login")
