@@ -34,6 +34,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+
+def N_(text):
+    """Marks a note the console shows translated (server/i18n.N_; pybabel finds it by name)."""
+    return text
+
+
 MIN_PEOPLE = 10          # fewer distinct people measured: the prior decides
 MAX_PAIRS = 3_000_000    # more template pairs than this: a uniform sample of this many
 BLOCK = 1024             # rows per block of the all-pairs pass (BLOCK x n floats at a time)
@@ -230,9 +236,9 @@ def measure(model, enrolled, people, operational=Operational(), confidence=CONFI
     enrolled = finite(enrolled)
     notes = []
     if people < MIN_PEOPLE or not enrolled.size:
-        notes.append(("Fewer than {min} citizens with a face to compare ({people}): the prior decides"
+        notes.append((N_("Fewer than {min} citizens with a face to compare ({people}): the prior decides"
                       " (the most cautious of the bounds measured on East-Asian and on mixed"
-                      " faces).", {"min": MIN_PEOPLE, "people": people}))
+                      " faces)."), {"min": MIN_PEOPLE, "people": people}))
         return replace(prior, notes=tuple(notes), people=people)
     grid = model.grid
     ordered = np.sort(enrolled)
@@ -241,8 +247,8 @@ def measure(model, enrolled, people, operational=Operational(), confidence=CONFI
     ops_comparisons = int(sum(c for _, c, _ in ops))
     censor = Operational(tuple((tuple(d), c, full) for d, c, full in ops)).censor
     if ops and censor < grid[-1]:
-        notes.append(("Device reports count only up to distance {censor} (their candidate lists end"
-                      " there).", {"censor": round(censor, 3)}))
+        notes.append((N_("Device reports count only up to distance {censor} (their candidate lists end"
+                      " there)."), {"censor": round(censor, 3)}))
     alone = [int(np.searchsorted(ordered, t, side="right")) for t in grid]
     alone_counts = (alone, [int(ordered.size)] * len(grid))
     matches, comparisons = list(alone), list(alone_counts[1])
@@ -260,11 +266,11 @@ def measure(model, enrolled, people, operational=Operational(), confidence=CONFI
     bound, scale = _within_prior(prior.fmr_upper, bound, [(matches, comparisons), alone_counts],
                                  confidence)
     if scale is not None:
-        notes.append(("Where this registry has too few pairs to show a rate this low, the prior"
-                      " bounds it.", {}) if scale < 1.05 else
-                     ("Where this registry has too few pairs to show a rate this low, the prior"
+        notes.append((N_("Where this registry has too few pairs to show a rate this low, the prior"
+                      " bounds it."), {}) if scale < 1.05 else
+                     (N_("Where this registry has too few pairs to show a rate this low, the prior"
                       " bounds it, raised {scale}-fold where this registry's faces came closer"
-                      " than the prior's.", {"scale": round(scale, 1)}))
+                      " than the prior's."), {"scale": round(scale, 1)}))
     return Curve("measured", model.id, grid, tuple(matches), tuple(comparisons), tuple(rates),
                  tuple(bound), people=people, pairs=int(ordered.size), operational=ops_comparisons,
                  slope=slope, notes=tuple(notes))

@@ -36,3 +36,5 @@ $PIP install -r "$REQ"
 # face_recognition's metadata asks for the "dlib" source package (a 13-minute build);
 # dlib-bin from requirements.txt provides the same module, so skip its dependencies.
 $PIP install --no-deps face_recognition==1.3.0
+# The console's Chinese: its gettext catalogue compiled (translations/, scripts/translations.sh).
+scripts/translations.sh compile

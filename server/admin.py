@@ -27,7 +27,7 @@ from .auth import (PASSWORD_MAX, ROLES, UserError, audit_user, create_user, guar
                    user_actor)
 from .database import get_db, shared_gallery_sites
 from .gallery import resend_gallery
-from .i18n import LABELS, counted, current_language, kind, label, number, t
+from .i18n import N_, LABELS, counted, current_language, kind, label, number, t
 from .requests import clamp_page_size, parse_day, parse_row_id
 from .times import day_bounds
 from .vocabulary import LANGUAGES
@@ -385,7 +385,7 @@ def _setting_label(name):
     return t(spec.label) if spec and spec.label else t(SETTING_TARGETS.get(name, name))
 
 
-SETTING_TARGETS = {"calibration": "Calibration", "face.model": "Face model"}
+SETTING_TARGETS = {"calibration": N_("Calibration"), "face.model": N_("Face model")}
 
 
 def audit_target(entry):
@@ -490,19 +490,19 @@ def calibration():
                            charts=_calibration_charts(report, faces.active(db).bounds.tick))
 
 
-PRIOR_LABELS = {"east_asian": "Prior measured on East-Asian faces",
-                "mixed": "Prior measured on mixed faces"}
-# Notes the calibration stores with a count {n}, and their English for one (Chinese has one form).
-ONE = {"{n} citizens flagged as possible duplicates are left out.":
-       "{n} citizen flagged as a possible duplicate is left out."}
+PRIOR_LABELS = {"east_asian": N_("Prior measured on East-Asian faces"),
+                "mixed": N_("Prior measured on mixed faces")}
+# The note the calibration stores with a count {n} (as its plural): said with the count's form.
+FLAGGED = "{n} citizens flagged as possible duplicates are left out."
 
 
 def calibration_notes(r):
     """The report's notes in the page's language, "1 citizen", not "1 citizens"."""
     notes = []
     for text, args in r.get("note_parts", []):
-        if text in ONE:
-            notes.append(counted(args.get("n"), ONE[text], text))
+        if text == FLAGGED:
+            notes.append(counted(args.get("n"), "{n} citizen flagged as a possible duplicate is left out.",
+                                 "{n} citizens flagged as possible duplicates are left out."))
         else:
             notes.append(t(text).format(**{k: number(v) for k, v in args.items()}))
     return notes
@@ -523,7 +523,7 @@ def _calibration_charts(r, tick):
         series.append((t("Same person (confirmed greetings)"), r["histogram"]["genuine"]))
     upper = [p["fmr_upper"] for p in r["curve"]]
     if r.get("source") == "measured":
-        lines = [(t("95% upper bound (what the thresholds use)"), upper, "band"),
+        lines = [(t("Upper bound at 95% (what the thresholds use)"), upper, "band"),
                  (t("Measured false-match rate"), [p["fmr"] for p in r["curve"]], "solid")]
     else:   # nothing measured: the curve is the more cautious prior, not a rate of its own
         lines = [(t("What the thresholds use: the more cautious prior at each distance"), upper, "band")]

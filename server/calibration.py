@@ -26,6 +26,7 @@ from recognition import calibration as maths
 
 from . import faces, settings
 from .gallery import device_scope, in_scope
+from .i18n import N_
 
 GALLERY_SIZES = (10, 50, 100, 500, 1_000, 5_000, 10_000, 100_000)
 MAX_SESSIONS = 20_000     # most recent sessions read for device-reported distances
@@ -147,7 +148,7 @@ def _report(db, model, curve, distances, ops, genuine, devices, sizes, flagged):
     if flagged:
         notes.append(("{n} citizens flagged as possible duplicates are left out.", {"n": len(flagged)}))
     if not genuine.size:
-        notes.append(("No confirmed greetings yet: the share of citizens greeted is unknown.", {}))
+        notes.append((N_("No confirmed greetings yet: the share of citizens greeted is unknown."), {}))
     ops_distances = [d for s in ops.sessions for d in s[0]]
 
     def row(n):
@@ -232,7 +233,7 @@ def curve_of(report, model):
     """The recognition.calibration.Curve a stored report describes (None: the model's prior)."""
     if not report or report.get("source") != "measured":
         return maths.prior_curve(model, [tuple(n) for n in report["note_parts"]] if report
-                                 else [("Not measured yet.", {})])
+                                 else [(N_("Not measured yet."), {})])
     points = report["curve"]
     return maths.Curve("measured", model.id, tuple(p["t"] for p in points),
                        tuple(p["matches"] for p in points), tuple(p["comparisons"] for p in points),

@@ -30,6 +30,7 @@ from .calibration import one_to_one_threshold
 from .facecheck import FaceBusy, snapshot_distance, start_snapshot
 from .gallery import device_scope, in_scope
 from .errors import ApiError, error_body
+from .i18n import N_
 from .times import utc_stamp
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def check_opening(db, row, citizen_id):
     if person is None or not person["consent"]:
         raise CaseFileRefused(404, "citizen_gone", "no such citizen")
     if not in_scope(person["district"], device_scope(db, g.device["site"])):
-        raise CaseFileRefused(403, "other_site", "the citizen is not one of this site's")
+        raise CaseFileRefused(403, "other_site", N_("the citizen is not one of this site's"))
     if snapshot_distance(db, row, citizen_id) > one_to_one_threshold(db):
         # the device's word is not enough: the server's own look at the visitor disagrees.
         # The 1:1 distance, not the device's looser greeting distance for a small gallery:

@@ -29,6 +29,7 @@ from recognition import models
 from recognition.images import MAX_BYTES
 
 from . import audit, duplicates, faceindex, faces, importer
+from .i18n import N_
 from .importer import RowInvalid, delete_unused_photos  # shared with the import
 from .imports import STALE_S as IMPORT_STALE_S           # a job silent this long was interrupted
 from .times import parse_stamp, utc_stamp
@@ -92,7 +93,7 @@ def check_photo(db, data):
     """A Photo through the enrolment quality gate (one face, big and sharp enough) and the
     registry's face model, or RecordRefused."""
     if not data:
-        raise RecordRefused("photo is empty")
+        raise RecordRefused(N_("photo is empty"))
     if len(data) > MAX_BYTES:
         raise RecordRefused(f"file is larger than {MAX_BYTES // 2**20} MB")
     model = faces.active(db)
@@ -301,8 +302,8 @@ def update_citizen(db, actor, row, fields, rule):
                             record.row_sha256(row["photo_sha256"]), next_sync_seq(db), now_iso(),
                             row["id"], seen]).rowcount
         if not saved:
-            raise RecordRefused("the record was changed while this page was open (an import or"
-                                " another admin); nothing was saved, look at it again")
+            raise RecordRefused(N_("the record was changed while this page was open (an import or"
+                                " another admin); nothing was saved, look at it again"))
         # which fields, not their values: the audit log is read more widely than the record
         audit.record(db, actor, "citizen.update", "citizen", row["id"], {"changed": changed})
     return changed
@@ -333,9 +334,9 @@ def _fresh(db, row):
 def _refuse_photo(row):
     """The citizen's row, or RecordRefused when they may hold no photo."""
     if row is None or row["removed_at"] is not None:
-        raise RecordRefused("the citizen was removed; nothing was saved")
+        raise RecordRefused(N_("the citizen was removed; nothing was saved"))
     if not row["consent"]:
-        raise RecordRefused("consent is no: a citizen without consent holds no photo")
+        raise RecordRefused(N_("consent is no: a citizen without consent holds no photo"))
     return row
 
 
@@ -407,7 +408,7 @@ def _held_face(db, review, settings):
         with open(os.path.join(settings.photos_dir, os.path.basename(review["photo_path"] or "")), "rb") as f:
             photo = check_photo(db, f.read())
     except OSError:
-        raise RecordRefused("the held photo is gone; add the citizen again with a new photo")
+        raise RecordRefused(N_("the held photo is gone; add the citizen again with a new photo"))
     return photo.model, photo.vector
 
 
@@ -424,9 +425,9 @@ def decide_duplicate(db, actor, review, decision, settings):
       template (a second, recent photo helps devices recognise them).
     """
     if decision not in DECISIONS:
-        raise RecordRefused("choose import, discard or add to the existing citizen")
+        raise RecordRefused(N_("choose import, discard or add to the existing citizen"))
     if review["status"] != "pending":
-        raise RecordRefused("this record has already been decided")
+        raise RecordRefused(N_("this record has already been decided"))
     record = check_record(duplicates.record_of(review), settings.id_number_rule)
     model, vector = _held_face(db, review, settings) if decision != "discard" else (None, None)
     citizen_id = None

@@ -41,6 +41,7 @@ from recognition.images import MAX_BYTES
 from . import audit, calibration, disk, duplicates, faceindex, faces, files
 from .audit import Actor
 from .files import write_whole
+from .i18n import N_
 from .privacy import mask
 from .vocabulary import LANGUAGES, normalise_counter, parse_status, spelling_key
 
@@ -333,10 +334,10 @@ def normalise_id_number(value, rule="prc18"):
     # passed \d and was stored as a second citizen beside the ASCII "4401...X".
     value = unicodedata.normalize("NFKC", value).strip().replace(" ", "").upper()
     if not value:
-        raise ValueError("ID number is empty")
+        raise ValueError(N_("ID number is empty"))
     if rule == "any":
         if not re.fullmatch(r"[0-9A-Z]{1,32}", value):
-            raise ValueError("ID number must be 1 to 32 letters and digits")
+            raise ValueError(N_("ID number must be 1 to 32 letters and digits"))
         return value
     if re.fullmatch(r"\d(\.\d+)?E\+\d+", value):
         raise ValueError(f"ID number {value} was turned into a number by a spreadsheet;"
@@ -388,13 +389,13 @@ def parse_record(line, cells, rule):
         id_number = normalise_id_number(cells["id_number"], rule)
         name = " ".join(cells["name"].split())
         if not name:
-            raise ValueError("name is empty")
+            raise ValueError(N_("name is empty"))
         language = (cells.get("language") or "zh").lower()
         if language not in LANGUAGES:
             raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}")
         consent = parse_consent(cells.get("consent", ""))
         if consent and not cells["photo"]:
-            raise ValueError("photo is empty (needed unless consent is no)")
+            raise ValueError(N_("photo is empty (needed unless consent is no)"))
         _check_lengths(cells)
         return Record(line, id_number, name, normalise_phone(cells["phone"]), language,
                       cells.get("district", ""), consent, cells["photo"])
@@ -407,7 +408,7 @@ def parse_case(line, cells, rule):
     try:
         case_number = cells["case_number"]
         if not case_number:
-            raise ValueError("case number is empty")
+            raise ValueError(N_("case number is empty"))
         id_number = normalise_id_number(cells["id_number"], rule)
         for column in ("type", "status"):
             if not cells[column]:
@@ -925,8 +926,8 @@ class _Run:
         elif item.template is None and self._needs_encoding(item):
             # decided against the citizen as _prepare saw it; another import gave them another
             # photo since, and this row's photo was never encoded
-            self._record_result(record, "rejected", "changed by another import while this one ran;"
-                                                    " import this file again")
+            self._record_result(record, "rejected", N_("changed by another import while this one ran;"
+                                                    " import this file again"))
         elif duplicate:
             self._flag(item, duplicate)
         else:

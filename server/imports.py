@@ -27,7 +27,7 @@ from db import now_iso, open_db, transaction
 from . import disk, faces, importer
 from .auth import audit_user, role_required, user_actor
 from .database import get_db
-from .i18n import t
+from .i18n import N_, t
 from .times import parse_stamp
 
 bp = Blueprint("imports", __name__, url_prefix="/imports")
@@ -320,7 +320,7 @@ def _save_uploads(form, job_id):
         form.cases.data.save(os.path.join(folder, "cases.csv"))
     if not zipfile.is_zipfile(photos):
         shutil.rmtree(folder, ignore_errors=True)
-        return "The photos file is not a zip file."  # stored in English, shown translated
+        return N_("The photos file is not a zip file.")  # stored in English, shown translated
     return None
 
 

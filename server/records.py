@@ -13,7 +13,7 @@ from . import duplicates, enrolment, importer
 from .auth import audit_user, guard, user_actor
 from .citizens import citizen_or_404
 from .database import get_db
-from .i18n import reason as translated, t
+from .i18n import N_, reason as translated, t
 from .privacy import mask, private_image
 from .vocabulary import LANGUAGES
 
@@ -101,7 +101,7 @@ def add_photo(citizen_id):
     uploads = _uploads("photo")
     try:
         if not uploads:
-            raise enrolment.RecordRefused("photo is empty")
+            raise enrolment.RecordRefused(N_("photo is empty"))
         enrolment.add_photo(db, user_actor(), person, uploads[0], _settings(),
                             replace=request.form.get("mode") == "replace")
         flash(t("Photo saved."), "ok")

@@ -4,7 +4,7 @@ import json
 
 from flask import abort, current_app
 
-from .i18n import label, reason, t
+from .i18n import N_, label, reason, t
 from .privacy import mask
 
 COLUMNS = """s.id, s.device_id, s.citizen_id, s.outcome, s.distance, s.margin,
@@ -37,14 +37,14 @@ def recent_sessions(db, citizen_id, limit=20):
 # registry's verdict; the session row only the last state.
 VISIT_ACTIONS = ("session.liveness", "identify.match", "identify.no_match", "casefile.refused")
 REFUSALS = {   # casefile.CaseFileRefused's reasons, for a clerk
-    "citizen_gone": "the citizen is no longer in the registry",
-    "liveness_not_passed": "the blink had not passed",
-    "no_snapshot": "the visit had no snapshot",
-    "not_greeted": "nobody was greeted",
-    "other_citizen": "asked for another citizen's file",
-    "other_site": "the citizen is not one of this site's",
-    "session_too_old": "the visit was too old",
-    "snapshot_not_citizen": "the snapshot does not show this citizen",
+    "citizen_gone": N_("the citizen is no longer in the registry"),
+    "liveness_not_passed": N_("the blink had not passed"),
+    "no_snapshot": N_("the visit had no snapshot"),
+    "not_greeted": N_("nobody was greeted"),
+    "other_citizen": N_("asked for another citizen's file"),
+    "other_site": N_("the citizen is not one of this site's"),
+    "session_too_old": N_("the visit was too old"),
+    "snapshot_not_citizen": N_("the snapshot does not show this citizen"),
 }
 
 
@@ -79,10 +79,12 @@ def _try(action, at, detail):
     ok, what, distance = True, "", None
     if action in ("identify.match", "identify.no_match"):
         ok, distance = action == "identify.match", _finite(detail.get("distance"))
-        what = f"{t('ID number')} {_text(detail.get('id_number'))} · {t('distance')} " \
-               f"{_number(detail.get('distance'))} ({t('at most')} {_number(detail.get('threshold'))})"
+        # t() outside the f-strings: pybabel does not read into one
+        id_number, distance, at_most = t("ID number"), t("distance"), t("at most")
+        what = f"{id_number} {_text(detail.get('id_number'))} · {distance} " \
+               f"{_number(detail.get('distance'))} ({at_most} {_number(detail.get('threshold'))})"
         if "snapshot_distance" in detail:
-            what += f" · {t('snapshot')} {_number(detail['snapshot_distance'])}"
+            what += " · " + t("snapshot") + " " + _number(detail["snapshot_distance"])
     elif action == "session.liveness":
         ok = detail.get("result") == "passed"
         what = label(_text(detail.get("result"))) + (f": {reason(_text(detail['refused']))}"
@@ -118,7 +120,7 @@ def second_factor(row, required):
     failures = row["factor_failures"] or 0
     if row["factor_passed_at"]:
         return {"state": "passed", "text": t("Passed") + (
-            f" ({t('after {0} wrong').format(failures)})" if failures else "")}
+            " (" + t("after {0} wrong").format(failures) + ")" if failures else "")}
     if failures >= tries:
         return {"state": "locked", "text": t("Locked after {0} wrong tries").format(failures)}
     if row["factor_locked_at"]:     # the citizen's day of wrong tries, over every visit

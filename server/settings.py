@@ -19,6 +19,8 @@ from db.queries import get_setting, set_setting
 from recognition import models
 from recognition.decision import Policy
 
+from .i18n import N_
+
 MB = 1024 * 1024
 GREETINGS = {"zh": "{name}，您好！", "yue": "{name}，你好！", "en": "Hello, {name}!"}
 
@@ -156,49 +158,49 @@ CONFIG = (
 )
 
 ADMIN = (
-    Setting("policy.threshold", None, "Loosest face distance that may be greeted by"
+    Setting("policy.threshold", None, N_("Loosest face distance that may be greeted by"
             " name ({model}); devices tighten it as the number of enrolled citizens grows. Lower"
-            " is stricter.", kind="float", label="Match threshold", distance="threshold_ceiling",
+            " is stricter."), kind="float", label="Match threshold", distance="threshold_ceiling",
             distance_range="threshold_range"),
-    Setting("policy.margin", None, "How much closer the best citizen must be than the"
-            " next one ({model}).", kind="float", label="Match margin", distance="margin",
+    Setting("policy.margin", None, N_("How much closer the best citizen must be than the"
+            " next one ({model})."), kind="float", label="Match margin", distance="margin",
             distance_range="margin_range"),
-    Setting("policy.min_frames", Policy.min_frames, "Frames in a row naming the same citizen"
-            " before the greeting.", kind="int", label="Frames that must agree", low=1, high=30),
-    Setting("greeting.templates", GREETINGS, "Placeholders: {name}, {surname}, {honorific}.",
-            kind="greetings", label="Greeting per language"),
-    Setting("retention_days", 30, "Device snapshots older than this are deleted; the session"
-            " record stays.", kind="int", label="Snapshot retention (days)", low=1, high=3650),
-    Setting("add_confirmed_templates", False, "A clerk-confirmed snapshot becomes an extra"
-            " template for that citizen.", kind="bool",
-            label="Add confirmed matches as face templates"),
-    Setting("second_factor", True, "Citizens type the last four digits of their phone before"
-            " case details show.", kind="bool", label="Second factor for case details"),
-    Setting("gallery.by_site", True, "A device gets the citizens whose district is its site"
+    Setting("policy.min_frames", Policy.min_frames, N_("Frames in a row naming the same citizen"
+            " before the greeting."), kind="int", label="Frames that must agree", low=1, high=30),
+    Setting("greeting.templates", GREETINGS, N_("Placeholders: {name}, {surname}, {honorific}."),
+            kind="greetings", label=N_("Greeting per language")),
+    Setting("retention_days", 30, N_("Device snapshots older than this are deleted; the session"
+            " record stays."), kind="int", label="Snapshot retention (days)", low=1, high=3650),
+    Setting("add_confirmed_templates", False, N_("A clerk-confirmed snapshot becomes an extra"
+            " template for that citizen."), kind="bool",
+            label=N_("Add confirmed matches as face templates")),
+    Setting("second_factor", True, N_("Citizens type the last four digits of their phone before"
+            " case details show."), kind="bool", label=N_("Second factor for case details")),
+    Setting("gallery.by_site", True, N_("A device gets the citizens whose district is its site"
             " (and those without a district): smaller galleries name fewer strangers and greet"
-            " more citizens.", kind="bool", label="Each device holds only its own site's citizens"),
-    Setting("duplicates.review_budget", 0.05, "Fraud review: how many false duplicate flags per"
+            " more citizens."), kind="bool", label=N_("Each device holds only its own site's citizens")),
+    Setting("duplicates.review_budget", 0.05, N_("Fraud review: how many false duplicate flags per"
             " imported record admins accept to look at, so that the same face under a second ID"
-            " number is rarely missed. Higher flags more (never past distance {duplicate_ceiling}).",
-            kind="float", label="Duplicate review budget (false flags per record)",
+            " number is rarely missed. Higher flags more (never past distance {duplicate_ceiling})."),
+            kind="float", label=N_("Duplicate review budget (false flags per record)"),
             low=0.001, high=1.0),
-    Setting("calibration.target_fpir", 0.005, "Share of visitors who are not enrolled that the"
+    Setting("calibration.target_fpir", 0.005, N_("Share of visitors who are not enrolled that the"
             " threshold alone may name as someone, per device; the registry measures its own"
             " false-match curve and gives each device the largest threshold (never looser than"
-            " the match threshold) that keeps within it for that device's number of citizens.",
-            kind="float", label="Strangers named at most (share)", low=0.0001, high=0.05),
-    Setting("calibration.target_fmr_1to1", 0.0001, "ID-number check: the share of tries by"
+            " the match threshold) that keeps within it for that device's number of citizens."),
+            kind="float", label=N_("Strangers named at most (share)"), low=0.0001, high=0.05),
+    Setting("calibration.target_fmr_1to1", 0.0001, N_("ID-number check: the share of tries by"
             " someone else's face under a citizen's ID number that may pass the one-to-one face"
             " comparison (liveness and the phone digits still follow). The registry sets the"
-            " distance from its measured curve.", kind="float",
-            label="ID-number check: false accepts at most (share)", low=0.00001, high=0.01),
-    Setting("calibration.max_threshold_1to1", None, "ID-number check: the loosest face distance"
-            " ever accepted ({model}), whatever the measured curve allows.", kind="float",
-            label="ID-number check: loosest distance", distance="one_to_one_ceiling",
+            " distance from its measured curve."), kind="float",
+            label=N_("ID-number check: false accepts at most (share)"), low=0.00001, high=0.01),
+    Setting("calibration.max_threshold_1to1", None, N_("ID-number check: the loosest face distance"
+            " ever accepted ({model}), whatever the measured curve allows."), kind="float",
+            label=N_("ID-number check: loosest distance"), distance="one_to_one_ceiling",
             distance_range="one_to_one_range"),
-    Setting("policy.evidence_frames", Policy.evidence_frames, "Frames of a face track whose"
+    Setting("policy.evidence_frames", Policy.evidence_frames, N_("Frames of a face track whose"
             " mean template may name the citizen (threshold and margin still hold); 0 turns the"
-            " rule off and only frames in a row that agree name someone."),
+            " rule off and only frames in a row that agree name someone.")),
     Setting("policy.unknown_after", Policy.unknown_after, "Frames of a face track without an"
             " acceptable match before the visitor counts as unknown."),
     Setting("greeting.honorifics", {"zh": "", "yue": "", "en": ""}, "Per language, what"

@@ -1,6 +1,6 @@
 """What the kiosk and the robot say and show: every phrase in Mandarin, Cantonese and English,
 Cantonese in Traditional characters, all of it in messages/device.json. (The console's and
-admin pages' text, messages/zh.json, is checked by tests/test_console.py.)"""
+admin pages' text, a gettext catalogue in translations/, is checked by tests/test_translations.py.)"""
 import json
 import re
 import warnings

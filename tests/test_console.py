@@ -12,6 +12,7 @@ from conftest import FACES, csrf_from
 from db.queries import set_setting
 from server.dashboard import dashboard_stats
 from server.queue import QueueFilter, queue_page, queue_sql
+from test_translations import zh_catalogue
 
 
 def audit_actions(db, target_id):
@@ -483,7 +484,8 @@ def test_every_console_and_admin_text_has_a_chinese_translation():
     import re
     from pathlib import Path
 
-    from server.i18n import LABELS, ZH
+    from server.i18n import LABELS
+    ZH = zh_catalogue()
     from server.settings import ON_FORM
     root = Path(__file__).resolve().parents[1]
     files = [*root.glob("templates/**/*.html"), *root.glob("server/*.py")]
@@ -512,44 +514,17 @@ def test_times_are_written_the_way_the_pages_language_writes_them(app, language,
 def reason_templates():
     """Every reason the import and the citizen forms can give, as a catalogue key: read from
     the code (the f-strings raised or recorded), each {expression} numbered {0}, {1}, ..."""
-    import ast
     from pathlib import Path
+
+    from server.i18n_extract import reason_templates as of_source
     root = Path(__file__).resolve().parents[1]
-    calls = {"PhotoRejected", "PhotoMissing", "ValueError", "RowInvalid", "ImportFailed", "RecordRefused"}
-
-    def template(node):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            return node.value
-        if isinstance(node, ast.JoinedStr):
-            fields = iter(range(len(node.values)))
-            return "".join(p.value if isinstance(p, ast.Constant) else "{%d}" % next(fields)
-                           for p in node.values)
-        return None
-
-    def found(node):
-        if isinstance(node, ast.Call):
-            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
-            if name in calls:
-                yield from node.args
-            elif name == "_add" and len(node.args) == 6:     # an import row with its reason
-                yield node.args[5]
-        elif isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "reason" for t in node.targets):
-            yield node.value
-        elif isinstance(node, ast.FunctionDef) and (node.name.endswith("_reason")
-                                                    or node.name == "unalignable"):
-            yield from (r.value for r in ast.walk(node) if isinstance(r, ast.Return))
-
     files = ["server/importer.py", "server/enrolment.py", "server/vocabulary.py",
              "recognition/images.py", "recognition/quality.py", "recognition/align.py"]
-    texts = set()
-    for name in files:
-        for node in ast.walk(ast.parse((root / name).read_text(encoding="utf-8"))):
-            texts |= {template(n) for n in found(node)} - {None}
-    return texts
+    return set().union(*(of_source((root / name).read_text(encoding="utf-8")) for name in files))
 
 
 def test_every_import_reason_has_a_chinese_translation():
-    from server.i18n import ZH
+    ZH = zh_catalogue()
     texts = reason_templates()
     assert len(texts) > 40 and "face is too small ({0} px across; at least {1} px)" in texts
     assert sorted(text for text in texts if text not in ZH) == []
@@ -573,7 +548,8 @@ def test_every_audit_action_and_kind_the_code_writes_is_labelled_in_chinese():
     import re
     from pathlib import Path
 
-    from server.i18n import KINDS, LABELS, ZH
+    from server.i18n import KINDS, LABELS
+    ZH = zh_catalogue()
     from server.identify import ACTIONS as IDENTIFY
     from server.enrolment import DECISIONS as DUPLICATE
     from server.review import DECISIONS as REVIEW
