@@ -14,17 +14,25 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 
 
-@pytest.fixture
-def chromium_page():
+@pytest.fixture(scope="session")
+def chromium():
+    """One Chromium for the whole run (a launch is a second or two); each test gets contexts
+    of its own, so no cookie, storage or page outlives the test."""
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 860})
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        yield page
-        context.close()
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def chromium_page(chromium):
+    context = chromium.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    for made in list(chromium.contexts):     # this one and any the test opened itself
+        made.close()
 
 
 def screenshot(page, name):
