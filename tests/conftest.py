@@ -1,6 +1,7 @@
 """Fixtures: the app on a temp instance folder, client, runner, auth helper, a live server."""
 import os
 import re
+import shutil
 import threading
 from pathlib import Path
 
@@ -64,9 +65,21 @@ def face_model(request):
     helpers.use_model(models.DEFAULT)
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory):
+    """One SQLite registry migrated for the run: each test's app starts from a copy of it (a
+    fresh migration is ~40 ms, a copy ~3), as PostgreSQL's tests copy a template database."""
+    path = tmp_path_factory.mktemp("template") / "civic.db"
+    open_db(str(path)).close()
+    return path
+
+
 @pytest.fixture
-def app(tmp_path, monkeypatch, database_url, face_model):
+def app(tmp_path, monkeypatch, database_url, face_model, migrated_sqlite):
     monkeypatch.setenv("CIVIC_INSTANCE_PATH", str(tmp_path / "instance"))
+    if not database_url:
+        (tmp_path / "instance").mkdir(exist_ok=True)
+        shutil.copy(migrated_sqlite, tmp_path / "instance" / "civic.db")
     overrides = {"DATABASE": database_url} if database_url else {}
     app = create_app({"TESTING": True, "IMPORT_WORKERS": 1, "PASSWORD_HASH_METHOD": TEST_HASH_METHOD,
                       "FACE_MODEL": face_model.name, **overrides})
