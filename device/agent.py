@@ -10,9 +10,14 @@ sees and hears is a front end's job. A front end is any object with these hooks:
     on_left(track)        a face track ended
     close()
 
+and, optionally, attach_agent(agent): a front end with a screen the citizen touches gets the
+agent, to call its two requests from the screen's thread: end_visit(track) (the citizen
+pressed Done) and want_id_entry() (the idle screen's "type your ID number").
+
 The kiosk (kiosk/presenter.py) and the robot (robot/voice.py) bring their own front ends.
 """
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -23,7 +28,7 @@ from recognition import engine, models
 from recognition.decision import Policy
 
 from .camera import SourceError
-from .greeter import Greeter, GreeterSettings
+from .greeter import Greeter, GreeterSettings, Outcome
 from .speech import greeting_text
 from .store import UNNAMED_MODEL
 
@@ -32,6 +37,8 @@ log = logging.getLogger(__name__)
 SNAPSHOT_MARGIN = 0.6      # face crop grows by this share of the face size on each side
 SNAPSHOT_QUALITY = 85
 SNAPSHOT_MAX_SIDE = 800    # the clerk and the server's face check need no more
+ID_ENTRY_WAIT_S = 30.0     # an ID-number entry asked for on the idle screen waits this long
+                           # (source time) for a face at the screen to check it against
 
 
 @dataclass
@@ -76,10 +83,17 @@ class Agent:
         self.citizens = {}
         self.stats = Stats()
         self._stop = threading.Event()
+        self._requests = queue.Queue()   # the screen's requests, for the recognition thread
+        self._visits = {}           # track id -> session id of the visit it is in now
+        self._ended = set()         # ids of tracks whose visit the citizen ended with Done
+        self._id_entry_until = None  # source time an asked-for ID-number entry waits until
         syncer.on_gallery = self.reload_gallery
         attach = getattr(front_end, "attach_outbox", None)
         if attach is not None:   # the case-file flow's reports ride the outbox
             attach(syncer)
+        attach = getattr(front_end, "attach_agent", None)
+        if attach is not None:   # a touch screen's Done and "type your ID number"
+            attach(self)
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -207,13 +221,78 @@ class Agent:
         rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
         greeter = self.greeter       # the sync thread may swap in another between frames
         for outcome in greeter.process(rgb, frame.t):
+            if not self._deliverable(outcome):
+                continue
             if outcome.kind == "greeted":
                 self._greeted(outcome, frame, greeter.model_id)
             elif outcome.kind == "unknown":
                 self._unknown(outcome, frame, greeter.model_id)
             else:
                 self.front_end.on_left(outcome.track)
-        self.front_end.on_frame(frame, rgb, greeter.tracks)
+        self._answer_requests(frame, greeter)
+        # a track whose visit ended is not "present" for the front end: nothing late (a case
+        # file, a greeting by ID number) is shown for it
+        self.front_end.on_frame(frame, rgb, [tr for tr in greeter.tracks if tr.id not in self._ended])
+
+    # --- the screen's requests: Done, and "type your ID number" ---------------------------------
+
+    def end_visit(self, track=None):
+        """The citizen pressed Done (called from the screen's thread). At the next frame the
+        front end hears that the track left, and nothing more of it while the greeter still
+        follows the face: they are walking away, so no second greeting and no new unknown
+        visitor; once out of sight for regreet_after_s they are a new visit, as ever. An
+        ID-number entry asked for and not begun is called off too."""
+        self._requests.put(("end", track))
+
+    def want_id_entry(self):
+        """Someone pressed "type your ID number" on the idle screen (the screen's thread): the
+        face at the screen, if it is in no visit yet, becomes an unknown visitor at once, so
+        the ID-number path (its blink first, then the server's 1:1 check) runs for it without
+        waiting for the greeter to give up; with no face in view, the first one to come
+        within ID_ENTRY_WAIT_S does."""
+        self._requests.put(("id", None))
+
+    def _deliverable(self, outcome):
+        """False for what the front end must not hear: anything of a track whose visit the
+        citizen ended, and the greeter's own "unknown" for a track already made one."""
+        track_id = outcome.track.id
+        if track_id in self._ended:
+            if outcome.kind == "left":
+                self._ended.discard(track_id)
+            return False
+        if outcome.kind == "left":
+            self._visits.pop(track_id, None)
+        elif outcome.kind == "unknown" and track_id in self._visits:
+            return False
+        return True
+
+    def _answer_requests(self, frame, greeter):
+        while not self._requests.empty():
+            kind, track = self._requests.get()
+            if kind == "end":
+                self._id_entry_until = None
+                if track is not None:
+                    self._end(track, frame.t)
+            else:
+                self._id_entry_until = frame.t + ID_ENTRY_WAIT_S
+        if self._id_entry_until is None:
+            return
+        if frame.t > self._id_entry_until:
+            self._id_entry_until = None
+            return
+        track = _free_face(greeter.tracks, frame.t, self._visits)
+        if track is not None:
+            self._id_entry_until = None
+            self._ended.discard(track.id)        # Done, then "type your ID number": a new visit
+            self._unknown(Outcome("unknown", track, frame.t), frame, greeter.model_id, asked=True)
+
+    def _end(self, track, t):
+        session_id = self._visits.pop(track.id, None)
+        if session_id is None:
+            return      # it left already (the front end was told then)
+        self._ended.add(track.id)
+        self.events.emit("visit_ended", t=round(t, 3), session_id=session_id, reason="done")
+        self.front_end.on_left(track)
 
     def _greeted(self, outcome, frame, model_id):
         track, decision = outcome.track, outcome.track.decision
@@ -227,17 +306,22 @@ class Agent:
         self.events.emit("greeted", citizen_key=track.citizen_key, name=visit.name, t=round(outcome.t, 3),
                          distance=round(decision.distance, 4), margin=round(decision.margin, 4),
                          session_id=session["id"])
+        self._visits[track.id] = session["id"]
         self.front_end.on_greeted(visit)
 
-    def _unknown(self, outcome, frame, model_id):
+    def _unknown(self, outcome, frame, model_id, asked=False):
+        """An unknown visitor: the greeter gave up on the track, or (asked) the visitor asked
+        to type their ID number before it did."""
         track = outcome.track
         best = min(track.votes.decisions, key=lambda d: d.distance, default=None)
         session = self._session(track, outcome.t, "unknown", best, model_id)
         # the best frame's own refusal, or "agreement": it passed, but the frames did not agree
         session["refused_by"] = (best.rule or "agreement") if best is not None else \
             (None if model_id else "model_missing")
-        self.record_session(session, frame, track.location)
-        self.events.emit("unknown_visitor", t=round(outcome.t, 3), session_id=session["id"])
+        self.record_session(session, frame, track.location, track.best_view)
+        self.events.emit("unknown_visitor", t=round(outcome.t, 3), session_id=session["id"],
+                         **({"asked_for_id_entry": True} if asked else {}))
+        self._visits[track.id] = session["id"]
         self.front_end.on_unknown(Visit(session, track, frame, outcome.t))
 
     def _session(self, track, t, outcome, decision, model_id):
@@ -266,6 +350,16 @@ class Agent:
             snapshot = snapshot_jpeg(frame.image, location) if frame is not None else None
         self.store.add_session(session, snapshot)
         self.syncer.nudge()
+
+
+def _free_face(tracks, t, visits):
+    """The face at the screen (the largest seen in the frame at t) when it is in no visit,
+    else None: a passer-by behind someone being served is never made a visitor."""
+    seen = [tr for tr in tracks if tr.last_t == t]
+    if not seen:
+        return None
+    largest = max(seen, key=lambda tr: engine.face_height(tr.location) * engine.face_width(tr.location))
+    return None if largest.id in visits else largest
 
 
 def warm_up_engine(model):

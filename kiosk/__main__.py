@@ -7,12 +7,11 @@ The token may also come from CIVIC_DEVICE_TOKEN (a command line is visible to ot
 """
 import sys
 
-from device.casefile import CaseFileFlow
 from device.cli import build_parser, parse_args, run_device
 from device.speech import Speaker
 from recognition.liveness import BlinkPolicy
 
-from .casefile_screen import CaseFileDesk, open_screen
+from .casefile_screen import CaseFileDesk, KioskFlow, open_screen
 from .presenter import KioskCaseFilePresenter
 from .printer import PrinterError, TicketPrinter, open_printer
 from .screen import ScreenState
@@ -53,8 +52,9 @@ def kiosk_front_end(args, client, events):
     printer = getattr(args, "ticket_printer", None)
     presenter = KioskCaseFilePresenter(screen_state, Speaker(args.speech), desk,
                                        TicketPrinter(printer) if printer is not None else None)
-    front_end = CaseFileFlow(presenter, client, events, BlinkPolicy(window_s=args.blink_window),
-                             tickets=True)
+    # KioskFlow: the agent wires the screen's Done and "type your ID number" to itself
+    front_end = KioskFlow(desk, presenter, client, events, BlinkPolicy(window_s=args.blink_window),
+                          tickets=True)
     desk.identifier = front_end.identify   # an unknown visitor may type their ID number
     return front_end, stop
 

@@ -2,29 +2,36 @@
 check before case details.
 
 CaseFileDesk holds the one case file on screen and answers the page's requests on 127.0.0.1
-(blueprint below): GET /casefile/state, POST /casefile/details. The file leaves the screen
-when the citizen's face track ends, or after hold_s at most (kiosk/presenter.py).
+(blueprint below): GET /casefile/state, POST /casefile/details, /casefile/identify,
+/casefile/done and /casefile/type-id. The file leaves the screen when the citizen presses
+Done (the agent is told: the visit ends on the device), when their face track ends, or after
+hold_s at most (kiosk/presenter.py). KioskFlow gives the desk the agent's two requests.
 """
 import re
 import threading
 import time
+from collections import deque
 
 from flask import Blueprint, jsonify, request
 
+from device.casefile import CaseFileFlow
 from device.client import Offline, Rejected, Revoked
-from device.phrases import language_of, with_when
+from device.phrases import CATALOGUE, language_of, phrase, with_when
 
 from .screen import ScreenServer, ScreenState
 
 CASE_FILE_HOLD_S = 90.0     # the longest a case file stays on screen
 NOTICE_HOLD_S = 15.0        # a notice ("please see the desk") goes sooner: the next visitor waits
+TYPING_HOLD_S = 60.0        # the ID keypad opened on the idle screen, with no face found yet
+ENDED_KEPT = 16             # sessions ended with Done remembered (their late steps show nothing)
+ID_NUMBER_TYPING = CATALOGUE["id_number_typing"]   # the keypad opened from the idle screen
 
 
 class CaseFileDesk:
     """The case file shown on the screen and its second factor; thread-safe."""
 
     def __init__(self, client, hold_s=CASE_FILE_HOLD_S, clock=time.monotonic,
-                 notice_hold_s=NOTICE_HOLD_S):
+                 notice_hold_s=NOTICE_HOLD_S, screen=None):
         self.client = client
         self.hold_s = hold_s
         self.notice_hold_s = notice_hold_s
@@ -35,6 +42,10 @@ class CaseFileDesk:
         self._visit = None
         self._shown_at = None
         self.identifier = None      # CaseFileFlow.identify: an unknown visitor's ID number, 1:1
+        self.screen = screen        # the ScreenState: Done and the idle ID button change it at once
+        self.ender = None           # Agent.end_visit(track): Done ends the visit on the device
+        self.asker = None           # Agent.want_id_entry(): the face at the screen, for the ID keypad
+        self._ended = deque(maxlen=ENDED_KEPT)
 
     @staticmethod
     def _empty():
@@ -81,7 +92,8 @@ class CaseFileDesk:
     def clear(self, track=None):
         """Take the file off the screen (only if it is this track's, when track is given)."""
         with self._lock:
-            if self._visit is None or (track is not None and self._visit.track is not track):
+            mine = self._visit is not None and self._visit.track is track
+            if self._state["mode"] is None or (track is not None and not mine):
                 return False
             self._visit, self._shown_at = None, None
         self._set(**self._empty())
@@ -90,9 +102,48 @@ class CaseFileDesk:
     def expire(self):
         """Take the file off once it has been up for hold_s; True when it was taken off now."""
         with self._lock:
-            hold = self.notice_hold_s if self._state["mode"] in ("notice", "ticket") else self.hold_s
+            hold = self.notice_hold_s if self._state["mode"] in ("notice", "ticket") else \
+                TYPING_HOLD_S if self._visit is None else self.hold_s
             expired = self._shown_at is not None and self._clock() - self._shown_at > hold
         return self.clear() if expired else False
+
+    def done(self):
+        """The citizen pressed Done: the screen is idle at once, and the agent ends the visit
+        (its blink, case file and ticket still on the way show nothing: ended())."""
+        with self._lock:
+            visit = self._visit
+            if visit is not None:
+                self._ended.append(visit.session["id"])
+        self.clear()
+        if self.screen is not None:
+            self.screen.show("idle")
+        if self.ender is not None:
+            self.ender(visit.track if visit is not None else None)
+        return self.state()
+
+    def ended(self, visit):
+        """True for a visit the citizen ended with Done."""
+        with self._lock:
+            return visit.session["id"] in self._ended
+
+    def start_typing(self):
+        """The idle screen's "type your ID number": the ID keypad at once, and the agent
+        asked for the face at the screen (the 1:1 check needs it). Once the agent has made
+        it an unknown visitor, on_unknown's prompt takes over, and what was typed stays."""
+        with self._lock:
+            busy = self._state["mode"] is not None
+            if not busy:
+                self._visit, self._shown_at = None, self._clock()
+        if busy:
+            return self.state()     # someone's visit is on screen: never replaced from the idle button
+        text = phrase(ID_NUMBER_TYPING, "zh")
+        self._set(**{**self._empty(), "mode": "identify", "prompt": text,
+                     "english": phrase(ID_NUMBER_TYPING, "en"), "language": "zh"})
+        if self.screen is not None:
+            self.screen.show("identify", text)
+        if self.asker is not None:
+            self.asker()
+        return self.state()
 
     def state(self):
         with self._lock:
@@ -102,8 +153,16 @@ class CaseFileDesk:
         """Send an unknown visitor's typed ID number for the 1:1 check; the new screen state
         (id_status "checking" until the answer; a match moves on to the blink request)."""
         with self._lock:
-            visit = self._visit if self._state["mode"] == "identify" else None
+            typing = self._state["mode"] == "identify"
+            visit = self._visit if typing else None
             busy = self._state["id_status"] == "checking"
+        if typing and visit is None:
+            # typed on the idle screen, and no face found yet to check it against: look at
+            # the screen (the agent is asked again), the number stays for OK again
+            self._set(id_status="no_face")
+            if self.asker is not None:
+                self.asker()
+            return self.state()
         if visit is None or self.identifier is None:
             return None
         if not busy:
@@ -151,6 +210,19 @@ def _tries_left(message):
     return None
 
 
+class KioskFlow(CaseFileFlow):
+    """The case-file flow of a kiosk whose screen the citizen touches: the agent hands
+    itself over (device/agent.py attach_agent), and the desk gets its two requests."""
+
+    def __init__(self, desk, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.desk = desk
+
+    def attach_agent(self, agent):
+        self.desk.ender = agent.end_visit
+        self.desk.asker = agent.want_id_entry
+
+
 def desk_blueprint(desk):
     """Routes of the kiosk screen app for the case file (127.0.0.1 only, like the screen)."""
     bp = Blueprint("casefile", __name__)
@@ -172,6 +244,19 @@ def desk_blueprint(desk):
             return jsonify({"error": {"status": 409, "message": "no visitor to identify"}}), 409
         return jsonify(state)
 
+    @bp.route("/casefile/done", methods=["POST"])
+    def casefile_done():
+        # POST with JSON, like the others: a page elsewhere cannot end a visit with a form post
+        if not request.is_json:
+            return jsonify({"error": {"status": 400, "message": "JSON expected"}}), 400
+        return jsonify(desk.done())
+
+    @bp.route("/casefile/type-id", methods=["POST"])
+    def casefile_type_id():
+        if not request.is_json:
+            return jsonify({"error": {"status": 400, "message": "JSON expected"}}), 400
+        return jsonify(desk.start_typing())
+
     @bp.route("/casefile/details", methods=["POST"])
     def casefile_details():
         # JSON only: a form post from another page cannot send it without a CORS preflight.
@@ -190,7 +275,8 @@ def desk_blueprint(desk):
 def open_screen(client, events, port):
     """The screen with its case-file desk, served on 127.0.0.1:port (the kiosk's, and the
     robot's chest screen): (screen state, desk, stop)."""
-    state, desk = ScreenState(), CaseFileDesk(client)
+    state = ScreenState()
+    desk = CaseFileDesk(client, screen=state)
     server = ScreenServer(state, port, [desk_blueprint(desk)]).start()
     events.emit("screen", url=server.url)
     return state, desk, server.stop

@@ -4,6 +4,7 @@ presenter (device/casefile.py) in one.
 What the citizen sees comes from ScreenState (kiosk/screen.py) and the case file on screen
 from CaseFileDesk (kiosk/casefile_screen.py); what they hear from the Speaker.
 """
+import functools
 import threading
 
 from device.agent import FrontEnd
@@ -35,6 +36,18 @@ class KioskFrontEnd(FrontEnd):
             self.speaker.say(phrase(UNKNOWN_PROMPT, "zh"), "zh")
 
 
+def _unless_ended(hook):
+    """The hook does nothing for a visit the citizen ended with Done: its blink verdict,
+    case file or ticket may still come from the flow's worker, and the screen is someone
+    else's by then (or idle)."""
+    @functools.wraps(hook)
+    def guarded(self, visit, *args, **kwargs):
+        if self.desk is not None and self.desk.ended(visit):
+            return None
+        return hook(self, visit, *args, **kwargs)
+    return guarded
+
+
 class KioskCaseFilePresenter(KioskFrontEnd):
     """The kiosk's screen and voice, with the blink request and the case file."""
 
@@ -49,6 +62,10 @@ class KioskCaseFilePresenter(KioskFrontEnd):
             self._stop = threading.Event()
             self._refresher.start()
 
+    @_unless_ended
+    def on_greeted(self, visit):
+        super().on_greeted(visit)
+
     def _show(self, mode, visit, text):
         if self.screen is not None:
             self.screen.show(mode, text, visit.name, visit.language)
@@ -57,6 +74,7 @@ class KioskCaseFilePresenter(KioskFrontEnd):
         if self.speaker is not None:
             self.speaker.say(text, language_of(language))
 
+    @_unless_ended
     def on_unknown(self, visit):
         """A visitor the camera does not know: they may type their ID number (checked 1:1
         against their face), and get a ticket either way."""
@@ -68,6 +86,7 @@ class KioskCaseFilePresenter(KioskFrontEnd):
         self._show("identify", visit, text)
         self._say(text, "zh")
 
+    @_unless_ended
     def on_blink_request(self, visit):
         text = blink_request(visit.language)
         if self.desk is not None:
@@ -75,12 +94,14 @@ class KioskCaseFilePresenter(KioskFrontEnd):
         self._show("blink", visit, text)
         self._say(text, visit.language)
 
+    @_unless_ended
     def on_blink_progress(self, visit, seconds_left, feedback, attempt):
         """Countdown and live feedback on screen only: speaking every second would drown it."""
         if self.desk is not None:
             table = BLINK_NOW if feedback == "blink" else LOOK_AT_SCREEN
             self.desk.progress(visit, seconds_left, phrase(table, visit.language), attempt)
 
+    @_unless_ended
     def on_blink_retry(self, visit):
         text = phrase(BLINK_AGAIN, visit.language)
         if self.desk is not None:
@@ -88,6 +109,7 @@ class KioskCaseFilePresenter(KioskFrontEnd):
         self._show("blink", visit, text)
         self._say(text, visit.language)
 
+    @_unless_ended
     def on_liveness_passed(self, visit):
         """The blink was seen: say so at once, before (and whether or not) the server answers."""
         text = phrase(LIVENESS_PASSED, visit.language)
@@ -95,9 +117,11 @@ class KioskCaseFilePresenter(KioskFrontEnd):
             self.desk.prompt("passed", visit, text)
         self._show("passed", visit, text)
 
+    @_unless_ended
     def on_liveness_failed(self, visit):
         self._notice(visit, LIVENESS_FAILED)
 
+    @_unless_ended
     def on_case_file_unavailable(self, visit):
         self._notice(visit, SEE_A_CLERK)
 
@@ -110,6 +134,7 @@ class KioskCaseFilePresenter(KioskFrontEnd):
         self._show("notice", visit, text)
         self._say(text, visit.language)
 
+    @_unless_ended
     def on_case_file(self, visit, summary):
         text = next_step(summary["cases"], visit.language)
         if self.desk is not None:
@@ -117,6 +142,7 @@ class KioskCaseFilePresenter(KioskFrontEnd):
         self._show("casefile", visit, text)
         self._say(text, visit.language)
 
+    @_unless_ended
     def on_ticket(self, visit, number, counter="", day=""):
         """The queue ticket, large on screen (with the case file or the notice when one is
         up, alone for a visitor the kiosk does not know), said, and printed."""

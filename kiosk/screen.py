@@ -1,9 +1,11 @@
 """The kiosk screen: a local web page served on 127.0.0.1, fed by the agent's state.
 
 The page (kiosk/templates/kiosk/screen.html + kiosk/static/js/kiosk.js) polls /state, a small JSON
-document: {"mode": "idle" | "greeting" | "unknown", "text": ..., "name": ..., "language": ...,
-"seq": n}. A greeting or the "please see a clerk" notice shows for hold_s seconds, then the
-screen goes back to idle. Only 127.0.0.1 is served: the screen is the kiosk's own display.
+document: {"mode": "idle" | "greeting" | "unknown" | a case-file mode ("identify", "blink",
+"passed", "notice", "ticket", "casefile": kiosk/casefile_screen.py), "text": ..., "name": ...,
+"language": ..., "seq": n}. A greeting or the "please see a clerk" notice shows for hold_s
+seconds, then the screen goes back to idle. Only 127.0.0.1 is served: the screen is the
+kiosk's own display.
 """
 import os
 import threading

@@ -1,5 +1,7 @@
 // The case file on the kiosk screen: polls /casefile/state and fills the blink, notice and
 // case-file panels; an on-screen keypad sends the last four phone digits for the details.
+// Done ends the visit (POST /casefile/done); the idle screen's button opens the ID keypad
+// (POST /casefile/type-id). Both keypads keep ⌫ in the same place: bottom left.
 (function () {
   "use strict";
   var POLL_MS = 400;
@@ -11,8 +13,16 @@
   var STATUS = TEXT.status;
   var ID_STATUS = TEXT.id;
   var idTyped = "";
+  var idSent = false;     // the number was sent: its answer is due
+  // The ID number's answers after which the field is emptied (the message says so, or sends
+  // the visitor to the desk); after the others ("blink first", "look at the screen") the
+  // number stays, for OK again.
+  var ID_CLEARED = {invalid: true, no_match: true, too_many: true, offline: true};
   var FACTOR = {
-    wrong: function (f) { return TEXT.factor.wrong + (f.tries_left != null ? " (" + f.tries_left + ")" : ""); },
+    wrong: function (f) {
+      var left = f.tries_left != null ? "\n" + TEXT.factor.tries_left.replace(/\{n\}/g, f.tries_left) : "";
+      return TEXT.factor.wrong + left;
+    },
     locked: function () { return TEXT.factor.locked; },
     wait: function () { return TEXT.factor.wait; },
     offline: function () { return TEXT.factor.offline; },
@@ -59,7 +69,6 @@
     $("cf-message").textContent = message ? message(factor) : "";
     var locked = factor.status === "locked" || factor.status === "offline";
     Array.prototype.forEach.call($("cf-keypad").querySelectorAll("button"), function (b) { b.disabled = locked; });
-    if (factor.status !== "ask") setDigits("");
   }
 
   function render(state) {
@@ -86,7 +95,8 @@
     $("id-prompt").textContent = state.mode === "identify" ? state.prompt : "";
     $("id-prompt-en").textContent = state.mode === "identify" ? (state.english || "") : "";
     $("id-message").textContent = state.mode === "identify" ? (ID_STATUS[state.id_status] || "") : "";
-    if (state.mode !== "identify" || (state.id_status && state.id_status !== "checking")) setId("");
+    renderIdAnswer(state);
+    if (state.mode !== "casefile") setDigits("");     // the digits were emptied as they were sent
     renderCases(state.cases || []);
     renderDetails(state.details);
     renderFactor(state);
@@ -97,14 +107,18 @@
     $("cf-digits").textContent = digits.replace(/./g, "●") + "____".slice(digits.length);
   }
 
+  function post(url, body) {
+    return fetch(url, {method: "POST", headers: {"Content-Type": "application/json"},
+                       body: JSON.stringify(body || {})})
+      .then(function (r) { return r.json(); })
+      .then(function (state) { if (state.seq !== undefined) render(state); });
+  }
+
   function send() {
     if (digits.length !== 4) return;
     var typed = digits;
     setDigits("");
-    fetch("/casefile/details", {method: "POST", headers: {"Content-Type": "application/json"},
-                                body: JSON.stringify({phone_last4: typed})})
-      .then(function (r) { return r.json(); })
-      .then(function (state) { if (state.seq !== undefined) render(state); });
+    post("/casefile/details", {phone_last4: typed});
   }
 
   function key(label, onPress, cls, pad) {
@@ -116,25 +130,47 @@
     $(pad || "cf-keypad").appendChild(b);
   }
 
-  // The ID number keypad: 1-9, X, 0, ⌫ and OK, for a visitor the camera did not recognise.
+  // The ID number keypad: 1-9 / ⌫ 0 X / OK, for a visitor the camera did not recognise.
+  var ID_LENGTH = 18;
+  // The queue behind can read the screen: all but the last 4 characters typed are masked,
+  // which still lets the visitor see the key they just pressed; the blanks count what is left.
+  function maskedId(typed) {
+    var shown = typed.replace(/./g, function (c, i) { return i < typed.length - 4 ? "●" : c; });
+    var blanks = Array(Math.max(0, ID_LENGTH - shown.length) + 1).join("_");
+    return (shown + blanks).replace(/^(.{6})(.{8})(.*)$/, "$1 $2 $3");
+  }
   function setId(value) {
     idTyped = value;
-    $("id-typed").textContent = idTyped.replace(/(.{6})(.{0,8})(.*)/, "$1 $2 $3").trim() || "\u00a0";
+    $("id-typed").textContent = maskedId(idTyped);
   }
   function sendId() {
-    if (idTyped.length < 6) return;
-    var typed = idTyped;
-    fetch("/casefile/identify", {method: "POST", headers: {"Content-Type": "application/json"},
-                                 body: JSON.stringify({id_number: typed})})
-      .then(function (r) { return r.json(); })
-      .then(function (state) { if (state.seq !== undefined) render(state); });
+    if (idTyped.length < 6) {     // nothing sent: say what is missing, never a silent key
+      $("id-message").textContent = ID_STATUS.too_short;
+      return;
+    }
+    idSent = true;
+    post("/casefile/identify", {id_number: idTyped});
   }
-  "123456789X0".split("").forEach(function (d) {
-    key(d, function () { if (idTyped.length < 18) setId(idTyped + d); }, null, "id-keypad");
-  });
+  // Once per answer (a later state, a ticket arriving, must not empty what is typed anew).
+  function renderIdAnswer(state) {
+    if (state.mode !== "identify") {
+      idSent = false;
+      setId("");
+    } else if (idSent && state.id_status && state.id_status !== "checking") {
+      idSent = false;
+      if (ID_CLEARED[state.id_status]) setId("");
+    }
+  }
+  function typeId(d) { return function () { if (idTyped.length < ID_LENGTH) setId(idTyped + d); }; }
+  "123456789".split("").forEach(function (d) { key(d, typeId(d), null, "id-keypad"); });
   key("⌫", function () { setId(idTyped.slice(0, -1)); }, "cf-back", "id-keypad");
+  key("0", typeId("0"), null, "id-keypad");
+  key("X", typeId("X"), null, "id-keypad");
   key(TEXT.label.ok, sendId, "cf-ok id-ok", "id-keypad");
   setId("");
+
+  $("done").addEventListener("click", function () { setId(""); setDigits(""); post("/casefile/done"); });
+  $("idle-id").addEventListener("click", function () { setId(""); post("/casefile/type-id"); });
 
   // A phone's 3×4 layout: 1 2 3 / 4 5 6 / 7 8 9 / ⌫ 0 OK
   "123456789".split("").forEach(function (d) {
