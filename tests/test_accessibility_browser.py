@@ -63,3 +63,40 @@ def test_the_check_finds_what_it_looks_for(chromium_page):
                               '<p style="color:#999;background:#aaa">faint words</p></main></body></html>')
     found = " ".join(serious_issues(chromium_page))
     assert "image-alt" in found and "color-contrast" in found
+
+
+@pytest.fixture
+def kiosk_page(chromium):
+    """The kiosk screen with its desk, in a context that lets the test inject axe."""
+    from types import SimpleNamespace
+    from kiosk.casefile_screen import CaseFileDesk, desk_blueprint
+    from kiosk.presenter import KioskCaseFilePresenter
+    from kiosk.screen import ScreenServer, ScreenState
+    from test_kiosk_layout_browser import RefusingClient
+    state = ScreenState(hold_s=120)
+    desk = CaseFileDesk(client=RefusingClient(), screen=state)
+    server = ScreenServer(state, 0, [desk_blueprint(desk)]).start()
+    presenter = KioskCaseFilePresenter(state, None, desk)
+    page = chromium.new_context(bypass_csp=True).new_page()
+    page.goto(server.url)
+    yield SimpleNamespace(page=page, desk=desk, presenter=presenter)
+    presenter.close()
+    server.stop()
+
+
+@pytest.mark.parametrize("width, height", [(1080, 1920), (1920, 1080), (800, 1280)])
+def test_the_kiosk_screen_has_no_serious_accessibility_issue(kiosk_page, width, height):
+    from test_kiosk_layout_browser import case_file_with_keypad, stranger, unknown_visitor_at_keypad, wait_for_mode
+    page = kiosk_page.page
+    page.set_viewport_size({"width": width, "height": height})
+    problems = {}
+    wait_for_mode(page, "idle")
+    problems["idle"] = serious_issues(page)
+    case_file_with_keypad(kiosk_page)
+    problems["case file"] = serious_issues(page)
+    kiosk_page.desk.done()
+    unknown_visitor_at_keypad(kiosk_page, "no_match")
+    problems["ID keypad"] = serious_issues(page)
+    kiosk_page.presenter.on_liveness_failed(stranger("v"))
+    problems["notice"] = serious_issues(page)
+    assert {mode: found for mode, found in problems.items() if found} == {}
