@@ -84,6 +84,9 @@ class Agent:
         self.stats = Stats()
         self._stop = threading.Event()
         self._requests = queue.Queue()   # the screen's requests, for the recognition thread
+        self._requests_lock = threading.Lock()
+        self._looping = True        # False once the source has ended: requests are answered at once
+        self._last_t = 0.0          # source time of the newest frame
         self._visits = {}           # track id -> session id of the visit it is in now
         self._ended = set()         # ids of tracks whose visit the citizen ended with Done
         self._id_entry_until = None  # source time an asked-for ID-number entry waits until
@@ -172,6 +175,7 @@ class Agent:
         failure = None
         try:
             self._loop()
+            self._after_the_last_frame()
         except SourceError as e:
             failure = e       # the camera died: deliver what is waiting, then stop loudly
             self.events.emit("camera_failed", reason=str(e))
@@ -215,9 +219,23 @@ class Agent:
                 self.stats.encoding_frames += 1
                 self.stats.encoding_busy_s += spent
 
+    def _after_the_last_frame(self):
+        """The source has ended (a video's last frame): Done pressed from now on, by a case file
+        that opened late, is answered at once, and what came meanwhile now."""
+        with self._requests_lock:
+            self._looping = False
+            self._drain_ends()
+
+    def _drain_ends(self):
+        while not self._requests.empty():
+            kind, track = self._requests.get()
+            if kind == "end" and track is not None:
+                self._end(track, self._last_t)
+
     def handle_frame(self, frame):
         """Recognise one frame and act on what it shows."""
         import cv2
+        self._last_t = frame.t
         rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
         greeter = self.greeter       # the sync thread may swap in another between frames
         for outcome in greeter.process(rgb, frame.t):
@@ -243,6 +261,9 @@ class Agent:
         visitor; once out of sight for regreet_after_s they are a new visit, as ever. An
         ID-number entry asked for and not begun is called off too."""
         self._requests.put(("end", track))
+        with self._requests_lock:
+            if not self._looping:   # no frame will come to answer it
+                self._drain_ends()
 
     def want_id_entry(self):
         """Someone pressed "type your ID number" on the idle screen (the screen's thread): the

@@ -65,14 +65,17 @@ def parse_args(argv=None, parser=None):
     return args
 
 
-def run_device(args, name, make_front_end):
+def run_device(args, name, make_front_end, pace=None):
     """Build the parts a device runs on (shared by kiosk and robot), then run the agent
-    until the source ends, SIGTERM or Ctrl-C."""
+    until the source ends, SIGTERM or Ctrl-C. pace(open_camera, events): a source made of
+    the camera, for the demo's pace (kiosk/demo.py); open_camera opens it again."""
     logging.basicConfig(level=logging.WARNING, format=f"{name}: %(levelname)s %(message)s")
     events = open_events(args.events)
     sys.stdout = sys.stderr   # stdout carries only events: library chatter goes to stderr
+    def open_camera():
+        return open_source(args.camera, realtime=args.realtime, folder_fps=args.fps)
     try:
-        camera = open_source(args.camera, realtime=args.realtime, folder_fps=args.fps)
+        camera = pace(open_camera, events) if pace else open_camera()
     except SourceError as e:
         sys.exit(f"{name}: {e}")
     os.makedirs(os.path.dirname(os.path.abspath(args.store)), mode=0o700, exist_ok=True)

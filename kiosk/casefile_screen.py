@@ -272,11 +272,12 @@ def desk_blueprint(desk):
     return bp
 
 
-def open_screen(client, events, port):
+def open_screen(client, events, port, blueprints=()):
     """The screen with its case-file desk, served on 127.0.0.1:port (the kiosk's, and the
-    robot's chest screen): (screen state, desk, stop)."""
+    robot's chest screen): (screen state, desk, stop). blueprints: more of the page's
+    routes (the demo's "play again")."""
     state = ScreenState()
     desk = CaseFileDesk(client, screen=state)
-    server = ScreenServer(state, port, [desk_blueprint(desk)]).start()
+    server = ScreenServer(state, port, [desk_blueprint(desk), *blueprints]).start()
     events.emit("screen", url=server.url)
     return state, desk, server.stop

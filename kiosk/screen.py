@@ -17,6 +17,7 @@ from device.phrases import CATALOGUE
 from werkzeug.serving import make_server
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
+STAYS = ("idle", "demo_over")   # shown until something else is: the demo's end waits for "play again"
 HERE = os.path.dirname(os.path.abspath(__file__))   # the kiosk owns its templates and static files
 
 
@@ -41,7 +42,7 @@ class ScreenState:
         """The state to draw; a greeting older than hold_s has become idle."""
         with self._lock:
             state = dict(self._state, seq=self._seq)
-            if state["mode"] != "idle" and self._clock() - self._since > self.hold_s:
+            if state["mode"] not in STAYS and self._clock() - self._since > self.hold_s:
                 state.update(mode="idle", text="", name="", language="")
         return state
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A one-command demo, offline: set up, load the demo registry (demo/), register a kiosk, serve
-# the registry and play demo/visit.mp4 through the kiosk with its screen on, then keep both up
-# until Ctrl-C. With --once: play the video once (not paced), check that someone was greeted
-# and their session reached the registry, stop, and exit non-zero otherwise.
+# the registry and play demo/visit.mp4 through the kiosk with its screen on, paced for people
+# to watch (kiosk --demo: the video waits at the greeting, the blink, the case file and the
+# ticket, the screen says when it is over and plays it again), until Ctrl-C. With --once: play
+# the video once (not paced), check that someone was greeted and their session reached the
+# registry, stop, and exit non-zero otherwise.
 # Environment: DEMO_INSTANCE (default ./instance-demo, wiped at each run), DEMO_PORT (5000),
 # DEMO_SCREEN_PORT (8765), DEMO_SKIP_SETUP=1 (the tests: already set up).
 set -euo pipefail
@@ -56,7 +58,7 @@ mkdir -p "$CIVIC_INSTANCE_PATH/speech"
 KIOSK_ARGS=(--server "http://127.0.0.1:$PORT" --camera demo/visit.mp4 --screen-port "$SCREEN_PORT"
             --store "$CIVIC_INSTANCE_PATH/kiosk.db" --events "$EVENTS"
             --speech "$CIVIC_INSTANCE_PATH/speech/said.wav")
-if [ -n "$ONCE" ]; then KIOSK_ARGS+=(--exit-at-end --headless); else KIOSK_ARGS+=(--realtime); fi
+if [ -n "$ONCE" ]; then KIOSK_ARGS+=(--exit-at-end --headless); else KIOSK_ARGS+=(--realtime --demo); fi
 CIVIC_DEVICE_TOKEN="$TOKEN" $PY -m kiosk "${KIOSK_ARGS[@]}" 2>"$CIVIC_INSTANCE_PATH/kiosk.log" &
 KIOSK=$!
 
@@ -69,9 +71,10 @@ cat <<TEXT
 TEXT
 
 if [ -z "$ONCE" ]; then
-  echo "demo: playing demo/visit.mp4 through the kiosk; Ctrl-C stops the demo"
+  echo "demo: playing demo/visit.mp4 through the kiosk, paced to watch; at its end the screen"
+  echo "      says so and 'Play again' replays it; Ctrl-C stops the demo"
   wait "$KIOSK" || true
-  echo "demo: the video has ended; the console stays up until Ctrl-C"
+  echo "demo: the kiosk has stopped; the console stays up until Ctrl-C"
   wait "$SERVER"
   exit 0
 fi

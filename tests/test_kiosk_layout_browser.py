@@ -11,7 +11,7 @@ from kiosk.casefile_screen import CaseFileDesk, desk_blueprint
 from kiosk.presenter import KioskCaseFilePresenter
 from kiosk.screen import ScreenServer, ScreenState
 
-SIZES = [(1080, 1920), (1920, 1080), (800, 1280)]
+SIZES = [(1080, 1920), (1920, 1080), (800, 1280), (1280, 800)]   # the three asked for, and a small landscape
 ID_NUMBER = "44010619800101007X"
 MIN_CONTRAST = 4.5      # WCAG AA for text
 
@@ -255,10 +255,10 @@ def test_the_case_file_uses_the_whole_screen_and_a_wrong_try_says_the_digits_wer
         page.click(f"#cf-keypad button:text-is('{key}')")
     page.click("#cf-keypad button.cf-ok")
     page.wait_for_selector('#cf-message:has-text("They were cleared: please type them again")')
+    screenshot(page, f"kiosk_layout_casefile_{width}x{height}")     # before the checks: to look at
     assert "2" in page.inner_text("#cf-message") and page.inner_text("#cf-digits") == "____"
     assert_fits(page, (width, height))
     assert_readable(page, "case file")
-    screenshot(page, f"kiosk_layout_casefile_{width}x{height}")
     bottom = max(box(page, sel)["y"] + box(page, sel)["height"] for sel in ["#cf-factor", "#cf-cases"])
     assert bottom > 0.7 * height                # the file is spread over the screen, not its top
     assert lines_of(page, "#cf-cases tbody td:first-child") == 1

@@ -18,6 +18,12 @@
     greeting.lang = state.language === "en" ? "en" : "zh-CN";
   }
 
+  // the demo's end (kiosk/demo.py): play the video again
+  var replay = document.getElementById("replay");
+  replay.addEventListener("click", function () {
+    fetch("/demo/replay", {method: "POST", headers: {"Content-Type": "application/json"}, body: "{}"});
+  });
+
   function poll() {
     fetch("/state", {cache: "no-store"})
       .then(function (r) { return r.json(); })
