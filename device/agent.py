@@ -175,11 +175,11 @@ class Agent:
         failure = None
         try:
             self._loop()
-            self._after_the_last_frame()
         except SourceError as e:
             failure = e       # the camera died: deliver what is waiting, then stop loudly
             self.events.emit("camera_failed", reason=str(e))
         finally:
+            self._after_the_last_frame()
             self.camera.close()
         self.events.emit("end", frames=self.stats.frames, dropped=getattr(self.camera, "dropped", 0))
         if not exit_at_end and failure is None:
@@ -275,7 +275,8 @@ class Agent:
 
     def _deliverable(self, outcome):
         """False for what the front end must not hear: anything of a track whose visit the
-        citizen ended, and the greeter's own "unknown" for a track already made one."""
+        citizen ended, and the greeter's own "unknown" or greeting for a track already in a
+        visit (one made an unknown visitor when they asked to type their ID number)."""
         track_id = outcome.track.id
         if track_id in self._ended:
             if outcome.kind == "left":
@@ -283,8 +284,8 @@ class Agent:
             return False
         if outcome.kind == "left":
             self._visits.pop(track_id, None)
-        elif outcome.kind == "unknown" and track_id in self._visits:
-            return False
+        elif outcome.kind in ("unknown", "greeted") and track_id in self._visits:
+            return False        # already in a visit (made one by "type your ID number")
         return True
 
     def _answer_requests(self, frame, greeter):

@@ -44,6 +44,8 @@ def kiosk_args(argv=None):
 
 def main(argv=None):
     args = kiosk_args(argv)
+    if args.demo and (args.headless or args.exit_at_end):
+        sys.exit("kiosk: --demo waits for 'Play again' on its screen: not with --headless or --exit-at-end")
 
     def demo_pace(open_camera, events):
         args.demo_source = DemoSource(open_camera, events)

@@ -33,6 +33,7 @@ class DemoSource:
         self.plays, self.held_s = 1, 0.0
         self._offset, self._last_t, self._hold_until = 0.0, 0.0, None
         self._lock, self._again, self._stopped = threading.Lock(), threading.Event(), False
+        self._waiting = False             # at the end, for "play again"
         events.add_listener(self._heard)
 
     def _heard(self, event):
@@ -67,22 +68,25 @@ class DemoSource:
 
     def _play_again(self):
         """At the end: say so, wait for "play again" (or stop), then the first frame of a new play."""
+        self._waiting = True
         if self.on_over is not None:
             self.on_over()
         self._again.wait()
+        self._waiting = False
         with self._lock:
-            self._again.clear()
             if self._stopped:
                 return None
         self.source.close()
         self.source = self._open()
+        self._again.clear()     # set only by "play again" at an end: a tap during a play is no request
         self.plays += 1
         self._offset = self._last_t + REPLAY_GAP_S
         return self.source.read()
 
     def replay(self):
-        """The screen's "play again" (a web server thread)."""
-        self._again.set()
+        """The screen's "play again" (a web server thread); heard only at the end."""
+        if self._waiting:
+            self._again.set()
 
     def stop(self):
         with self._lock:

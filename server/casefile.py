@@ -40,8 +40,8 @@ bp = Blueprint("casefile", __name__, url_prefix="/api/v1")
 SUMMARY_FIELDS = ("case_number", "type", "status", "counter", "appointment_at")
 DETAIL_FIELDS = SUMMARY_FIELDS + ("summary", "updated_at")
 FULL_WIDTH_DIGITS = {0xFF10 + i: str(i) for i in range(10)}  # "０".."９"
-REPLAYED = "the crops were sent for another visit"
-TOO_MANY_PASSES = "more blinks this month than the registry checks for replays; please see a clerk"
+REPLAYED = N_("the crops were sent for another visit")
+TOO_MANY_PASSES = N_("more blinks this month than the registry checks for replays; please see a clerk")
 
 
 class CaseFileRefused(Exception):

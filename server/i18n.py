@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import tempfile
 from decimal import Decimal
 
 import flask_babel
@@ -51,9 +52,11 @@ def compile_catalogues():
         with open(po, "rb") as source:
             catalog = read_po(source, locale=language)
         try:
-            with open(mo + ".tmp", "wb") as out:
+            # a temporary file of this process's own: a server's workers start together
+            handle, temporary = tempfile.mkstemp(dir=os.path.dirname(mo), suffix=".mo.tmp")
+            with os.fdopen(handle, "wb") as out:
                 write_mo(out, catalog)
-            os.replace(mo + ".tmp", mo)
+            os.replace(temporary, mo)
         except OSError as e:      # a read-only install: `pybabel compile` at set-up did it
             log.warning("cannot compile %s: %s", po, e)
 
@@ -140,8 +143,8 @@ def t(text):
 def counted(n, one, other):
     """A message about n things in the page's language, by gettext's plural forms: English
     says "1 citizen" and "2 citizens" ({n} in both), Chinese has one form."""
-    if has_app_context():
-        text = flask_babel.ngettext(one, other, n)
+    if has_app_context():     # Flask-Babel's own ngettext would %-format the text
+        text = flask_babel.get_translations().ungettext(one, other, n)
     else:
         text = _offline(current_language()).ngettext(one, other, n)
     return text.format(n=number(n))

@@ -80,8 +80,8 @@ def _try(action, at, detail):
     if action in ("identify.match", "identify.no_match"):
         ok, distance = action == "identify.match", _finite(detail.get("distance"))
         # t() outside the f-strings: pybabel does not read into one
-        id_number, distance, at_most = t("ID number"), t("distance"), t("at most")
-        what = f"{id_number} {_text(detail.get('id_number'))} · {distance} " \
+        id_word, distance_word, at_most = t("ID number"), t("distance"), t("at most")
+        what = f"{id_word} {_text(detail.get('id_number'))} · {distance_word} " \
                f"{_number(detail.get('distance'))} ({at_most} {_number(detail.get('threshold'))})"
         if "snapshot_distance" in detail:
             what += " · " + t("snapshot") + " " + _number(detail["snapshot_distance"])

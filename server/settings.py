@@ -160,17 +160,17 @@ CONFIG = (
 ADMIN = (
     Setting("policy.threshold", None, N_("Loosest face distance that may be greeted by"
             " name ({model}); devices tighten it as the number of enrolled citizens grows. Lower"
-            " is stricter."), kind="float", label="Match threshold", distance="threshold_ceiling",
+            " is stricter."), kind="float", label=N_("Match threshold"), distance="threshold_ceiling",
             distance_range="threshold_range"),
     Setting("policy.margin", None, N_("How much closer the best citizen must be than the"
-            " next one ({model})."), kind="float", label="Match margin", distance="margin",
+            " next one ({model})."), kind="float", label=N_("Match margin"), distance="margin",
             distance_range="margin_range"),
     Setting("policy.min_frames", Policy.min_frames, N_("Frames in a row naming the same citizen"
-            " before the greeting."), kind="int", label="Frames that must agree", low=1, high=30),
+            " before the greeting."), kind="int", label=N_("Frames that must agree"), low=1, high=30),
     Setting("greeting.templates", GREETINGS, N_("Placeholders: {name}, {surname}, {honorific}."),
             kind="greetings", label=N_("Greeting per language")),
     Setting("retention_days", 30, N_("Device snapshots older than this are deleted; the session"
-            " record stays."), kind="int", label="Snapshot retention (days)", low=1, high=3650),
+            " record stays."), kind="int", label=N_("Snapshot retention (days)"), low=1, high=3650),
     Setting("add_confirmed_templates", False, N_("A clerk-confirmed snapshot becomes an extra"
             " template for that citizen."), kind="bool",
             label=N_("Add confirmed matches as face templates")),

@@ -50,6 +50,17 @@ def test_an_id_number_visit_warns_of_a_lookalike_and_lists_every_try_masked(
     assert "0." in distance                 # the server's own distance, measured at the match
 
 
+def test_an_id_number_visit_whose_citizen_the_device_never_saw_still_opens(
+        client, db, auth, token, her, lookalike):
+    """Her own distance is then the registry's 1:1 one, read from the try: a number, compared."""
+    seen = [{"key": key_of(db, lookalike), "distance": 0.291}]
+    session_id = post_session(client, token, None, candidates=seen, refused_by="threshold")
+    assert identify(client, token, session_id, HER_ID).get_json()["matched"] is True
+    html = session_page(client, auth, session_id)
+    tries = html.split('id="tries"')[1].split("</section>")[0]
+    assert "ID number matched the face" in tries and "distance 0." in tries
+
+
 def test_a_greeting_shows_its_second_factor_and_the_server_distance(app, client, db, auth, token, her):
     app.config["SECOND_FACTOR_WAIT_S"] = 0      # the wait after a wrong try is tested elsewhere
     # the second factor is on by default; her phone on file ends 0000
